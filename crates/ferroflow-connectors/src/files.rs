@@ -1,0 +1,592 @@
+//! File sources and sinks: CSV, JSON lines, Parquet and Arrow IPC.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use ferroflow_engine::{
+    InstanceInfo, Progress, Sink, SinkWriter, Source, SourceEvent, SourceReader,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use crate::csv::{CsvFileReader, CsvOptions};
+use crate::deadletter::DeadLetter;
+use crate::error::{ConnectorError, Result};
+use crate::json::JsonFileReader;
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma (or other) separated values.
+    Csv(CsvOptions),
+    /// One JSON object per line.
+    JsonLines,
+    /// Apache Parquet.
+    Parquet,
+    /// Arrow IPC file format (Feather v2).
+    ArrowIpc,
+}
+
+impl FileFormat {
+    /// Guess the format from a file extension.
+    pub fn from_path(path: &Path) -> Option<FileFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "csv" => FileFormat::Csv(CsvOptions::default()),
+            "tsv" => FileFormat::Csv(CsvOptions {
+                has_header: true,
+                delimiter: b'\t',
+            }),
+            "json" | "jsonl" | "ndjson" => FileFormat::JsonLines,
+            "parquet" | "pq" => FileFormat::Parquet,
+            "arrow" | "ipc" | "feather" => FileFormat::ArrowIpc,
+            _ => return None,
+        })
+    }
+
+    /// Parse a format name as written in job specs.
+    pub fn parse(name: &str) -> Result<FileFormat> {
+        match name.to_ascii_lowercase().as_str() {
+            "csv" => Ok(FileFormat::Csv(CsvOptions::default())),
+            "tsv" => Ok(FileFormat::Csv(CsvOptions {
+                has_header: true,
+                delimiter: b'\t',
+            })),
+            "json" | "jsonl" | "ndjson" | "json_lines" => Ok(FileFormat::JsonLines),
+            "parquet" => Ok(FileFormat::Parquet),
+            "arrow" | "ipc" | "arrow_ipc" | "feather" => Ok(FileFormat::ArrowIpc),
+            other => Err(ConnectorError::Config(format!(
+                "unknown file format '{other}' (known: csv, tsv, json, parquet, arrow)"
+            ))),
+        }
+    }
+
+    /// The usual extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            FileFormat::Csv(o) if o.delimiter == b'\t' => "tsv",
+            FileFormat::Csv(_) => "csv",
+            FileFormat::JsonLines => "jsonl",
+            FileFormat::Parquet => "parquet",
+            FileFormat::ArrowIpc => "arrow",
+        }
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        match (FileFormat::from_path(path), self) {
+            (Some(FileFormat::Csv(_)), FileFormat::Csv(_)) => true,
+            (Some(f), s) => std::mem::discriminant(&f) == std::mem::discriminant(s),
+            (None, _) => false,
+        }
+    }
+
+    /// Read the schema of a file (stored for Parquet and IPC, inferred for CSV and JSON).
+    pub fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
+        let display = path.display().to_string();
+        match self {
+            FileFormat::Csv(o) => crate::csv::infer_schema(path, *o),
+            FileFormat::JsonLines => crate::json::infer_schema(path),
+            FileFormat::Parquet => {
+                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+                let b = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .map_err(|e| ConnectorError::format(&display, e))?;
+                Ok(b.schema().clone())
+            }
+            FileFormat::ArrowIpc => {
+                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+                let r = arrow_ipc::reader::FileReader::try_new(f, None)
+                    .map_err(|e| ConnectorError::format(&display, e))?;
+                Ok(r.schema())
+            }
+        }
+    }
+}
+
+/// Is this a file a reader should skip: hidden, or still being written by convention.
+pub(crate) fn is_ignored(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with('.')
+        || name.starts_with('_')
+        || name.ends_with(".tmp")
+        || name.ends_with(".inprogress")
+        || name.ends_with(".partial")
+}
+
+/// The files of `path`: itself if it is a file, else the matching files in it, sorted.
+pub(crate) fn list_files(path: &Path, format: &FileFormat) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| ConnectorError::io(path.display(), e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| ConnectorError::io(path.display(), e))? {
+        let entry = entry.map_err(|e| ConnectorError::io(path.display(), e))?;
+        let p = entry.path();
+        if p.is_file() && !is_ignored(&p) && format.matches(&p) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Opens one file and yields its batches.
+pub(crate) enum FileReader {
+    Csv(CsvFileReader),
+    Json(JsonFileReader),
+    Parquet(ParquetRecordBatchReader, String),
+    Ipc(arrow_ipc::reader::FileReader<File>, String),
+}
+
+impl FileReader {
+    pub(crate) fn open(
+        path: &Path,
+        format: &FileFormat,
+        schema: &SchemaRef,
+        batch_size: usize,
+        dead_letter: Option<Arc<DeadLetter>>,
+    ) -> Result<Self> {
+        let display = path.display().to_string();
+        let check = |found: &Schema| -> Result<()> {
+            if found.fields().len() != schema.fields().len()
+                || found
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
+            {
+                return Err(ConnectorError::format(
+                    &display,
+                    format!("file schema ({found}) differs from the source schema ({schema})"),
+                ));
+            }
+            Ok(())
+        };
+        Ok(match format {
+            FileFormat::Csv(o) => FileReader::Csv(CsvFileReader::open(
+                path,
+                schema.clone(),
+                *o,
+                batch_size,
+                dead_letter,
+            )?),
+            FileFormat::JsonLines => FileReader::Json(JsonFileReader::open(
+                path,
+                schema.clone(),
+                batch_size,
+                dead_letter,
+            )?),
+            FileFormat::Parquet => {
+                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+                let b = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .map_err(|e| ConnectorError::format(&display, e))?;
+                check(b.schema())?;
+                let r = b
+                    .with_batch_size(batch_size)
+                    .build()
+                    .map_err(|e| ConnectorError::format(&display, e))?;
+                FileReader::Parquet(r, display)
+            }
+            FileFormat::ArrowIpc => {
+                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+                let r = arrow_ipc::reader::FileReader::try_new(f, None)
+                    .map_err(|e| ConnectorError::format(&display, e))?;
+                check(&r.schema())?;
+                FileReader::Ipc(r, display)
+            }
+        })
+    }
+
+    pub(crate) fn next_batch(&mut self, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
+        let b = match self {
+            FileReader::Csv(r) => r.next_batch()?,
+            FileReader::Json(r) => r.next_batch()?,
+            FileReader::Parquet(r, p) => r
+                .next()
+                .transpose()
+                .map_err(|e| ConnectorError::format(&*p, e))?,
+            FileReader::Ipc(r, p) => r
+                .next()
+                .transpose()
+                .map_err(|e| ConnectorError::format(&*p, e))?,
+        };
+        // Files may differ from the declared schema in metadata or nullability only.
+        Ok(match b {
+            Some(b) if b.schema() != *schema => Some(
+                RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                    .map_err(|e| ConnectorError::Config(e.to_string()))?,
+            ),
+            other => other,
+        })
+    }
+
+    pub(crate) fn position(&self) -> Option<u64> {
+        match self {
+            FileReader::Csv(r) => Some(r.position()),
+            FileReader::Json(r) => Some(r.position()),
+            _ => None,
+        }
+    }
+}
+
+/// A bounded source over a file or a directory of files of one format.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    format: FileFormat,
+    schema: SchemaRef,
+    batch_size: usize,
+    dead_letter: Option<PathBuf>,
+}
+
+impl FileSource {
+    /// Read `path` (a file, or every matching file of a directory) in `format`; the schema
+    /// comes from the first file. Fails at once if the path is missing or unreadable.
+    pub fn new(path: impl AsRef<Path>, format: FileFormat) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let files = list_files(&path, &format)?;
+        let first = files.first().ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "{}: no .{} files to read",
+                path.display(),
+                format.extension()
+            ))
+        })?;
+        let schema = format.schema_of(first)?;
+        Ok(FileSource {
+            path,
+            files,
+            format,
+            schema,
+            batch_size: 8192,
+            dead_letter: None,
+        })
+    }
+
+    /// Like [`FileSource::new`], with the format taken from the extension.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let p = path.as_ref();
+        let probe = if p.is_dir() {
+            list_any(p)?
+        } else {
+            p.to_path_buf()
+        };
+        let format = FileFormat::from_path(&probe).ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "{}: cannot tell the file format from the extension; name it",
+                p.display()
+            ))
+        })?;
+        Self::new(p, format)
+    }
+
+    /// Declare the schema instead of inferring it.
+    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Rows per batch.
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// Send malformed rows to this JSON-lines file instead of failing the job.
+    pub fn with_dead_letter(mut self, path: impl AsRef<Path>) -> Self {
+        self.dead_letter = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// The path given (a file or a directory).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The files this source reads.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+fn list_any(dir: &Path) -> Result<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ConnectorError::io(dir.display(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !is_ignored(p) && FileFormat::from_path(p).is_some())
+        .collect();
+    entries.sort();
+    entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| ConnectorError::Config(format!("{}: no readable data files", dir.display())))
+}
+
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn validate(&self) -> ferroflow_engine::Result<()> {
+        for f in &self.files {
+            std::fs::File::open(f).map_err(|e| ConnectorError::io(f.display(), e))?;
+        }
+        Ok(())
+    }
+
+    fn create_reader(
+        &self,
+        instance: &InstanceInfo,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        let files: Vec<PathBuf> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % instance.parallelism == instance.index)
+            .map(|(_, f)| f.clone())
+            .collect();
+        let total = files
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let dead_letter = match &self.dead_letter {
+            Some(p) => Some(Arc::new(DeadLetter::open(p)?)),
+            None => None,
+        };
+        Ok(Box::new(FileSetReader {
+            files: files.into_iter().collect(),
+            current: None,
+            format: self.format,
+            schema: self.schema.clone(),
+            batch_size: self.batch_size,
+            dead_letter,
+            done_bytes: 0,
+            current_size: 0,
+            total,
+        }))
+    }
+}
+
+/// Reads a list of files one after the other.
+pub(crate) struct FileSetReader {
+    pub(crate) files: std::collections::VecDeque<PathBuf>,
+    pub(crate) current: Option<FileReader>,
+    pub(crate) format: FileFormat,
+    pub(crate) schema: SchemaRef,
+    pub(crate) batch_size: usize,
+    pub(crate) dead_letter: Option<Arc<DeadLetter>>,
+    pub(crate) done_bytes: u64,
+    pub(crate) current_size: u64,
+    pub(crate) total: u64,
+}
+
+impl FileSetReader {
+    /// Next batch from the files, `None` when all are read.
+    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if self.current.is_none() {
+                let Some(f) = self.files.pop_front() else {
+                    return Ok(None);
+                };
+                self.current_size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+                self.current = Some(FileReader::open(
+                    &f,
+                    &self.format,
+                    &self.schema,
+                    self.batch_size,
+                    self.dead_letter.clone(),
+                )?);
+            }
+            let r = self.current.as_mut().expect("opened above");
+            match r.next_batch(&self.schema)? {
+                Some(b) => return Ok(Some(b)),
+                None => {
+                    self.current = None;
+                    self.done_bytes += self.current_size;
+                    self.current_size = 0;
+                }
+            }
+        }
+    }
+}
+
+impl SourceReader for FileSetReader {
+    fn next(&mut self) -> ferroflow_engine::Result<SourceEvent> {
+        Ok(match self.next_batch()? {
+            Some(b) => SourceEvent::Batch(b),
+            None => SourceEvent::End,
+        })
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        let within = self
+            .current
+            .as_ref()
+            .and_then(|c| c.position())
+            .unwrap_or(0)
+            .min(self.current_size);
+        Some(Progress {
+            done: self.done_bytes + within,
+            total: Some(self.total),
+        })
+    }
+}
+
+/// Writes batches to files of one format.
+///
+/// With one instance and a path that has an extension, writes that file; otherwise `path` is
+/// a directory and instance i writes `part-<i>.<ext>` in it. Files are written under a
+/// temporary name and renamed when complete, so readers never see half a file.
+#[derive(Debug, Clone)]
+pub struct FileSink {
+    path: PathBuf,
+    format: FileFormat,
+}
+
+impl FileSink {
+    /// A sink writing `format` at `path`.
+    pub fn new(path: impl AsRef<Path>, format: FileFormat) -> Self {
+        FileSink {
+            path: path.as_ref().to_path_buf(),
+            format,
+        }
+    }
+
+    /// Like [`FileSink::new`], with the format taken from the extension.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let p = path.as_ref();
+        let format = FileFormat::from_path(p).ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "{}: cannot tell the file format from the extension; name it",
+                p.display()
+            ))
+        })?;
+        Ok(Self::new(p, format))
+    }
+}
+
+impl Sink for FileSink {
+    fn check_schema(&self, schema: &Schema) -> ferroflow_engine::Result<()> {
+        if let FileFormat::Csv(_) = self.format {
+            for f in schema.fields() {
+                if f.data_type().is_nested() {
+                    return Err(ConnectorError::Config(format!(
+                        "column '{}' of type {} cannot be written as CSV",
+                        f.name(),
+                        f.data_type()
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn create_writer(
+        &self,
+        instance: &InstanceInfo,
+        schema: SchemaRef,
+    ) -> ferroflow_engine::Result<Box<dyn SinkWriter>> {
+        let single = instance.parallelism == 1 && self.path.extension().is_some();
+        let target = if single {
+            self.path.clone()
+        } else {
+            self.path.join(format!(
+                "part-{}.{}",
+                instance.index,
+                self.format.extension()
+            ))
+        };
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir.display(), e))?;
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = target.with_file_name(format!(".{name}.inprogress"));
+        let file = File::create(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
+        let display = target.display().to_string();
+        let fmt_err = |e: &dyn std::fmt::Display| ConnectorError::format(&display, e);
+        let writer = match self.format {
+            FileFormat::Csv(o) => Writer::Csv(
+                arrow_csv::WriterBuilder::new()
+                    .with_header(o.has_header)
+                    .with_delimiter(o.delimiter)
+                    .build(BufWriter::new(file)),
+            ),
+            FileFormat::JsonLines => {
+                Writer::Json(arrow_json::LineDelimitedWriter::new(BufWriter::new(file)))
+            }
+            FileFormat::Parquet => Writer::Parquet(
+                ArrowWriter::try_new(file, schema.clone(), None).map_err(|e| fmt_err(&e))?,
+            ),
+            FileFormat::ArrowIpc => Writer::Ipc(
+                arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &schema)
+                    .map_err(|e| fmt_err(&e))?,
+            ),
+        };
+        Ok(Box::new(FileSinkWriter {
+            writer: Some(writer),
+            tmp,
+            target,
+        }))
+    }
+}
+
+enum Writer {
+    Csv(arrow_csv::Writer<BufWriter<File>>),
+    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
+    Parquet(ArrowWriter<File>),
+    Ipc(arrow_ipc::writer::FileWriter<BufWriter<File>>),
+}
+
+struct FileSinkWriter {
+    writer: Option<Writer>,
+    tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl SinkWriter for FileSinkWriter {
+    fn write(&mut self, batch: RecordBatch) -> ferroflow_engine::Result<()> {
+        let display = self.target.display().to_string();
+        let r = match self.writer.as_mut().expect("write after finish") {
+            Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string()),
+            Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string()),
+            Writer::Parquet(w) => w.write(&batch).map_err(|e| e.to_string()),
+            Writer::Ipc(w) => w.write(&batch).map_err(|e| e.to_string()),
+        };
+        r.map_err(|e| ConnectorError::format(display, e).into())
+    }
+
+    fn finish(&mut self) -> ferroflow_engine::Result<()> {
+        let display = self.target.display().to_string();
+        let r = match self.writer.take().expect("finish once") {
+            Writer::Csv(w) => w
+                .into_inner()
+                .into_inner()
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Writer::Json(mut w) => w.finish().map_err(|e| e.to_string()).and_then(|_| {
+                w.into_inner()
+                    .into_inner()
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+            Writer::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            Writer::Ipc(mut w) => w.finish().map_err(|e| e.to_string()),
+        };
+        r.map_err(|e| ConnectorError::format(&display, e))?;
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| ConnectorError::io(&display, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! JSON lines decoding into Arrow with line-precise errors.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_seekable};
+use arrow_schema::SchemaRef;
+
+use crate::deadletter::DeadLetter;
+use crate::error::{ConnectorError, Result};
+
+/// Reads one JSON-lines file as batches of `schema`.
+pub(crate) struct JsonFileReader {
+    path: String,
+    lines: std::io::Lines<BufReader<File>>,
+    line_no: u64,
+    bytes: u64,
+    schema: SchemaRef,
+    batch_size: usize,
+    dead_letter: Option<Arc<DeadLetter>>,
+}
+
+impl JsonFileReader {
+    pub(crate) fn open(
+        path: &Path,
+        schema: SchemaRef,
+        batch_size: usize,
+        dead_letter: Option<Arc<DeadLetter>>,
+    ) -> Result<Self> {
+        let display = path.display().to_string();
+        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        Ok(JsonFileReader {
+            path: display,
+            lines: BufReader::with_capacity(1 << 20, file).lines(),
+            line_no: 0,
+            bytes: 0,
+            schema,
+            batch_size,
+            dead_letter,
+        })
+    }
+
+    fn decode(&self, lines: &[(u64, String)]) -> std::result::Result<Option<RecordBatch>, String> {
+        let mut decoder = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(lines.len().max(1))
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        for (_, l) in lines {
+            decoder.decode(l.as_bytes()).map_err(|e| e.to_string())?;
+            decoder.decode(b"\n").map_err(|e| e.to_string())?;
+        }
+        decoder.flush().map_err(|e| e.to_string())
+    }
+
+    /// Next batch, `None` at end of file.
+    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut lines = Vec::with_capacity(self.batch_size);
+        while lines.len() < self.batch_size {
+            let Some(line) = self.lines.next() else { break };
+            let line = line.map_err(|e| ConnectorError::io(&self.path, e))?;
+            self.line_no += 1;
+            self.bytes += line.len() as u64 + 1;
+            if !line.trim().is_empty() {
+                lines.push((self.line_no, line));
+            }
+        }
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(b) = self.decode(&lines) {
+            return Ok(b);
+        }
+        // Find the bad lines one by one; keep the good ones.
+        let mut good = Vec::with_capacity(lines.len());
+        for (n, l) in lines {
+            let one = [(n, l)];
+            match self.decode(&one) {
+                Ok(_) => good.push(one.into_iter().next().expect("one line")),
+                Err(reason) => {
+                    let [(n, l)] = one;
+                    let (column, reason) = locate(&l, &reason);
+                    match &self.dead_letter {
+                        Some(dl) => dl.record(&self.path, n, &column, &reason, &l)?,
+                        None => {
+                            return Err(ConnectorError::BadRow {
+                                file: self.path.clone(),
+                                line: n,
+                                column,
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if good.is_empty() {
+            return self.next_batch();
+        }
+        self.decode(&good)
+            .map_err(|e| ConnectorError::format(&self.path, e))
+    }
+
+    /// Bytes consumed so far.
+    pub(crate) fn position(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// Name the field (or character position) a JSON decode error concerns.
+fn locate(line: &str, reason: &str) -> (String, String) {
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(line) {
+        return (
+            format!("char {}", e.column()),
+            format!("malformed JSON: {e}"),
+        );
+    }
+    if let Some(start) = reason.find("field '") {
+        let rest = &reason[start + 7..];
+        if let Some(end) = rest.find('\'') {
+            return (rest[..end].to_string(), reason.to_string());
+        }
+    }
+    ("?".into(), reason.to_string())
+}
+
+/// Infer a schema from the first lines of a JSON-lines file.
+pub(crate) fn infer_schema(path: &Path) -> Result<SchemaRef> {
+    let display = path.display().to_string();
+    let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+    let (schema, _) = infer_json_schema_from_seekable(BufReader::new(file), Some(1000))
+        .map_err(|e| ConnectorError::format(&display, e))?;
+    Ok(Arc::new(schema))
+}

@@ -1,0 +1,32 @@
+//! Sources and sinks for ferroflow jobs.
+//!
+//! | connector | source | sink |
+//! |---|---|---|
+//! | CSV / TSV, JSON lines, Parquet, Arrow IPC files | [`FileSource`] | [`FileSink`] |
+//! | a directory that receives files while the job runs | [`DirectoryWatchSource`] | |
+//! | a deterministic, seeded, rate-limited generator | [`GeneratorSource`] | |
+//! | memory (tests, embedding) | [`MemorySource`] | [`MemorySink`] |
+//! | standard output | | [`PrintSink`] |
+//!
+//! Sources and sinks do blocking I/O and run on the engine's I/O threads, never on its CPU pool.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod csv;
+mod deadletter;
+mod dirwatch;
+mod error;
+mod files;
+mod generator;
+mod json;
+mod memory;
+mod print;
+
+pub use crate::csv::CsvOptions;
+pub use deadletter::DeadLetter;
+pub use dirwatch::DirectoryWatchSource;
+pub use error::{ConnectorError, Result};
+pub use files::{FileFormat, FileSink, FileSource};
+pub use generator::{GenColumn, GeneratorSource};
+pub use memory::{MemorySink, MemorySource};
+pub use print::PrintSink;

@@ -1,0 +1,85 @@
+//! The engine's error type.
+
+use arrow_schema::ArrowError;
+
+/// Errors raised while building or running a job.
+///
+/// Every variant names what is at fault (node, column, input) so a user can find it without a
+/// debugger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The job graph is malformed: a schema mismatch, an unknown column, a bad parameter.
+    #[error("invalid job: {0}")]
+    Plan(String),
+    /// An operator failed while processing data.
+    #[error("node '{node}' failed: {source}")]
+    Node {
+        /// Name of the node at fault.
+        node: String,
+        /// What went wrong inside it.
+        #[source]
+        source: Box<EngineError>,
+    },
+    /// A source or sink failed.
+    #[error("connector error: {0}")]
+    Connector(String),
+    /// An Arrow kernel failed.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    /// An I/O error, with the path or resource it concerns.
+    #[error("{context}: {source}")]
+    Io {
+        /// The file, directory or resource being accessed.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The job was cancelled before it finished.
+    #[error("job cancelled")]
+    Cancelled,
+    /// A user function or operator panicked.
+    #[error("panic in node '{node}': {message}")]
+    Panic {
+        /// Node whose code panicked.
+        node: String,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// Any other failure, with its message.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl EngineError {
+    /// Wrap this error with the name of the node it happened in (once: an error already
+    /// naming a node is returned unchanged).
+    pub fn in_node(self, node: &str) -> Self {
+        match self {
+            e @ (EngineError::Node { .. } | EngineError::Cancelled | EngineError::Panic { .. }) => {
+                e
+            }
+            other => EngineError::Node {
+                node: node.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// Build an I/O error that names its context (a path, usually).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        EngineError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Shorthand for a planning error.
+pub(crate) fn plan_err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(EngineError::Plan(msg.into()))
+}

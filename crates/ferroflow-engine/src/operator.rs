@@ -1,0 +1,117 @@
+//! The operator interface: what a node of a job implements.
+//!
+//! An operator is created once per parallel instance and driven by one task at a time, so it
+//! needs no locking. The engine calls `open`, then `process_batch` and `process_watermark` as
+//! input arrives, `snapshot_state` at each checkpoint barrier, and `finish` when every input
+//! has ended.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::error::Result;
+use crate::message::Watermark;
+use crate::metrics::OperatorMetrics;
+
+/// Where an instance sits in its node.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    /// Name of the node.
+    pub node: String,
+    /// Index of this instance, `0..parallelism`.
+    pub index: usize,
+    /// Number of parallel instances of the node.
+    pub parallelism: usize,
+}
+
+/// Context given to an operator when it opens.
+pub struct OperatorContext {
+    /// Which instance this is.
+    pub instance: InstanceInfo,
+    /// The instance's metrics; operators may add named counters.
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// Operator state captured at a checkpoint: Arrow batches plus opaque bytes.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorState {
+    /// Tabular state (window contents, aggregates), as Arrow batches.
+    pub batches: Vec<RecordBatch>,
+    /// Anything else (offsets, counters), encoded by the operator.
+    pub bytes: Vec<u8>,
+}
+
+/// Collects what an operator emits for one call.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub(crate) main: Vec<RecordBatch>,
+    pub(crate) side: Vec<(String, RecordBatch)>,
+}
+
+impl Output {
+    /// Emit a batch on the main output (empty batches are dropped).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.main.push(batch);
+        }
+    }
+
+    /// Emit a batch on a named side output, e.g. `late` for late records.
+    pub fn emit_side(&mut self, tag: &str, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.side.push((tag.to_string(), batch));
+        }
+    }
+}
+
+/// One parallel instance of a node's logic.
+pub trait Operator: Send {
+    /// Called once before any data.
+    fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Process a batch that arrived on input `input` (0 for single-input operators).
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()>;
+
+    /// Event time advanced to `watermark` on all inputs. The engine forwards the watermark
+    /// downstream after this returns, so anything the watermark completes must be emitted here.
+    fn process_watermark(&mut self, _watermark: Watermark, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Input `input` has ended (others may go on): a hash join's build side, for example.
+    fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every input has ended: emit what is still held.
+    fn finish(&mut self, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Capture state at a checkpoint barrier (`None`: stateless).
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        Ok(None)
+    }
+
+    /// Restore state captured by `snapshot_state`, before `open`.
+    fn restore_state(&mut self, _state: OperatorState) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Makes the operator instances of a node and states their output schema.
+pub trait OperatorFactory: Send + Sync {
+    /// Schema of the main output.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Schemas of named side outputs.
+    fn side_outputs(&self) -> Vec<(String, SchemaRef)> {
+        Vec::new()
+    }
+
+    /// Create the operator for one parallel instance.
+    fn create(&self, instance: &InstanceInfo) -> Result<Box<dyn Operator>>;
+}

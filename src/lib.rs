@@ -1,0 +1,29 @@
+//! ferroflow: a Rust-native dataflow runtime for machine learning.
+//!
+//! This facade re-exports the crates a program needs to build and run jobs in-process:
+//!
+//! - [`engine`]: job graphs, operators, windows, the runtime (`ferroflow-engine`);
+//! - [`connectors`]: file, directory-watch, generator, memory and print connectors;
+//! - [`sql`]: DataFusion expressions as operators, batch SQL, streaming window SQL;
+//! - [`jobspec`]: YAML job specs, the same jobs without writing Rust.
+//!
+//! The most used names are also in [`prelude`].
+
+#![warn(missing_docs)]
+
+pub use ferroflow_connectors as connectors;
+pub use ferroflow_engine as engine;
+pub use ferroflow_jobspec as jobspec;
+pub use ferroflow_sql as sql;
+
+/// The names most programs use.
+pub mod prelude {
+    pub use ferroflow_connectors::{
+        FileFormat, FileSink, FileSource, GenColumn, GeneratorSource, MemorySink, MemorySource,
+        PrintSink,
+    };
+    pub use ferroflow_engine::{
+        AggFunc, Aggregate, DataStream, JobBuilder, JobConfig, JobHandle, JobReport, JobStatus,
+        JoinType, Runtime, SortKey, WatermarkStrategy, WindowSpec,
+    };
+}
