@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ferroflow` command.
+
+fn main() -> std::process::ExitCode {
+    ferroflow_cli::main()
+}

@@ -1,1 +1,275 @@
-//! placeholder
+//! The `ferroflow` command line.
+//!
+//! - `ferroflow run JOB.yaml`: run a job spec; a progress bar for bounded jobs, per-operator
+//!   metrics at the end, Ctrl-C (or `--duration`) stops an unbounded job cleanly.
+//! - `ferroflow sql QUERY --table NAME=PATH ...`: batch SQL over CSV, JSON-lines, Parquet.
+
+#![warn(missing_docs, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use ferroflow_engine::{JobHandle, JobReport, MetricsSnapshot, Runtime};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferroflow",
+    version,
+    about = "A Rust-native dataflow runtime for machine learning"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a YAML job spec.
+    Run {
+        /// The job spec.
+        spec: PathBuf,
+        /// Stop an unbounded job after this long (e.g. 30s).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Override the job's parallelism.
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// No progress bar and no metrics table.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Print metrics every interval while the job runs (e.g. 5s).
+        #[arg(long, value_parser = parse_duration)]
+        metrics_interval: Option<Duration>,
+    },
+    /// Check a YAML job spec and print its nodes without running it.
+    Check {
+        /// The job spec.
+        spec: PathBuf,
+    },
+    /// Run batch SQL over files.
+    Sql {
+        /// The query.
+        query: String,
+        /// A table: NAME=PATH (file or directory; format from the extension). Repeatable.
+        #[arg(long = "table", short = 't', value_parser = parse_table)]
+        tables: Vec<(String, PathBuf)>,
+        /// Write the result to this file (format from the extension) instead of printing.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match ferroflow_jobspec::parse_duration(s)? {
+        (d, false) => Ok(d),
+        (_, true) => Err(format!("'{s}' is negative")),
+    }
+}
+
+fn parse_table(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=PATH"))?;
+    Ok((name.trim().to_string(), PathBuf::from(path.trim())))
+}
+
+/// Parse the process arguments and run; the exit code says how it went.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn run(cli: Cli) -> Result<(), AnyError> {
+    match cli.command {
+        Command::Run {
+            spec,
+            duration,
+            parallelism,
+            quiet,
+            metrics_interval,
+        } => {
+            let text =
+                std::fs::read_to_string(&spec).map_err(|e| format!("{}: {e}", spec.display()))?;
+            let origin = spec.display().to_string();
+            let mut parsed = ferroflow_jobspec::parse(&text, &origin)?;
+            if parallelism.is_some() {
+                parsed.parallelism = parallelism;
+            }
+            let base = spec.parent().map(PathBuf::from).unwrap_or_default();
+            let job = ferroflow_jobspec::build_spec(&parsed, &text, &origin, &base)?;
+            let bounded = job.is_bounded();
+            let runtime = Runtime::new()?;
+            let handle = runtime.execute(job)?;
+            install_ctrl_c(handle.clone());
+            let report = supervise(&handle, bounded, duration, quiet, metrics_interval)?;
+            if !quiet {
+                print_metrics(&report);
+            }
+            Ok(())
+        }
+        Command::Check { spec } => {
+            let job = ferroflow_jobspec::load(&spec)?;
+            println!(
+                "{}: job '{}' is valid ({}): {}",
+                spec.display(),
+                job.name(),
+                if job.is_bounded() {
+                    "bounded"
+                } else {
+                    "unbounded"
+                },
+                job.node_names().join(" -> ")
+            );
+            Ok(())
+        }
+        Command::Sql {
+            query,
+            tables,
+            output,
+        } => {
+            let sql = ferroflow_sql::BatchSql::new()?;
+            for (name, path) in &tables {
+                sql.register(name, path)?;
+            }
+            let batches = sql.query(&query)?;
+            match output {
+                Some(path) => write_batches(&path, batches)?,
+                None => println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_batches(
+    path: &std::path::Path,
+    batches: Vec<arrow_array::RecordBatch>,
+) -> Result<(), AnyError> {
+    let sink = ferroflow_connectors::FileSink::from_path(path)?;
+    let Some(first) = batches.first() else {
+        return Err(format!(
+            "the query returned no batches; nothing written to {}",
+            path.display()
+        )
+        .into());
+    };
+    let info = ferroflow_engine::InstanceInfo {
+        node: "output".into(),
+        index: 0,
+        parallelism: 1,
+    };
+    use ferroflow_engine::Sink;
+    let mut w = sink.create_writer(&info, first.schema())?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+fn install_ctrl_c(handle: JobHandle) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping job '{}'...", handle.name());
+                handle.cancel();
+            }
+        });
+    });
+}
+
+fn supervise(
+    handle: &JobHandle,
+    bounded: bool,
+    duration: Option<Duration>,
+    quiet: bool,
+    metrics_interval: Option<Duration>,
+) -> Result<JobReport, AnyError> {
+    let started = Instant::now();
+    let bar = (!quiet && bounded).then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_message(handle.name().to_string());
+        b
+    });
+    let mut last_metrics = Instant::now();
+    loop {
+        if let Some(report) = handle.wait_timeout(Duration::from_millis(100))? {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Ok(report);
+        }
+        if let (Some(b), Some(p)) = (&bar, handle.progress()) {
+            if let Some(t) = p.total {
+                b.set_length(t);
+            }
+            b.set_position(p.done);
+        }
+        if let Some(d) = duration
+            && started.elapsed() >= d
+        {
+            handle.cancel();
+        }
+        if let Some(i) = metrics_interval
+            && last_metrics.elapsed() >= i
+            && !quiet
+        {
+            last_metrics = Instant::now();
+            eprintln!("-- metrics at {:.1}s", started.elapsed().as_secs_f64());
+            eprint!("{}", metrics_table(&handle.metrics()));
+        }
+    }
+}
+
+fn metrics_table(m: &[(String, MetricsSnapshot)]) -> String {
+    let mut s = format!(
+        "{:<24} {:>12} {:>12} {:>10} {:>10} {:>12}\n",
+        "node", "rows in", "rows out", "busy ms", "bp ms", "counters"
+    );
+    for (name, x) in m {
+        let counters: Vec<String> = x.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&format!(
+            "{:<24} {:>12} {:>12} {:>10} {:>10} {}\n",
+            name,
+            x.rows_in,
+            x.rows_out,
+            x.busy_ns / 1_000_000,
+            x.backpressure_ns / 1_000_000,
+            counters.join(" ")
+        ));
+    }
+    s
+}
+
+fn print_metrics(report: &JobReport) {
+    eprintln!(
+        "job {:?} in {:.3}s",
+        report.status,
+        report.elapsed.as_secs_f64()
+    );
+    eprint!("{}", metrics_table(&report.metrics));
+}

@@ -124,6 +124,42 @@ impl ColumnBuilder for Bool {
     }
 }
 
+/// Timestamps: an integer is taken in the column's unit, anything else as a date-time string.
+struct Ts<T: ArrowPrimitiveType<Native = i64>> {
+    inner: Prim<T>,
+}
+
+impl<T: ArrowPrimitiveType<Native = i64> + Parser> ColumnBuilder for Ts<T> {
+    fn stage(&mut self, s: &str) -> std::result::Result<(), String> {
+        match s.trim().parse::<i64>() {
+            Ok(v) => {
+                self.inner.staged = Some(v);
+                Ok(())
+            }
+            Err(_) => self.inner.stage(s),
+        }
+    }
+    fn stage_null(&mut self) {
+        self.inner.stage_null();
+    }
+    fn commit(&mut self) {
+        self.inner.commit();
+    }
+    fn finish(&mut self) -> ArrayRef {
+        self.inner.finish()
+    }
+}
+
+fn ts<T: ArrowPrimitiveType<Native = i64> + Parser>(dt: &DataType) -> Box<dyn ColumnBuilder> {
+    Box::new(Ts::<T> {
+        inner: Prim {
+            builder: PrimitiveBuilder::new(),
+            staged: None,
+            data_type: dt.clone(),
+        },
+    })
+}
+
 fn prim<T: ArrowPrimitiveType + Parser>(dt: &DataType) -> Box<dyn ColumnBuilder> {
     Box::new(Prim::<T> {
         builder: PrimitiveBuilder::new(),
@@ -146,10 +182,10 @@ fn builder_for(dt: &DataType, column: &str) -> Result<Box<dyn ColumnBuilder>> {
         DataType::Float64 => prim::<Float64Type>(dt),
         DataType::Date32 => prim::<Date32Type>(dt),
         DataType::Date64 => prim::<Date64Type>(dt),
-        DataType::Timestamp(TimeUnit::Second, _) => prim::<TimestampSecondType>(dt),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => prim::<TimestampMillisecondType>(dt),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => prim::<TimestampMicrosecondType>(dt),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => prim::<TimestampNanosecondType>(dt),
+        DataType::Timestamp(TimeUnit::Second, _) => ts::<TimestampSecondType>(dt),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ts::<TimestampMillisecondType>(dt),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => ts::<TimestampMicrosecondType>(dt),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => ts::<TimestampNanosecondType>(dt),
         DataType::Utf8 => Box::new(Str {
             builder: StringBuilder::new(),
             staged: None,

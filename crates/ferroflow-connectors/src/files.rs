@@ -475,6 +475,11 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
+    fn parallelism_hint(&self) -> Option<usize> {
+        // A path with an extension names one file: one writer.
+        self.path.extension().map(|_| 1)
+    }
+
     fn check_schema(&self, schema: &Schema) -> ferroflow_engine::Result<()> {
         if let FileFormat::Csv(_) = self.format {
             for f in schema.fields() {
@@ -497,6 +502,14 @@ impl Sink for FileSink {
         schema: SchemaRef,
     ) -> ferroflow_engine::Result<Box<dyn SinkWriter>> {
         let single = instance.parallelism == 1 && self.path.extension().is_some();
+        if !single && self.path.extension().is_some() {
+            return Err(ConnectorError::Config(format!(
+                "{}: one file cannot take {} parallel writers; name a directory instead",
+                self.path.display(),
+                instance.parallelism
+            ))
+            .into());
+        }
         let target = if single {
             self.path.clone()
         } else {

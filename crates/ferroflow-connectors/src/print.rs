@@ -23,6 +23,10 @@ impl PrintSink {
 }
 
 impl Sink for PrintSink {
+    fn parallelism_hint(&self) -> Option<usize> {
+        Some(1)
+    }
+
     fn create_writer(
         &self,
         instance: &InstanceInfo,

@@ -65,6 +65,12 @@ pub trait Sink: Send + Sync {
         Ok(())
     }
 
+    /// Parallel writers this sink wants (`None`: the job's parallelism). A sink writing one
+    /// file or one terminal says 1.
+    fn parallelism_hint(&self) -> Option<usize> {
+        None
+    }
+
     /// Open the writer of one parallel instance.
     fn create_writer(
         &self,

@@ -450,10 +450,11 @@ impl DataStream {
                 self.node_name()
             ))
         })?;
+        let parallelism = sink.parallelism_hint();
         self.graph.lock().add(Node {
             name,
             kind: NodeKind::Sink { sink },
-            parallelism: None,
+            parallelism,
             single: false,
             inputs: vec![self.edge()],
             schema: self.schema.clone(),

@@ -1,1 +1,19 @@
-//! placeholder
+//! SQL for ferroflow, through DataFusion.
+//!
+//! - [`ExprStreamExt`]: `filter` and `select` with SQL expressions on any
+//!   [`DataStream`](ferroflow_engine::DataStream), planned when the job is built;
+//! - [`BatchSql`]: batch SQL over CSV, JSON-lines and Parquet files (`ferroflow sql`);
+//! - [`StreamingSql`]: windowed aggregations in SQL compiled onto the engine's own operators,
+//!   so they also run on unbounded input.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod batch;
+mod error;
+mod expr;
+mod streaming;
+
+pub use batch::BatchSql;
+pub use error::{Result, SqlError};
+pub use expr::{ExprStreamExt, PlannedExpr, plan_expr, split_alias};
+pub use streaming::{StreamingSql, parse_interval};
