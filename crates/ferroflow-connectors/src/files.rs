@@ -248,7 +248,21 @@ impl FileSource {
     /// Read `path` (a file, or every matching file of a directory) in `format`; the schema
     /// comes from the first file. Fails at once if the path is missing or unreadable.
     pub fn new(path: impl AsRef<Path>, format: FileFormat) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open(path.as_ref(), format, None)
+    }
+
+    /// Read `path` in `format` as rows of `schema` (no inference: a malformed first file is
+    /// reported row by row when read, not refused up front).
+    pub fn with_declared_schema(
+        path: impl AsRef<Path>,
+        format: FileFormat,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        Self::open(path.as_ref(), format, Some(schema))
+    }
+
+    fn open(path: &Path, format: FileFormat, schema: Option<SchemaRef>) -> Result<Self> {
+        let path = path.to_path_buf();
         let files = list_files(&path, &format)?;
         let first = files.first().ok_or_else(|| {
             ConnectorError::Config(format!(
@@ -257,7 +271,10 @@ impl FileSource {
                 format.extension()
             ))
         })?;
-        let schema = format.schema_of(first)?;
+        let schema = match schema {
+            Some(s) => s,
+            None => format.schema_of(first)?,
+        };
         Ok(FileSource {
             path,
             files,
@@ -285,12 +302,6 @@ impl FileSource {
         Self::new(p, format)
     }
 
-    /// Declare the schema instead of inferring it.
-    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
-        self.schema = schema;
-        self
-    }
-
     /// Rows per batch.
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
@@ -306,6 +317,11 @@ impl FileSource {
     /// The path given (a file or a directory).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The schema the source produces.
+    pub fn schema_ref(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
     /// The files this source reads.

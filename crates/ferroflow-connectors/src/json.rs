@@ -70,14 +70,22 @@ impl JsonFileReader {
         if lines.is_empty() {
             return Ok(None);
         }
-        if let Ok(b) = self.decode(&lines) {
+        // Arrow's JSON decoder is lenient (it accepts a missing comma, for one), so each line
+        // is checked as strict JSON first; the check allocates nothing.
+        let strict = lines
+            .iter()
+            .all(|(_, l)| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok());
+        if strict && let Ok(b) = self.decode(&lines) {
             return Ok(b);
         }
         // Find the bad lines one by one; keep the good ones.
         let mut good = Vec::with_capacity(lines.len());
         for (n, l) in lines {
             let one = [(n, l)];
-            match self.decode(&one) {
+            let checked = serde_json::from_str::<serde::de::IgnoredAny>(&one[0].1)
+                .map_err(|e| e.to_string())
+                .and_then(|_| self.decode(&one));
+            match checked {
                 Ok(_) => good.push(one.into_iter().next().expect("one line")),
                 Err(reason) => {
                     let [(n, l)] = one;

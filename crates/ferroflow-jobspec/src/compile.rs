@@ -415,14 +415,30 @@ impl Compiler<'_> {
                         .as_ref()
                         .ok_or_else(|| e("a file source needs 'path'".into()))?,
                 );
-                let mut src = match format {
-                    Some(f) => FileSource::new(&path, f),
-                    None => FileSource::from_path(&path),
+                let format = match format {
+                    Some(f) => f,
+                    None => FileFormat::from_path(&path)
+                        .or_else(|| {
+                            // A directory: take the format of its first data file.
+                            std::fs::read_dir(&path)
+                                .ok()?
+                                .filter_map(|d| d.ok())
+                                .find_map(|d| FileFormat::from_path(&d.path()))
+                        })
+                        .ok_or_else(|| {
+                            e(format!(
+                                "{}: cannot tell the format; set 'format'",
+                                path.display()
+                            ))
+                        })?,
+                };
+                let mut src = match &s.schema {
+                    Some(cols) => {
+                        FileSource::with_declared_schema(&path, format, self.schema(&s.name, cols)?)
+                    }
+                    None => FileSource::new(&path, format),
                 }
                 .map_err(|x| e(x.to_string()))?;
-                if let Some(cols) = &s.schema {
-                    src = src.with_schema(self.schema(&s.name, cols)?);
-                }
                 if let Some(b) = s.batch_size {
                     src = src.with_batch_size(b);
                 }

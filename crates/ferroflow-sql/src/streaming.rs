@@ -101,6 +101,8 @@ fn ident(e: &Expr) -> Option<String> {
     match e {
         Expr::Identifier(i) => Some(i.value.clone()),
         Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+        // Keywords such as USER parse as argument-less functions; as a column they are names.
+        Expr::Function(f) if matches!(f.args, FunctionArguments::None) => Some(f.name.to_string()),
         _ => None,
     }
 }
