@@ -4,8 +4,12 @@
 //!
 //! - [`engine`]: job graphs, operators, windows, the runtime (`ferroflow-engine`);
 //! - [`connectors`]: file, directory-watch, generator, memory and print connectors;
-//! - [`sql`]: DataFusion expressions as operators, batch SQL, streaming window SQL;
-//! - [`jobspec`]: YAML job specs, the same jobs without writing Rust.
+//! - `sql` (feature `sql`, default): DataFusion expressions as operators, batch SQL,
+//!   streaming window SQL;
+//! - `jobspec` (feature `sql`): YAML job specs, the same jobs without writing Rust.
+//!
+//! With `default-features = false` only the engine and the connectors are built: no
+//! DataFusion, for a small footprint when embedding.
 //!
 //! The most used names are also in [`prelude`].
 
@@ -13,7 +17,9 @@
 
 pub use ferroflow_connectors as connectors;
 pub use ferroflow_engine as engine;
+#[cfg(feature = "sql")]
 pub use ferroflow_jobspec as jobspec;
+#[cfg(feature = "sql")]
 pub use ferroflow_sql as sql;
 
 /// The names most programs use.

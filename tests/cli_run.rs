@@ -1,0 +1,136 @@
+//! The `ferroflow` command: `run`, `check` and `sql` as a user types them.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ferroflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+}
+
+/// Copy the bundled example (spec and data) into a scratch directory so runs write there.
+fn example_copy(dir: &Path) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(root.join("data/clicks.csv"), dir.join("data/clicks.csv")).unwrap();
+    std::fs::copy(root.join("clickstream.yaml"), dir.join("clickstream.yaml")).unwrap();
+    dir.join("clickstream.yaml")
+}
+
+/// The example's late-record count, computed independently of the engine from its rules:
+/// watermark = max event time - 500 ms - 1 after each 2-row batch; a purchase is late when its
+/// 10 s window ended (end - 1 + 500 ms lateness) at or before the watermark.
+fn expected_late(csv: &Path) -> usize {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let (mut max_ts, mut wm, mut late) = (i64::MIN, i64::MIN, 0);
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let ts: i64 = f[0].parse().unwrap();
+        let amount: f64 = f[3].parse().unwrap();
+        if (f[2] == "cart" || f[2] == "checkout") && amount > 5.0 {
+            let end = ts - ts.rem_euclid(10_000) + 10_000;
+            if end - 1 + 500 <= wm {
+                late += 1;
+            }
+        }
+        max_ts = max_ts.max(ts);
+        if i % 2 == 1 {
+            wm = wm.max(max_ts - 501);
+        }
+    }
+    late
+}
+
+#[test]
+fn run_the_bundled_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_copy(dir.path());
+    let out = ferroflow().arg("run").arg(&spec).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("revenue"), "{stdout}");
+    assert!(stderr.contains("job Finished"), "{stderr}");
+    assert!(dir.path().join("out/revenue_per_user.parquet").is_file());
+    let late = expected_late(&dir.path().join("data/clicks.csv"));
+    assert!(late > 0, "the example data has late records");
+    assert!(
+        stderr.contains(&format!("late_records_side_output={late}")),
+        "expected {late} late records: {stderr}"
+    );
+}
+
+#[test]
+fn check_points_at_the_bad_node_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_copy(dir.path());
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("input: purchases", "input: purchasez");
+    std::fs::write(&spec, text).unwrap();
+    let out = ferroflow().arg("check").arg(&spec).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("clickstream.yaml:"), "{stderr}");
+    assert!(stderr.contains("'purchasez'"), "{stderr}");
+
+    std::fs::write(&spec, "name: x\nsources: [}\n").unwrap();
+    let out = ferroflow().arg("check").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("clickstream.yaml:2:"), "{stderr}");
+}
+
+#[test]
+fn bad_row_in_spec_input_fails_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_copy(dir.path());
+    let csv = dir.path().join("data/clicks.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("notatime,bob,cart,1.0\n");
+    std::fs::write(&csv, text).unwrap();
+    let out = ferroflow().arg("run").arg(&spec).arg("-q").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("clicks.csv:602: column 'ts'"), "{stderr}");
+}
+
+#[test]
+fn sql_over_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_copy(dir.path());
+    let csv = spec.parent().unwrap().join("data/clicks.csv");
+    let out = ferroflow()
+        .args(["sql", "SELECT page, count(*) AS n FROM clicks GROUP BY page ORDER BY page"])
+        .arg("--table")
+        .arg(format!("clicks={}", csv.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pages = ["cart", "checkout", "home", "product", "search"];
+    for p in pages {
+        assert!(stdout.contains(p), "{stdout}");
+    }
+    let out = ferroflow()
+        .args(["sql", "SELECT nope FROM clicks", "--table"])
+        .arg(format!("clicks={}", csv.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[test]
+fn unbounded_spec_runs_until_its_duration() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/generator_stream.yaml");
+    let out = ferroflow()
+        .arg("run")
+        .arg(&root)
+        .args(["--duration", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("job Cancelled"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mean"));
+}
