@@ -17,7 +17,11 @@ use ferroflow::sql::{BatchSql, ExprStreamExt};
 struct Discard(Arc<AtomicU64>);
 
 impl Sink for Discard {
-    fn create_writer(&self, _: &InstanceInfo, _: SchemaRef) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
+    fn create_writer(
+        &self,
+        _: &InstanceInfo,
+        _: SchemaRef,
+    ) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
         Ok(Box::new(self.clone()))
     }
 }
@@ -83,19 +87,25 @@ fn overhead(c: &mut Criterion) {
                 },
             );
             let sink = Discard::default();
-            job.source("scan", Arc::new(FileSource::from_path(&input).unwrap().with_batch_size(8192)))
-                .unwrap()
-                .filter("filter", "v > 0.5")
-                .unwrap()
-                .key_by(&["key"])
-                .unwrap()
-                .aggregate(
-                    "group_by",
-                    &[Aggregate::count_star("n"), Aggregate::new(AggFunc::Sum, "w", "s")],
-                )
-                .unwrap()
-                .sink("discard", Arc::new(sink.clone()))
-                .unwrap();
+            job.source(
+                "scan",
+                Arc::new(FileSource::from_path(&input).unwrap().with_batch_size(8192)),
+            )
+            .unwrap()
+            .filter("filter", "v > 0.5")
+            .unwrap()
+            .key_by(&["key"])
+            .unwrap()
+            .aggregate(
+                "group_by",
+                &[
+                    Aggregate::count_star("n"),
+                    Aggregate::new(AggFunc::Sum, "w", "s"),
+                ],
+            )
+            .unwrap()
+            .sink("discard", Arc::new(sink.clone()))
+            .unwrap();
             runtime.run(job.build().unwrap()).unwrap();
             assert_eq!(sink.0.load(Ordering::Relaxed), 10_000);
         })

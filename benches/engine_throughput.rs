@@ -20,7 +20,11 @@ use ferroflow::prelude::*;
 struct Discard(Arc<AtomicU64>);
 
 impl Sink for Discard {
-    fn create_writer(&self, _: &InstanceInfo, _: SchemaRef) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
+    fn create_writer(
+        &self,
+        _: &InstanceInfo,
+        _: SchemaRef,
+    ) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
         Ok(Box::new(self.clone()))
     }
 }
@@ -63,11 +67,17 @@ fn stateless(c: &mut Criterion) {
             let sink = Discard::default();
             s.filter_fn("filter", |b| {
                 let v = b.column(1).as_primitive::<Float64Type>();
-                Ok(arrow_ord::cmp::lt(v, &arrow_array::Float64Array::new_scalar(0.9))?)
+                Ok(arrow_ord::cmp::lt(
+                    v,
+                    &arrow_array::Float64Array::new_scalar(0.9),
+                )?)
             })
             .unwrap()
             .map("project", projected.clone(), move |b| {
-                Ok(RecordBatch::try_new(projected.clone(), vec![b.column(1).clone()])?)
+                Ok(RecordBatch::try_new(
+                    projected.clone(),
+                    vec![b.column(1).clone()],
+                )?)
             })
             .unwrap()
             .sink("discard", Arc::new(sink.clone()))
@@ -95,7 +105,13 @@ fn keyed_window(c: &mut Criterion) {
             let job = JobBuilder::new("keyed");
             let src = GeneratorSource::new(
                 vec![
-                    ("key".into(), GenColumn::Int { min: 0, max: 999_999 }),
+                    (
+                        "key".into(),
+                        GenColumn::Int {
+                            min: 0,
+                            max: 999_999,
+                        },
+                    ),
                     (
                         "ts".into(),
                         GenColumn::EventTime {
@@ -113,7 +129,10 @@ fn keyed_window(c: &mut Criterion) {
             let sink = Discard::default();
             job.source("gen", Arc::new(src))
                 .unwrap()
-                .with_watermarks(WatermarkStrategy::bounded_out_of_orderness("ts", Duration::ZERO))
+                .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
+                    "ts",
+                    Duration::ZERO,
+                ))
                 .unwrap()
                 .key_by(&["key"])
                 .unwrap()

@@ -15,8 +15,17 @@ use ferroflow::prelude::*;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let events = GeneratorSource::new(
         vec![
-            ("user".into(), GenColumn::Choice(vec!["ann".into(), "bo".into(), "cy".into()])),
-            ("amount".into(), GenColumn::Float { min: 0.0, max: 100.0 }),
+            (
+                "user".into(),
+                GenColumn::Choice(vec!["ann".into(), "bo".into(), "cy".into()]),
+            ),
+            (
+                "amount".into(),
+                GenColumn::Float {
+                    min: 0.0,
+                    max: 100.0,
+                },
+            ),
             (
                 "ts".into(),
                 GenColumn::EventTime {
@@ -62,7 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         runtime.cpu_threads()
     );
     if let Some(all) = results.concat() {
-        println!("{}", arrow_cast::pretty::pretty_format_batches(&[all.slice(0, 6.min(rows))])?);
+        println!(
+            "{}",
+            arrow_cast::pretty::pretty_format_batches(&[all.slice(0, 6.min(rows))])?
+        );
     }
     Ok(())
 }

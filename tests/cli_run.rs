@@ -88,7 +88,12 @@ fn bad_row_in_spec_input_fails_with_location() {
     let mut text = std::fs::read_to_string(&csv).unwrap();
     text.push_str("notatime,bob,cart,1.0\n");
     std::fs::write(&csv, text).unwrap();
-    let out = ferroflow().arg("run").arg(&spec).arg("-q").output().unwrap();
+    let out = ferroflow()
+        .arg("run")
+        .arg(&spec)
+        .arg("-q")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("clicks.csv:602: column 'ts'"), "{stderr}");
@@ -100,12 +105,19 @@ fn sql_over_files() {
     let spec = example_copy(dir.path());
     let csv = spec.parent().unwrap().join("data/clicks.csv");
     let out = ferroflow()
-        .args(["sql", "SELECT page, count(*) AS n FROM clicks GROUP BY page ORDER BY page"])
+        .args([
+            "sql",
+            "SELECT page, count(*) AS n FROM clicks GROUP BY page ORDER BY page",
+        ])
         .arg("--table")
         .arg(format!("clicks={}", csv.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let pages = ["cart", "checkout", "home", "product", "search"];
     for p in pages {

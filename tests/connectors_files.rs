@@ -217,3 +217,57 @@ fn directory_watch_reads_files_added_while_running_exactly_once() {
     ids.sort();
     assert_eq!(ids, (0..175).collect::<Vec<_>>());
 }
+
+#[test]
+fn parquet_row_groups_are_split_across_parallel_readers() {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many_groups.parquet");
+    let batch = arrow_array::RecordBatch::try_from_iter(vec![(
+        "id",
+        Arc::new(arrow_array::Int64Array::from_iter_values(0..10_000)) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1_000))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let job = JobBuilder::with_config(
+        "pq",
+        JobConfig {
+            parallelism: 3,
+            ..Default::default()
+        },
+    );
+    let sink = MemorySink::new();
+    job.source("pq", Arc::new(FileSource::from_path(&path).unwrap()))
+        .unwrap()
+        .sink("mem", Arc::new(sink.clone()))
+        .unwrap();
+    let report = Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let mut ids: Vec<i64> = sink
+        .batches()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..10_000).collect::<Vec<_>>());
+    // All three instances read: ten row groups, so more than one batch per instance on average.
+    assert!(report.node("pq").unwrap().batches_out >= 10);
+}

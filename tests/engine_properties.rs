@@ -18,29 +18,65 @@ fn batches(events: &[Event], split: usize) -> Vec<RecordBatch> {
         .chunks(split.max(1))
         .map(|c| {
             RecordBatch::try_from_iter(vec![
-                ("k", Arc::new(Int64Array::from_iter_values(c.iter().map(|e| e.0))) as arrow_array::ArrayRef),
-                ("ts", Arc::new(TimestampMillisecondArray::from_iter_values(c.iter().map(|e| e.1))) as _),
-                ("v", Arc::new(Int64Array::from_iter_values(c.iter().map(|e| e.2))) as _),
+                (
+                    "k",
+                    Arc::new(Int64Array::from_iter_values(c.iter().map(|e| e.0)))
+                        as arrow_array::ArrayRef,
+                ),
+                (
+                    "ts",
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        c.iter().map(|e| e.1),
+                    )) as _,
+                ),
+                (
+                    "v",
+                    Arc::new(Int64Array::from_iter_values(c.iter().map(|e| e.2))) as _,
+                ),
             ])
             .unwrap()
         })
         .collect()
 }
 
-fn run(events: &[Event], split: usize, parallelism: usize, spec: WindowSpec) -> BTreeMap<(i64, i64), (i64, i64)> {
-    let job = JobBuilder::with_config("prop", JobConfig { parallelism, ..Default::default() });
+fn run(
+    events: &[Event],
+    split: usize,
+    parallelism: usize,
+    spec: WindowSpec,
+) -> BTreeMap<(i64, i64), (i64, i64)> {
+    let job = JobBuilder::with_config(
+        "prop",
+        JobConfig {
+            parallelism,
+            ..Default::default()
+        },
+    );
     let sink = MemorySink::new();
-    job.source("src", Arc::new(MemorySource::from_batches(batches(events, split)).unwrap()))
-        .unwrap()
-        // Out-of-orderness larger than the whole time range: nothing is ever late.
-        .with_watermarks(WatermarkStrategy::bounded_out_of_orderness("ts", Duration::from_secs(1_000)))
-        .unwrap()
-        .key_by(&["k"])
-        .unwrap()
-        .window("w", spec, &[Aggregate::count_star("n"), Aggregate::new(AggFunc::Sum, "v", "s")])
-        .unwrap()
-        .sink("mem", Arc::new(sink.clone()))
-        .unwrap();
+    job.source(
+        "src",
+        Arc::new(MemorySource::from_batches(batches(events, split)).unwrap()),
+    )
+    .unwrap()
+    // Out-of-orderness larger than the whole time range: nothing is ever late.
+    .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
+        "ts",
+        Duration::from_secs(1_000),
+    ))
+    .unwrap()
+    .key_by(&["k"])
+    .unwrap()
+    .window(
+        "w",
+        spec,
+        &[
+            Aggregate::count_star("n"),
+            Aggregate::new(AggFunc::Sum, "v", "s"),
+        ],
+    )
+    .unwrap()
+    .sink("mem", Arc::new(sink.clone()))
+    .unwrap();
     Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
     let mut out = BTreeMap::new();
     for b in sink.batches() {

@@ -12,7 +12,7 @@ use arrow_schema::SchemaRef;
 use ferroflow_engine::{InstanceInfo, Source, SourceEvent, SourceReader};
 
 use crate::error::{ConnectorError, Result};
-use crate::files::{FileFormat, FileSetReader, is_ignored, list_files};
+use crate::files::{FileFormat, FileSetReader, Unit, is_ignored, list_files};
 
 /// Watches `dir` for files of one format; unbounded.
 #[derive(Debug, Clone)]
@@ -146,7 +146,8 @@ impl WatchReader {
         fresh.sort();
         for p in fresh {
             self.seen.insert(p.clone());
-            self.files.files.push_back(p);
+            self.files.total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            self.files.files.push_back(Unit::file(p));
         }
         Ok(())
     }

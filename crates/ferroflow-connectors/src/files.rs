@@ -149,6 +149,7 @@ impl FileReader {
         schema: &SchemaRef,
         batch_size: usize,
         dead_letter: Option<Arc<DeadLetter>>,
+        row_groups: Option<Vec<usize>>,
     ) -> Result<Self> {
         let display = path.display().to_string();
         let check = |found: &Schema| -> Result<()> {
@@ -185,6 +186,10 @@ impl FileReader {
                 let b = ParquetRecordBatchReaderBuilder::try_new(f)
                     .map_err(|e| ConnectorError::format(&display, e))?;
                 check(b.schema())?;
+                let b = match row_groups {
+                    Some(rg) => b.with_row_groups(rg),
+                    None => b,
+                };
                 let r = b
                     .with_batch_size(batch_size)
                     .build()
@@ -330,6 +335,50 @@ impl FileSource {
     }
 }
 
+/// A piece of input one instance reads: a file, or some row groups of a Parquet file.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    pub(crate) path: PathBuf,
+    pub(crate) row_groups: Option<Vec<usize>>,
+    pub(crate) bytes: u64,
+}
+
+impl Unit {
+    pub(crate) fn file(path: PathBuf) -> Self {
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Unit {
+            path,
+            row_groups: None,
+            bytes,
+        }
+    }
+}
+
+impl FileSource {
+    /// Split the input for `parallelism` readers: whole files, except that Parquet files are
+    /// split by row group when there are fewer files than readers.
+    fn units(&self, parallelism: usize) -> Result<Vec<Unit>> {
+        if self.format != FileFormat::Parquet || self.files.len() >= parallelism {
+            return Ok(self.files.iter().cloned().map(Unit::file).collect());
+        }
+        let mut units = Vec::new();
+        for f in &self.files {
+            let display = f.display().to_string();
+            let file = File::open(f).map_err(|e| ConnectorError::io(&display, e))?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| ConnectorError::format(&display, e))?;
+            for (i, rg) in b.metadata().row_groups().iter().enumerate() {
+                units.push(Unit {
+                    path: f.clone(),
+                    row_groups: Some(vec![i]),
+                    bytes: rg.compressed_size().max(0) as u64,
+                });
+            }
+        }
+        Ok(units)
+    }
+}
+
 fn list_any(dir: &Path) -> Result<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| ConnectorError::io(dir.display(), e))?
@@ -363,17 +412,14 @@ impl Source for FileSource {
         &self,
         instance: &InstanceInfo,
     ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
-        let files: Vec<PathBuf> = self
-            .files
-            .iter()
+        let units = self.units(instance.parallelism)?;
+        let files: Vec<Unit> = units
+            .into_iter()
             .enumerate()
             .filter(|(i, _)| i % instance.parallelism == instance.index)
-            .map(|(_, f)| f.clone())
+            .map(|(_, u)| u)
             .collect();
-        let total = files
-            .iter()
-            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
-            .sum();
+        let total = files.iter().map(|u| u.bytes).sum();
         let dead_letter = match &self.dead_letter {
             Some(p) => Some(Arc::new(DeadLetter::open(p)?)),
             None => None,
@@ -394,7 +440,7 @@ impl Source for FileSource {
 
 /// Reads a list of files one after the other.
 pub(crate) struct FileSetReader {
-    pub(crate) files: std::collections::VecDeque<PathBuf>,
+    pub(crate) files: std::collections::VecDeque<Unit>,
     pub(crate) current: Option<FileReader>,
     pub(crate) format: FileFormat,
     pub(crate) schema: SchemaRef,
@@ -410,16 +456,17 @@ impl FileSetReader {
     pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             if self.current.is_none() {
-                let Some(f) = self.files.pop_front() else {
+                let Some(unit) = self.files.pop_front() else {
                     return Ok(None);
                 };
-                self.current_size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+                self.current_size = unit.bytes;
                 self.current = Some(FileReader::open(
-                    &f,
+                    &unit.path,
                     &self.format,
                     &self.schema,
                     self.batch_size,
                     self.dead_letter.clone(),
+                    unit.row_groups,
                 )?);
             }
             let r = self.current.as_mut().expect("opened above");

@@ -53,7 +53,7 @@ impl Default for JobConfig {
 pub(crate) enum NodeKind {
     Source {
         source: Arc<dyn Source>,
-        watermarks: Option<WatermarkStrategy>,
+        time: SourceTime,
     },
     Operator {
         factory: Arc<dyn OperatorFactory>,
@@ -61,6 +61,19 @@ pub(crate) enum NodeKind {
     Sink {
         sink: Arc<dyn Sink>,
     },
+}
+
+/// How a source derives time.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum SourceTime {
+    /// No event time: watermarks only at end of input.
+    #[default]
+    None,
+    /// Event time from a column, with this strategy.
+    Event(WatermarkStrategy),
+    /// Processing time: the source appends a column stamped with the wall clock when each
+    /// batch is read, and watermarks follow the wall clock (also while idle).
+    Ingestion,
 }
 
 /// An edge into a node.
@@ -144,7 +157,7 @@ impl JobBuilder {
             name,
             kind: NodeKind::Source {
                 source,
-                watermarks: None,
+                time: SourceTime::None,
             },
             parallelism: None,
             single: false,
@@ -281,7 +294,7 @@ impl DataStream {
             let node = &mut g.nodes[self.node];
             crate::time::time_column_index(&node.schema, &strategy.time_column, &node.name)?;
             match &mut node.kind {
-                NodeKind::Source { watermarks, .. } => *watermarks = Some(strategy),
+                NodeKind::Source { time, .. } => *time = SourceTime::Event(strategy),
                 _ => {
                     return plan_err(format!(
                         "node '{}': watermarks are assigned at sources; '{}' is not a source",
@@ -289,6 +302,41 @@ impl DataStream {
                     ));
                 }
             }
+        }
+        Ok(self)
+    }
+
+    /// Use processing time at this source: a timestamp column `column` (milliseconds) is
+    /// appended, stamped with the wall clock when each batch is read, and watermarks follow
+    /// the wall clock, also while no data arrives, so processing-time windows close on time.
+    pub fn with_processing_time(mut self, column: &str) -> Result<Self> {
+        {
+            let mut g = self.graph.lock();
+            let node = &mut g.nodes[self.node];
+            if !matches!(node.kind, NodeKind::Source { .. }) {
+                return plan_err(format!(
+                    "node '{}': processing time is assigned at sources",
+                    node.name
+                ));
+            }
+            if node.schema.index_of(column).is_ok() {
+                return plan_err(format!(
+                    "node '{}': column '{column}' already exists; pick another name for the processing time",
+                    node.name
+                ));
+            }
+            let mut fields: Vec<arrow_schema::FieldRef> =
+                node.schema.fields().iter().cloned().collect();
+            fields.push(Arc::new(arrow_schema::Field::new(
+                column,
+                arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
+                false,
+            )));
+            node.schema = Arc::new(Schema::new(fields));
+            if let NodeKind::Source { time, .. } = &mut node.kind {
+                *time = SourceTime::Ingestion;
+            }
+            self.schema = node.schema.clone();
         }
         Ok(self)
     }

@@ -20,7 +20,7 @@ use crate::connector::{Progress, SinkWriter, SourceEvent, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::exchange::{Route, Router};
 use crate::gate::{GateEvent, InputGate};
-use crate::graph::{JobGraph, NodeId, NodeKind, Partitioning};
+use crate::graph::{JobGraph, NodeId, NodeKind, Partitioning, SourceTime};
 use crate::message::Message;
 use crate::metrics::{JobMetrics, MetricsSnapshot, OperatorMetrics};
 use crate::operator::{InstanceInfo, Operator, OperatorContext, Output};
@@ -150,21 +150,25 @@ impl Runtime {
                 };
                 let task_routers = std::mem::take(&mut routers[task.id][i]);
                 match &g.nodes[head].kind {
-                    NodeKind::Source { source, watermarks } => {
+                    NodeKind::Source { source, time } => {
                         let reader = source
                             .create_reader(&info(head))
                             .map_err(|e| e.in_node(&g.nodes[head].name))?;
-                        let wm = match watermarks {
-                            Some(s) => {
-                                Some((s.clone(), g.nodes[head].schema.index_of(&s.time_column)?))
+                        let time = match time {
+                            SourceTime::None => TaskTime::None,
+                            SourceTime::Event(s) => TaskTime::Event(
+                                s.clone(),
+                                g.nodes[head].schema.index_of(&s.time_column)?,
+                            ),
+                            SourceTime::Ingestion => {
+                                TaskTime::Ingestion(g.nodes[head].schema.clone())
                             }
-                            None => None,
                         };
                         launches.push(Launch::Source(SourceTask {
                             name: g.nodes[head].name.clone(),
                             reader,
                             routers: task_routers.into_iter().map(|(_, r)| r).collect(),
-                            watermarks: wm,
+                            time,
                             metrics: metrics[head][i].clone(),
                             progress_slot: None,
                         }));
@@ -640,11 +644,26 @@ fn broadcast(outbox: &mut Vec<(usize, Message)>, routers: usize, msg: Message) {
     }
 }
 
+enum TaskTime {
+    None,
+    /// Strategy and the index of its time column.
+    Event(WatermarkStrategy, usize),
+    /// The output schema, whose last column is stamped with the wall clock.
+    Ingestion(arrow_schema::SchemaRef),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 struct SourceTask {
     name: String,
     reader: Box<dyn SourceReader>,
     routers: Vec<Router>,
-    watermarks: Option<(WatermarkStrategy, usize)>,
+    time: TaskTime,
     metrics: Arc<OperatorMetrics>,
     progress_slot: Option<Arc<Mutex<Option<Progress>>>>,
 }
@@ -677,20 +696,29 @@ impl SourceTask {
                         broadcast(&mut outbox, self.routers.len(), Message::Idle(false));
                     }
                     self.metrics.add_out(b.num_rows());
-                    let wm = match &self.watermarks {
-                        Some((s, col)) => {
+                    let (b, wm) = match &self.time {
+                        TaskTime::Event(s, col) => {
                             let ts = event_time_millis(b.column(*col), &s.time_column)
                                 .map_err(|e| e.in_node(&self.name))?;
                             if let Some(m) = ts.iter().max() {
                                 max_ts = max_ts.max(*m);
                             }
-                            Some(
-                                max_ts
-                                    .saturating_sub(millis(s.max_out_of_orderness))
-                                    .saturating_sub(1),
-                            )
+                            let wm = max_ts
+                                .saturating_sub(millis(s.max_out_of_orderness))
+                                .saturating_sub(1);
+                            (b, Some(wm))
                         }
-                        None => None,
+                        TaskTime::Ingestion(schema) => {
+                            let now = now_ms();
+                            let mut cols = b.columns().to_vec();
+                            cols.push(Arc::new(arrow_array::TimestampMillisecondArray::from(
+                                vec![now; b.num_rows()],
+                            )));
+                            let b = arrow_array::RecordBatch::try_new(schema.clone(), cols)
+                                .map_err(|e| EngineError::from(e).in_node(&self.name))?;
+                            (b, Some(now - 1))
+                        }
+                        TaskTime::None => (b, None),
                     };
                     broadcast(&mut outbox, self.routers.len(), Message::Data(b));
                     if let Some(wm) = wm
@@ -701,7 +729,15 @@ impl SourceTask {
                     }
                 }
                 SourceEvent::Idle(wait) => {
-                    if let Some((s, _)) = &self.watermarks
+                    if let TaskTime::Ingestion(_) = self.time {
+                        // Processing time passes while idle: windows must still close.
+                        let wm = now_ms() - 1;
+                        if wm > last_wm {
+                            last_wm = wm;
+                            broadcast(&mut outbox, self.routers.len(), Message::Watermark(wm));
+                        }
+                    }
+                    if let TaskTime::Event(s, _) = &self.time
                         && let Some(t) = s.idle_timeout
                         && !idle
                         && last_data.elapsed() >= t
@@ -713,6 +749,9 @@ impl SourceTask {
                         std::thread::sleep(wait.min(Duration::from_millis(50)));
                         continue;
                     }
+                    self.flush(outbox)?;
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    continue;
                 }
                 SourceEvent::End => break,
             }

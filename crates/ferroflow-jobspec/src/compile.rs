@@ -493,6 +493,17 @@ impl Compiler<'_> {
             }
         };
         let mut stream = job.source(&s.name, source).map_err(|x| e(x.to_string()))?;
+        if s.watermark.is_some() && s.processing_time.is_some() {
+            return Err(e(
+                "a source has either 'watermark' (event time) or 'processing_time', not both"
+                    .into(),
+            ));
+        }
+        if let Some(col) = &s.processing_time {
+            stream = stream
+                .with_processing_time(col)
+                .map_err(|x| e(x.to_string()))?;
+        }
         if let Some(w) = &s.watermark {
             let ooo = match &w.max_out_of_orderness {
                 Some(d) => self.duration(&s.name, d)?,

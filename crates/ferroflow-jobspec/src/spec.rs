@@ -106,6 +106,8 @@ pub struct SourceSpec {
     pub dead_letter: Option<String>,
     /// Event time and watermarks.
     pub watermark: Option<WatermarkSpec>,
+    /// Processing time: append a column of this name stamped with the wall clock at read.
+    pub processing_time: Option<String>,
     /// Directory watch: how often to list the directory.
     pub poll_interval: Option<String>,
     /// Parallel instances of this source.
