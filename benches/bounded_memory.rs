@@ -90,7 +90,7 @@ fn main() {
         .sink(
             "slow",
             Arc::new(SlowSink {
-                per_batch: Duration::from_micros(200),
+                per_batch: Duration::from_millis(2),
             }),
         )
         .unwrap();

@@ -476,3 +476,26 @@ impl SchemaForTest for GeneratorSource {
         ferroflow::engine::Source::schema(self)
     }
 }
+
+#[test]
+fn cancelled_file_sink_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.parquet");
+    let job = JobBuilder::new("cancel-file");
+    job.source("gen", Arc::new(generator(None, 1000)))
+        .unwrap()
+        .sink("file", Arc::new(FileSink::from_path(&out).unwrap()))
+        .unwrap();
+    let handle = Runtime::new()
+        .unwrap()
+        .execute(job.build().unwrap())
+        .unwrap();
+    let t = Instant::now();
+    while handle.metrics()[1].1.rows_in == 0 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.cancel();
+    assert_eq!(handle.wait().unwrap().status, JobStatus::Cancelled);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -665,4 +665,10 @@ impl SinkWriter for FileSinkWriter {
         std::fs::rename(&self.tmp, &self.target).map_err(|e| ConnectorError::io(&display, e))?;
         Ok(())
     }
+
+    fn abort(&mut self) {
+        self.writer = None;
+        // Best effort: the temporary file is hidden and ignored by readers anyway.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }

@@ -86,4 +86,7 @@ pub trait SinkWriter: Send {
 
     /// All input has arrived: flush and close.
     fn finish(&mut self) -> Result<()>;
+
+    /// The job was cancelled or failed: drop what is half written (temporary files).
+    fn abort(&mut self) {}
 }

@@ -88,7 +88,18 @@ impl InputGate {
 
     /// Wait for the next event.
     pub(crate) fn next(&mut self) -> NextEvent<'_> {
-        NextEvent { gate: self }
+        NextEvent {
+            gate: self,
+            selected: None,
+        }
+    }
+
+    /// Wait for the next event, reading data only from input `selected` when given.
+    pub(crate) fn next_from(&mut self, selected: Option<usize>) -> NextEvent<'_> {
+        NextEvent {
+            gate: self,
+            selected,
+        }
     }
 
     fn combined_watermark(&self) -> Option<Watermark> {
@@ -137,7 +148,11 @@ impl InputGate {
         None
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<GateEvent>> {
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        selected: Option<usize>,
+    ) -> Poll<Result<GateEvent>> {
         if self.done {
             return Poll::Ready(Ok(GateEvent::End));
         }
@@ -155,7 +170,7 @@ impl InputGate {
             for k in 0..n {
                 let i = (self.next + k) % n;
                 let c = &self.channels[i];
-                if c.ended || c.at_barrier {
+                if c.ended || c.at_barrier || selected.is_some_and(|s| s != c.input) {
                     continue;
                 }
                 if let Some(msg) = c.chan.try_recv() {
@@ -208,12 +223,14 @@ impl InputGate {
 /// Future of [`InputGate::next`].
 pub(crate) struct NextEvent<'a> {
     gate: &'a mut InputGate,
+    selected: Option<usize>,
 }
 
 impl Future for NextEvent<'_> {
     type Output = Result<GateEvent>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.gate.poll_event(cx)
+        let selected = self.selected;
+        self.gate.poll_event(cx, selected)
     }
 }
 

@@ -81,6 +81,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Read only this input for now (`None`: all inputs). A hash join reads its build side to
+    /// the end before the probe side, so the probe side waits in its bounded channels
+    /// instead of piling up in memory.
+    fn selected_input(&self) -> Option<usize> {
+        None
+    }
+
     /// Input `input` has ended (others may go on): a hash join's build side, for example.
     fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
         Ok(())

@@ -596,7 +596,7 @@ impl Plan {
                     Partitioning::Broadcast => Route::Broadcast,
                     Partitioning::Single => Route::Forward,
                 };
-                for i in 0..par[e.from] {
+                for (i, up_routers) in routers[up_task].iter_mut().enumerate() {
                     let mut router = Router::new(route.clone());
                     let targets: Vec<usize> = if forward {
                         vec![i]
@@ -610,7 +610,7 @@ impl Plan {
                         router.chans.push(chan.clone());
                         channels.push(chan);
                     }
-                    routers[up_task][i].push(((e.from, e.tag.clone()), router));
+                    up_routers.push(((e.from, e.tag.clone()), router));
                 }
             }
         }
@@ -781,6 +781,14 @@ struct SinkTask {
 
 impl SinkTask {
     fn run(mut self) -> Result<()> {
+        let r = self.consume();
+        if r.is_err() {
+            self.writer.abort();
+        }
+        r
+    }
+
+    fn consume(&mut self) -> Result<()> {
         loop {
             match futures::executor::block_on(self.gate.next())? {
                 GateEvent::Batch(_, b) => {
@@ -824,7 +832,8 @@ impl ChainTask {
             c.op.open(&ctx).map_err(|e| e.in_node(&c.info.node))?;
         }
         loop {
-            let event = self.gate.next().await?;
+            let selected = self.chain[0].op.selected_input();
+            let event = self.gate.next_from(selected).await?;
             let mut outbox = Vec::new();
             let mut end = false;
             match event {

@@ -594,9 +594,7 @@ impl Compiler<'_> {
             self.input(&n.name, i, streams)
         };
         let aggs = |v: &[String]| -> Result<Vec<Aggregate>> {
-            v.iter()
-                .map(|a| parse_aggregate(a).map_err(|m| e(m)))
-                .collect()
+            v.iter().map(|a| parse_aggregate(a).map_err(&e)).collect()
         };
         let engine = |r: ferroflow_engine::Result<DataStream>| r.map_err(|x| e(x.to_string()));
         let mut out = if let Some(p) = &n.filter {

@@ -54,7 +54,7 @@ pub fn parse_interval(text: &str) -> Result<Duration> {
         _ => return unsupported(format!("unknown interval unit '{unit}' in '{text}'")),
     };
     let total = n * ms;
-    if !(total >= 1.0) {
+    if total.is_nan() || total < 1.0 {
         return unsupported(format!("interval '{text}' must be at least 1 ms"));
     }
     Ok(Duration::from_millis(total as u64))

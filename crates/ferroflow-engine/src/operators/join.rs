@@ -158,8 +158,8 @@ impl HashJoin {
         self.left_batches.clear();
         let (rows, nulls) = encode_keys(&self.conv, &left, &self.left_keys)?;
         let mut table: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
-        for i in 0..left.num_rows() {
-            if !nulls[i] {
+        for (i, null) in nulls.iter().enumerate() {
+            if !null {
                 table
                     .entry(rows.row(i).data().into())
                     .or_default()
@@ -178,8 +178,8 @@ impl HashJoin {
         let built = self.build.as_mut().expect("probe after build");
         let (rows, nulls) = encode_keys(&self.conv, right, &self.right_keys)?;
         let (mut li, mut ri) = (Vec::new(), Vec::new());
-        for i in 0..right.num_rows() {
-            if nulls[i] {
+        for (i, null) in nulls.iter().enumerate() {
+            if *null {
                 continue;
             }
             if let Some(m) = built.table.get(rows.row(i).data()) {
@@ -207,6 +207,11 @@ impl HashJoin {
 }
 
 impl Operator for HashJoin {
+    fn selected_input(&self) -> Option<usize> {
+        // Build side first; the probe side waits in its channels (backpressure).
+        self.build.is_none().then_some(0)
+    }
+
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         match (input, self.build.is_some()) {
             (0, false) => self.left_batches.push(batch),
@@ -259,13 +264,16 @@ impl Operator for HashJoin {
     }
 }
 
+/// (batch, row, event time) of a kept row.
+type RowRef = (u32, u32, i64);
+
 /// Rows of one side kept for an interval join.
 #[derive(Default)]
 struct SideBuffer {
     batches: Vec<Option<RecordBatch>>,
     live: Vec<usize>,
-    /// key -> (batch, row, event time)
-    index: HashMap<Box<[u8]>, Vec<(u32, u32, i64)>>,
+    /// key -> (batch, row, event time) of its rows
+    index: HashMap<Box<[u8]>, Vec<RowRef>>,
 }
 
 impl SideBuffer {
@@ -435,6 +443,12 @@ impl DataStream {
         right_keys: &[&str],
         join_type: JoinType,
     ) -> Result<DataStream> {
+        if !self.is_bounded() {
+            return plan_err(format!(
+                "hash join '{name}': its build (left) input from '{}' is unbounded; use an interval join for two streams",
+                self.node_name()
+            ));
+        }
         let (l, r) = join_keys(name, self, right, left_keys, right_keys)?;
         let schema = joined_schema(&self.schema(), &right.schema(), join_type == JoinType::Left);
         let left = self.clone().key_by(left_keys)?.stream;

@@ -170,6 +170,18 @@ impl OperatorFactory for WindowFactory {
     }
 }
 
+/// Where the rows of one batch go.
+struct Assignment {
+    /// Row index for each (row, group) pair (a row may fall in several windows).
+    rows: Vec<u32>,
+    /// Group of each pair.
+    groups: Vec<u32>,
+    /// Rows too late for every window.
+    late: Vec<u32>,
+    /// Groups already fired that this batch updated (allowed lateness).
+    refire: Vec<u32>,
+}
+
 struct WindowOperator {
     table: GroupTable,
     schema: SchemaRef,
@@ -236,14 +248,14 @@ impl WindowOperator {
             && self.table.window(g).1 == end
     }
 
-    /// Assign rows to sliding/tumbling windows; returns (rows, groups, late rows, late-fired groups).
+    /// Assign rows to sliding/tumbling windows.
     fn assign_fixed(
         &mut self,
         batch: &RecordBatch,
         ts: &[i64],
         size: i64,
         slide: i64,
-    ) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>)> {
+    ) -> Result<Assignment> {
         let keys = self.table.key_rows(batch)?;
         let mut rows = Vec::with_capacity(ts.len());
         let mut groups = Vec::with_capacity(ts.len());
@@ -273,15 +285,15 @@ impl WindowOperator {
                 late.push(i as u32);
             }
         }
-        Ok((rows, groups, late, refire))
+        Ok(Assignment {
+            rows,
+            groups,
+            late,
+            refire,
+        })
     }
 
-    fn assign_session(
-        &mut self,
-        batch: &RecordBatch,
-        ts: &[i64],
-        gap: i64,
-    ) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>)> {
+    fn assign_session(&mut self, batch: &RecordBatch, ts: &[i64], gap: i64) -> Result<Assignment> {
         let keys = self.table.key_rows(batch)?;
         let mut rows: Vec<u32> = Vec::with_capacity(ts.len());
         let mut groups: Vec<u32> = Vec::with_capacity(ts.len());
@@ -350,7 +362,12 @@ impl WindowOperator {
             rows.push(i as u32);
             groups.push(g);
         }
-        Ok((rows, groups, late, refire))
+        Ok(Assignment {
+            rows,
+            groups,
+            late,
+            refire,
+        })
     }
 
     fn after_fire(&mut self, g: u32) {
@@ -377,7 +394,12 @@ impl Operator for WindowOperator {
 
     fn process_batch(&mut self, _: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let ts = event_time_millis(batch.column(self.time_idx), &self.spec.time_column)?;
-        let (rows, groups, late, mut refire) = match self.spec.kind {
+        let Assignment {
+            rows,
+            groups,
+            late,
+            mut refire,
+        } = match self.spec.kind {
             WindowKind::Tumbling { size } => {
                 let s = millis(size);
                 self.assign_fixed(&batch, &ts, s, s)?
