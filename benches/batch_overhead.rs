@@ -4,37 +4,10 @@
 //! `cargo bench --bench batch_overhead`; the ratio is engine time / DataFusion time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ferroflow::engine::{InstanceInfo, Sink, SinkWriter};
 use ferroflow::prelude::*;
 use ferroflow::sql::{BatchSql, ExprStreamExt};
-
-#[derive(Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl Sink for Discard {
-    fn create_writer(
-        &self,
-        _: &InstanceInfo,
-        _: SchemaRef,
-    ) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter for Discard {
-    fn write(&mut self, b: RecordBatch) -> ferroflow::engine::Result<()> {
-        self.0.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-    fn finish(&mut self) -> ferroflow::engine::Result<()> {
-        Ok(())
-    }
-}
 
 const ROWS: u64 = 5_000_000;
 
@@ -86,7 +59,7 @@ fn overhead(c: &mut Criterion) {
                     ..Default::default()
                 },
             );
-            let sink = Discard::default();
+            let sink = DiscardSink::new();
             job.source(
                 "scan",
                 Arc::new(FileSource::from_path(&input).unwrap().with_batch_size(8192)),
@@ -107,7 +80,7 @@ fn overhead(c: &mut Criterion) {
             .sink("discard", Arc::new(sink.clone()))
             .unwrap();
             runtime.run(job.build().unwrap()).unwrap();
-            assert_eq!(sink.0.load(Ordering::Relaxed), 10_000);
+            assert_eq!(sink.rows(), 10_000);
         })
     });
     g.finish();

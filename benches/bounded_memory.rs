@@ -8,35 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
-use ferroflow::engine::{ChannelBound, InstanceInfo, Sink, SinkWriter};
+use ferroflow::engine::ChannelBound;
 use ferroflow::prelude::*;
-
-#[derive(Clone)]
-struct SlowSink {
-    per_batch: Duration,
-}
-
-impl Sink for SlowSink {
-    fn create_writer(
-        &self,
-        _: &InstanceInfo,
-        _: SchemaRef,
-    ) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter for SlowSink {
-    fn write(&mut self, _: RecordBatch) -> ferroflow::engine::Result<()> {
-        std::thread::sleep(self.per_batch);
-        Ok(())
-    }
-    fn finish(&mut self) -> ferroflow::engine::Result<()> {
-        Ok(())
-    }
-}
 
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -89,9 +62,7 @@ fn main() {
         .unwrap()
         .sink(
             "slow",
-            Arc::new(SlowSink {
-                per_batch: Duration::from_millis(2),
-            }),
+            Arc::new(DiscardSink::with_delay(Duration::from_millis(2))),
         )
         .unwrap();
     let runtime = Runtime::new().unwrap();

@@ -4,40 +4,14 @@
 //! `cargo bench --no-default-features --bench engine_throughput`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_schema::SchemaRef;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ferroflow::engine::{InstanceInfo, RuntimeConfig, Sink, SinkWriter};
+use ferroflow::engine::RuntimeConfig;
 use ferroflow::prelude::*;
-
-/// Counts rows and drops them.
-#[derive(Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl Sink for Discard {
-    fn create_writer(
-        &self,
-        _: &InstanceInfo,
-        _: SchemaRef,
-    ) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter for Discard {
-    fn write(&mut self, b: RecordBatch) -> ferroflow::engine::Result<()> {
-        self.0.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-    fn finish(&mut self) -> ferroflow::engine::Result<()> {
-        Ok(())
-    }
-}
 
 fn stateless(c: &mut Criterion) {
     const N: u64 = 4_000_000;
@@ -64,7 +38,7 @@ fn stateless(c: &mut Criterion) {
             .with_batch_size(8192);
             let s = job.source("gen", Arc::new(src)).unwrap();
             let projected = Arc::new(arrow_schema::Schema::new(vec![s.schema().field(1).clone()]));
-            let sink = Discard::default();
+            let sink = DiscardSink::new();
             s.filter_fn("filter", |b| {
                 let v = b.column(1).as_primitive::<Float64Type>();
                 Ok(arrow_ord::cmp::lt(
@@ -83,7 +57,7 @@ fn stateless(c: &mut Criterion) {
             .sink("discard", Arc::new(sink.clone()))
             .unwrap();
             runtime.run(job.build().unwrap()).unwrap();
-            assert!(sink.0.load(Ordering::Relaxed) > N / 2);
+            assert!(sink.rows() > N / 2);
         })
     });
     g.finish();
@@ -126,7 +100,7 @@ fn keyed_window(c: &mut Criterion) {
             )
             .unwrap()
             .with_batch_size(8192);
-            let sink = Discard::default();
+            let sink = DiscardSink::new();
             job.source("gen", Arc::new(src))
                 .unwrap()
                 .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
@@ -145,7 +119,7 @@ fn keyed_window(c: &mut Criterion) {
                 .sink("discard", Arc::new(sink.clone()))
                 .unwrap();
             runtime.run(job.build().unwrap()).unwrap();
-            assert!(sink.0.load(Ordering::Relaxed) > 0);
+            assert!(sink.rows() > 0);
         })
     });
     g.finish();

@@ -25,8 +25,8 @@ pub use ferroflow_sql as sql;
 /// The names most programs use.
 pub mod prelude {
     pub use ferroflow_connectors::{
-        FileFormat, FileSink, FileSource, GenColumn, GeneratorSource, MemorySink, MemorySource,
-        PrintSink,
+        DiscardSink, FileFormat, FileSink, FileSource, GenColumn, GeneratorSource, MemorySink,
+        MemorySource, PrintSink,
     };
     pub use ferroflow_engine::{
         AggFunc, Aggregate, DataStream, JobBuilder, JobConfig, JobHandle, JobReport, JobStatus,

@@ -42,9 +42,14 @@ fn malformed_csv_row_names_file_line_and_column() {
     let src =
         FileSource::with_declared_schema(&path, FileFormat::Csv(CsvOptions::default()), schema())
             .unwrap();
-    let (r, _) = run_to_memory(Arc::new(src));
+    let (r, sink) = run_to_memory(Arc::new(src));
     let e = r.unwrap_err().to_string();
     assert!(e.contains("bad.csv:4"), "{e}");
+    assert_eq!(
+        sink.num_rows(),
+        2,
+        "rows accepted before the bad one are delivered"
+    );
     assert!(e.contains("column 'amount'"), "{e}");
     assert!(e.contains("not-a-number"), "{e}");
     assert!(e.contains("'src'"), "error names the node: {e}");

@@ -1,14 +1,13 @@
 //! Runtime behaviour: backpressure, cancellation, failures, schema checks, joins, sorting.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use ferroflow::engine::{ChannelBound, EngineError, InstanceInfo, Sink, SinkWriter};
+use ferroflow::engine::{ChannelBound, EngineError};
 use ferroflow::prelude::*;
 
 fn generator(rows: Option<u64>, batch: usize) -> GeneratorSource {
@@ -25,34 +24,6 @@ fn generator(rows: Option<u64>, batch: usize) -> GeneratorSource {
     .with_batch_size(batch)
 }
 
-/// A sink that sleeps on every batch and counts rows.
-#[derive(Clone)]
-struct SlowSink {
-    delay: Duration,
-    rows: Arc<AtomicUsize>,
-}
-
-impl Sink for SlowSink {
-    fn create_writer(
-        &self,
-        _: &InstanceInfo,
-        _: SchemaRef,
-    ) -> ferroflow::engine::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter for SlowSink {
-    fn write(&mut self, b: RecordBatch) -> ferroflow::engine::Result<()> {
-        std::thread::sleep(self.delay);
-        self.rows.fetch_add(b.num_rows(), Ordering::Relaxed);
-        Ok(())
-    }
-    fn finish(&mut self) -> ferroflow::engine::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn slow_sink_keeps_buffering_within_channel_bounds() {
     let bound = ChannelBound {
@@ -66,26 +37,20 @@ fn slow_sink_keeps_buffering_within_channel_bounds() {
             channel_bound: bound,
         },
     );
-    let rows = Arc::new(AtomicUsize::new(0));
     let batch = 500;
+    let slow = DiscardSink::with_delay(Duration::from_millis(2));
     job.source("gen", Arc::new(generator(Some(100_000), batch)))
         .unwrap()
         .filter_fn("all", |b| Ok(BooleanArray::from(vec![true; b.num_rows()])))
         .unwrap()
-        .sink(
-            "slow",
-            Arc::new(SlowSink {
-                delay: Duration::from_millis(2),
-                rows: rows.clone(),
-            }),
-        )
+        .sink("slow", Arc::new(slow.clone()))
         .unwrap();
     let handle = Runtime::new()
         .unwrap()
         .execute(job.build().unwrap())
         .unwrap();
     let report = handle.wait().unwrap();
-    assert_eq!(rows.load(Ordering::Relaxed), 100_000, "no row lost");
+    assert_eq!(slow.rows(), 100_000, "no row lost");
     let hw = handle.channel_high_water();
     // A channel accepts a message only if it fits, except one message into an empty channel.
     assert!(

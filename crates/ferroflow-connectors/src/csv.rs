@@ -212,6 +212,8 @@ pub(crate) struct CsvFileReader {
     record: csv::StringRecord,
     dead_letter: Option<Arc<DeadLetter>>,
     done: bool,
+    /// A bad row found after good ones: the good rows go out first, then this error.
+    pending_error: Option<ConnectorError>,
 }
 
 impl CsvFileReader {
@@ -262,6 +264,7 @@ impl CsvFileReader {
             record: csv::StringRecord::new(),
             dead_letter,
             done: false,
+            pending_error: None,
         })
     }
 
@@ -297,6 +300,10 @@ impl CsvFileReader {
 
     /// Next batch, `None` at end of file.
     pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(e) = self.pending_error.take() {
+            self.done = true;
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
@@ -324,12 +331,18 @@ impl CsvFileReader {
                         dl.record(&self.path, line, &column, &reason, &raw.join(","))?;
                     }
                     None => {
-                        return Err(ConnectorError::BadRow {
+                        let e = ConnectorError::BadRow {
                             file: self.path.clone(),
                             line,
                             column,
                             reason,
-                        });
+                        };
+                        if rows == 0 {
+                            return Err(e);
+                        }
+                        // Deliver the rows accepted before the bad one, then fail.
+                        self.pending_error = Some(e);
+                        break;
                     }
                 },
             }

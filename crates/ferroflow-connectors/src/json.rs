@@ -21,6 +21,8 @@ pub(crate) struct JsonFileReader {
     schema: SchemaRef,
     batch_size: usize,
     dead_letter: Option<Arc<DeadLetter>>,
+    /// A bad line found after good ones: the good lines go out first, then this error.
+    pending_error: Option<ConnectorError>,
 }
 
 impl JsonFileReader {
@@ -40,6 +42,7 @@ impl JsonFileReader {
             schema,
             batch_size,
             dead_letter,
+            pending_error: None,
         })
     }
 
@@ -57,6 +60,9 @@ impl JsonFileReader {
 
     /// Next batch, `None` at end of file.
     pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
         let mut lines = Vec::with_capacity(self.batch_size);
         while lines.len() < self.batch_size {
             let Some(line) = self.lines.next() else { break };
@@ -93,12 +99,18 @@ impl JsonFileReader {
                     match &self.dead_letter {
                         Some(dl) => dl.record(&self.path, n, &column, &reason, &l)?,
                         None => {
-                            return Err(ConnectorError::BadRow {
+                            let e = ConnectorError::BadRow {
                                 file: self.path.clone(),
                                 line: n,
                                 column,
                                 reason,
-                            });
+                            };
+                            if good.is_empty() {
+                                return Err(e);
+                            }
+                            // Deliver the lines accepted before the bad one, then fail.
+                            self.pending_error = Some(e);
+                            break;
                         }
                     }
                 }

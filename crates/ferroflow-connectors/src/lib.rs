@@ -7,6 +7,7 @@
 //! | a deterministic, seeded, rate-limited generator | [`GeneratorSource`] | |
 //! | memory (tests, embedding) | [`MemorySource`] | [`MemorySink`] |
 //! | standard output | | [`PrintSink`] |
+//! | nowhere (counts rows; optionally slow, for backpressure tests) | | [`DiscardSink`] |
 //!
 //! Sources and sinks do blocking I/O and run on the engine's I/O threads, never on its CPU pool.
 
@@ -15,6 +16,7 @@
 mod csv;
 mod deadletter;
 mod dirwatch;
+mod discard;
 mod error;
 mod files;
 mod generator;
@@ -25,6 +27,7 @@ mod print;
 pub use crate::csv::CsvOptions;
 pub use deadletter::DeadLetter;
 pub use dirwatch::DirectoryWatchSource;
+pub use discard::DiscardSink;
 pub use error::{ConnectorError, Result};
 pub use files::{FileFormat, FileSink, FileSource};
 pub use generator::{GenColumn, GeneratorSource};

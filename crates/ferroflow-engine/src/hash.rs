@@ -39,6 +39,12 @@ where
     }
 }
 
+fn hash_bytes<'a>(out: &mut [u64], value: impl Fn(usize) -> Option<&'a [u8]>) {
+    for (i, h) in out.iter_mut().enumerate() {
+        combine(h, value(i).map_or(NULL_HASH, |v| SEED.hash_one(v)));
+    }
+}
+
 /// Hash each row of `columns` into `out` (resized to the row count). Deterministic across
 /// processes and runs.
 pub(crate) fn hash_rows(columns: &[ArrayRef], num_rows: usize, out: &mut Vec<u64>) -> Result<()> {
@@ -83,37 +89,16 @@ pub(crate) fn hash_rows(columns: &[ArrayRef], num_rows: usize, out: &mut Vec<u64
                 }
             }
             DataType::Utf8 => {
-                let arr = col.as_string::<i32>();
-                for (i, h) in out.iter_mut().enumerate() {
-                    let v = if arr.is_null(i) {
-                        NULL_HASH
-                    } else {
-                        SEED.hash_one(arr.value(i).as_bytes())
-                    };
-                    combine(h, v);
-                }
+                let a = col.as_string::<i32>();
+                hash_bytes(out, |i| a.is_valid(i).then(|| a.value(i).as_bytes()));
             }
             DataType::LargeUtf8 => {
-                let arr = col.as_string::<i64>();
-                for (i, h) in out.iter_mut().enumerate() {
-                    let v = if arr.is_null(i) {
-                        NULL_HASH
-                    } else {
-                        SEED.hash_one(arr.value(i).as_bytes())
-                    };
-                    combine(h, v);
-                }
+                let a = col.as_string::<i64>();
+                hash_bytes(out, |i| a.is_valid(i).then(|| a.value(i).as_bytes()));
             }
             DataType::Utf8View => {
-                let arr = col.as_string_view();
-                for (i, h) in out.iter_mut().enumerate() {
-                    let v = if arr.is_null(i) {
-                        NULL_HASH
-                    } else {
-                        SEED.hash_one(arr.value(i).as_bytes())
-                    };
-                    combine(h, v);
-                }
+                let a = col.as_string_view();
+                hash_bytes(out, |i| a.is_valid(i).then(|| a.value(i).as_bytes()));
             }
             other => {
                 // Any other type: hash its row encoding.
