@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: nothing needs installing by hand.
-# Set-up steps that later parts of ferroflow need (ONNX Runtime, libtorch, Flink) are added
-# here as idempotent scripts cached under .cache/ (ignored by git).
+# Set-up steps live in idempotent scripts under scripts/ (PostgreSQL now; ONNX Runtime,
+# libtorch and Flink as those parts land), cached under .cache/ or /tmp (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,12 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== services the tests use (real servers on loopback)"
+# PostgreSQL for the control-plane store's backend suite; stopped again when this script ends.
+FERROFLOW_TEST_PG_URL="$(bash scripts/setup-postgres.sh)"
+export FERROFLOW_TEST_PG_URL
+trap 'bash scripts/setup-postgres.sh stop' EXIT
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -1,0 +1,53 @@
+//! Errors of the control-plane store.
+
+/// What went wrong, in terms a client can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    /// The named thing does not exist.
+    #[error("{kind} '{name}' not found")]
+    NotFound {
+        /// What kind of thing (model, model version, ...).
+        kind: &'static str,
+        /// Its name or key.
+        name: String,
+    },
+    /// It exists already.
+    #[error("{kind} '{name}' already exists")]
+    AlreadyExists {
+        /// What kind of thing.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A model version cannot move from its stage to the requested one.
+    #[error(
+        "model '{model}' version {version}: cannot go from {from} to {to} (allowed from {from}: {allowed})"
+    )]
+    InvalidTransition {
+        /// Model name.
+        model: String,
+        /// Version number.
+        version: i64,
+        /// Current stage.
+        from: String,
+        /// Requested stage.
+        to: String,
+        /// Stages reachable from `from`.
+        allowed: String,
+    },
+    /// A value is out of its domain (empty name, unknown stage, bad JSON, ...).
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+/// Result alias for the store.
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! ferroflow's control-plane state: the Notification Service's event log and the Model
+//! Center, behind one storage trait ([`MetaStore`]).
+//!
+//! - Events have a global, gap-free, monotonically increasing offset assigned in the writing
+//!   transaction; a send is durable before it returns and idempotent per (client id,
+//!   sequence number).
+//! - Model versions are numbered per model under the write lock; stages follow
+//!   [`ModelStage::allowed_next`]; at most one version per model is DEPLOYED (deploying
+//!   another deprecates the old one in the same transaction, and a partial unique index
+//!   enforces it in the database); every stage change writes its `MODEL_<STAGE>` event in
+//!   the same transaction, so there are no lost and no phantom events.
+//! - [`Notifier`] adds waiting: long-poll `listen` and in-process subscriptions.
+//!
+//! Backends: [`SqliteStore`] (embedded default, one file, WAL, synced commits) and
+//! [`PostgresStore`] (shared by several servers); both pass one test suite.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod error;
+mod notify;
+mod sql_store;
+mod store;
+mod types;
+
+pub use error::{MetaError, Result};
+pub use notify::Notifier;
+pub use sql_store::{PostgresStore, SqliteStore};
+pub use store::MetaStore;
+pub use types::{
+    Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
+};

@@ -1,0 +1,114 @@
+//! Waiting for events: long-poll `listen` and in-process subscriptions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::error::Result;
+use crate::store::MetaStore;
+use crate::types::{Event, EventFilter, NewEvent};
+
+/// How often a waiting listener re-checks the store for events written by other processes
+/// (sends through this notifier wake listeners at once).
+const POLL: Duration = Duration::from_millis(10);
+
+/// Sends and waits on the event log of a [`MetaStore`].
+#[derive(Clone)]
+pub struct Notifier {
+    store: Arc<dyn MetaStore>,
+    latest: Arc<watch::Sender<i64>>,
+}
+
+impl Notifier {
+    /// A notifier over `store`.
+    pub fn new(store: Arc<dyn MetaStore>) -> Self {
+        Notifier {
+            store,
+            latest: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.store
+    }
+
+    /// Tell listeners that something was written (after a model-center change, say).
+    pub fn written(&self, offset: i64) {
+        self.latest.send_if_modified(|cur| {
+            if offset > *cur {
+                *cur = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Store an event and wake listeners.
+    pub async fn send(&self, event: NewEvent) -> Result<Event> {
+        let e = self.store.send_event(event).await?;
+        self.written(e.offset);
+        Ok(e)
+    }
+
+    /// Events after `after` passing `filter`; if there are none yet, wait up to `timeout` for
+    /// the first ones. Returns an empty list on timeout.
+    pub async fn listen(
+        &self,
+        filter: &EventFilter,
+        after: i64,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<Vec<Event>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.latest.subscribe();
+        loop {
+            let events = self.store.list_events(filter, after, limit).await?;
+            if !events.is_empty() {
+                return Ok(events);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let wait = (deadline - now).min(POLL);
+            // Woken by a local send, or re-check after the poll interval.
+            let _ = tokio::time::timeout(wait, rx.changed()).await;
+        }
+    }
+
+    /// Every event after `after` passing `filter`, now and as they come, until the receiver
+    /// is dropped. Errors end the subscription after being delivered.
+    pub fn subscribe(&self, filter: EventFilter, after: i64) -> mpsc::Receiver<Result<Event>> {
+        let (tx, rx) = mpsc::channel(1024);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut next = after;
+            loop {
+                match this
+                    .listen(&filter, next, 1000, Duration::from_secs(30))
+                    .await
+                {
+                    Ok(events) => {
+                        for e in events {
+                            next = e.offset;
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}

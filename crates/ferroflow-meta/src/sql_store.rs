@@ -1,0 +1,585 @@
+//! The SQL backends: SQLite (embedded default) and PostgreSQL (shared by several servers).
+//!
+//! Both run the same statements (written with `?` placeholders, rewritten to `$n` for
+//! PostgreSQL) through one macro-generated implementation, so they cannot drift apart.
+//! Writes are serialised: SQLite by `BEGIN IMMEDIATE`, PostgreSQL by a transaction-scoped
+//! advisory lock. Every write transaction that creates an event therefore sees the previous
+//! maximum offset and adds one: offsets are gap-free, and a rolled-back transaction leaves no
+//! hole.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Postgres, Row, Sqlite, Transaction};
+
+use crate::error::{MetaError, Result};
+use crate::store::MetaStore;
+use crate::types::{
+    Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
+};
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../migrations/sqlite/0001_events_and_models.sql"),
+)];
+
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../migrations/postgres/0001_events_and_models.sql"),
+)];
+
+/// Key of the PostgreSQL advisory lock that serialises writers.
+const PG_WRITE_LOCK: i64 = 0x6665_7272_6f66;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const VERSION_SELECT: &str = "SELECT m.name AS model, v.version, v.uri, v.flavor, v.stage, v.metrics, v.job_execution, v.datasets, v.create_time, v.update_time
+     FROM model_versions v JOIN models m ON m.id = v.model_id";
+
+/// The event announcing a version's stage: key = model name, value = the version as JSON.
+pub(crate) fn stage_event(v: &ModelVersion) -> Result<NewEvent> {
+    let value = serde_json::to_string(v).map_err(|e| MetaError::Invalid {
+        field: "model version",
+        message: e.to_string(),
+    })?;
+    Ok(NewEvent {
+        key: v.model.clone(),
+        value,
+        event_type: v.stage.event_type(),
+        namespace: "default".into(),
+        sender: "model-center".into(),
+        ..Default::default()
+    })
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn json_field<T: serde::de::DeserializeOwned>(field: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| MetaError::Invalid {
+        field,
+        message: e.to_string(),
+    })
+}
+
+fn invalid_transition(model: &str, version: i64, from: ModelStage, to: ModelStage) -> MetaError {
+    MetaError::InvalidTransition {
+        model: model.to_string(),
+        version,
+        from: from.to_string(),
+        to: to.to_string(),
+        allowed: from
+            .allowed_next()
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn check_new_version(v: &NewModelVersion) -> Result<()> {
+    if !FLAVORS.contains(&v.flavor.as_str()) {
+        return Err(MetaError::Invalid {
+            field: "flavor",
+            message: format!(
+                "unknown flavor '{}' (known: {})",
+                v.flavor,
+                FLAVORS.join(", ")
+            ),
+        });
+    }
+    if v.uri.is_empty() {
+        return Err(MetaError::Invalid {
+            field: "uri",
+            message: "a model version needs a uri".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A [`MetaStore`] on a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    /// Commits are synced to disk (`synchronous = FULL`): an acknowledged write survives a
+    /// crash of the process or of the machine.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| MetaError::Invalid {
+                field: "path",
+                message: format!("{}: {e}", dir.display()),
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate(SQLITE_MIGRATIONS).await?;
+        Ok(store)
+    }
+
+    fn sql<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(s)
+    }
+
+    /// A write transaction holding the database's write lock from its first statement, so
+    /// concurrent writers queue instead of failing on a lock upgrade.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// A [`MetaStore`] on a PostgreSQL database, for several servers sharing one state.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user:password@host:port/database`) and bring the schema
+    /// up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        let store = PostgresStore { pool };
+        store.migrate(POSTGRES_MIGRATIONS).await?;
+        Ok(store)
+    }
+
+    /// Rewrite `?` placeholders to PostgreSQL's `$1, $2, ...` (no statement here has a `?`
+    /// inside a string literal).
+    fn sql<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        let mut out = String::with_capacity(s.len() + 8);
+        let mut n = 0;
+        for c in s.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $row:ty) => {
+        impl $store {
+            async fn migrate(&self, migrations: &[(i64, &str)]) -> Result<()> {
+                let mut tx = self.write().await?;
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                for (version, sql) in migrations {
+                    let q = self.sql("SELECT version FROM schema_migrations WHERE version = ?");
+                    let done: Option<i64> = sqlx::query_scalar(&q)
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if done.is_none() {
+                        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                        let q = self.sql("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
+                        sqlx::query(&q)
+                            .bind(version)
+                            .bind(now_ms())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            fn event_from_row(r: &$row) -> Result<Event> {
+                Ok(Event {
+                    offset: r.try_get("event_offset")?,
+                    key: r.try_get("key")?,
+                    value: r.try_get("value")?,
+                    event_type: r.try_get("event_type")?,
+                    namespace: r.try_get("namespace")?,
+                    sender: r.try_get("sender")?,
+                    context: r.try_get("context")?,
+                    create_time: r.try_get("create_time")?,
+                })
+            }
+
+            fn version_from_row(r: &$row) -> Result<ModelVersion> {
+                let metrics: String = r.try_get("metrics")?;
+                let datasets: String = r.try_get("datasets")?;
+                let stage: String = r.try_get("stage")?;
+                Ok(ModelVersion {
+                    model: r.try_get("model")?,
+                    version: r.try_get("version")?,
+                    uri: r.try_get("uri")?,
+                    flavor: r.try_get("flavor")?,
+                    stage: ModelStage::from_str(&stage)?,
+                    metrics: json_field("metrics", &metrics)?,
+                    job_execution: r.try_get("job_execution")?,
+                    datasets: json_field("datasets", &datasets)?,
+                    create_time: r.try_get("create_time")?,
+                    update_time: r.try_get("update_time")?,
+                })
+            }
+
+            fn model_from_row(r: &$row) -> Result<Model> {
+                Ok(Model {
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    create_time: r.try_get("create_time")?,
+                })
+            }
+
+            async fn model_id(&self, tx: &mut Transaction<'static, $db>, model: &str) -> Result<i64> {
+                let q = self.sql("SELECT id FROM models WHERE name = ?");
+                sqlx::query_scalar(&q)
+                    .bind(model)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: "model",
+                        name: model.to_string(),
+                    })
+            }
+
+            async fn insert_event(&self, tx: &mut Transaction<'static, $db>, e: &NewEvent) -> Result<Event> {
+                let offset: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(event_offset), 0) + 1 FROM events")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let now = now_ms();
+                let q = self.sql(
+                    "INSERT INTO events (event_offset, key, value, event_type, namespace, sender, context, create_time, client_id, client_seq)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                );
+                sqlx::query(&q)
+                    .bind(offset)
+                    .bind(&e.key)
+                    .bind(&e.value)
+                    .bind(&e.event_type)
+                    .bind(&e.namespace)
+                    .bind(&e.sender)
+                    .bind(&e.context)
+                    .bind(now)
+                    .bind(&e.client_id)
+                    .bind(e.sequence)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(Event {
+                    offset,
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    event_type: e.event_type.clone(),
+                    namespace: e.namespace.clone(),
+                    sender: e.sender.clone(),
+                    context: e.context.clone(),
+                    create_time: now,
+                })
+            }
+
+            async fn version_in_tx(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                model: &str,
+                model_id: i64,
+                version: i64,
+            ) -> Result<ModelVersion> {
+                let q = self.sql(&format!("{VERSION_SELECT} WHERE v.model_id = ? AND v.version = ?")).into_owned();
+                let row = sqlx::query(&q)
+                    .bind(model_id)
+                    .bind(version)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: "model version",
+                        name: format!("{model}/{version}"),
+                    })?;
+                Self::version_from_row(&row)
+            }
+
+            /// Set a stage and write its event, inside `tx`.
+            async fn stage_change(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                model_id: i64,
+                mut v: ModelVersion,
+                stage: ModelStage,
+            ) -> Result<ModelVersion> {
+                let now = now_ms();
+                let q = self.sql("UPDATE model_versions SET stage = ?, update_time = ? WHERE model_id = ? AND version = ?");
+                sqlx::query(&q)
+                    .bind(stage.as_str())
+                    .bind(now)
+                    .bind(model_id)
+                    .bind(v.version)
+                    .execute(&mut **tx)
+                    .await?;
+                v.stage = stage;
+                v.update_time = now;
+                self.insert_event(tx, &stage_event(&v)?).await?;
+                Ok(v)
+            }
+        }
+
+        #[async_trait]
+        impl MetaStore for $store {
+            async fn send_event(&self, event: NewEvent) -> Result<Event> {
+                event.validate()?;
+                let mut tx = self.write().await?;
+                if let (Some(client), Some(seq)) = (&event.client_id, event.sequence) {
+                    let q = self.sql("SELECT * FROM events WHERE client_id = ? AND client_seq = ?");
+                    let existing = sqlx::query(&q)
+                        .bind(client)
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = existing {
+                        return Self::event_from_row(&row);
+                    }
+                }
+                let stored = self.insert_event(&mut tx, &event).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn list_events(&self, filter: &EventFilter, after: i64, limit: u32) -> Result<Vec<Event>> {
+                let mut sql = String::from("SELECT * FROM events WHERE event_offset > ?");
+                let mut binds: Vec<&String> = Vec::new();
+                for (col, list) in [
+                    ("key", &filter.keys),
+                    ("event_type", &filter.event_types),
+                    ("namespace", &filter.namespaces),
+                    ("sender", &filter.senders),
+                ] {
+                    if !list.is_empty() {
+                        sql.push_str(&format!(" AND {col} IN ({})", vec!["?"; list.len()].join(", ")));
+                        binds.extend(list.iter());
+                    }
+                }
+                sql.push_str(" ORDER BY event_offset LIMIT ?");
+                let sql = self.sql(&sql).into_owned();
+                let mut q = sqlx::query(&sql).bind(after);
+                for b in binds {
+                    q = q.bind(b);
+                }
+                let rows = q.bind(limit as i64).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::event_from_row).collect()
+            }
+
+            async fn latest_offset(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(event_offset), 0) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn register_model(&self, name: &str, description: &str) -> Result<Model> {
+                if name.trim().is_empty() {
+                    return Err(MetaError::Invalid {
+                        field: "name",
+                        message: "a model needs a non-empty name".into(),
+                    });
+                }
+                let now = now_ms();
+                let mut tx = self.write().await?;
+                let q = self.sql("INSERT INTO models (name, description, create_time) VALUES (?, ?, ?)");
+                let r = sqlx::query(&q)
+                    .bind(name)
+                    .bind(description)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+                if let Err(e) = r {
+                    return Err(if unique_violation(&e) {
+                        MetaError::AlreadyExists {
+                            kind: "model",
+                            name: name.to_string(),
+                        }
+                    } else {
+                        e.into()
+                    });
+                }
+                tx.commit().await?;
+                Ok(Model {
+                    name: name.to_string(),
+                    description: description.to_string(),
+                    create_time: now,
+                })
+            }
+
+            async fn get_model(&self, name: &str) -> Result<Model> {
+                let q = self.sql("SELECT name, description, create_time FROM models WHERE name = ?");
+                let row = sqlx::query(&q)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: "model",
+                        name: name.to_string(),
+                    })?;
+                Self::model_from_row(&row)
+            }
+
+            async fn list_models(&self, offset: u32, limit: u32) -> Result<Vec<Model>> {
+                let q = self.sql("SELECT name, description, create_time FROM models ORDER BY name LIMIT ? OFFSET ?");
+                let rows = sqlx::query(&q)
+                    .bind(limit as i64)
+                    .bind(offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::model_from_row).collect()
+            }
+
+            async fn create_model_version(&self, model: &str, v: NewModelVersion) -> Result<ModelVersion> {
+                check_new_version(&v)?;
+                let mut tx = self.write().await?;
+                let model_id = self.model_id(&mut tx, model).await?;
+                let q = self.sql("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?");
+                let version: i64 = sqlx::query_scalar(&q)
+                    .bind(model_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let now = now_ms();
+                let metrics = serde_json::to_string(&v.metrics).map_err(|e| MetaError::Invalid {
+                    field: "metrics",
+                    message: e.to_string(),
+                })?;
+                let datasets = serde_json::to_string(&v.datasets).map_err(|e| MetaError::Invalid {
+                    field: "datasets",
+                    message: e.to_string(),
+                })?;
+                let q = self.sql(
+                    "INSERT INTO model_versions (model_id, version, uri, flavor, stage, metrics, job_execution, datasets, create_time, update_time)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                );
+                sqlx::query(&q)
+                    .bind(model_id)
+                    .bind(version)
+                    .bind(&v.uri)
+                    .bind(&v.flavor)
+                    .bind(ModelStage::Generated.as_str())
+                    .bind(metrics)
+                    .bind(&v.job_execution)
+                    .bind(datasets)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let created = ModelVersion {
+                    model: model.to_string(),
+                    version,
+                    uri: v.uri,
+                    flavor: v.flavor,
+                    stage: ModelStage::Generated,
+                    metrics: v.metrics,
+                    job_execution: v.job_execution,
+                    datasets: v.datasets,
+                    create_time: now,
+                    update_time: now,
+                };
+                self.insert_event(&mut tx, &stage_event(&created)?).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn get_model_version(&self, model: &str, version: i64) -> Result<ModelVersion> {
+                let q = self.sql(&format!("{VERSION_SELECT} WHERE m.name = ? AND v.version = ?")).into_owned();
+                let row = sqlx::query(&q)
+                    .bind(model)
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: "model version",
+                        name: format!("{model}/{version}"),
+                    })?;
+                Self::version_from_row(&row)
+            }
+
+            async fn list_model_versions(&self, model: &str, stage: Option<ModelStage>) -> Result<Vec<ModelVersion>> {
+                // Distinguish "no such model" from "no versions".
+                self.get_model(model).await?;
+                let rows = match stage {
+                    Some(s) => {
+                        let q = self.sql(&format!("{VERSION_SELECT} WHERE m.name = ? AND v.stage = ? ORDER BY v.version")).into_owned();
+                        sqlx::query(&q).bind(model).bind(s.as_str()).fetch_all(&self.pool).await?
+                    }
+                    None => {
+                        let q = self.sql(&format!("{VERSION_SELECT} WHERE m.name = ? ORDER BY v.version")).into_owned();
+                        sqlx::query(&q).bind(model).fetch_all(&self.pool).await?
+                    }
+                };
+                rows.iter().map(Self::version_from_row).collect()
+            }
+
+            async fn set_model_stage(&self, model: &str, version: i64, stage: ModelStage) -> Result<ModelVersion> {
+                let mut tx = self.write().await?;
+                let model_id = self.model_id(&mut tx, model).await?;
+                let current = self.version_in_tx(&mut tx, model, model_id, version).await?;
+                if current.stage == stage {
+                    // Idempotent: already there; nothing changes and no event is written.
+                    return Ok(current);
+                }
+                if !current.stage.allowed_next().contains(&stage) {
+                    return Err(invalid_transition(model, version, current.stage, stage));
+                }
+                if stage == ModelStage::Deployed {
+                    let q = self.sql("SELECT version FROM model_versions WHERE model_id = ? AND stage = 'DEPLOYED'");
+                    let deployed: Option<i64> = sqlx::query_scalar(&q)
+                        .bind(model_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(old) = deployed {
+                        let old = self.version_in_tx(&mut tx, model, model_id, old).await?;
+                        self.stage_change(&mut tx, model_id, old, ModelStage::Deprecated).await?;
+                    }
+                }
+                let updated = self.stage_change(&mut tx, model_id, current, stage).await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+        }
+    };
+}
+
+sql_store!(SqliteStore, Sqlite, SqliteRow);
+sql_store!(PostgresStore, Postgres, PgRow);

@@ -1,0 +1,64 @@
+//! The storage interface every backend implements (and passes one shared test suite).
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::types::{
+    Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
+};
+
+/// Durable state of the Notification Service and the Model Center.
+///
+/// Every method is one transaction: a stage change and the event announcing it are written
+/// together or not at all.
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// Store an event and return it with its offset. Durable before it returns. With a
+    /// (client id, sequence) already stored, returns that event and stores nothing.
+    async fn send_event(&self, event: NewEvent) -> Result<Event>;
+
+    /// Events with offset greater than `after` that pass `filter`, oldest first, at most
+    /// `limit`.
+    async fn list_events(&self, filter: &EventFilter, after: i64, limit: u32)
+    -> Result<Vec<Event>>;
+
+    /// The offset of the newest event (0 when there is none).
+    async fn latest_offset(&self) -> Result<i64>;
+
+    /// Register a model under a unique name.
+    async fn register_model(&self, name: &str, description: &str) -> Result<Model>;
+
+    /// A model by name.
+    async fn get_model(&self, name: &str) -> Result<Model>;
+
+    /// Models by name, `limit` from `offset`.
+    async fn list_models(&self, offset: u32, limit: u32) -> Result<Vec<Model>>;
+
+    /// Create the next version of `model` (numbered 1, 2, ... per model, safe under
+    /// concurrency) in stage GENERATED, and its `MODEL_GENERATED` event.
+    async fn create_model_version(
+        &self,
+        model: &str,
+        version: NewModelVersion,
+    ) -> Result<ModelVersion>;
+
+    /// One version.
+    async fn get_model_version(&self, model: &str, version: i64) -> Result<ModelVersion>;
+
+    /// Versions of a model, oldest first, optionally only those in `stage`.
+    async fn list_model_versions(
+        &self,
+        model: &str,
+        stage: Option<ModelStage>,
+    ) -> Result<Vec<ModelVersion>>;
+
+    /// Move a version to `stage` and write its `MODEL_<STAGE>` event. Deploying a version
+    /// while another is DEPLOYED moves the other to DEPRECATED (with its event) in the same
+    /// transaction, so there is never more than one DEPLOYED version.
+    async fn set_model_stage(
+        &self,
+        model: &str,
+        version: i64,
+        stage: ModelStage,
+    ) -> Result<ModelVersion>;
+}
