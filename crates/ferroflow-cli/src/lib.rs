@@ -3,8 +3,13 @@
 //! - `ferroflow run JOB.yaml`: run a job spec; a progress bar for bounded jobs, per-operator
 //!   metrics at the end, Ctrl-C (or `--duration`) stops an unbounded job cleanly.
 //! - `ferroflow sql QUERY --table NAME=PATH ...`: batch SQL over CSV, JSON-lines, Parquet.
+//! - `ferroflow server`: the control-plane server (Notification Service, Model Center).
+//! - `ferroflow events send|list|listen`, `ferroflow models ...`: its client, against
+//!   `--server URL` or, without one, the embedded SQLite store.
 
 #![warn(missing_docs, unreachable_pub)]
+
+mod control;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +54,38 @@ enum Command {
     Check {
         /// The job spec.
         spec: PathBuf,
+    },
+    /// Run the control-plane server (Notification Service, Model Center; HTTP/JSON).
+    Server {
+        /// Address to listen on; a non-loopback address needs a token.
+        #[arg(long, default_value = "127.0.0.1:8420")]
+        bind: std::net::SocketAddr,
+        /// Directory of the embedded SQLite database.
+        #[arg(long, env = "FERROFLOW_DATA_DIR", default_value = ".ferroflow")]
+        data_dir: PathBuf,
+        /// PostgreSQL URL, to share state between several servers (instead of SQLite).
+        #[arg(long, env = "FERROFLOW_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Bearer token clients must send.
+        #[arg(long, env = "FERROFLOW_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Largest accepted request body, in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        body_limit: usize,
+    },
+    /// Notification Service: send, list and listen to events.
+    Events {
+        #[command(subcommand)]
+        command: control::EventsCommand,
+        #[command(flatten)]
+        target: control::Target,
+    },
+    /// Model Center: models, versions and stages.
+    Models {
+        #[command(subcommand)]
+        command: control::ModelsCommand,
+        #[command(flatten)]
+        target: control::Target,
     },
     /// Run batch SQL over files.
     Sql {
@@ -119,6 +156,39 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             }
             Ok(())
         }
+        Command::Server {
+            bind,
+            data_dir,
+            database_url,
+            token,
+            body_limit,
+        } => {
+            let config = ferroflow_server::ServerConfig {
+                bind,
+                data_dir,
+                database_url,
+                token,
+                body_limit,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let server = ferroflow_server::Server::bind(config).await?;
+                let addr = server.local_addr()?;
+                {
+                    use std::io::Write;
+                    let mut out = std::io::stdout();
+                    writeln!(out, "ferroflow server listening on http://{addr}")?;
+                    out.flush()?;
+                }
+                server.serve(shutdown_signal()).await?;
+                eprintln!("ferroflow server stopped");
+                Ok::<(), AnyError>(())
+            })
+        }
+        Command::Events { command, target } => control::events(&target, command),
+        Command::Models { command, target } => control::models(&target, command),
         Command::Check { spec } => {
             let job = ferroflow_jobspec::load(&spec)?;
             println!(
@@ -177,6 +247,28 @@ fn write_batches(
     }
     w.finish()?;
     Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
 
 fn install_ctrl_c(handle: JobHandle) {

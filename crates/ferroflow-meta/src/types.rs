@@ -10,6 +10,7 @@ use crate::error::MetaError;
 
 /// An event of the Notification Service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Global, gap-free, monotonically increasing position in the log (from 1).
     pub offset: i64,
@@ -31,6 +32,7 @@ pub struct Event {
 
 /// An event to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEvent {
     /// See [`Event::key`].
     pub key: String,
@@ -107,6 +109,7 @@ impl NewEvent {
 
 /// Which events to list; empty lists match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventFilter {
     /// Any of these keys.
     #[serde(default)]
@@ -135,6 +138,7 @@ impl EventFilter {
 
 /// The life of a model version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ModelStage {
     /// Just produced by training.
@@ -215,6 +219,7 @@ impl FromStr for ModelStage {
 
 /// A registered model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Model {
     /// Unique name.
     pub name: String,
@@ -226,6 +231,7 @@ pub struct Model {
 
 /// A version of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelVersion {
     /// Model name.
     pub model: String,
@@ -251,6 +257,7 @@ pub struct ModelVersion {
 
 /// A version to create.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewModelVersion {
     /// Where the model files are.
     pub uri: String,

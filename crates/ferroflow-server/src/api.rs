@@ -1,0 +1,473 @@
+//! Routes and handlers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use ferroflow_meta::{
+    Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion, Notifier,
+};
+use futures::Stream;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Longest a long-poll `listen` may wait.
+const MAX_LISTEN: Duration = Duration::from_secs(60);
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    notifier: Notifier,
+    token: Option<Arc<str>>,
+    metrics: Arc<Metrics>,
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<Vec<(String, String)>, Counter>,
+    events_sent: Counter<u64, AtomicU64>,
+}
+
+impl AppState {
+    /// State over a notifier (and its store); `token` enables bearer authentication.
+    pub fn new(notifier: Notifier, token: Option<String>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<Vec<(String, String)>, Counter>::default();
+        let events_sent = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "ferroflow_http_requests",
+            "HTTP requests by status class",
+            requests.clone(),
+        );
+        registry.register(
+            "ferroflow_events_sent",
+            "Events stored through the API",
+            events_sent.clone(),
+        );
+        AppState {
+            notifier,
+            token: token.map(Arc::from),
+            metrics: Arc::new(Metrics {
+                registry,
+                requests,
+                events_sent,
+            }),
+        }
+    }
+
+    async fn after_write(&self) {
+        if let Ok(o) = self.notifier.store().latest_offset().await {
+            self.notifier.written(o);
+        }
+    }
+}
+
+/// JSON body whose rejections (malformed, too large, wrong content type) are API errors.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(ApiError::from)
+    }
+}
+
+/// Query string whose rejections are API errors.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Path parameters whose rejections are API errors.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Health.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    status: &'static str,
+    latest_offset: i64,
+}
+
+#[utoipa::path(get, path = "/api/health", tag = "server",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+async fn health(State(s): State<AppState>) -> ApiResult<Json<Health>> {
+    let latest_offset = s.notifier.store().latest_offset().await?;
+    Ok(Json(Health {
+        status: "ok",
+        latest_offset,
+    }))
+}
+
+/// Event query parameters: comma-separated lists filter; `after` is exclusive.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventQuery {
+    /// Only events with a greater offset (default 0).
+    after: Option<i64>,
+    /// Most events returned (default 1000, at most 10000).
+    limit: Option<u32>,
+    /// Comma-separated keys.
+    keys: Option<String>,
+    /// Comma-separated event types.
+    event_types: Option<String>,
+    /// Comma-separated namespaces.
+    namespaces: Option<String>,
+    /// Comma-separated senders.
+    senders: Option<String>,
+    /// listen: how long to wait for a first event, in ms (default 30000, at most 60000).
+    timeout_ms: Option<u64>,
+}
+
+impl EventQuery {
+    fn filter(&self) -> EventFilter {
+        let list = |v: &Option<String>| {
+            v.as_deref()
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        EventFilter {
+            keys: list(&self.keys),
+            event_types: list(&self.event_types),
+            namespaces: list(&self.namespaces),
+            senders: list(&self.senders),
+        }
+    }
+
+    fn limit(&self) -> ApiResult<u32> {
+        match self.limit.unwrap_or(1000) {
+            0 => Err(ApiError::bad_request("limit must be at least 1")),
+            n => Ok(n.min(10_000)),
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/events", tag = "events", request_body = NewEvent,
+    responses((status = 200, description = "Stored (or already stored: same client id and sequence)", body = Event),
+              (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn send_event(
+    State(s): State<AppState>,
+    ApiJson(e): ApiJson<NewEvent>,
+) -> ApiResult<Json<Event>> {
+    let stored = s.notifier.send(e).await?;
+    s.metrics.events_sent.inc();
+    Ok(Json(stored))
+}
+
+#[utoipa::path(get, path = "/api/events", tag = "events", params(EventQuery),
+    responses((status = 200, body = Vec<Event>), (status = 400, body = ErrorBody)))]
+async fn list_events(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Vec<Event>>> {
+    let events = s
+        .notifier
+        .store()
+        .list_events(&q.filter(), q.after.unwrap_or(0), q.limit()?)
+        .await?;
+    Ok(Json(events))
+}
+
+#[utoipa::path(get, path = "/api/events/listen", tag = "events", params(EventQuery),
+    responses((status = 200, description = "Events after `after`; empty when the timeout passed first", body = Vec<Event>),
+              (status = 400, body = ErrorBody)))]
+async fn listen_events(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Vec<Event>>> {
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000)).min(MAX_LISTEN);
+    let events = s
+        .notifier
+        .listen(&q.filter(), q.after.unwrap_or(0), q.limit()?, timeout)
+        .await?;
+    Ok(Json(events))
+}
+
+#[utoipa::path(get, path = "/api/events/stream", tag = "events", params(EventQuery),
+    responses((status = 200, description = "Server-sent events, one per event (`id` = offset, data = the event as JSON)")))]
+async fn stream_events(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.notifier.subscribe(q.filter(), q.after.unwrap_or(0));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        let ev = match item {
+            Ok(e) => SseEvent::default()
+                .id(e.offset.to_string())
+                .event("event")
+                .json_data(&e)
+                .unwrap_or_else(|_| SseEvent::default().event("error")),
+            Err(e) => SseEvent::default().event("error").data(e.to_string()),
+        };
+        Some((Ok(ev), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// A model to register.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct NewModel {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[utoipa::path(post, path = "/api/models", tag = "models", request_body = NewModel,
+    responses((status = 201, body = Model), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn register_model(
+    State(s): State<AppState>,
+    ApiJson(m): ApiJson<NewModel>,
+) -> ApiResult<(StatusCode, Json<Model>)> {
+    let model = s
+        .notifier
+        .store()
+        .register_model(&m.name, &m.description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(model)))
+}
+
+/// Paging.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Page {
+    /// Skip this many (default 0).
+    offset: Option<u32>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/models", tag = "models", params(Page),
+    responses((status = 200, body = Vec<Model>)))]
+async fn list_models(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<Page>,
+) -> ApiResult<Json<Vec<Model>>> {
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        s.notifier
+            .store()
+            .list_models(p.offset.unwrap_or(0), limit)
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/models/{name}", tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, body = Model), (status = 404, body = ErrorBody)))]
+async fn get_model(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Model>> {
+    Ok(Json(s.notifier.store().get_model(&name).await?))
+}
+
+#[utoipa::path(post, path = "/api/models/{name}/versions", tag = "models", request_body = NewModelVersion,
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 201, description = "Created in stage GENERATED; a MODEL_GENERATED event is written", body = ModelVersion),
+              (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn create_version(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(v): ApiJson<NewModelVersion>,
+) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
+    let created = s.notifier.store().create_model_version(&name, v).await?;
+    s.after_write().await;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Stage filter.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StageQuery {
+    /// Only versions in this stage.
+    stage: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/models/{name}/versions", tag = "models",
+    params(("name" = String, Path, description = "Model name"), StageQuery),
+    responses((status = 200, body = Vec<ModelVersion>), (status = 404, body = ErrorBody)))]
+async fn list_versions(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StageQuery>,
+) -> ApiResult<Json<Vec<ModelVersion>>> {
+    let stage = q
+        .stage
+        .as_deref()
+        .map(str::parse::<ModelStage>)
+        .transpose()?;
+    Ok(Json(
+        s.notifier.store().list_model_versions(&name, stage).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/models/{name}/versions/{version}", tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = i64, Path, description = "Version number")),
+    responses((status = 200, body = ModelVersion), (status = 404, body = ErrorBody)))]
+async fn get_version(
+    State(s): State<AppState>,
+    ApiPath((name, version)): ApiPath<(String, i64)>,
+) -> ApiResult<Json<ModelVersion>> {
+    Ok(Json(
+        s.notifier.store().get_model_version(&name, version).await?,
+    ))
+}
+
+/// A stage to move to.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct StageChange {
+    stage: ModelStage,
+}
+
+#[utoipa::path(put, path = "/api/models/{name}/versions/{version}/stage", tag = "models", request_body = StageChange,
+    params(("name" = String, Path, description = "Model name"), ("version" = i64, Path, description = "Version number")),
+    responses((status = 200, description = "Moved (a MODEL_<STAGE> event is written; deploying deprecates the previously deployed version)", body = ModelVersion),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn set_stage(
+    State(s): State<AppState>,
+    ApiPath((name, version)): ApiPath<(String, i64)>,
+    ApiJson(c): ApiJson<StageChange>,
+) -> ApiResult<Json<ModelVersion>> {
+    let v = s
+        .notifier
+        .store()
+        .set_model_stage(&name, version, c.stage)
+        .await?;
+    s.after_write().await;
+    Ok(Json(v))
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    let mut out = String::new();
+    if encode(&mut out, &s.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Bearer-token check (when a token is configured) and request counting.
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let open = req.uri().path() == "/api/health";
+    if let (Some(token), false) = (&s.token, open) {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t.as_bytes() == token.as_bytes());
+        if !ok {
+            s.metrics
+                .requests
+                .get_or_create(&vec![("status".into(), "4xx".into())])
+                .inc();
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this server requires 'Authorization: Bearer <token>'",
+            )
+            .into_response();
+        }
+    }
+    let resp = next.run(req).await;
+    let class = format!("{}xx", resp.status().as_u16() / 100);
+    s.metrics
+        .requests
+        .get_or_create(&vec![("status".into(), class)])
+        .inc();
+    resp
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ferroflow control plane", description = "Notification Service and Model Center"),
+    tags((name = "events", description = "Notification Service"), (name = "models", description = "Model Center"))
+)]
+struct ApiDoc;
+
+/// The application router and its OpenAPI document (also served at `/api/openapi.json`).
+pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::OpenApi) {
+    let (api_router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(send_event, list_events))
+        .routes(routes!(listen_events))
+        .routes(routes!(stream_events))
+        .routes(routes!(register_model, list_models))
+        .routes(routes!(get_model))
+        .routes(routes!(create_version, list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(set_stage))
+        .with_state(state.clone())
+        .split_for_parts();
+    let doc = Arc::new(api.clone());
+    let app = api_router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json((*doc).clone()) }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(prometheus).with_state(state.clone()),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state, guard))
+        .layer(DefaultBodyLimit::max(body_limit));
+    (app, api)
+}

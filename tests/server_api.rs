@@ -1,0 +1,577 @@
+//! The control-plane server as a real process on loopback, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct ServerProc {
+    child: Child,
+    base: String,
+}
+
+impl ServerProc {
+    fn start(args: &[&str]) -> ServerProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+            .arg("server")
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("ferroflow server listening on ")
+            .unwrap_or_else(|| {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+                panic!("server did not start: {line:?} {err}")
+            })
+            .to_string();
+        ServerProc { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// kill -9.
+    fn crash(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// (status, JSON body).
+fn post(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    let mut r = a.post(url).send_json(body).unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn get(a: &ureq::Agent, url: &str) -> (u16, Value) {
+    let mut r = a.get(url).call().unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn put(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    let mut r = a.put(url).send_json(body).unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn concurrent_senders(server: &ServerProc) {
+    let url = Arc::new(server.url("/api/events"));
+    let handles: Vec<_> = (0..100)
+        .map(|client| {
+            let url = url.clone();
+            thread::spawn(move || {
+                let a = agent();
+                let mut offsets = Vec::new();
+                for seq in 0..5 {
+                    let body = json!({"key": format!("k{}", client % 5), "value": format!("{client}/{seq}"),
+                                      "event_type": "TEST", "client_id": format!("c{client}"), "sequence": seq});
+                    // The first answer is "lost"; the client retries the same (client, seq).
+                    let (s1, first) = post(&a, &url, &body);
+                    let (s2, retry) = post(&a, &url, &body);
+                    assert_eq!((s1, s2), (200, 200), "{first} {retry}");
+                    assert_eq!(first, retry);
+                    offsets.push(first["offset"].as_i64().unwrap());
+                }
+                offsets
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all, (1..=500).collect::<Vec<_>>());
+    let (_, listed) = get(&agent(), &server.url("/api/events?after=0&limit=10000"));
+    let offsets: Vec<i64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, (1..=500).collect::<Vec<_>>());
+}
+
+#[test]
+fn hundred_concurrent_senders_with_retries_get_gap_free_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    concurrent_senders(&server);
+}
+
+#[test]
+fn postgres_backend_serves_the_same_contract() {
+    let url = match std::env::var("FERROFLOW_TEST_PG_URL") {
+        Ok(u) => u,
+        Err(_) => {
+            let out = Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/scripts/setup-postgres.sh"
+                ))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "PostgreSQL could not be started: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        }
+    };
+    let db = format!("ff_server_{}", std::process::id());
+    let st = Command::new("psql")
+        .arg(&url)
+        .arg("-qc")
+        .arg(format!("CREATE DATABASE {db}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--database-url",
+        &db_url,
+    ]);
+    concurrent_senders(&server);
+}
+
+#[test]
+fn listen_wakes_on_a_new_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let a = agent();
+    let t = Instant::now();
+    let (s, empty) = get(
+        &a,
+        &server.url("/api/events/listen?keys=wanted&timeout_ms=200"),
+    );
+    assert_eq!((s, empty), (200, json!([])));
+    assert!(t.elapsed() >= Duration::from_millis(200));
+
+    let listen_url = server.url("/api/events/listen?keys=wanted&after=0&timeout_ms=20000");
+    let listener = thread::spawn(move || {
+        let t = Instant::now();
+        let r = get(&agent(), &listen_url);
+        (r, t.elapsed())
+    });
+    thread::sleep(Duration::from_millis(200));
+    post(
+        &a,
+        &server.url("/api/events"),
+        &json!({"key": "other", "value": "x"}),
+    );
+    let sent = Instant::now();
+    post(
+        &a,
+        &server.url("/api/events"),
+        &json!({"key": "wanted", "value": "y", "event_type": "PING"}),
+    );
+    let ((status, events), waited) = listener.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(events[0]["value"], "y");
+    assert_eq!(events[0]["offset"], 2);
+    assert!(waited < Duration::from_secs(10));
+    assert!(sent.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn deploys_over_http_keep_one_deployed_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let a = agent();
+    let (s, m) = post(
+        &a,
+        &server.url("/api/models"),
+        &json!({"name": "ctr", "description": "clicks"}),
+    );
+    assert_eq!(s, 201, "{m}");
+    for i in 1..=6 {
+        let (s, v) = post(
+            &a,
+            &server.url("/api/models/ctr/versions"),
+            &json!({"uri": format!("file:///models/ctr/{i}"), "flavor": "onnx", "metrics": {"auc": 0.8}}),
+        );
+        assert_eq!((s, v["version"].as_i64()), (201, Some(i)));
+        let (s, _) = put(
+            &a,
+            &server.url(&format!("/api/models/ctr/versions/{i}/stage")),
+            &json!({"stage": "VALIDATED"}),
+        );
+        assert_eq!(s, 200);
+    }
+    let base = Arc::new(server.url("/api/models/ctr/versions"));
+    let hs: Vec<_> = (1..=6)
+        .map(|i| {
+            let base = base.clone();
+            thread::spawn(move || {
+                put(
+                    &agent(),
+                    &format!("{base}/{i}/stage"),
+                    &json!({"stage": "DEPLOYED"}),
+                )
+                .0
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    let (_, deployed) = get(&a, &server.url("/api/models/ctr/versions?stage=DEPLOYED"));
+    assert_eq!(deployed.as_array().unwrap().len(), 1);
+    let (_, events) = get(
+        &a,
+        &server.url("/api/events?keys=ctr&event_types=MODEL_DEPLOYED"),
+    );
+    assert_eq!(events.as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_never_a_5xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--body-limit",
+        "4096",
+    ]);
+    let a = agent();
+    let check = |(status, body): (u16, Value), want: u16, code: &str| {
+        assert_eq!(status, want, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    };
+    check(get(&a, &server.url("/api/models/nope")), 404, "not_found");
+    check(
+        post(
+            &a,
+            &server.url("/api/models/nope/versions"),
+            &json!({"uri": "x"}),
+        ),
+        404,
+        "not_found",
+    );
+    post(&a, &server.url("/api/models"), &json!({"name": "m"}));
+    check(
+        post(&a, &server.url("/api/models"), &json!({"name": "m"})),
+        409,
+        "already_exists",
+    );
+    post(
+        &a,
+        &server.url("/api/models/m/versions"),
+        &json!({"uri": "file:///1"}),
+    );
+    let (s, body) = put(
+        &a,
+        &server.url("/api/models/m/versions/1/stage"),
+        &json!({"stage": "DEPLOYED"}),
+    );
+    check((s, body.clone()), 409, "invalid_transition");
+    assert_eq!(body["details"]["allowed"], "VALIDATED, DEPRECATED, DELETED");
+    check(
+        post(&a, &server.url("/api/events"), &json!({"key": ""})),
+        400,
+        "invalid",
+    );
+    check(
+        post(
+            &a,
+            &server.url("/api/models/m/versions"),
+            &json!({"uri": "x", "flavor": "pickle"}),
+        ),
+        400,
+        "invalid",
+    );
+    check(
+        get(&a, &server.url("/api/models/m/versions/abc")),
+        400,
+        "bad_request",
+    );
+    check(
+        get(&a, &server.url("/api/events?limit=-3")),
+        400,
+        "bad_request",
+    );
+    check(get(&a, &server.url("/api/nothing/here")), 404, "not_found");
+    // Malformed JSON.
+    let mut r = a
+        .post(server.url("/api/events"))
+        .header("content-type", "application/json")
+        .send("{\"key\": \"k\", ")
+        .unwrap();
+    let body: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), body["code"].as_str()),
+        (400, Some("malformed_json")),
+        "{body}"
+    );
+    // Oversized body.
+    let big = json!({"key": "k", "value": "x".repeat(10_000)});
+    check(
+        post(&a, &server.url("/api/events"), &big),
+        413,
+        "payload_too_large",
+    );
+    // The server is still healthy.
+    assert_eq!(get(&a, &server.url("/api/health")).0, 200);
+}
+
+#[test]
+fn token_is_required_when_configured_and_for_public_binds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--token",
+        "s3cret",
+    ]);
+    let a = agent();
+    let (s, body) = get(&a, &server.url("/api/models"));
+    assert_eq!((s, body["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        get(&a, &server.url("/api/health")).0,
+        200,
+        "health stays open"
+    );
+    let mut r = a
+        .get(server.url("/api/models"))
+        .header("authorization", "Bearer s3cret")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = r.body_mut().read_to_string();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+        .args([
+            "server",
+            "--bind",
+            "0.0.0.0:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env_remove("FERROFLOW_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+}
+
+#[test]
+fn openapi_document_and_prometheus_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let a = agent();
+    let (s, doc) = get(&a, &server.url("/api/openapi.json"));
+    assert_eq!(s, 200);
+    for p in [
+        "/api/events",
+        "/api/events/listen",
+        "/api/models/{name}/versions/{version}/stage",
+    ] {
+        assert!(doc["paths"][p].is_object(), "missing {p}");
+    }
+    assert!(doc["components"]["schemas"]["ModelVersion"].is_object());
+    post(&a, &server.url("/api/events"), &json!({"key": "k"}));
+    let mut r = a.get(server.url("/metrics")).call().unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    assert!(text.contains("ferroflow_events_sent_total 1"), "{text}");
+    assert!(
+        text.contains("ferroflow_http_requests_total{status=\"2xx\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kill_9_in_a_burst_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let mut server = ServerProc::start(&["--data-dir", &data]);
+    let url = Arc::new(server.url("/api/events"));
+    let senders: Vec<_> = (0..4)
+        .map(|w| {
+            let url = url.clone();
+            thread::spawn(move || {
+                let a: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let body = json!({"key": "burst", "value": format!("{w}/{i}")});
+                    match a.post(url.as_str()).send_json(&body) {
+                        Ok(mut r) => {
+                            let e: Value = r.body_mut().read_json().unwrap();
+                            acked.push((
+                                e["offset"].as_i64().unwrap(),
+                                e["value"].as_str().unwrap().to_string(),
+                            ));
+                        }
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(400));
+    server.crash();
+    let acked: Vec<(i64, String)> = senders
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the burst was under way when the server died"
+    );
+
+    let server = ServerProc::start(&["--data-dir", &data]);
+    let (_, stored) = get(&agent(), &server.url("/api/events?after=0&limit=10000"));
+    let stored: Vec<(i64, String)> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["offset"].as_i64().unwrap(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let offsets: Vec<i64> = stored.iter().map(|e| e.0).collect();
+    assert_eq!(
+        offsets,
+        (1..=stored.len() as i64).collect::<Vec<_>>(),
+        "gap-free after restart"
+    );
+    for a in &acked {
+        assert!(stored.contains(a), "acknowledged event {a:?} lost");
+    }
+    // The log goes on from where it was.
+    let (_, e) = post(
+        &agent(),
+        &server.url("/api/events"),
+        &json!({"key": "after"}),
+    );
+    assert_eq!(e["offset"].as_i64().unwrap(), stored.len() as i64 + 1);
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+        .args(args)
+        .env_remove("FERROFLOW_SERVER")
+        .env_remove("FERROFLOW_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_client_against_a_server_and_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = ServerProc::start(&["--data-dir", data.to_str().unwrap()]);
+    let s = server.base.clone();
+    let (ok, out, err) = cli(&[
+        "events",
+        "send",
+        "jobs.train",
+        "{\"n\":1}",
+        "--type",
+        "DONE",
+        "--server",
+        &s,
+    ]);
+    assert!(ok, "{err}");
+    let e: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(e["offset"], 1);
+    let (ok, out, _) = cli(&["events", "list", "--keys", "jobs.train", "--server", &s]);
+    assert!(ok && out.contains("\"DONE\""), "{out}");
+    let (ok, out, _) = cli(&[
+        "events",
+        "listen",
+        "--after",
+        "0",
+        "--timeout",
+        "5",
+        "--server",
+        &s,
+    ]);
+    assert!(ok && out.contains("jobs.train"), "{out}");
+
+    // Embedded: no server, the SQLite store in --data-dir.
+    let local = dir.path().join("local");
+    let d = local.to_str().unwrap();
+    assert!(cli(&["models", "register", "ctr", "--data-dir", d]).0);
+    let (ok, out, err) = cli(&[
+        "models",
+        "create-version",
+        "ctr",
+        "--uri",
+        "file:///m/1",
+        "--flavor",
+        "onnx",
+        "--metric",
+        "auc=0.91",
+        "--data-dir",
+        d,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"GENERATED\"") && out.contains("0.91"),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&["models", "stage", "ctr", "1", "deployed", "--data-dir", d]);
+    assert!(
+        !ok && err.contains("cannot go from GENERATED to DEPLOYED"),
+        "{err}"
+    );
+    assert!(cli(&["models", "stage", "ctr", "1", "validated", "--data-dir", d]).0);
+    let (ok, out, _) = cli(&[
+        "events",
+        "list",
+        "--types",
+        "MODEL_VALIDATED",
+        "--data-dir",
+        d,
+    ]);
+    assert!(ok && out.contains("MODEL_VALIDATED"), "{out}");
+    let (ok, _, err) = cli(&["models", "versions", "nope", "--server", &s]);
+    assert!(!ok && err.contains("404") && err.contains("nope"), "{err}");
+}
