@@ -575,3 +575,107 @@ fn cli_client_against_a_server_and_embedded() {
     let (ok, _, err) = cli(&["models", "versions", "nope", "--server", &s]);
     assert!(!ok && err.contains("404") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn metadata_records_and_batched_sends_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let a = agent();
+    let (s, _) = post(
+        &a,
+        &server.url("/api/meta/project"),
+        &json!({"project": "ads", "name": "ads"}),
+    );
+    assert_eq!(s, 201);
+    let (s, d) = post(
+        &a,
+        &server.url("/api/meta/dataset"),
+        &json!({"project": "ads", "name": "clicks", "body": {"uri": "file:///clicks.csv", "format": "csv"}}),
+    );
+    assert_eq!((s, d["revision"].as_i64()), (201, Some(1)));
+    let (s, e) = post(
+        &a,
+        &server.url("/api/meta/dataset"),
+        &json!({"project": "nope", "name": "x", "body": {"uri": "u", "format": "csv"}}),
+    );
+    assert_eq!((s, e["code"].as_str()), (404, Some("not_found")));
+    let (s, e) = post(
+        &a,
+        &server.url("/api/meta/gadget"),
+        &json!({"project": "ads", "name": "x"}),
+    );
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid")), "{e}");
+    let (s, u) = put(
+        &a,
+        &server.url("/api/meta/dataset/ads/clicks"),
+        &json!({"body": {"uri": "file:///clicks2.csv", "format": "csv"}, "revision": 1}),
+    );
+    assert_eq!((s, u["revision"].as_i64()), (200, Some(2)));
+    let (s, e) = put(
+        &a,
+        &server.url("/api/meta/dataset/ads/clicks"),
+        &json!({"body": {"uri": "file:///late.csv", "format": "csv"}, "revision": 1}),
+    );
+    assert_eq!((s, e["code"].as_str()), (409, Some("conflict")));
+    let (s, list) = get(&a, &server.url("/api/meta/dataset?project=ads"));
+    assert_eq!((s, list.as_array().unwrap().len()), (200, 1));
+    let r = a
+        .delete(server.url("/api/meta/dataset/ads/clicks"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(get(&a, &server.url("/api/meta/dataset/ads/clicks")).0, 404);
+
+    let batch: Vec<Value> = (0..100)
+        .map(|i| json!({"key": "b", "value": i.to_string()}))
+        .collect();
+    let (s, stored) = post(&a, &server.url("/api/events/batch"), &json!(batch));
+    assert_eq!(s, 200);
+    let offsets: Vec<i64> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, (1..=100).collect::<Vec<_>>());
+    let (s, e) = post(
+        &a,
+        &server.url("/api/events/batch"),
+        &json!([{"key": "ok"}, {"key": ""}]),
+    );
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid")));
+    assert_eq!(
+        get(&a, &server.url("/api/events?after=100")).1,
+        json!([]),
+        "a refused batch stores nothing"
+    );
+
+    // The CLI speaks the same routes.
+    let (ok, out, err) = cli(&[
+        "meta",
+        "create",
+        "workflow",
+        "ads",
+        "ctr",
+        "--body",
+        "{\"spec\": \"v1\"}",
+        "--server",
+        &server.base,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"workflow\""));
+    let (ok, _, err) = cli(&[
+        "meta",
+        "create",
+        "execution",
+        "ads",
+        "run-1",
+        "--parent",
+        "ctr",
+        "--body",
+        "{}",
+        "--server",
+        &server.base,
+    ]);
+    assert!(!ok && err.contains("'status' as a string"), "{err}");
+}

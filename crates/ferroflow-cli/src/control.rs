@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use ferroflow_meta::{
-    EventFilter, MetaStore, ModelStage, NewEvent, NewModelVersion, Notifier, SqliteStore,
+    EventFilter, MetaStore, ModelStage, NewEvent, NewModelVersion, NewRecord, Notifier, RecordKind,
+    SqliteStore,
 };
 use serde_json::{Value, json};
 
@@ -227,6 +228,13 @@ impl Client {
                 }
                 r.call()?
             }
+            ("DELETE", _) => {
+                let mut r = agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.call()?
+            }
             (m, b) => {
                 let mut r = match m {
                     "PUT" => agent.put(&url),
@@ -408,6 +416,181 @@ pub(crate) fn models(target: &Target, cmd: ModelsCommand) -> Result<(), AnyError
             Client::Embedded { store, rt, .. } => {
                 let stage: ModelStage = stage.parse()?;
                 serde_json::to_value(rt.block_on(store.set_model_stage(&name, version, stage))?)?
+            }
+        },
+    };
+    print(&out);
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MetaCommand {
+    /// Create a record: KIND is project, dataset, workflow, workflow_snapshot, execution,
+    /// job_execution, artifact or metric.
+    Create {
+        /// Record kind.
+        kind: String,
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+        /// The body, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        body: String,
+        /// Owner (workflow of a snapshot or execution, execution of a job execution...).
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// Show a record.
+    Get {
+        /// Record kind.
+        kind: String,
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+    },
+    /// Replace a record's body.
+    Update {
+        /// Record kind.
+        kind: String,
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+        /// The new body, as a JSON object.
+        #[arg(long)]
+        body: String,
+        /// Only if the record is still at this revision.
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Delete a record.
+    Delete {
+        /// Record kind.
+        kind: String,
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+    },
+    /// List records of a kind.
+    List {
+        /// Record kind.
+        kind: String,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only records owned by this parent.
+        #[arg(long)]
+        parent: Option<String>,
+    },
+}
+
+fn json_arg(s: &str) -> Result<Value, AnyError> {
+    serde_json::from_str(s).map_err(|e| format!("--body is not JSON: {e}").into())
+}
+
+pub(crate) fn meta(target: &Target, cmd: MetaCommand) -> Result<(), AnyError> {
+    let client = Client::open(target)?;
+    let out = match cmd {
+        MetaCommand::Create {
+            kind,
+            project,
+            name,
+            body,
+            parent,
+        } => {
+            let r = NewRecord {
+                project,
+                name,
+                parent,
+                body: json_arg(&body)?,
+            };
+            match &client {
+                Client::Http { .. } => client.call(
+                    "POST",
+                    &format!("/api/meta/{kind}"),
+                    Some(&serde_json::to_value(&r)?),
+                )?,
+                Client::Embedded { store, rt, .. } => serde_json::to_value(
+                    rt.block_on(store.create_record(kind.parse::<RecordKind>()?, r))?,
+                )?,
+            }
+        }
+        MetaCommand::Get {
+            kind,
+            project,
+            name,
+        } => match &client {
+            Client::Http { .. } => {
+                client.call("GET", &format!("/api/meta/{kind}/{project}/{name}"), None)?
+            }
+            Client::Embedded { store, rt, .. } => serde_json::to_value(
+                rt.block_on(store.get_record(kind.parse()?, &project, &name))?,
+            )?,
+        },
+        MetaCommand::Update {
+            kind,
+            project,
+            name,
+            body,
+            revision,
+        } => {
+            let body = json_arg(&body)?;
+            match &client {
+                Client::Http { .. } => client.call(
+                    "PUT",
+                    &format!("/api/meta/{kind}/{project}/{name}"),
+                    Some(&json!({"body": body, "revision": revision})),
+                )?,
+                Client::Embedded { store, rt, .. } => serde_json::to_value(rt.block_on(
+                    store.update_record(kind.parse()?, &project, &name, body, revision),
+                )?)?,
+            }
+        }
+        MetaCommand::Delete {
+            kind,
+            project,
+            name,
+        } => {
+            match &client {
+                Client::Http { .. } => {
+                    client.call(
+                        "DELETE",
+                        &format!("/api/meta/{kind}/{project}/{name}"),
+                        None,
+                    )?;
+                }
+                Client::Embedded { store, rt, .. } => {
+                    rt.block_on(store.delete_record(kind.parse()?, &project, &name))?;
+                }
+            }
+            json!({"deleted": format!("{kind}/{project}/{name}")})
+        }
+        MetaCommand::List {
+            kind,
+            project,
+            parent,
+        } => match &client {
+            Client::Http { .. } => {
+                let mut q = vec![];
+                if let Some(p) = &project {
+                    q.push(format!("project={p}"));
+                }
+                if let Some(p) = &parent {
+                    q.push(format!("parent={p}"));
+                }
+                client.call("GET", &format!("/api/meta/{kind}?{}", q.join("&")), None)?
+            }
+            Client::Embedded { store, rt, .. } => {
+                serde_json::to_value(rt.block_on(store.list_records(
+                    kind.parse()?,
+                    project.as_deref(),
+                    parent.as_deref(),
+                    0,
+                    1000,
+                ))?)?
             }
         },
     };

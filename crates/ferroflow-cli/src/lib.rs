@@ -4,7 +4,7 @@
 //!   metrics at the end, Ctrl-C (or `--duration`) stops an unbounded job cleanly.
 //! - `ferroflow sql QUERY --table NAME=PATH ...`: batch SQL over CSV, JSON-lines, Parquet.
 //! - `ferroflow server`: the control-plane server (Notification Service, Model Center).
-//! - `ferroflow events send|list|listen`, `ferroflow models ...`: its client, against
+//! - `ferroflow events send|list|listen`, `ferroflow models ...`, `ferroflow meta ...`: its client, against
 //!   `--server URL` or, without one, the embedded SQLite store.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -84,6 +84,13 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: control::ModelsCommand,
+        #[command(flatten)]
+        target: control::Target,
+    },
+    /// Metadata Service: projects, datasets, workflows, executions, artifacts, metrics.
+    Meta {
+        #[command(subcommand)]
+        command: control::MetaCommand,
         #[command(flatten)]
         target: control::Target,
     },
@@ -189,6 +196,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         }
         Command::Events { command, target } => control::events(&target, command),
         Command::Models { command, target } => control::models(&target, command),
+        Command::Meta { command, target } => control::meta(&target, command),
         Command::Check { spec } => {
             let job = ferroflow_jobspec::load(&spec)?;
             println!(

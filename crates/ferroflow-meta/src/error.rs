@@ -44,6 +44,9 @@ pub enum MetaError {
         /// What is wrong.
         message: String,
     },
+    /// The request conflicts with the current state (stale revision, owned records).
+    #[error("{0}")]
+    Conflict(String),
     /// The database failed.
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),

@@ -9,6 +9,9 @@
 //!   another deprecates the old one in the same transaction, and a partial unique index
 //!   enforces it in the database); every stage change writes its `MODEL_<STAGE>` event in
 //!   the same transaction, so there are no lost and no phantom events.
+//! - Metadata records ([`RecordKind`]: projects, datasets, workflows and snapshots,
+//!   executions, job executions, artifacts, metrics) are typed JSON documents checked
+//!   against their kind, with optimistic concurrency by revision.
 //! - [`Notifier`] adds waiting: long-poll `listen` and in-process subscriptions.
 //!
 //! Backends: [`SqliteStore`] (embedded default, one file, WAL, synced commits) and
@@ -18,12 +21,14 @@
 
 mod error;
 mod notify;
+mod records;
 mod sql_store;
 mod store;
 mod types;
 
 pub use error::{MetaError, Result};
 pub use notify::Notifier;
+pub use records::{NewRecord, Record, RecordKind};
 pub use sql_store::{PostgresStore, SqliteStore};
 pub use store::MetaStore;
 pub use types::{

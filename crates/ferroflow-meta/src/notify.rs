@@ -53,6 +53,15 @@ impl Notifier {
         Ok(e)
     }
 
+    /// Store several events in one transaction and wake listeners.
+    pub async fn send_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let stored = self.store.send_events(events).await?;
+        if let Some(last) = stored.iter().map(|e| e.offset).max() {
+            self.written(last);
+        }
+        Ok(stored)
+    }
+
     /// Events after `after` passing `filter`; if there are none yet, wait up to `timeout` for
     /// the first ones. Returns an empty list on timeout.
     pub async fn listen(

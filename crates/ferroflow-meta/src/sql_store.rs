@@ -21,20 +21,33 @@ use sqlx::sqlite::{
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::error::{MetaError, Result};
+use crate::records::{NewRecord, Record, RecordKind, validate};
 use crate::store::MetaStore;
 use crate::types::{
     Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_events_and_models.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_events_and_models.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_metadata_records.sql"),
+    ),
+];
 
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/postgres/0001_events_and_models.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/postgres/0001_events_and_models.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_metadata_records.sql"),
+    ),
+];
 
 /// Key of the PostgreSQL advisory lock that serialises writers.
 const PG_WRITE_LOCK: i64 = 0x6665_7272_6f66;
@@ -263,6 +276,38 @@ macro_rules! sql_store {
                 })
             }
 
+            fn record_from_row(r: &$row) -> Result<Record> {
+                let kind: String = r.try_get("kind")?;
+                let body: String = r.try_get("body")?;
+                Ok(Record {
+                    kind: kind.parse()?,
+                    project: r.try_get("project")?,
+                    name: r.try_get("name")?,
+                    parent: r.try_get("parent")?,
+                    body: json_field("body", &body)?,
+                    revision: r.try_get("revision")?,
+                    create_time: r.try_get("create_time")?,
+                    update_time: r.try_get("update_time")?,
+                })
+            }
+
+            async fn record_exists(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                kind: RecordKind,
+                project: &str,
+                name: &str,
+            ) -> Result<bool> {
+                let q = self.sql("SELECT id FROM records WHERE kind = ? AND project = ? AND name = ?");
+                let id: Option<i64> = sqlx::query_scalar(&q)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(id.is_some())
+            }
+
             fn model_from_row(r: &$row) -> Result<Model> {
                 Ok(Model {
                     name: r.try_get("name")?,
@@ -364,22 +409,33 @@ macro_rules! sql_store {
         #[async_trait]
         impl MetaStore for $store {
             async fn send_event(&self, event: NewEvent) -> Result<Event> {
-                event.validate()?;
-                let mut tx = self.write().await?;
-                if let (Some(client), Some(seq)) = (&event.client_id, event.sequence) {
-                    let q = self.sql("SELECT * FROM events WHERE client_id = ? AND client_seq = ?");
-                    let existing = sqlx::query(&q)
-                        .bind(client)
-                        .bind(seq)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(row) = existing {
-                        return Self::event_from_row(&row);
-                    }
+                let mut stored = self.send_events(vec![event]).await?;
+                Ok(stored.pop().expect("one event in, one out"))
+            }
+
+            async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+                for e in &events {
+                    e.validate()?;
                 }
-                let stored = self.insert_event(&mut tx, &event).await?;
+                let mut tx = self.write().await?;
+                let mut out = Vec::with_capacity(events.len());
+                for event in &events {
+                    if let (Some(client), Some(seq)) = (&event.client_id, event.sequence) {
+                        let q = self.sql("SELECT * FROM events WHERE client_id = ? AND client_seq = ?");
+                        let existing = sqlx::query(&q)
+                            .bind(client)
+                            .bind(seq)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some(row) = existing {
+                            out.push(Self::event_from_row(&row)?);
+                            continue;
+                        }
+                    }
+                    out.push(self.insert_event(&mut tx, event).await?);
+                }
                 tx.commit().await?;
-                Ok(stored)
+                Ok(out)
             }
 
             async fn list_events(&self, filter: &EventFilter, after: i64, limit: u32) -> Result<Vec<Event>> {
@@ -576,6 +632,188 @@ macro_rules! sql_store {
                 let updated = self.stage_change(&mut tx, model_id, current, stage).await?;
                 tx.commit().await?;
                 Ok(updated)
+            }
+
+            async fn create_record(&self, kind: RecordKind, r: NewRecord) -> Result<Record> {
+                validate(kind, &r)?;
+                let mut tx = self.write().await?;
+                if kind != RecordKind::Project
+                    && !self.record_exists(&mut tx, RecordKind::Project, &r.project, &r.project).await?
+                {
+                    return Err(MetaError::NotFound { kind: "project", name: r.project.clone() });
+                }
+                if let (Some(pk), Some(parent)) = (kind.parent_kind(), &r.parent)
+                    && !self.record_exists(&mut tx, pk, &r.project, parent).await?
+                {
+                    return Err(MetaError::NotFound {
+                        kind: pk.as_str(),
+                        name: format!("{}/{parent}", r.project),
+                    });
+                }
+                if self.record_exists(&mut tx, kind, &r.project, &r.name).await? {
+                    return Err(MetaError::AlreadyExists {
+                        kind: kind.as_str(),
+                        name: format!("{}/{}", r.project, r.name),
+                    });
+                }
+                let now = now_ms();
+                let q = self.sql(
+                    "INSERT INTO records (kind, project, name, parent, body, revision, create_time, update_time) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                );
+                sqlx::query(&q)
+                    .bind(kind.as_str())
+                    .bind(&r.project)
+                    .bind(&r.name)
+                    .bind(&r.parent)
+                    .bind(r.body.to_string())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Record {
+                    kind,
+                    project: r.project,
+                    name: r.name,
+                    parent: r.parent,
+                    body: r.body,
+                    revision: 1,
+                    create_time: now,
+                    update_time: now,
+                })
+            }
+
+            async fn get_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<Record> {
+                let q = self.sql("SELECT * FROM records WHERE kind = ? AND project = ? AND name = ?");
+                let row = sqlx::query(&q)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: kind.as_str(),
+                        name: format!("{project}/{name}"),
+                    })?;
+                Self::record_from_row(&row)
+            }
+
+            async fn update_record(
+                &self,
+                kind: RecordKind,
+                project: &str,
+                name: &str,
+                body: serde_json::Value,
+                expected_revision: Option<i64>,
+            ) -> Result<Record> {
+                if kind.immutable() {
+                    return Err(MetaError::Invalid {
+                        field: "kind",
+                        message: format!("a {kind} is immutable; create a new one"),
+                    });
+                }
+                let mut tx = self.write().await?;
+                let q = self.sql("SELECT * FROM records WHERE kind = ? AND project = ? AND name = ?");
+                let row = sqlx::query(&q)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: kind.as_str(),
+                        name: format!("{project}/{name}"),
+                    })?;
+                let mut rec = Self::record_from_row(&row)?;
+                validate(kind, &NewRecord {
+                    project: rec.project.clone(),
+                    name: rec.name.clone(),
+                    parent: rec.parent.clone(),
+                    body: body.clone(),
+                })?;
+                if let Some(expected) = expected_revision
+                    && expected != rec.revision
+                {
+                    return Err(MetaError::Conflict(format!(
+                        "{kind} '{project}/{name}' is at revision {}, not {expected}; read it again",
+                        rec.revision
+                    )));
+                }
+                let now = now_ms();
+                let q = self.sql("UPDATE records SET body = ?, revision = revision + 1, update_time = ? WHERE kind = ? AND project = ? AND name = ?");
+                sqlx::query(&q)
+                    .bind(body.to_string())
+                    .bind(now)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rec.body = body;
+                rec.revision += 1;
+                rec.update_time = now;
+                Ok(rec)
+            }
+
+            async fn delete_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<()> {
+                let mut tx = self.write().await?;
+                if !self.record_exists(&mut tx, kind, project, name).await? {
+                    return Err(MetaError::NotFound {
+                        kind: kind.as_str(),
+                        name: format!("{project}/{name}"),
+                    });
+                }
+                // Owned records keep their owner alive.
+                let owned: i64 = if kind == RecordKind::Project {
+                    let q = self.sql("SELECT COUNT(*) FROM records WHERE project = ? AND kind <> 'project'");
+                    sqlx::query_scalar(&q).bind(project).fetch_one(&mut *tx).await?
+                } else {
+                    let q = self.sql("SELECT COUNT(*) FROM records WHERE project = ? AND parent = ? AND kind <> 'metric'");
+                    sqlx::query_scalar(&q).bind(project).bind(name).fetch_one(&mut *tx).await?
+                };
+                if owned > 0 {
+                    return Err(MetaError::Conflict(format!(
+                        "{kind} '{project}/{name}' still owns {owned} records; delete them first"
+                    )));
+                }
+                let q = self.sql("DELETE FROM records WHERE kind = ? AND project = ? AND name = ?");
+                sqlx::query(&q)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_records(
+                &self,
+                kind: RecordKind,
+                project: Option<&str>,
+                parent: Option<&str>,
+                offset: u32,
+                limit: u32,
+            ) -> Result<Vec<Record>> {
+                let mut sql = String::from("SELECT * FROM records WHERE kind = ?");
+                if project.is_some() {
+                    sql.push_str(" AND project = ?");
+                }
+                if parent.is_some() {
+                    sql.push_str(" AND parent = ?");
+                }
+                sql.push_str(" ORDER BY project, name LIMIT ? OFFSET ?");
+                let sql = self.sql(&sql).into_owned();
+                let mut q = sqlx::query(&sql).bind(kind.as_str());
+                if let Some(p) = project {
+                    q = q.bind(p);
+                }
+                if let Some(p) = parent {
+                    q = q.bind(p);
+                }
+                let rows = q.bind(limit as i64).bind(offset as i64).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::record_from_row).collect()
             }
         }
     };

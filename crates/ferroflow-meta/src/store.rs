@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::records::{NewRecord, Record, RecordKind};
 use crate::types::{
     Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };
@@ -16,6 +17,10 @@ pub trait MetaStore: Send + Sync {
     /// Store an event and return it with its offset. Durable before it returns. With a
     /// (client id, sequence) already stored, returns that event and stores nothing.
     async fn send_event(&self, event: NewEvent) -> Result<Event>;
+
+    /// Store several events in one transaction (all or none); each keeps the idempotency of
+    /// [`MetaStore::send_event`]. Client-side batching for throughput.
+    async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<Event>>;
 
     /// Events with offset greater than `after` that pass `filter`, oldest first, at most
     /// `limit`.
@@ -61,4 +66,35 @@ pub trait MetaStore: Send + Sync {
         version: i64,
         stage: ModelStage,
     ) -> Result<ModelVersion>;
+
+    /// Create a metadata record. Its project must exist (except for a project itself), and
+    /// so must its parent when its kind has one in the store.
+    async fn create_record(&self, kind: RecordKind, record: NewRecord) -> Result<Record>;
+
+    /// A record.
+    async fn get_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<Record>;
+
+    /// Replace a record's body. With `expected_revision`, fails if another update came first.
+    /// Snapshots are immutable.
+    async fn update_record(
+        &self,
+        kind: RecordKind,
+        project: &str,
+        name: &str,
+        body: serde_json::Value,
+        expected_revision: Option<i64>,
+    ) -> Result<Record>;
+
+    /// Delete a record (a project or workflow still owning records cannot be deleted).
+    async fn delete_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<()>;
+
+    /// Records of a kind, optionally of one project and one parent, by name.
+    async fn list_records(
+        &self,
+        kind: RecordKind,
+        project: Option<&str>,
+        parent: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<Record>>;
 }

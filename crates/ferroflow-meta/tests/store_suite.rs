@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroflow_meta::{
-    EventFilter, MetaError, MetaStore, ModelStage, NewEvent, NewModelVersion, Notifier,
-    PostgresStore, SqliteStore,
+    EventFilter, MetaError, MetaStore, ModelStage, NewEvent, NewModelVersion, NewRecord, Notifier,
+    PostgresStore, RecordKind, SqliteStore,
 };
 
 /// Where a test's store lives: a SQLite file in a temporary directory, or a fresh database
@@ -432,10 +432,246 @@ async fn concurrent_deploys_leave_exactly_one_deployed(backend: Backend) {
     assert_eq!(events.last().unwrap().event_type, "MODEL_DEPLOYED");
 }
 
+fn rec(project: &str, name: &str, parent: Option<&str>, body: serde_json::Value) -> NewRecord {
+    NewRecord {
+        project: project.into(),
+        name: name.into(),
+        parent: parent.map(String::from),
+        body,
+    }
+}
+
+async fn metadata_records_follow_their_kinds(backend: Backend) {
+    use serde_json::json;
+    let place = Place::new(backend).await;
+    let s = place.open().await;
+    // Everything lives in a project that must exist.
+    let e = s
+        .create_record(
+            RecordKind::Dataset,
+            rec(
+                "ads",
+                "clicks",
+                None,
+                json!({"uri": "file:///c.csv", "format": "csv"}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            MetaError::NotFound {
+                kind: "project",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    s.create_record(
+        RecordKind::Project,
+        rec("ads", "ads", None, json!({"description": "ads team"})),
+    )
+    .await
+    .unwrap();
+    let ds = s
+        .create_record(
+            RecordKind::Dataset,
+            rec("ads", "clicks", None, json!({"uri": "file:///c.csv", "format": "csv",
+                "schema": [{"name": "user", "type": "utf8", "nullable": false}], "properties": {"owner": "bo"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ds.revision, 1);
+    let e = s
+        .create_record(
+            RecordKind::Dataset,
+            rec("ads", "bad", None, json!({"uri": 3, "format": "csv"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("'uri' as a string"), "{e}");
+    let e = s
+        .create_record(
+            RecordKind::Dataset,
+            rec("ads", "clicks", None, json!({"uri": "x", "format": "csv"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MetaError::AlreadyExists { .. }), "{e}");
+
+    // Workflows, immutable snapshots and executions hang off each other.
+    s.create_record(
+        RecordKind::Workflow,
+        rec("ads", "ctr", None, json!({"spec": "v1"})),
+    )
+    .await
+    .unwrap();
+    let e = s
+        .create_record(
+            RecordKind::WorkflowSnapshot,
+            rec("ads", "ctr@1", Some("nope"), json!({"spec": "v1"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            MetaError::NotFound {
+                kind: "workflow",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    s.create_record(
+        RecordKind::WorkflowSnapshot,
+        rec(
+            "ads",
+            "ctr@1",
+            Some("ctr"),
+            json!({"spec": "v1", "hash": "ab"}),
+        ),
+    )
+    .await
+    .unwrap();
+    let e = s
+        .update_record(
+            RecordKind::WorkflowSnapshot,
+            "ads",
+            "ctr@1",
+            json!({"spec": "v2"}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("immutable"), "{e}");
+    s.create_record(
+        RecordKind::Execution,
+        rec(
+            "ads",
+            "run-1",
+            Some("ctr"),
+            json!({"snapshot": "ctr@1", "status": "RUNNING"}),
+        ),
+    )
+    .await
+    .unwrap();
+    s.create_record(
+        RecordKind::JobExecution,
+        rec(
+            "ads",
+            "run-1.train",
+            Some("run-1"),
+            json!({"job": "train", "status": "FINISHED", "exit_code": 0}),
+        ),
+    )
+    .await
+    .unwrap();
+    s.create_record(
+        RecordKind::Metric,
+        rec(
+            "ads",
+            "auc@ctr.1",
+            Some("model:ctr/1"),
+            json!({"key": "auc", "value": 0.91, "timestamp": 1}),
+        ),
+    )
+    .await
+    .unwrap();
+
+    // Optimistic updates.
+    let r = s
+        .update_record(
+            RecordKind::Execution,
+            "ads",
+            "run-1",
+            json!({"snapshot": "ctr@1", "status": "SUCCEEDED"}),
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.revision, 2);
+    let e = s
+        .update_record(
+            RecordKind::Execution,
+            "ads",
+            "run-1",
+            json!({"snapshot": "ctr@1", "status": "FAILED"}),
+            Some(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MetaError::Conflict(_)), "{e}");
+    assert_eq!(
+        s.get_record(RecordKind::Execution, "ads", "run-1")
+            .await
+            .unwrap()
+            .body["status"],
+        "SUCCEEDED"
+    );
+
+    // Listing with filters and pages.
+    for i in 0..5 {
+        s.create_record(
+            RecordKind::Artifact,
+            rec(
+                "ads",
+                &format!("a{i}"),
+                None,
+                json!({"uri": format!("file:///a/{i}")}),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let page: Vec<String> = s
+        .list_records(RecordKind::Artifact, Some("ads"), None, 1, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(page, vec!["a1", "a2"]);
+    let jobs = s
+        .list_records(RecordKind::JobExecution, None, Some("run-1"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+
+    // Owners cannot go before what they own.
+    let e = s
+        .delete_record(RecordKind::Execution, "ads", "run-1")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MetaError::Conflict(_)), "{e}");
+    s.delete_record(RecordKind::JobExecution, "ads", "run-1.train")
+        .await
+        .unwrap();
+    s.delete_record(RecordKind::Execution, "ads", "run-1")
+        .await
+        .unwrap();
+    let e = s
+        .get_record(RecordKind::Execution, "ads", "run-1")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MetaError::NotFound { .. }), "{e}");
+    assert!(
+        s.delete_record(RecordKind::Project, "ads", "ads")
+            .await
+            .is_err()
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $variant:expr) => {
         mod $backend {
             use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn metadata_records_follow_their_kinds() {
+                super::metadata_records_follow_their_kinds($variant).await
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_senders_with_retries_get_gap_free_unique_offsets() {

@@ -14,7 +14,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use ferroflow_meta::{
-    Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion, Notifier,
+    Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion, NewRecord,
+    Notifier, Record, RecordKind,
 };
 use futures::Stream;
 use prometheus_client::encoding::text::encode;
@@ -194,6 +195,27 @@ async fn send_event(
 ) -> ApiResult<Json<Event>> {
     let stored = s.notifier.send(e).await?;
     s.metrics.events_sent.inc();
+    Ok(Json(stored))
+}
+
+/// Most events in one batch.
+const MAX_BATCH: usize = 10_000;
+
+#[utoipa::path(post, path = "/api/events/batch", tag = "events", request_body = Vec<NewEvent>,
+    responses((status = 200, description = "All stored in one transaction, in order", body = Vec<Event>),
+              (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn send_batch(
+    State(s): State<AppState>,
+    ApiJson(events): ApiJson<Vec<NewEvent>>,
+) -> ApiResult<Json<Vec<Event>>> {
+    if events.is_empty() || events.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH} events, not {}",
+            events.len()
+        )));
+    }
+    let stored = s.notifier.send_batch(events).await?;
+    s.metrics.events_sent.inc_by(stored.len() as u64);
     Ok(Json(stored))
 }
 
@@ -381,6 +403,111 @@ async fn set_stage(
     Ok(Json(v))
 }
 
+fn kind(k: &str) -> ApiResult<RecordKind> {
+    Ok(k.parse::<RecordKind>()?)
+}
+
+#[utoipa::path(post, path = "/api/meta/{kind}", tag = "metadata", request_body = NewRecord,
+    params(("kind" = String, Path, description = "project, dataset, workflow, workflow_snapshot, execution, job_execution, artifact, metric")),
+    responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_record(
+    State(s): State<AppState>,
+    ApiPath(k): ApiPath<String>,
+    ApiJson(r): ApiJson<NewRecord>,
+) -> ApiResult<(StatusCode, Json<Record>)> {
+    let rec = s.notifier.store().create_record(kind(&k)?, r).await?;
+    Ok((StatusCode::CREATED, Json(rec)))
+}
+
+/// Record listing filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RecordQuery {
+    /// Only this project.
+    project: Option<String>,
+    /// Only records owned by this parent.
+    parent: Option<String>,
+    /// Skip this many (default 0).
+    offset: Option<u32>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/meta/{kind}", tag = "metadata",
+    params(("kind" = String, Path, description = "Record kind"), RecordQuery),
+    responses((status = 200, body = Vec<Record>), (status = 400, body = ErrorBody)))]
+async fn list_records(
+    State(s): State<AppState>,
+    ApiPath(k): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RecordQuery>,
+) -> ApiResult<Json<Vec<Record>>> {
+    let recs = s
+        .notifier
+        .store()
+        .list_records(
+            kind(&k)?,
+            q.project.as_deref(),
+            q.parent.as_deref(),
+            q.offset.unwrap_or(0),
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(recs))
+}
+
+#[utoipa::path(get, path = "/api/meta/{kind}/{project}/{name}", tag = "metadata",
+    params(("kind" = String, Path, description = "Record kind"), ("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Name")),
+    responses((status = 200, body = Record), (status = 404, body = ErrorBody)))]
+async fn get_record(
+    State(s): State<AppState>,
+    ApiPath((k, project, name)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<Record>> {
+    Ok(Json(
+        s.notifier
+            .store()
+            .get_record(kind(&k)?, &project, &name)
+            .await?,
+    ))
+}
+
+/// A new body, optionally only if the record is still at `revision`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct RecordUpdate {
+    #[schema(value_type = Object)]
+    body: serde_json::Value,
+    revision: Option<i64>,
+}
+
+#[utoipa::path(put, path = "/api/meta/{kind}/{project}/{name}", tag = "metadata", request_body = RecordUpdate,
+    params(("kind" = String, Path, description = "Record kind"), ("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Name")),
+    responses((status = 200, body = Record), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn update_record(
+    State(s): State<AppState>,
+    ApiPath((k, project, name)): ApiPath<(String, String, String)>,
+    ApiJson(u): ApiJson<RecordUpdate>,
+) -> ApiResult<Json<Record>> {
+    let rec = s
+        .notifier
+        .store()
+        .update_record(kind(&k)?, &project, &name, u.body, u.revision)
+        .await?;
+    Ok(Json(rec))
+}
+
+#[utoipa::path(delete, path = "/api/meta/{kind}/{project}/{name}", tag = "metadata",
+    params(("kind" = String, Path, description = "Record kind"), ("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Name")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_record(
+    State(s): State<AppState>,
+    ApiPath((k, project, name)): ApiPath<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    s.notifier
+        .store()
+        .delete_record(kind(&k)?, &project, &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn prometheus(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     if encode(&mut out, &s.metrics.registry).is_err() {
@@ -435,7 +562,8 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ferroflow control plane", description = "Notification Service and Model Center"),
-    tags((name = "events", description = "Notification Service"), (name = "models", description = "Model Center"))
+    tags((name = "events", description = "Notification Service"), (name = "models", description = "Model Center"),
+         (name = "metadata", description = "Metadata Service"))
 )]
 struct ApiDoc;
 
@@ -444,6 +572,7 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
     let (api_router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(send_event, list_events))
+        .routes(routes!(send_batch))
         .routes(routes!(listen_events))
         .routes(routes!(stream_events))
         .routes(routes!(register_model, list_models))
@@ -451,6 +580,8 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
         .routes(routes!(create_version, list_versions))
         .routes(routes!(get_version))
         .routes(routes!(set_stage))
+        .routes(routes!(create_record, list_records))
+        .routes(routes!(get_record, update_record, delete_record))
         .with_state(state.clone())
         .split_for_parts();
     let doc = Arc::new(api.clone());

@@ -65,6 +65,7 @@ impl From<MetaError> for ApiError {
                     Some(serde_json::json!({"from": from, "to": to, "allowed": allowed}));
                 err
             }
+            MetaError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             MetaError::Invalid { field, .. } => {
                 let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
                 err.body.details = Some(serde_json::json!({"field": field}));
