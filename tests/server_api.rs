@@ -679,3 +679,63 @@ fn metadata_records_and_batched_sends_over_http() {
     ]);
     assert!(!ok && err.contains("'status' as a string"), "{err}");
 }
+
+#[test]
+fn artifacts_are_stored_hashed_and_confined() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--body-limit",
+        "1024",
+    ]);
+    let a = agent();
+    post(
+        &a,
+        &server.url("/api/meta/project"),
+        &json!({"project": "ads", "name": "ads"}),
+    );
+    // Larger than the JSON body limit: artifacts have their own.
+    let payload = vec![7u8; 100_000];
+    let mut r = a
+        .put(server.url("/api/artifacts/ads/model.onnx?kind=model"))
+        .send(&payload[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let rec: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(rec["body"]["size"], 100_000);
+    assert_eq!(rec["body"]["kind"], "model");
+    assert!(
+        rec["body"]["content_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let uri = rec["body"]["uri"].as_str().unwrap();
+    let stored = std::path::Path::new(uri.strip_prefix("file://").unwrap());
+    assert!(stored.starts_with(dir.path().canonicalize().unwrap().join("artifacts")));
+    let mut r = a
+        .get(server.url("/api/artifacts/ads/model.onnx"))
+        .call()
+        .unwrap();
+    assert_eq!(r.body_mut().read_to_vec().unwrap(), payload);
+    // Traversal attempts never leave the root.
+    for bad in [
+        "/api/artifacts/ads/..",
+        "/api/artifacts/ads/%2e%2e",
+        "/api/artifacts/ads/..%2Fescape",
+    ] {
+        let r = a.put(server.url(bad)).send(&b"x"[..]).unwrap();
+        let code = r.status().as_u16();
+        assert!((400..500).contains(&code), "{bad}: {code}");
+    }
+    assert!(!dir.path().join("escape").exists());
+    assert_eq!(
+        a.put(server.url("/api/artifacts/nope/x"))
+            .send(&b"x"[..])
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+}

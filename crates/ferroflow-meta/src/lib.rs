@@ -12,6 +12,8 @@
 //! - Metadata records ([`RecordKind`]: projects, datasets, workflows and snapshots,
 //!   executions, job executions, artifacts, metrics) are typed JSON documents checked
 //!   against their kind, with optimistic concurrency by revision.
+//! - [`ArtifactStore`] keeps artifact files under one root (paths confined to it) and
+//!   hashes their content.
 //! - [`Notifier`] adds waiting: long-poll `listen` and in-process subscriptions.
 //!
 //! Backends: [`SqliteStore`] (embedded default, one file, WAL, synced commits) and
@@ -19,6 +21,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod artifacts;
 mod error;
 mod notify;
 mod records;
@@ -26,6 +29,7 @@ mod sql_store;
 mod store;
 mod types;
 
+pub use artifacts::{ArtifactStore, StoredArtifact};
 pub use error::{MetaError, Result};
 pub use notify::Notifier;
 pub use records::{NewRecord, Record, RecordKind};

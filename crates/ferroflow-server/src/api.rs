@@ -14,8 +14,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use ferroflow_meta::{
-    Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion, NewRecord,
-    Notifier, Record, RecordKind,
+    ArtifactStore, Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
+    NewRecord, Notifier, Record, RecordKind,
 };
 use futures::Stream;
 use prometheus_client::encoding::text::encode;
@@ -25,10 +25,13 @@ use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Largest artifact upload (models can be large; other bodies keep the server's limit).
+const ARTIFACT_LIMIT: usize = 1 << 30;
 
 /// Longest a long-poll `listen` may wait.
 const MAX_LISTEN: Duration = Duration::from_secs(60);
@@ -37,6 +40,7 @@ const MAX_LISTEN: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct AppState {
     notifier: Notifier,
+    artifacts: ArtifactStore,
     token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
@@ -48,8 +52,9 @@ struct Metrics {
 }
 
 impl AppState {
-    /// State over a notifier (and its store); `token` enables bearer authentication.
-    pub fn new(notifier: Notifier, token: Option<String>) -> Self {
+    /// State over a notifier (and its store) and an artifact directory; `token` enables
+    /// bearer authentication.
+    pub fn new(notifier: Notifier, artifacts: ArtifactStore, token: Option<String>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         let events_sent = Counter::<u64, AtomicU64>::default();
@@ -65,6 +70,7 @@ impl AppState {
         );
         AppState {
             notifier,
+            artifacts,
             token: token.map(Arc::from),
             metrics: Arc::new(Metrics {
                 registry,
@@ -508,6 +514,79 @@ async fn delete_record(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Where to store an artifact, and what it is.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ArtifactQuery {
+    /// What the artifact is (model, dataset, report...; default `file`).
+    kind: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/artifacts/{project}/{name}", tag = "metadata",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Artifact name"), ArtifactQuery),
+    responses((status = 200, description = "Stored under the artifact root; its artifact record (uri, kind, content_hash, size) created or updated", body = Record),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn put_artifact(
+    State(s): State<AppState>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<ArtifactQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Record>> {
+    // Validate the record first (project exists, name well-formed), then write the file.
+    let store = s.notifier.store();
+    store
+        .get_record(RecordKind::Project, &project, &project)
+        .await?;
+    let draft = NewRecord {
+        project: project.clone(),
+        name: name.clone(),
+        parent: None,
+        body: serde_json::json!({"uri": ""}),
+    };
+    if name.contains('/') || name.is_empty() || name == ".." || name == "." {
+        return Err(ApiError::bad_request(format!(
+            "artifact name '{name}' is not a plain file name"
+        )));
+    }
+    let stored = s.artifacts.put(&format!("{project}/{name}"), &body)?;
+    let doc = serde_json::json!({
+        "uri": stored.uri, "kind": q.kind.unwrap_or_else(|| "file".into()),
+        "content_hash": format!("sha256:{}", stored.sha256), "size": stored.size,
+    });
+    let rec = match store
+        .get_record(RecordKind::Artifact, &project, &name)
+        .await
+    {
+        Ok(_) => {
+            store
+                .update_record(RecordKind::Artifact, &project, &name, doc, None)
+                .await?
+        }
+        Err(_) => {
+            store
+                .create_record(RecordKind::Artifact, NewRecord { body: doc, ..draft })
+                .await?
+        }
+    };
+    Ok(Json(rec))
+}
+
+#[utoipa::path(get, path = "/api/artifacts/{project}/{name}", tag = "metadata",
+    params(("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Artifact name")),
+    responses((status = 200, description = "The artifact's bytes", content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+async fn get_artifact(
+    State(s): State<AppState>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    s.notifier
+        .store()
+        .get_record(RecordKind::Artifact, &project, &name)
+        .await?;
+    let bytes = s.artifacts.get(&format!("{project}/{name}"))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
 async fn prometheus(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     if encode(&mut out, &s.metrics.registry).is_err() {
@@ -582,6 +661,7 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
         .routes(routes!(set_stage))
         .routes(routes!(create_record, list_records))
         .routes(routes!(get_record, update_record, delete_record))
+        .routes(routes!(put_artifact, get_artifact).layer(DefaultBodyLimit::max(ARTIFACT_LIMIT)))
         .with_state(state.clone())
         .split_for_parts();
     let doc = Arc::new(api.clone());

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferroflow_meta::{MetaStore, Notifier, PostgresStore, SqliteStore};
+use ferroflow_meta::{ArtifactStore, MetaStore, Notifier, PostgresStore, SqliteStore};
 
 pub use api::{AppState, router};
 pub use error::{ApiError, ErrorBody};
@@ -27,7 +27,8 @@ pub use error::{ApiError, ErrorBody};
 pub struct ServerConfig {
     /// Address to listen on (port 0 picks a free one).
     pub bind: SocketAddr,
-    /// Directory of the embedded SQLite database (`<data_dir>/meta.db`).
+    /// Directory of the embedded SQLite database (`<data_dir>/meta.db`) and of the artifact
+    /// store (`<data_dir>/artifacts`).
     pub data_dir: PathBuf,
     /// PostgreSQL URL; when set it is used instead of the SQLite file.
     pub database_url: Option<String>,
@@ -93,7 +94,8 @@ impl Server {
             )));
         }
         let store = open_store(&config).await?;
-        let state = AppState::new(Notifier::new(store), config.token.clone());
+        let artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))?;
+        let state = AppState::new(Notifier::new(store), artifacts, config.token.clone());
         let (app, _) = router(state, config.body_limit);
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
