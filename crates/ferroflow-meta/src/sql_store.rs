@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,6 +49,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_metadata_records.sql"),
     ),
 ];
+
+/// Held while a write transaction is open.
+type WriteGuard = tokio::sync::OwnedMutexGuard<()>;
 
 /// Key of the PostgreSQL advisory lock that serialises writers.
 const PG_WRITE_LOCK: i64 = 0x6665_7272_6f66;
@@ -128,6 +132,7 @@ fn check_new_version(v: &NewModelVersion) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -152,7 +157,10 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            pool,
+            writer: Arc::default(),
+        };
         store.migrate(SQLITE_MIGRATIONS).await?;
         Ok(store)
     }
@@ -162,9 +170,12 @@ impl SqliteStore {
     }
 
     /// A write transaction holding the database's write lock from its first statement, so
-    /// concurrent writers queue instead of failing on a lock upgrade.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// concurrent writers queue instead of failing on a lock upgrade. Writers of this process
+    /// queue first on an in-process lock (held as long as the returned guard), so they wait
+    /// in order instead of in SQLite's busy handler, whose sleeps grow to 100 ms.
+    async fn write(&self) -> Result<(WriteGuard, Transaction<'static, Sqlite>)> {
+        let guard = self.writer.clone().lock_owned().await;
+        Ok((guard, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
 
@@ -172,6 +183,7 @@ impl SqliteStore {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PostgresStore {
@@ -183,7 +195,10 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            writer: Arc::default(),
+        };
         store.migrate(POSTGRES_MIGRATIONS).await?;
         Ok(store)
     }
@@ -205,13 +220,16 @@ impl PostgresStore {
         Cow::Owned(out)
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Postgres>> {
+    /// A write transaction holding the advisory lock all servers' writers share (and this
+    /// process's writer lock, so local writers queue without holding connections).
+    async fn write(&self) -> Result<(WriteGuard, Transaction<'static, Postgres>)> {
+        let guard = self.writer.clone().lock_owned().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(PG_WRITE_LOCK)
             .execute(&mut *tx)
             .await?;
-        Ok(tx)
+        Ok((guard, tx))
     }
 }
 
@@ -219,7 +237,7 @@ macro_rules! sql_store {
     ($store:ident, $db:ty, $row:ty) => {
         impl $store {
             async fn migrate(&self, migrations: &[(i64, &str)]) -> Result<()> {
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 sqlx::query(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
                 )
@@ -417,7 +435,7 @@ macro_rules! sql_store {
                 for e in &events {
                     e.validate()?;
                 }
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 let mut out = Vec::with_capacity(events.len());
                 for event in &events {
                     if let (Some(client), Some(seq)) = (&event.client_id, event.sequence) {
@@ -476,7 +494,7 @@ macro_rules! sql_store {
                     });
                 }
                 let now = now_ms();
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 let q = self.sql("INSERT INTO models (name, description, create_time) VALUES (?, ?, ?)");
                 let r = sqlx::query(&q)
                     .bind(name)
@@ -527,7 +545,7 @@ macro_rules! sql_store {
 
             async fn create_model_version(&self, model: &str, v: NewModelVersion) -> Result<ModelVersion> {
                 check_new_version(&v)?;
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 let model_id = self.model_id(&mut tx, model).await?;
                 let q = self.sql("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?");
                 let version: i64 = sqlx::query_scalar(&q)
@@ -608,7 +626,7 @@ macro_rules! sql_store {
             }
 
             async fn set_model_stage(&self, model: &str, version: i64, stage: ModelStage) -> Result<ModelVersion> {
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 let model_id = self.model_id(&mut tx, model).await?;
                 let current = self.version_in_tx(&mut tx, model, model_id, version).await?;
                 if current.stage == stage {
@@ -636,7 +654,7 @@ macro_rules! sql_store {
 
             async fn create_record(&self, kind: RecordKind, r: NewRecord) -> Result<Record> {
                 validate(kind, &r)?;
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 if kind != RecordKind::Project
                     && !self.record_exists(&mut tx, RecordKind::Project, &r.project, &r.project).await?
                 {
@@ -712,7 +730,7 @@ macro_rules! sql_store {
                         message: format!("a {kind} is immutable; create a new one"),
                     });
                 }
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 let q = self.sql("SELECT * FROM records WHERE kind = ? AND project = ? AND name = ?");
                 let row = sqlx::query(&q)
                     .bind(kind.as_str())
@@ -757,7 +775,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<()> {
-                let mut tx = self.write().await?;
+                let (_writer, mut tx) = self.write().await?;
                 if !self.record_exists(&mut tx, kind, project, name).await? {
                     return Err(MetaError::NotFound {
                         kind: kind.as_str(),
