@@ -739,3 +739,74 @@ fn artifacts_are_stored_hashed_and_confined() {
         404
     );
 }
+
+#[test]
+fn stream_delivers_events_as_server_sent_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let a = agent();
+    post(
+        &a,
+        &server.url("/api/events"),
+        &json!({"key": "s", "value": "first"}),
+    );
+    let url = server.url("/api/events/stream?after=0&keys=s");
+    let reader = thread::spawn(move || {
+        let mut r = agent().get(url).call().unwrap();
+        assert_eq!(
+            r.headers().get("content-type").unwrap(),
+            "text/event-stream"
+        );
+        let mut lines = BufReader::new(r.body_mut().as_reader()).lines();
+        let mut data = Vec::new();
+        while data.len() < 2 {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(d) = line.strip_prefix("data: ") {
+                data.push(serde_json::from_str::<Value>(d).unwrap());
+            }
+        }
+        data
+    });
+    thread::sleep(Duration::from_millis(200));
+    post(
+        &a,
+        &server.url("/api/events"),
+        &json!({"key": "other", "value": "x"}),
+    );
+    post(
+        &a,
+        &server.url("/api/events"),
+        &json!({"key": "s", "value": "second"}),
+    );
+    let data = reader.join().unwrap();
+    assert_eq!(data[0]["value"], "first");
+    assert_eq!(
+        (data[1]["value"].as_str(), data[1]["offset"].as_i64()),
+        (Some("second"), Some(3))
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    post(&agent(), &server.url("/api/events"), &json!({"key": "k"}));
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server did not stop on SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
