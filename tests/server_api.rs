@@ -345,6 +345,36 @@ fn bad_input_gets_a_clear_4xx_never_a_5xx() {
         413,
         "payload_too_large",
     );
+    // Models: update, and no delete while a version is live.
+    let mut r = a
+        .patch(server.url("/api/models/m"))
+        .send_json(json!({"description": "new"}))
+        .unwrap();
+    let body: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), body["description"].as_str()),
+        (200, Some("new"))
+    );
+    let mut r = a.delete(server.url("/api/models/m")).call().unwrap();
+    let body: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    put(
+        &a,
+        &server.url("/api/models/m/versions/1/stage"),
+        &json!({"stage": "DELETED"}),
+    );
+    assert_eq!(
+        a.delete(server.url("/api/models/m"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
     // The server is still healthy.
     assert_eq!(get(&a, &server.url("/api/health")).0, 200);
 }

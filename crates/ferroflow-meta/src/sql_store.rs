@@ -533,6 +533,33 @@ macro_rules! sql_store {
                 Self::model_from_row(&row)
             }
 
+            async fn update_model(&self, name: &str, description: &str) -> Result<Model> {
+                let (_writer, mut tx) = self.write().await?;
+                self.model_id(&mut tx, name).await?;
+                let q = self.sql("UPDATE models SET description = ? WHERE name = ?");
+                sqlx::query(&q).bind(description).bind(name).execute(&mut *tx).await?;
+                tx.commit().await?;
+                self.get_model(name).await
+            }
+
+            async fn delete_model(&self, name: &str) -> Result<()> {
+                let (_writer, mut tx) = self.write().await?;
+                let model_id = self.model_id(&mut tx, name).await?;
+                let q = self.sql("SELECT COUNT(*) FROM model_versions WHERE model_id = ? AND stage <> 'DELETED'");
+                let live: i64 = sqlx::query_scalar(&q).bind(model_id).fetch_one(&mut *tx).await?;
+                if live > 0 {
+                    return Err(MetaError::Conflict(format!(
+                        "model '{name}' has {live} versions not in stage DELETED; delete them first"
+                    )));
+                }
+                let q = self.sql("DELETE FROM model_versions WHERE model_id = ?");
+                sqlx::query(&q).bind(model_id).execute(&mut *tx).await?;
+                let q = self.sql("DELETE FROM models WHERE id = ?");
+                sqlx::query(&q).bind(model_id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn list_models(&self, offset: u32, limit: u32) -> Result<Vec<Model>> {
                 let q = self.sql("SELECT name, description, create_time FROM models ORDER BY name LIMIT ? OFFSET ?");
                 let rows = sqlx::query(&q)

@@ -36,6 +36,12 @@ pub trait MetaStore: Send + Sync {
     /// A model by name.
     async fn get_model(&self, name: &str) -> Result<Model>;
 
+    /// Change a model's description.
+    async fn update_model(&self, name: &str, description: &str) -> Result<Model>;
+
+    /// Remove a model and its versions; refused while any version is not DELETED.
+    async fn delete_model(&self, name: &str) -> Result<()>;
+
     /// Models by name, `limit` from `offset`.
     async fn list_models(&self, offset: u32, limit: u32) -> Result<Vec<Model>>;
 

@@ -380,6 +380,36 @@ async fn stage_changes_follow_the_rules_and_write_their_events(backend: Backend)
     assert_eq!(v["job_execution"], "train-1");
     let e = s.get_model_version("m", 9).await.unwrap_err();
     assert!(matches!(e, MetaError::NotFound { .. }));
+
+    // A model goes only once all its versions are DELETED.
+    assert_eq!(
+        s.update_model("m", "ranked").await.unwrap().description,
+        "ranked"
+    );
+    let e = s.delete_model("m").await.unwrap_err();
+    assert!(matches!(e, MetaError::Conflict(_)), "{e}");
+    s.set_model_stage("m", 2, ModelStage::Deprecated)
+        .await
+        .unwrap();
+    for v in [1, 2] {
+        s.set_model_stage("m", v, ModelStage::Deleted)
+            .await
+            .unwrap();
+    }
+    s.delete_model("m").await.unwrap();
+    assert!(matches!(
+        s.get_model("m").await.unwrap_err(),
+        MetaError::NotFound { .. }
+    ));
+    // The name is free again, and numbering starts over.
+    s.register_model("m", "").await.unwrap();
+    assert_eq!(
+        s.create_model_version("m", version("file:///new"))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
 }
 
 async fn concurrent_deploys_leave_exactly_one_deployed(backend: Backend) {

@@ -333,6 +333,40 @@ async fn get_model(
     Ok(Json(s.notifier.store().get_model(&name).await?))
 }
 
+/// A model's editable fields.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct ModelUpdate {
+    description: String,
+}
+
+#[utoipa::path(patch, path = "/api/models/{name}", tag = "models", request_body = ModelUpdate,
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, body = Model), (status = 404, body = ErrorBody)))]
+async fn update_model(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(u): ApiJson<ModelUpdate>,
+) -> ApiResult<Json<Model>> {
+    Ok(Json(
+        s.notifier
+            .store()
+            .update_model(&name, &u.description)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/models/{name}", tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 204, description = "Removed with its versions"), (status = 404, body = ErrorBody),
+              (status = 409, description = "Some version is not DELETED", body = ErrorBody)))]
+async fn delete_model(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.notifier.store().delete_model(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/api/models/{name}/versions", tag = "models", request_body = NewModelVersion,
     params(("name" = String, Path, description = "Model name")),
     responses((status = 201, description = "Created in stage GENERATED; a MODEL_GENERATED event is written", body = ModelVersion),
@@ -655,7 +689,7 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
         .routes(routes!(listen_events))
         .routes(routes!(stream_events))
         .routes(routes!(register_model, list_models))
-        .routes(routes!(get_model))
+        .routes(routes!(get_model, update_model, delete_model))
         .routes(routes!(create_version, list_versions))
         .routes(routes!(get_version))
         .routes(routes!(set_stage))
