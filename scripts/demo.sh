@@ -22,3 +22,13 @@ echo "== 3. streaming: an unbounded generator, streaming SQL windows, stopped af
 echo
 echo "== 4. embedded: a job built and run inside a Rust program"
 cargo run -q --example embedded
+
+echo
+echo "== 5. control plane on the embedded SQLite store: a model version moves to DEPLOYED, events record it"
+state=examples/out/.ferroflow
+"$bin" models register ctr --description "click-through rate" --data-dir "$state" >/dev/null
+"$bin" models create-version ctr --uri file://$PWD/examples/out/revenue_per_user.parquet \
+  --flavor other --metric auc=0.91 --data-dir "$state" >/dev/null
+"$bin" models stage ctr 1 validated --data-dir "$state" >/dev/null
+"$bin" models stage ctr 1 deployed --data-dir "$state" >/dev/null
+"$bin" events list --keys ctr --data-dir "$state"
