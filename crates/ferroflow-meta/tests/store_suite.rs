@@ -694,52 +694,33 @@ async fn metadata_records_follow_their_kinds(backend: Backend) {
 }
 
 macro_rules! suite {
-    ($backend:ident, $variant:expr) => {
+    ($backend:ident, $variant:expr, [$($test:ident),* $(,)?]) => {
         mod $backend {
             use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn metadata_records_follow_their_kinds() {
-                super::metadata_records_follow_their_kinds($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_senders_with_retries_get_gap_free_unique_offsets() {
-                super::concurrent_senders_with_retries_get_gap_free_unique_offsets($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn filters_and_offsets() {
-                super::filters_and_offsets($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn listen_wakes_on_a_new_event_and_times_out_empty() {
-                super::listen_wakes_on_a_new_event_and_times_out_empty($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn events_survive_reopening() {
-                super::events_survive_reopening($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn versions_are_numbered_per_model_under_concurrency() {
-                super::versions_are_numbered_per_model_under_concurrency($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn stage_changes_follow_the_rules_and_write_their_events() {
-                super::stage_changes_follow_the_rules_and_write_their_events($variant).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_deploys_leave_exactly_one_deployed() {
-                super::concurrent_deploys_leave_exactly_one_deployed($variant).await
-            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($variant).await
+                }
+            )*
         }
     };
 }
 
-suite!(sqlite, Backend::Sqlite);
-suite!(postgres, Backend::Postgres);
+macro_rules! both_backends {
+    ($($test:ident),* $(,)?) => {
+        suite!(sqlite, Backend::Sqlite, [$($test),*]);
+        suite!(postgres, Backend::Postgres, [$($test),*]);
+    };
+}
+
+both_backends!(
+    metadata_records_follow_their_kinds,
+    concurrent_senders_with_retries_get_gap_free_unique_offsets,
+    filters_and_offsets,
+    listen_wakes_on_a_new_event_and_times_out_empty,
+    events_survive_reopening,
+    versions_are_numbered_per_model_under_concurrency,
+    stage_changes_follow_the_rules_and_write_their_events,
+    concurrent_deploys_leave_exactly_one_deployed,
+);
