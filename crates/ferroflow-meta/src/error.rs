@@ -47,6 +47,9 @@ pub enum MetaError {
     /// The request conflicts with the current state (stale revision, owned records).
     #[error("{0}")]
     Conflict(String),
+    /// The store cannot take the request now (its writer failed or stopped); retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),

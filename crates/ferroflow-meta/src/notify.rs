@@ -1,11 +1,11 @@
 //! Waiting for events: long-poll `listen` and in-process subscriptions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::error::Result;
+use crate::error::{MetaError, Result};
 use crate::store::MetaStore;
 use crate::types::{Event, EventFilter, NewEvent};
 
@@ -13,11 +13,24 @@ use crate::types::{Event, EventFilter, NewEvent};
 /// (sends through this notifier wake listeners at once).
 const POLL: Duration = Duration::from_millis(10);
 
+/// Most sends committed together by the group-commit writer.
+const GROUP_COMMIT_MAX: usize = 512;
+
+struct PendingSend {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Event>>,
+}
+
 /// Sends and waits on the event log of a [`MetaStore`].
+///
+/// Sends are group-committed: concurrent [`Notifier::send`] calls queue to one writer task,
+/// which stores everything waiting in one transaction (one disk sync) and then answers each
+/// caller. A send still returns only after its event is durable.
 #[derive(Clone)]
 pub struct Notifier {
     store: Arc<dyn MetaStore>,
     latest: Arc<watch::Sender<i64>>,
+    writer: Arc<OnceLock<mpsc::Sender<PendingSend>>>,
 }
 
 impl Notifier {
@@ -26,6 +39,7 @@ impl Notifier {
         Notifier {
             store,
             latest: Arc::new(watch::Sender::new(0)),
+            writer: Arc::default(),
         }
     }
 
@@ -46,11 +60,23 @@ impl Notifier {
         });
     }
 
-    /// Store an event and wake listeners.
+    /// Store an event (group-committed with concurrent sends) and wake listeners.
     pub async fn send(&self, event: NewEvent) -> Result<Event> {
-        let e = self.store.send_event(event).await?;
-        self.written(e.offset);
-        Ok(e)
+        // A bad event is refused on its own, never failing the others of its group.
+        event.validate()?;
+        let writer = self.writer.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(4 * GROUP_COMMIT_MAX);
+            tokio::spawn(group_commit(self.store.clone(), self.latest.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(PendingSend { event, reply })
+            .await
+            .map_err(|_| MetaError::Unavailable("the event writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| MetaError::Unavailable("the event writer stopped".into()))?
     }
 
     /// Store several events in one transaction and wake listeners.
@@ -119,5 +145,44 @@ impl Notifier {
             }
         });
         rx
+    }
+}
+
+/// The writer task: takes every waiting send, stores them in one transaction, answers each.
+async fn group_commit(
+    store: Arc<dyn MetaStore>,
+    latest: Arc<watch::Sender<i64>>,
+    mut rx: mpsc::Receiver<PendingSend>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let events = group.iter().map(|p| p.event.clone()).collect();
+        match store.send_events(events).await {
+            Ok(stored) => {
+                if let Some(last) = stored.iter().map(|e| e.offset).max() {
+                    latest.send_if_modified(|cur| {
+                        let newer = last > *cur;
+                        *cur = (*cur).max(last);
+                        newer
+                    });
+                }
+                for (p, e) in group.into_iter().zip(stored) {
+                    let _ = p.reply.send(Ok(e));
+                }
+            }
+            Err(e) => {
+                // Nothing of the group was stored (one transaction): every caller may retry.
+                let msg = e.to_string();
+                for p in group {
+                    let _ = p.reply.send(Err(MetaError::Unavailable(msg.clone())));
+                }
+            }
+        }
     }
 }
