@@ -745,11 +745,9 @@ impl SourceTask {
                         idle = true;
                         broadcast(&mut outbox, self.routers.len(), Message::Idle(true));
                     }
-                    if outbox.is_empty() {
-                        std::thread::sleep(wait.min(Duration::from_millis(50)));
-                        continue;
+                    if !outbox.is_empty() {
+                        self.flush(outbox)?;
                     }
-                    self.flush(outbox)?;
                     std::thread::sleep(wait.min(Duration::from_millis(50)));
                     continue;
                 }

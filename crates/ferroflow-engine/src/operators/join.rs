@@ -128,7 +128,6 @@ impl OperatorFactory for HashJoinFactory {
             right_keys: self.right_keys.clone(),
             join_type: self.join_type,
             left_batches: Vec::new(),
-            pending_right: Vec::new(),
             build: None,
         }))
     }
@@ -148,7 +147,6 @@ struct HashJoin {
     right_keys: Vec<usize>,
     join_type: JoinType,
     left_batches: Vec<RecordBatch>,
-    pending_right: Vec<RecordBatch>,
     build: Option<Built>,
 }
 
@@ -220,18 +218,20 @@ impl Operator for HashJoin {
                     "hash join received build-side rows after the build side ended".into(),
                 ));
             }
-            (_, false) => self.pending_right.push(batch),
+            // The gate delivers the probe side only once `selected_input` releases it.
+            (_, false) => {
+                return Err(EngineError::Other(
+                    "hash join received probe-side rows before its build side ended".into(),
+                ));
+            }
             (_, true) => self.probe(&batch, out)?,
         }
         Ok(())
     }
 
-    fn end_input(&mut self, input: usize, out: &mut Output) -> Result<()> {
+    fn end_input(&mut self, input: usize, _: &mut Output) -> Result<()> {
         if input == 0 && self.build.is_none() {
             self.build()?;
-            for b in std::mem::take(&mut self.pending_right) {
-                self.probe(&b, out)?;
-            }
         }
         Ok(())
     }
@@ -239,9 +239,6 @@ impl Operator for HashJoin {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         if self.build.is_none() {
             self.build()?;
-            for b in std::mem::take(&mut self.pending_right) {
-                self.probe(&b, out)?;
-            }
         }
         let built = self.build.as_ref().expect("built");
         if self.join_type == JoinType::Left {
