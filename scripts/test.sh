@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: nothing needs installing by hand.
-# Set-up steps live in idempotent scripts under scripts/ (PostgreSQL now; ONNX Runtime,
-# libtorch and Flink as those parts land), cached under .cache/ or /tmp (ignored by git).
+# Set-up steps live in idempotent scripts under scripts/ (ONNX Runtime and libtorch from PyPI
+# wheels, PostgreSQL from Debian), cached under deps/, ~/.cache/ferroflow or /tmp (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== native ML runtimes (ONNX Runtime, libtorch) from PyPI wheels, cached"
+bash scripts/setup-runtimes.sh
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -7,6 +7,8 @@
 //! - `sql` (feature `sql`, default): DataFusion expressions as operators, batch SQL,
 //!   streaming window SQL;
 //! - `jobspec` (feature `sql`): YAML job specs, the same jobs without writing Rust.
+//! - `inference` (feature `onnx`, default): model nodes (ONNX Runtime), adaptive batching,
+//!   hot-swapped model versions.
 //!
 //! With `default-features = false` only the engine and the connectors are built: no
 //! DataFusion, for a small footprint when embedding.
@@ -17,6 +19,8 @@
 
 pub use ferroflow_connectors as connectors;
 pub use ferroflow_engine as engine;
+#[cfg(feature = "onnx")]
+pub use ferroflow_inference as inference;
 #[cfg(feature = "sql")]
 pub use ferroflow_jobspec as jobspec;
 #[cfg(feature = "sql")]

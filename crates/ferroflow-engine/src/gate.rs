@@ -30,6 +30,9 @@ pub(crate) enum GateEvent {
     InputEnded(usize),
     /// Every channel ended.
     End,
+    /// No message is waiting right now (reported once per burst, and only when
+    /// [`InputGate::report_drained`] asked for it): operators that batch rows flush here.
+    Drained,
 }
 
 struct GateChannel {
@@ -52,6 +55,8 @@ pub(crate) struct InputGate {
     pending_barrier: Option<CheckpointBarrier>,
     next: usize,
     done: bool,
+    report_drained: bool,
+    drained_reported: bool,
 }
 
 impl InputGate {
@@ -67,7 +72,14 @@ impl InputGate {
             pending_barrier: None,
             next: 0,
             done: false,
+            report_drained: false,
+            drained_reported: true,
         }
+    }
+
+    /// Report [`GateEvent::Drained`] when the channels run empty after data arrived.
+    pub(crate) fn report_drained(&mut self, on: bool) {
+        self.report_drained = on;
     }
 
     /// The waker channels into this gate must share.
@@ -182,6 +194,10 @@ impl InputGate {
                 }
             }
             let Some((i, msg)) = got else {
+                if self.report_drained && !self.drained_reported {
+                    self.drained_reported = true;
+                    return Poll::Ready(Ok(GateEvent::Drained));
+                }
                 if registered {
                     return Poll::Pending;
                 }
@@ -194,6 +210,7 @@ impl InputGate {
             let c = &mut self.channels[i];
             match msg {
                 Message::Data(b) => {
+                    self.drained_reported = false;
                     if c.idle {
                         c.idle = false;
                     }

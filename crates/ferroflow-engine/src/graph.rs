@@ -259,6 +259,16 @@ pub struct DataStream {
     partitioning: Partitioning,
 }
 
+impl std::fmt::Debug for DataStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStream")
+            .field("node", &self.node_name())
+            .field("tag", &self.tag)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
 impl DataStream {
     /// Schema of the rows in this stream.
     pub fn schema(&self) -> SchemaRef {

@@ -81,6 +81,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// No more input is waiting right now. Operators that gather rows into larger batches
+    /// (model inference) flush here, so a row never waits for input that is not coming.
+    /// Called once per burst of input, after its last batch.
+    fn input_drained(&mut self, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Read only this input for now (`None`: all inputs). A hash join reads its build side to
     /// the end before the probe side, so the probe side waits in its bounded channels
     /// instead of piling up in memory.

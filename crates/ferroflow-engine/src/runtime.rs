@@ -822,6 +822,7 @@ struct ChainTask {
 
 impl ChainTask {
     async fn run(mut self) -> Result<()> {
+        self.gate.report_drained(true);
         for c in &mut self.chain {
             let ctx = OperatorContext {
                 instance: c.info.clone(),
@@ -848,6 +849,15 @@ impl ChainTask {
                 }
                 GateEvent::Idle(flag) => {
                     broadcast(&mut outbox, self.routers.len(), Message::Idle(flag))
+                }
+                GateEvent::Drained => {
+                    for i in 0..self.chain.len() {
+                        let mut out = Output::default();
+                        let c = &mut self.chain[i];
+                        c.op.input_drained(&mut out)
+                            .map_err(|e| e.in_node(&c.info.node))?;
+                        self.route(i, out, &mut outbox)?;
+                    }
                 }
                 GateEvent::Barrier(b) => {
                     for c in &mut self.chain {
