@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main demo on embedded defaults: bundled files, no server, no downloads.
+# The main demo on embedded defaults: bundled files and models, no server. The only download
+# is the native ML runtimes from PyPI (scripts/setup-runtimes.sh, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/setup-runtimes.sh   # ONNX Runtime and libtorch from their PyPI wheels, cached
 cargo build -q --bin ferroflow
 bin="${CARGO_TARGET_DIR:-target}/debug/ferroflow"
 
@@ -32,3 +34,12 @@ state=examples/out/.ferroflow
 "$bin" models stage ctr 1 validated --data-dir "$state" >/dev/null
 "$bin" models stage ctr 1 deployed --data-dir "$state" >/dev/null
 "$bin" events list --keys ctr --data-dir "$state"
+
+echo
+echo "== 6. inference: a bundled scikit-learn model (ONNX) scores iris flowers; predictions per species"
+"$bin" run examples/score_iris.yaml
+head -n 2 examples/out/iris_scored.jsonl
+
+echo
+echo "== 7. training in the dataflow: a TorchScript model trained on one stream, served on another"
+cargo run -q --no-default-features --features torch --example train_and_serve

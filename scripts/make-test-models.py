@@ -12,6 +12,7 @@ Writes tests/models/:
   mlp_v2.onnx/.pt     the same architecture with other weights (a second model version)
   linreg_train.pt     a TorchScript linear model with a `loss` method, for the training node
   expected.json       inputs and the outputs Python onnxruntime / torch gave for them
+and the demo's bundled model and data: examples/models/iris_logreg.onnx, examples/data/iris.csv.
 
 The model files are small and committed with this script, so the tests need no Python.
 Run with scripts/setup-python.sh's venv:  .cache/pyenv/bin/python scripts/make-test-models.py
@@ -192,6 +193,17 @@ class LinReg(torch.nn.Module):
 
 
 torch.jit.script(LinReg()).save(path("linreg_train.pt"))
+
+# --- the demo's bundled model and data (examples/score_iris.yaml) ----------------------------
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+os.makedirs(os.path.join(EXAMPLES, "models"), exist_ok=True)
+with open(path("logreg_iris.onnx"), "rb") as src, \
+        open(os.path.join(EXAMPLES, "models", "iris_logreg.onnx"), "wb") as dst:
+    dst.write(src.read())
+with open(os.path.join(EXAMPLES, "data", "iris.csv"), "w") as f:
+    f.write("id,sepal_length,sepal_width,petal_length,petal_width,species\n")
+    for i, (row, t) in enumerate(zip(iris.data, iris.target)):
+        f.write(f"{i},{row[0]},{row[1]},{row[2]},{row[3]},{iris.target_names[t]}\n")
 
 with open(path("expected.json"), "w") as f:
     json.dump(expected, f, indent=1)

@@ -9,6 +9,7 @@
 //! - `jobspec` (feature `sql`): YAML job specs, the same jobs without writing Rust.
 //! - `inference` (feature `onnx`, default): model nodes (ONNX Runtime), adaptive batching,
 //!   hot-swapped model versions.
+//! - `torch` (feature `torch`): TorchScript nodes and training on streams (libtorch).
 //!
 //! With `default-features = false` only the engine and the connectors are built: no
 //! DataFusion, for a small footprint when embedding.
@@ -25,6 +26,8 @@ pub use ferroflow_inference as inference;
 pub use ferroflow_jobspec as jobspec;
 #[cfg(feature = "sql")]
 pub use ferroflow_sql as sql;
+#[cfg(feature = "torch")]
+pub use ferroflow_torch as torch;
 
 /// The names most programs use.
 pub mod prelude {

@@ -146,3 +146,70 @@ fn unbounded_spec_runs_until_its_duration() {
     assert!(stderr.contains("job Cancelled"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("mean"));
 }
+
+#[test]
+fn run_the_bundled_scoring_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for f in [
+        "data/iris.csv",
+        "models/iris_logreg.onnx",
+        "score_iris.yaml",
+    ] {
+        std::fs::create_dir_all(dir.path().join(f).parent().unwrap()).unwrap();
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    let out = ferroflow()
+        .arg("run")
+        .arg(dir.path().join("score_iris.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("model_calls="), "{stderr}");
+    let scored = std::fs::read_to_string(dir.path().join("out/iris_scored.jsonl")).unwrap();
+    let species = ["setosa", "versicolor", "virginica"];
+    let (mut rows, mut correct) = (0, 0);
+    for line in scored.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let probs = v["probability"].as_array().unwrap();
+        assert_eq!(probs.len(), 3);
+        let sum: f64 = probs.iter().map(|p| p.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to 1: {line}");
+        let label = v["label"].as_i64().unwrap() as usize;
+        rows += 1;
+        if species[label] == v["species"].as_str().unwrap() {
+            correct += 1;
+        }
+    }
+    assert_eq!(rows, 150);
+    assert!(
+        correct >= 140,
+        "the bundled model is accurate: {correct}/150"
+    );
+}
+
+#[test]
+fn a_spec_with_a_bad_model_binding_is_refused_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for f in ["data/iris.csv", "models/iris_logreg.onnx"] {
+        std::fs::create_dir_all(dir.path().join(f).parent().unwrap()).unwrap();
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    let spec = std::fs::read_to_string(root.join("score_iris.yaml"))
+        .unwrap()
+        .replace("petal_width]", "species]");
+    std::fs::write(dir.path().join("bad.yaml"), spec).unwrap();
+    let out = ferroflow()
+        .arg("check")
+        .arg(dir.path().join("bad.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("score") && stderr.contains("float_input") && stderr.contains("species"),
+        "{stderr}"
+    );
+}

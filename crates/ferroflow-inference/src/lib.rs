@@ -40,5 +40,7 @@ pub use node::{
 };
 pub use onnx::{
     ONNX_RUNTIME_VERSION, OnnxLoader, OnnxModel, OnnxOptions, default_library_path,
-    init_onnx_runtime,
+    init_onnx_runtime, onnx_environment,
 };
+/// The `ort` crate this crate is built on (same version), for direct sessions.
+pub use ort;

@@ -66,6 +66,12 @@ pub fn init_onnx_runtime(library: Option<&Path>) -> Result<()> {
         })
 }
 
+/// The process's ONNX Runtime environment (initialised on first use), for programs that also
+/// create `ort` sessions of their own (benchmarks comparing against a raw session loop).
+pub fn onnx_environment() -> Result<&'static ort::environment::Environment> {
+    environment()
+}
+
 fn environment() -> Result<&'static ort::environment::Environment> {
     init_onnx_runtime(None)?;
     Ok(ENVIRONMENT

@@ -357,6 +357,9 @@ impl Compiler<'_> {
             v.push(j.left.clone());
             v.push(j.right.clone());
         }
+        if let Some(versions) = n.predict.as_ref().and_then(|p| p.versions.as_ref()) {
+            v.push(versions.clone());
+        }
         if let Some(sql) = &n.sql {
             let tables =
                 StreamingSql::tables_of(sql).map_err(|e| self.err(&n.name, e.to_string()))?;
@@ -577,13 +580,14 @@ impl Compiler<'_> {
             n.sort.is_some(),
             n.top_n.is_some(),
             n.sql.is_some(),
+            n.predict.is_some(),
         ]
         .iter()
         .filter(|x| **x)
         .count();
         if ops != 1 {
             return Err(e(format!(
-                "a node has exactly one of filter, select, window, aggregate, union, join, sort, top_n, sql (found {ops})"
+                "a node has exactly one of filter, select, window, aggregate, union, join, sort, top_n, sql, predict (found {ops})"
             )));
         }
         let input = || -> Result<DataStream> {
@@ -711,6 +715,8 @@ impl Compiler<'_> {
                 ctx.register(name, s.clone());
             }
             ctx.query(&n.name, sql).map_err(|x| e(x.to_string()))?
+        } else if let Some(p) = &n.predict {
+            self.predict(n, p, input()?, streams)?
         } else {
             unreachable!("exactly one operation was checked above")
         };
@@ -718,6 +724,62 @@ impl Compiler<'_> {
             out = out.parallelism(p).map_err(|x| e(x.to_string()))?;
         }
         Ok(out)
+    }
+}
+
+impl Compiler<'_> {
+    fn predict(
+        &self,
+        n: &NodeSpec,
+        p: &crate::spec::PredictSpec,
+        input: DataStream,
+        streams: &HashMap<String, DataStream>,
+    ) -> Result<DataStream> {
+        use ferroflow_inference::{
+            BatchConfig, ModelNode, ModelStreamExt, OnnxLoader, OnnxOptions,
+        };
+        let e = |m: String| self.err(&n.name, m);
+        let options = OnnxOptions {
+            intra_threads: p.intra_threads.unwrap_or(1),
+            ..OnnxOptions::default()
+        };
+        let path = self.path(&p.model);
+        let mut node = ModelNode::new(
+            Arc::new(OnnxLoader::new(options)),
+            path.display().to_string(),
+        );
+        for (model_input, cols) in &p.inputs {
+            node = node.input(model_input, &strs(cols));
+        }
+        for (output, col) in &p.outputs {
+            node = node.output(output, col);
+        }
+        if let Some(c) = &p.version_column {
+            node = node.version_column(c);
+        }
+        if let Some(b) = &p.batch {
+            let d = BatchConfig::default();
+            node = node.batching(BatchConfig {
+                max_rows: b.max_rows.unwrap_or(d.max_rows),
+                min_rows: b.min_rows.unwrap_or(d.min_rows),
+                target_latency: match &b.target_latency {
+                    Some(t) => self.duration(&n.name, t)?,
+                    None => d.target_latency,
+                },
+                max_latency: match &b.max_latency {
+                    Some(t) => self.duration(&n.name, t)?,
+                    None => d.max_latency,
+                },
+            });
+        }
+        let r = match &p.versions {
+            None => input.predict(&n.name, node),
+            Some(v) => {
+                let versions = self.input(&n.name, v, streams)?;
+                input.predict_with_versions(&n.name, &versions, node)
+            }
+        };
+        r.map_err(|x| e(x.to_string()))
     }
 }
 

@@ -242,6 +242,45 @@ pub struct NodeSpec {
     pub top_n: Option<TopNSpec>,
     /// A streaming SQL window query over other nodes (by name).
     pub sql: Option<String>,
+    /// Append a model's outputs to every row.
+    pub predict: Option<PredictSpec>,
+}
+
+/// Model batching settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    /// Largest model call, rows.
+    pub max_rows: Option<usize>,
+    /// Smallest model call aimed for, rows.
+    pub min_rows: Option<usize>,
+    /// Aim for model calls of about this long, e.g. `10ms`.
+    pub target_latency: Option<String>,
+    /// Longest a row waits for others while input keeps coming, e.g. `50ms`.
+    pub max_latency: Option<String>,
+}
+
+/// A model node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictSpec {
+    /// The `.onnx` file (relative to the spec file).
+    pub model: String,
+    /// Model input -> columns (one vector column, or scalar columns stacked). Inputs not
+    /// listed take the column of their own name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Vec<String>>,
+    /// Model output -> column name (absent: every output under its own name).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// A node whose rows (`version`, `uri`) replace the model while the job runs.
+    pub versions: Option<String>,
+    /// Add a column with the model version that scored each row.
+    pub version_column: Option<String>,
+    /// Batching.
+    pub batch: Option<BatchSpec>,
+    /// ONNX Runtime threads per call (default 1).
+    pub intra_threads: Option<usize>,
 }
 
 /// A sink.

@@ -484,3 +484,41 @@ fn a_prediction_node_picks_up_the_versions_the_trainer_emits() {
         err(0..500)
     );
 }
+
+#[test]
+fn versions_can_also_come_every_t_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = JobBuilder::new("timed");
+    let sink = MemorySink::new();
+    job.source(
+        "data",
+        Arc::new(Paced {
+            batches: regression_batches(120, 16, 8),
+            pause: Duration::from_millis(2),
+        }),
+    )
+    .unwrap()
+    .train_torch(
+        "trainer",
+        TorchTrainer::new(&model("linreg_train.pt"), &["a", "b", "c"], "y", dir.path())
+            .every_batches(None)
+            .every(Some(Duration::from_millis(40))),
+    )
+    .unwrap()
+    .sink("versions", Arc::new(sink.clone()))
+    .unwrap();
+    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let v = sink.concat().unwrap();
+    // About 240 ms of input: several timed versions plus the final one.
+    assert!(v.num_rows() >= 3, "{} versions", v.num_rows());
+    let rows = v
+        .column_by_name("rows")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(
+        rows.value(v.num_rows() - 1),
+        120 * 16,
+        "the last version saw every row"
+    );
+    assert!(rows.values().windows(2).all(|w| w[0] < w[1]));
+}
