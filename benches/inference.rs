@@ -392,17 +392,23 @@ fn main() {
     let data = batches(&x, batch);
     let onnx_path = format!("{models}/bench_mlp.onnx");
     let pt_path = format!("{models}/bench_mlp.pt");
-    let onnx_node = || {
-        ModelNode::new(
+    // An ONNX node with `sessions` pooled sessions of one thread each; fixed `batch`-row
+    // calls, or the adaptive batcher with `None`.
+    let onnx_with = |sessions: usize, fixed: Option<usize>| {
+        let node = ModelNode::new(
             Arc::new(OnnxLoader::new(OnnxOptions {
                 intra_threads: 1,
-                pool_size: 1,
+                pool_size: sessions,
                 optimize: true,
             })),
             onnx_path.clone(),
-        )
-        .batching(BatchConfig::fixed(batch))
+        );
+        match fixed {
+            Some(rows) => node.batching(BatchConfig::fixed(rows)),
+            None => node,
+        }
     };
+    let onnx_node = || onnx_with(1, Some(batch));
     let torch_node = || {
         ModelNode::new(
             Arc::new(TorchLoader::new(TorchOptions::single("features", "scores"))),
@@ -475,16 +481,7 @@ fn main() {
         serde_json::json!({"node_rows_per_s": copy_rate, "zero_copy_vs_copy": zero_copy / copy_rate}),
     );
     // The node's default batching: calls sized toward a 10 ms target from 256-row batches.
-    let adaptive = || {
-        ModelNode::new(
-            Arc::new(OnnxLoader::new(OnnxOptions {
-                intra_threads: 1,
-                pool_size: 1,
-                optimize: true,
-            })),
-            onnx_path.clone(),
-        )
-    };
+    let adaptive = || onnx_with(1, None);
     node_throughput(&data, adaptive());
     let adaptive_rate = median(
         (0..repeats)
@@ -496,17 +493,7 @@ fn main() {
         serde_json::json!({"node_rows_per_s": adaptive_rate}),
     );
     // The default deployment on this machine: one instance per core (2), a session each.
-    let par_node = || {
-        ModelNode::new(
-            Arc::new(OnnxLoader::new(OnnxOptions {
-                intra_threads: 1,
-                pool_size: 2,
-                optimize: true,
-            })),
-            onnx_path.clone(),
-        )
-        .batching(BatchConfig::fixed(batch))
-    };
+    let par_node = || onnx_with(2, Some(batch));
     node_throughput_p(&data, par_node(), 2);
     let par_rate = median(
         (0..repeats)

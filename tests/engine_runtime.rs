@@ -464,3 +464,39 @@ fn cancelled_file_sink_leaves_no_partial_file() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn non_blocking_sinks_run_inside_the_producing_chain_and_still_finish() {
+    use ferroflow::engine::Sink;
+    assert!(MemorySink::new().inline());
+    assert!(DiscardSink::new().inline());
+    assert!(
+        !DiscardSink::with_delay(Duration::from_millis(1)).inline(),
+        "a sink that sleeps must not run on the CPU pool"
+    );
+    let job = JobBuilder::with_config(
+        "inline",
+        JobConfig {
+            parallelism: 2,
+            ..JobConfig::default()
+        },
+    );
+    let sink = MemorySink::new();
+    job.source("gen", Arc::new(generator(Some(10_000), 100)))
+        .unwrap()
+        .filter_fn("even", |b| {
+            let id = b.column(0).as_primitive::<Int64Type>();
+            Ok(id.iter().map(|v| v.map(|v| v % 2 == 0)).collect())
+        })
+        .unwrap()
+        .sink("mem", Arc::new(sink.clone()))
+        .unwrap();
+    let report = Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    assert_eq!(sink.num_rows(), 5_000);
+    assert_eq!(
+        sink.finished_writers(),
+        2,
+        "each instance's writer finished"
+    );
+    assert_eq!(report.node("mem").unwrap().rows_in, 5_000);
+}

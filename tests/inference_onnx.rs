@@ -853,6 +853,30 @@ fn bad_bindings_name_the_node_the_model_input_and_the_column() {
     );
 }
 
+/// Run `batch` through `node` (named `name`) and return the job's error; the job must end
+/// within a minute.
+fn run_error(batch: RecordBatch, name: &str, node: ModelNode) -> String {
+    let job = JobBuilder::new("fails");
+    job.source(
+        "in",
+        Arc::new(MemorySource::new(batch.schema(), vec![batch]).unwrap()),
+    )
+    .unwrap()
+    .predict(name, node)
+    .unwrap()
+    .sink("out", Arc::new(MemorySink::new()))
+    .unwrap();
+    let handle = Runtime::new()
+        .unwrap()
+        .execute(job.build().unwrap())
+        .unwrap();
+    match handle.wait_timeout(Duration::from_secs(60)) {
+        Ok(Some(_)) => panic!("the job succeeded"),
+        Ok(None) => panic!("the job hangs"),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[test]
 fn a_failure_inside_the_model_fails_the_job_with_the_runtime_message() {
     let batch = RecordBatch::try_from_iter(vec![
@@ -868,26 +892,11 @@ fn a_failure_inside_the_model_fails_the_job_with_the_runtime_message() {
         ),
     ])
     .unwrap();
-    let schema = batch.schema();
-    let job = JobBuilder::new("fails");
-    job.source(
-        "in",
-        Arc::new(MemorySource::new(schema, vec![batch]).unwrap()),
-    )
-    .unwrap()
-    .predict("encoder", ModelNode::onnx(model("mixed_inputs.onnx")))
-    .unwrap()
-    .sink("out", Arc::new(MemorySink::new()))
-    .unwrap();
-    let handle = Runtime::new()
-        .unwrap()
-        .execute(job.build().unwrap())
-        .unwrap();
-    let err = match handle.wait_timeout(Duration::from_secs(60)) {
-        Ok(Some(_)) => panic!("the job succeeded"),
-        Ok(None) => panic!("the job hangs"),
-        Err(e) => e.to_string(),
-    };
+    let err = run_error(
+        batch,
+        "encoder",
+        ModelNode::onnx(model("mixed_inputs.onnx")),
+    );
     assert!(
         err.contains("encoder") && err.contains("Unknown Category"),
         "{err}"
@@ -908,25 +917,11 @@ fn nulls_in_a_feature_column_fail_naming_the_column_and_row() {
         ),
     ])
     .unwrap();
-    let schema = batch.schema();
-    let job = JobBuilder::new("nulls");
-    job.source(
-        "in",
-        Arc::new(MemorySource::new(schema, vec![batch]).unwrap()),
-    )
-    .unwrap()
-    .predict(
+    let err = run_error(
+        batch,
         "reg",
         ModelNode::onnx(model("linreg_double.onnx")).input("input", &["a", "b"]),
-    )
-    .unwrap()
-    .sink("out", Arc::new(MemorySink::new()))
-    .unwrap();
-    let err = Runtime::new()
-        .unwrap()
-        .run(job.build().unwrap())
-        .unwrap_err()
-        .to_string();
+    );
     assert!(
         err.contains("reg") && err.contains("column 'a'") && err.contains("row 1"),
         "{err}"

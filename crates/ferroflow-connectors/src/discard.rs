@@ -43,6 +43,11 @@ impl DiscardSink {
 }
 
 impl Sink for DiscardSink {
+    fn inline(&self) -> bool {
+        // A delayed sink sleeps, which must not happen on the CPU pool.
+        self.delay.is_none()
+    }
+
     fn create_writer(
         &self,
         _: &InstanceInfo,

@@ -117,6 +117,10 @@ impl MemorySink {
 }
 
 impl Sink for MemorySink {
+    fn inline(&self) -> bool {
+        true
+    }
+
     fn create_writer(
         &self,
         _: &InstanceInfo,

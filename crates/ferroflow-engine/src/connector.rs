@@ -71,6 +71,13 @@ pub trait Sink: Send + Sync {
         None
     }
 
+    /// `true` when its writers never block (memory, discard): the engine may then run the
+    /// writer inside the producing operator chain on the CPU pool, saving a hand-off to an
+    /// I/O thread per batch. Sinks that do I/O or may wait keep the default, `false`.
+    fn inline(&self) -> bool {
+        false
+    }
+
     /// Open the writer of one parallel instance.
     fn create_writer(
         &self,

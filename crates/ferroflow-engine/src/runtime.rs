@@ -187,12 +187,20 @@ impl Runtime {
                     NodeKind::Operator { .. } => {
                         let mut chain = Vec::new();
                         for &id in &task.nodes {
-                            let NodeKind::Operator { factory } = &g.nodes[id].kind else {
-                                unreachable!("chains hold operators only")
+                            let op: Box<dyn Operator> = match &g.nodes[id].kind {
+                                NodeKind::Operator { factory } => factory
+                                    .create(&info(id))
+                                    .map_err(|e| e.in_node(&g.nodes[id].name))?,
+                                NodeKind::Sink { sink } => Box::new(InlineSink {
+                                    writer: sink
+                                        .create_writer(&info(id), g.nodes[id].schema.clone())
+                                        .map_err(|e| e.in_node(&g.nodes[id].name))?,
+                                    finished: false,
+                                }),
+                                NodeKind::Source { .. } => {
+                                    unreachable!("chains hold operators and inline sinks")
+                                }
                             };
-                            let op = factory
-                                .create(&info(id))
-                                .map_err(|e| e.in_node(&g.nodes[id].name))?;
                             let mut main = Vec::new();
                             let mut side = Vec::new();
                             for (r, ((node, tag), _)) in task_routers.iter().enumerate() {
@@ -532,16 +540,22 @@ impl Plan {
             matches!(p, Partitioning::Auto) && par[up] == par[down]
         };
 
-        // Chain operators joined by a forward edge with a single consumer.
+        // Chain operators joined by a forward edge with a single consumer; a sink that never
+        // blocks joins its producer's chain the same way.
         let mut task_of = vec![usize::MAX; n];
         let mut tasks: Vec<TaskPlan> = Vec::new();
         for (id, node) in g.nodes.iter().enumerate() {
-            let chained_to = match (&node.kind, node.inputs.as_slice()) {
-                (NodeKind::Operator { .. }, [e])
-                    if e.tag.is_none()
-                        && matches!(g.nodes[e.from].kind, NodeKind::Operator { .. })
-                        && is_forward(&e.partitioning, e.from, id)
-                        && consumers(e.from, &None) == 1 =>
+            let chainable = match &node.kind {
+                NodeKind::Operator { .. } => true,
+                NodeKind::Sink { sink } => sink.inline(),
+                NodeKind::Source { .. } => false,
+            };
+            let chained_to = match node.inputs.as_slice() {
+                [e] if chainable
+                    && e.tag.is_none()
+                    && matches!(g.nodes[e.from].kind, NodeKind::Operator { .. })
+                    && is_forward(&e.partitioning, e.from, id)
+                    && consumers(e.from, &None) == 1 =>
                 {
                     Some(task_of[e.from])
                 }
@@ -802,6 +816,37 @@ impl SinkTask {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// A sink that never blocks, run as the last operator of its producer's chain.
+struct InlineSink {
+    writer: Box<dyn SinkWriter>,
+    finished: bool,
+}
+
+impl Operator for InlineSink {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: arrow_array::RecordBatch,
+        _out: &mut Output,
+    ) -> Result<()> {
+        self.writer.write(batch)
+    }
+
+    fn finish(&mut self, _out: &mut Output) -> Result<()> {
+        self.finished = true;
+        self.writer.finish()
+    }
+}
+
+impl Drop for InlineSink {
+    fn drop(&mut self) {
+        // A chain dropped before `finish` (failure, cancel) leaves nothing half written.
+        if !self.finished {
+            self.writer.abort();
         }
     }
 }
