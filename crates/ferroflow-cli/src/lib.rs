@@ -10,6 +10,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod control;
+mod ml;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,11 @@ enum Command {
         command: control::MetaCommand,
         #[command(flatten)]
         target: control::Target,
+    },
+    /// ML stages compatible with Flink ML: transform, fit, model data.
+    Ml {
+        #[command(subcommand)]
+        command: ml::MlCommand,
     },
     /// Run batch SQL over files.
     Sql {
@@ -197,6 +203,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Events { command, target } => control::events(&target, command),
         Command::Models { command, target } => control::models(&target, command),
         Command::Meta { command, target } => control::meta(&target, command),
+        Command::Ml { command } => ml::run(command),
         Command::Check { spec } => {
             let job = ferroflow_jobspec::load(&spec)?;
             println!(

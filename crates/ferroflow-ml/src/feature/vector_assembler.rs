@@ -1,0 +1,137 @@
+//! VectorAssembler: concatenate numeric and vector columns into one vector.
+
+use arrow_array::RecordBatch;
+use serde_json::Value;
+
+use super::standard_scaler::first;
+use crate::error::{MlError, Result};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::stage::AlgoOperator;
+use crate::table::{column, doubles, filter_rows, vectors, with_columns};
+use crate::vector::{Vector, is_vector_type, vector_column};
+
+/// The transformer: `inputCols`, `outputCol`, `inputSizes` (one per input column) and
+/// `handleInvalid` (`error`, `skip` the row, or `keep` it with NaN for the invalid part).
+#[derive(Debug, Clone)]
+pub struct VectorAssembler {
+    params: Params,
+}
+
+impl Default for VectorAssembler {
+    fn default() -> Self {
+        VectorAssembler {
+            params: Params::new(vec![
+                common::input_cols(),
+                common::output_col(),
+                ParamSpec::new("inputSizes", ParamType::IntArray, Value::Null, Validator::NonEmpty),
+                common::handle_invalid("error", common::ERROR_SKIP_KEEP),
+            ]),
+        }
+    }
+}
+
+crate::impl_stage!(VectorAssembler, "org.apache.flink.ml.feature.vectorassembler.VectorAssembler");
+
+/// Flink ML's choice of output kind: sparse when nnz * 1.5 <= size.
+const RATIO: f64 = 1.5;
+
+impl AlgoOperator for VectorAssembler {
+    fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let batch = first(inputs)?;
+        let cols = self.params.strings("inputCols")?;
+        let sizes = self.params.i64s("inputSizes")?;
+        let output = self.params.str("outputCol")?;
+        let handle = self.params.str("handleInvalid")?;
+        if sizes.len() != cols.len() {
+            return Err(MlError::param(
+                "inputSizes",
+                format!("{} sizes for {} input columns", sizes.len(), cols.len()),
+            ));
+        }
+        // Each input column as per-row vectors (numbers are vectors of one).
+        let mut parts: Vec<Vec<Option<Vector>>> = Vec::new();
+        for c in &cols {
+            let col = column(batch, c)?;
+            parts.push(if is_vector_type(col.data_type()) {
+                vectors(batch, c)?
+            } else {
+                doubles(batch, c)?
+                    .into_iter()
+                    .map(|x| x.map(|x| Vector::Dense(vec![x])))
+                    .collect()
+            });
+        }
+        let total: usize = sizes.iter().map(|&s| s as usize).sum();
+        let mut out = Vec::with_capacity(batch.num_rows());
+        let mut keep = vec![true; batch.num_rows()];
+        for row in 0..batch.num_rows() {
+            let mut indices = Vec::new();
+            let mut values = Vec::new();
+            let mut nnz = 0usize;
+            let mut offset = 0usize;
+            let mut invalid = None;
+            for (k, part) in parts.iter().enumerate() {
+                let size = sizes[k] as usize;
+                match &part[row] {
+                    Some(v) if v.size() == size => {
+                        match v {
+                            Vector::Dense(x) => {
+                                nnz += x.len();
+                                for (i, &a) in x.iter().enumerate() {
+                                    if a != 0.0 {
+                                        indices.push(offset + i);
+                                        values.push(a);
+                                    }
+                                }
+                            }
+                            Vector::Sparse { indices: idx, values: vals, .. } => {
+                                nnz += idx.len();
+                                for (&i, &a) in idx.iter().zip(vals) {
+                                    indices.push(offset + i);
+                                    values.push(a);
+                                }
+                            }
+                        }
+                    }
+                    other => {
+                        invalid.get_or_insert_with(|| match other {
+                            None => format!("column '{}' is null", cols[k]),
+                            Some(v) => format!(
+                                "Input vector/number size does not meet with expected. Expected size: {size}, actual size: {}.",
+                                v.size()
+                            ),
+                        });
+                        nnz += size;
+                        for i in 0..size {
+                            indices.push(offset + i);
+                            values.push(f64::NAN);
+                        }
+                    }
+                }
+                offset += size;
+            }
+            if let Some(msg) = invalid {
+                match handle.as_str() {
+                    "skip" => {
+                        keep[row] = false;
+                        out.push(None);
+                        continue;
+                    }
+                    "keep" => {}
+                    _ => return Err(MlError::Row { row, message: msg }),
+                }
+            }
+            out.push(Some(if (nnz as f64) * RATIO <= total as f64 {
+                Vector::Sparse { size: total, indices, values }
+            } else {
+                let mut d = vec![0.0; total];
+                for (i, a) in indices.into_iter().zip(values) {
+                    d[i] = a;
+                }
+                Vector::Dense(d)
+            }));
+        }
+        let assembled = with_columns(batch, vec![(output, vector_column(&out))])?;
+        Ok(vec![filter_rows(&assembled, &keep)?])
+    }
+}

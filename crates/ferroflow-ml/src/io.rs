@@ -1,0 +1,274 @@
+//! Tables as JSON lines, in the encoding Flink ML's conformance vectors use: one object per
+//! row; doubles as numbers, or `"NaN"`, `"Infinity"`, `"-Infinity"`; integers as integers; a
+//! dense vector as an array of numbers; a sparse vector as `{"size", "indices", "values"}`;
+//! arrays of strings as themselves.
+//!
+//! Column types are inferred: a column of integers only is `Int64`, of numbers (and
+//! non-finite strings) `Float64`, arrays of numbers a dense vector, sparse objects (possibly
+//! mixed with arrays) a sparse vector column, arrays of strings `List<Utf8>`.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use serde_json::{Map, Value};
+
+use crate::error::{MlError, Result};
+use crate::params::{f64_json, json_f64};
+use crate::vector::{Vector, is_vector_type, read_vectors, vector_column};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Unknown,
+    Int,
+    Double,
+    Bool,
+    Str,
+    Strings,
+    Dense,
+    Sparse,
+}
+
+fn kind_of(v: &Value) -> Kind {
+    match v {
+        Value::Null => Kind::Unknown,
+        Value::Bool(_) => Kind::Bool,
+        Value::Number(n) if n.is_i64() || n.is_u64() => Kind::Int,
+        Value::Number(_) => Kind::Double,
+        Value::String(_) if json_f64(v).is_some() => Kind::Double,
+        Value::String(_) => Kind::Str,
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) && a.iter().any(|x| json_f64(x).is_none()) => Kind::Strings,
+        Value::Array(_) => Kind::Dense,
+        Value::Object(o) if o.contains_key("indices") => Kind::Sparse,
+        Value::Object(_) => Kind::Unknown,
+    }
+}
+
+fn merge(a: Kind, b: Kind) -> Option<Kind> {
+    use Kind::*;
+    Some(match (a, b) {
+        (x, Unknown) | (Unknown, x) => x,
+        (x, y) if x == y => x,
+        (Int, Double) | (Double, Int) => Double,
+        // A numeric column with "NaN" strings was read as Double already.
+        (Dense, Sparse) | (Sparse, Dense) => Sparse,
+        _ => return None,
+    })
+}
+
+fn vector_of(v: &Value, row: usize, col: &str) -> Result<Vector> {
+    let bad = |m: &str| MlError::Row {
+        row,
+        message: format!("column '{col}': {m}"),
+    };
+    match v {
+        Value::Array(a) => Ok(Vector::Dense(
+            a.iter()
+                .map(|x| json_f64(x).ok_or_else(|| bad(&format!("{x} is not a number"))))
+                .collect::<Result<_>>()?,
+        )),
+        Value::Object(o) => {
+            let size = o
+                .get("size")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("sparse vector without an integer 'size'"))?;
+            let indices = o
+                .get("indices")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| bad("sparse vector without integer 'indices'"))?;
+            let values = o
+                .get("values")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(json_f64).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| bad("sparse vector without numeric 'values'"))?;
+            Vector::sparse(size as usize, indices, values).map_err(|e| bad(&e.to_string()))
+        }
+        other => Err(bad(&format!("{other} is not a vector"))),
+    }
+}
+
+/// Rows (JSON objects) into a table; columns in order of first appearance.
+pub fn rows_to_batch(rows: &[Map<String, Value>]) -> Result<RecordBatch> {
+    let mut names: Vec<String> = Vec::new();
+    for r in rows {
+        for k in r.keys() {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for name in &names {
+        let cells: Vec<&Value> = rows.iter().map(|r| r.get(name).unwrap_or(&Value::Null)).collect();
+        let mut kind = Kind::Unknown;
+        for (row, c) in cells.iter().enumerate() {
+            kind = merge(kind, kind_of(c)).ok_or_else(|| MlError::Row {
+                row,
+                message: format!("column '{name}': {c} does not match the column's other values"),
+            })?;
+        }
+        let array: ArrayRef = match kind {
+            Kind::Int => Arc::new(cells.iter().map(|c| c.as_i64()).collect::<Int64Array>()),
+            Kind::Double => Arc::new(cells.iter().map(|c| json_f64(c)).collect::<Float64Array>()),
+            Kind::Bool => Arc::new(cells.iter().map(|c| c.as_bool()).collect::<BooleanArray>()),
+            Kind::Str | Kind::Unknown => Arc::new(cells.iter().map(|c| c.as_str()).collect::<StringArray>()),
+            Kind::Strings => {
+                let mut b = ListBuilder::new(StringBuilder::new());
+                for c in &cells {
+                    match c.as_array() {
+                        Some(a) => {
+                            for s in a {
+                                b.values().append_option(s.as_str());
+                            }
+                            b.append(true);
+                        }
+                        None => b.append(false),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Kind::Dense | Kind::Sparse => {
+                let vs = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(row, c)| if c.is_null() { Ok(None) } else { vector_of(c, row, name).map(Some) })
+                    .collect::<Result<Vec<_>>>()?;
+                vector_column(&vs)
+            }
+        };
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    if fields.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// Read a JSON-lines file into one table.
+pub fn read_jsonl(path: &Path) -> Result<RecordBatch> {
+    let file = std::fs::File::open(path).map_err(|e| MlError::io(path.display(), e))?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| MlError::io(path.display(), e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| MlError::io(format!("{}:{}", path.display(), i + 1), e))?;
+        match v {
+            Value::Object(o) => rows.push(o),
+            _ => {
+                return Err(MlError::io(
+                    format!("{}:{}", path.display(), i + 1),
+                    "a row must be a JSON object",
+                ));
+            }
+        }
+    }
+    rows_to_batch(&rows)
+}
+
+fn vector_json(v: &Vector) -> Value {
+    match v {
+        Vector::Dense(x) => Value::Array(x.iter().map(|&a| f64_json(a)).collect()),
+        Vector::Sparse { size, indices, values } => serde_json::json!({
+            "size": size,
+            "indices": indices,
+            "values": values.iter().map(|&a| f64_json(a)).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// A table as JSON objects, one per row.
+pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
+    let mut rows: Vec<Map<String, Value>> = vec![Map::new(); batch.num_rows()];
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        let cells: Vec<Value> = if is_vector_type(col.data_type()) {
+            read_vectors(name, col)?
+                .iter()
+                .map(|v| v.as_ref().map_or(Value::Null, vector_json))
+                .collect()
+        } else {
+            match col.data_type() {
+                DataType::Float64 | DataType::Float32 => {
+                    let c = arrow_cast::cast(col, &DataType::Float64)?;
+                    c.as_primitive::<Float64Type>().iter().map(|x| x.map_or(Value::Null, f64_json)).collect()
+                }
+                dt if dt.is_integer() => {
+                    let c = arrow_cast::cast(col, &DataType::Int64)?;
+                    c.as_primitive::<Int64Type>().iter().map(|x| x.map_or(Value::Null, Value::from)).collect()
+                }
+                DataType::Boolean => col.as_boolean().iter().map(|x| x.map_or(Value::Null, Value::from)).collect(),
+                DataType::List(_) => {
+                    let l = col.as_list::<i32>();
+                    (0..l.len())
+                        .map(|i| {
+                            if l.is_null(i) {
+                                return Ok(Value::Null);
+                            }
+                            let v = arrow_cast::cast(&l.value(i), &DataType::Utf8)?;
+                            Ok(Value::Array(v.as_string::<i32>().iter().map(|s| s.map_or(Value::Null, Value::from)).collect()))
+                        })
+                        .collect::<Result<_>>()?
+                }
+                _ => {
+                    let c = arrow_cast::cast(col, &DataType::Utf8)?;
+                    c.as_string::<i32>().iter().map(|x| x.map_or(Value::Null, Value::from)).collect()
+                }
+            }
+        };
+        for (row, cell) in rows.iter_mut().zip(cells) {
+            row.insert(name.clone(), cell);
+        }
+    }
+    Ok(rows)
+}
+
+/// Write a table as a JSON-lines file.
+pub fn write_jsonl(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| MlError::io(path.display(), e))?;
+    let mut w = std::io::BufWriter::new(file);
+    for row in batch_to_rows(batch)? {
+        serde_json::to_writer(&mut w, &row).map_err(|e| MlError::io(path.display(), e))?;
+        w.write_all(b"\n").map_err(|e| MlError::io(path.display(), e))?;
+    }
+    w.flush().map_err(|e| MlError::io(path.display(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance_encoding_round_trips() {
+        let text = r#"[{"id": 1, "x": 1.5, "v": [1.0, "NaN"], "s": {"size": 4, "indices": [3, 1], "values": [2.0, 1.0]}, "w": ["a", "b"], "name": "n"},
+                       {"id": 2, "x": "-Infinity", "v": [0.5, 2], "s": [1.0, 2.0, 3.0, 4.0], "w": null, "name": null}]"#;
+        let rows: Vec<Map<String, Value>> = serde_json::from_str(text).unwrap();
+        let batch = rows_to_batch(&rows).unwrap();
+        let s = batch.schema();
+        assert_eq!(s.field_with_name("id").unwrap().data_type(), &DataType::Int64);
+        assert_eq!(s.field_with_name("x").unwrap().data_type(), &DataType::Float64);
+        let back = batch_to_rows(&batch).unwrap();
+        assert_eq!(back[0]["v"], serde_json::json!([1.0, "NaN"]));
+        assert_eq!(back[0]["s"], serde_json::json!({"size": 4, "indices": [1, 3], "values": [1.0, 2.0]}));
+        assert_eq!(back[1]["s"], serde_json::json!([1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(back[1]["x"], serde_json::json!("-Infinity"));
+        assert_eq!(back[0]["w"], serde_json::json!(["a", "b"]));
+    }
+
+    #[test]
+    fn mixed_column_values_name_the_row_and_column() {
+        let rows: Vec<Map<String, Value>> = serde_json::from_str(r#"[{"a": 1}, {"a": "x"}]"#).unwrap();
+        let e = rows_to_batch(&rows).unwrap_err().to_string();
+        assert!(e.contains("row 1") && e.contains("'a'"), "{e}");
+    }
+}

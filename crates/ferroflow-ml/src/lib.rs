@@ -1,0 +1,49 @@
+//! ferroflow's ML library: Flink ML's stage API, params and algorithms, compatible with Flink
+//! ML by class name, param names and results.
+//!
+//! - [`stage`]: `Stage`, `AlgoOperator`, `Estimator`, `Model`; stages by class name (full or
+//!   short); save and load in Flink ML's metadata layout.
+//! - [`params`]: typed params with Flink ML's names, defaults and validators.
+//! - [`vector`]: dense and sparse vectors and their Arrow columns.
+//! - [`io`]: tables as JSON lines in the conformance encoding.
+//! - [`feature`]: feature stages.
+//!
+//! Tables are Arrow `RecordBatch`es: fit reads a bounded table; a model's `transform` maps
+//! a batch to a batch, so it also runs per batch on a stream.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod error;
+pub mod feature;
+pub mod io;
+pub mod params;
+pub mod stage;
+mod table;
+pub mod vector;
+
+pub use error::{MlError, Result};
+pub use params::{ParamSpec, ParamType, Params, Validator};
+pub use stage::{
+    AlgoOperator, AnyStage, Estimator, Model, Stage, create_stage, load_stage, save_model,
+    stage_classes, stage_from_json,
+};
+pub use vector::Vector;
+
+/// Implements [`Stage`] for a struct with a `params: Params` field.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! impl_stage {
+    ($ty:ty, $class:expr) => {
+        impl $crate::stage::Stage for $ty {
+            fn class_name(&self) -> &'static str {
+                $class
+            }
+            fn params(&self) -> &$crate::params::Params {
+                &self.params
+            }
+            fn params_mut(&mut self) -> &mut $crate::params::Params {
+                &mut self.params
+            }
+        }
+    };
+}

@@ -1,0 +1,200 @@
+//! Flink ML's stage API: `Stage`, `AlgoOperator` (and `Transformer`), `Estimator`, `Model`;
+//! the registry of stages by class name; save and load.
+//!
+//! Tables are Arrow `RecordBatch`es. A saved stage is a directory with `metadata` (JSON:
+//! `className`, `timestamp`, `paramMap`, as Flink ML writes it) and, for a model, its model
+//! data under `data/` as Arrow IPC files (`data/0.arrow`, ...).
+
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use serde_json::{Map, Value, json};
+
+use crate::error::{MlError, Result};
+use crate::params::Params;
+
+/// Anything with params and a Flink ML class name.
+pub trait Stage: Send + Sync {
+    /// Flink ML's full class name (`org.apache.flink.ml.feature.standardscaler.StandardScaler`).
+    fn class_name(&self) -> &'static str;
+
+    /// The params.
+    fn params(&self) -> &Params;
+
+    /// The params, to change.
+    fn params_mut(&mut self) -> &mut Params;
+}
+
+/// A stage that maps input tables to output tables. A `Transformer` in Flink ML is an
+/// `AlgoOperator` whose output rows correspond to input rows; both are this trait here.
+pub trait AlgoOperator: Stage {
+    /// Transform `inputs` (usually one table) into the output tables, in Flink ML's order.
+    fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>>;
+}
+
+/// A stage that learns a [`Model`] from tables.
+pub trait Estimator: Stage {
+    /// Fit on `inputs` (usually one bounded table).
+    fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>>;
+}
+
+/// A fitted (or given) model: a transformer with model data.
+pub trait Model: AlgoOperator {
+    /// The model data as tables, with Flink ML's column names.
+    fn model_data(&self) -> Result<Vec<RecordBatch>>;
+
+    /// Replace the model data (Flink ML's `setModelData`).
+    fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()>;
+}
+
+/// A stage of any kind, as created from a class name.
+pub enum AnyStage {
+    /// Needs no fit.
+    Operator(Box<dyn AlgoOperator>),
+    /// Fits a model.
+    Estimator(Box<dyn Estimator>),
+    /// A model (its data set by fitting, loading or `set_model_data`).
+    Model(Box<dyn Model>),
+}
+
+impl AnyStage {
+    /// The stage's params.
+    pub fn params_mut(&mut self) -> &mut Params {
+        match self {
+            AnyStage::Operator(s) => s.params_mut(),
+            AnyStage::Estimator(s) => s.params_mut(),
+            AnyStage::Model(s) => s.params_mut(),
+        }
+    }
+}
+
+type Factory = fn() -> AnyStage;
+
+/// Every stage: (Flink ML class name, constructor).
+fn registry() -> Vec<(&'static str, Factory)> {
+    use crate::feature::*;
+    vec![
+        ("org.apache.flink.ml.feature.standardscaler.StandardScaler", || {
+            AnyStage::Estimator(Box::new(standard_scaler::StandardScaler::default()))
+        }),
+        ("org.apache.flink.ml.feature.standardscaler.StandardScalerModel", || {
+            AnyStage::Model(Box::new(standard_scaler::StandardScalerModel::default()))
+        }),
+        ("org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler", || {
+            AnyStage::Estimator(Box::new(min_max_scaler::MinMaxScaler::default()))
+        }),
+        ("org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel", || {
+            AnyStage::Model(Box::new(min_max_scaler::MinMaxScalerModel::default()))
+        }),
+        ("org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler", || {
+            AnyStage::Estimator(Box::new(max_abs_scaler::MaxAbsScaler::default()))
+        }),
+        ("org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel", || {
+            AnyStage::Model(Box::new(max_abs_scaler::MaxAbsScalerModel::default()))
+        }),
+        ("org.apache.flink.ml.feature.normalizer.Normalizer", || {
+            AnyStage::Operator(Box::new(normalizer::Normalizer::default()))
+        }),
+        ("org.apache.flink.ml.feature.vectorassembler.VectorAssembler", || {
+            AnyStage::Operator(Box::new(vector_assembler::VectorAssembler::default()))
+        }),
+        ("org.apache.flink.ml.feature.bucketizer.Bucketizer", || {
+            AnyStage::Operator(Box::new(bucketizer::Bucketizer::default()))
+        }),
+    ]
+}
+
+/// Class names of every stage (full Flink ML names).
+pub fn stage_classes() -> Vec<&'static str> {
+    registry().into_iter().map(|(n, _)| n).collect()
+}
+
+/// Create a stage from its Flink ML class name, full
+/// (`org.apache.flink.ml.feature.standardscaler.StandardScaler`) or short (`StandardScaler`).
+pub fn create_stage(class_name: &str) -> Result<AnyStage> {
+    registry()
+        .into_iter()
+        .find(|(full, _)| {
+            *full == class_name || full.rsplit('.').next() == Some(class_name)
+        })
+        .map(|(_, make)| make())
+        .ok_or_else(|| MlError::UnknownStage(class_name.to_string()))
+}
+
+/// Create a stage from Flink ML's metadata shape `{"className": ..., "paramMap": {...}}`.
+pub fn stage_from_json(meta: &Value) -> Result<AnyStage> {
+    let class = meta
+        .get("className")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MlError::Invalid("stage metadata without a 'className' string".into()))?;
+    let mut stage = create_stage(class)?;
+    if let Some(map) = meta.get("paramMap") {
+        let map = map
+            .as_object()
+            .ok_or_else(|| MlError::Invalid("'paramMap' is not an object".into()))?;
+        stage.params_mut().set_all(map)?;
+    }
+    Ok(stage)
+}
+
+fn metadata(class_name: &str, params: &Params) -> Value {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    json!({
+        "className": class_name,
+        "timestamp": timestamp,
+        "paramMap": Value::Object(params.to_map()),
+    })
+}
+
+/// Save `model` (metadata and model data) into `dir`, which must not exist yet.
+pub fn save_model(model: &dyn Model, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Err(MlError::io(dir.display(), "already exists"));
+    }
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir).map_err(|e| MlError::io(data_dir.display(), e))?;
+    let meta = metadata(model.class_name(), model.params());
+    let path = dir.join("metadata");
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta).expect("JSON"))
+        .map_err(|e| MlError::io(path.display(), e))?;
+    for (i, table) in model.model_data()?.iter().enumerate() {
+        let path = data_dir.join(format!("{i}.arrow"));
+        let file = std::fs::File::create(&path).map_err(|e| MlError::io(path.display(), e))?;
+        let mut w = arrow_ipc::writer::FileWriter::try_new(file, &table.schema())?;
+        w.write(table)?;
+        w.finish()?;
+    }
+    Ok(())
+}
+
+/// Load a stage saved by [`save_model`] (or a Flink ML metadata file with its params).
+pub fn load_stage(dir: &Path) -> Result<AnyStage> {
+    let path = dir.join("metadata");
+    let text = std::fs::read_to_string(&path).map_err(|e| MlError::io(path.display(), e))?;
+    let meta: Value = serde_json::from_str(&text).map_err(|e| MlError::io(path.display(), e))?;
+    let mut stage = stage_from_json(&meta)?;
+    if let AnyStage::Model(m) = &mut stage {
+        let mut tables = Vec::new();
+        for i in 0.. {
+            let path = dir.join("data").join(format!("{i}.arrow"));
+            if !path.exists() {
+                break;
+            }
+            let file = std::fs::File::open(&path).map_err(|e| MlError::io(path.display(), e))?;
+            let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
+            let schema = reader.schema();
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            tables.push(arrow_select::concat::concat_batches(&schema, &batches)?);
+        }
+        m.set_model_data(&tables)?;
+    }
+    Ok(stage)
+}
+
+/// The param map of a stage, as Flink ML saves it.
+pub fn param_map(stage: &dyn Stage) -> Map<String, Value> {
+    stage.params().to_map()
+}

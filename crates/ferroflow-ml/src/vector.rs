@@ -1,0 +1,332 @@
+//! Vectors as Flink ML has them (dense and sparse), and their Arrow columns.
+//!
+//! - A dense vector column is a `List<Float64>` (or `LargeList`, `FixedSizeList`; `Float32`
+//!   values are accepted too).
+//! - A sparse vector column is a `Struct{size: Int32, indices: List<Int32>, values:
+//!   List<Float64>}`. A row whose `indices` is null is a dense vector of `values`: that is how
+//!   one column holds both kinds, as Flink ML's `Vector` columns do (VectorAssembler's output).
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, Int32Builder, ListBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, ListArray, StructArray};
+use arrow_buffer::NullBuffer;
+use arrow_schema::{DataType, Field, Fields};
+
+use crate::error::{MlError, Result};
+
+/// A dense or sparse vector of doubles.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vector {
+    /// Every element.
+    Dense(Vec<f64>),
+    /// `size` elements, the ones at `indices` (ascending) non-zero.
+    Sparse {
+        /// Number of elements.
+        size: usize,
+        /// Positions of the stored values, ascending.
+        indices: Vec<usize>,
+        /// The stored values.
+        values: Vec<f64>,
+    },
+}
+
+impl Vector {
+    /// Number of elements.
+    pub fn size(&self) -> usize {
+        match self {
+            Vector::Dense(v) => v.len(),
+            Vector::Sparse { size, .. } => *size,
+        }
+    }
+
+    /// Element `i`.
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Vector::Dense(v) => v[i],
+            Vector::Sparse {
+                indices, values, ..
+            } => match indices.binary_search(&i) {
+                Ok(k) => values[k],
+                Err(_) => 0.0,
+            },
+        }
+    }
+
+    /// Every element, as a dense array.
+    pub fn to_dense(&self) -> Vec<f64> {
+        match self {
+            Vector::Dense(v) => v.clone(),
+            Vector::Sparse {
+                size,
+                indices,
+                values,
+            } => {
+                let mut d = vec![0.0; *size];
+                for (&i, &v) in indices.iter().zip(values) {
+                    d[i] = v;
+                }
+                d
+            }
+        }
+    }
+
+    /// A sparse vector; indices are sorted (with their values) and checked against `size`.
+    pub fn sparse(size: usize, indices: Vec<usize>, values: Vec<f64>) -> Result<Self> {
+        if indices.len() != values.len() {
+            return Err(MlError::Invalid(format!(
+                "sparse vector: {} indices but {} values",
+                indices.len(),
+                values.len()
+            )));
+        }
+        let mut pairs: Vec<(usize, f64)> = indices.into_iter().zip(values).collect();
+        pairs.sort_by_key(|p| p.0);
+        if let Some(&(i, _)) = pairs.iter().find(|p| p.0 >= size) {
+            return Err(MlError::Invalid(format!(
+                "sparse vector: index {i} out of range for size {size}"
+            )));
+        }
+        if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(MlError::Invalid("sparse vector: repeated index".into()));
+        }
+        Ok(Vector::Sparse {
+            size,
+            indices: pairs.iter().map(|p| p.0).collect(),
+            values: pairs.iter().map(|p| p.1).collect(),
+        })
+    }
+
+    /// Stored (index, value) pairs: every element of a dense vector.
+    pub fn stored(&self) -> Box<dyn Iterator<Item = (usize, f64)> + '_> {
+        match self {
+            Vector::Dense(v) => Box::new(v.iter().copied().enumerate()),
+            Vector::Sparse {
+                indices, values, ..
+            } => Box::new(indices.iter().copied().zip(values.iter().copied())),
+        }
+    }
+}
+
+/// The Arrow type of dense vector columns: `List<Float64>`.
+pub fn dense_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
+}
+
+fn sparse_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("size", DataType::Int32, false),
+        Field::new(
+            "indices",
+            DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+            true,
+        ),
+        Field::new("values", dense_type(), false),
+    ])
+}
+
+/// The Arrow type of columns that hold sparse (or mixed) vectors.
+pub fn sparse_type() -> DataType {
+    DataType::Struct(sparse_fields())
+}
+
+/// Is `dt` a vector column type (dense or sparse)?
+pub fn is_vector_type(dt: &DataType) -> bool {
+    match dt {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            matches!(f.data_type(), DataType::Float64 | DataType::Float32)
+        }
+        DataType::Struct(fields) => {
+            fields.len() == 3
+                && fields.iter().any(|f| f.name() == "size")
+                && fields.iter().any(|f| f.name() == "indices")
+                && fields.iter().any(|f| f.name() == "values")
+        }
+        _ => false,
+    }
+}
+
+fn floats(a: &ArrayRef) -> Result<Vec<f64>> {
+    Ok(match a.data_type() {
+        DataType::Float64 => a.as_primitive::<Float64Type>().values().to_vec(),
+        DataType::Float32 => a
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .map(|&x| x as f64)
+            .collect(),
+        other => {
+            return Err(MlError::Invalid(format!(
+                "vector values of type {other}, expected Float64"
+            )));
+        }
+    })
+}
+
+/// Read a vector column (`None` for null rows); fails, naming the column, if it is not one.
+pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
+    let n = col.len();
+    let mut out = Vec::with_capacity(n);
+    match col.data_type() {
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            for i in 0..n {
+                if col.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                let v = match col.data_type() {
+                    DataType::List(_) => col.as_list::<i32>().value(i),
+                    DataType::LargeList(_) => col.as_list::<i64>().value(i),
+                    _ => col.as_fixed_size_list().value(i),
+                };
+                out.push(Some(Vector::Dense(
+                    floats(&v).map_err(|e| MlError::column(name, e.to_string()))?,
+                )));
+            }
+        }
+        DataType::Struct(_) if is_vector_type(col.data_type()) => {
+            let s = col.as_struct();
+            let size = arrow_cast::cast(s.column_by_name("size").expect("checked"), &DataType::Int64)?;
+            let size = size.as_primitive::<arrow_array::types::Int64Type>();
+            let indices = s.column_by_name("indices").expect("checked").as_list::<i32>();
+            let values = s.column_by_name("values").expect("checked").as_list::<i32>();
+            for i in 0..n {
+                if s.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                let vals = floats(&values.value(i)).map_err(|e| MlError::column(name, e.to_string()))?;
+                if indices.is_null(i) {
+                    out.push(Some(Vector::Dense(vals)));
+                    continue;
+                }
+                let idx = arrow_cast::cast(&indices.value(i), &DataType::Int64)?;
+                let idx: Vec<usize> = idx
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&x| x as usize)
+                    .collect();
+                out.push(Some(
+                    Vector::sparse(size.value(i) as usize, idx, vals)
+                        .map_err(|e| MlError::Row {
+                            row: i,
+                            message: format!("column '{name}': {e}"),
+                        })?,
+                ));
+            }
+        }
+        other => {
+            return Err(MlError::column(
+                name,
+                format!("type {other} is not a vector (a list of Float64, or a sparse struct)"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A dense vector column from rows (`None`: null).
+pub fn dense_column(rows: &[Option<Vec<f64>>]) -> ArrayRef {
+    let mut b = ListBuilder::new(Float64Builder::new());
+    for r in rows {
+        match r {
+            Some(v) => {
+                b.values().append_slice(v);
+                b.append(true);
+            }
+            None => b.append(false),
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// A vector column: dense (`List<Float64>`) when every row is dense, else the sparse struct
+/// (dense rows with null `indices`).
+pub fn vector_column(rows: &[Option<Vector>]) -> ArrayRef {
+    if rows.iter().all(|r| !matches!(r, Some(Vector::Sparse { .. }))) {
+        let dense: Vec<Option<Vec<f64>>> = rows
+            .iter()
+            .map(|r| r.as_ref().map(|v| v.to_dense()))
+            .collect();
+        return dense_column(&dense);
+    }
+    let mut sizes = Int32Builder::new();
+    let mut indices = ListBuilder::new(Int32Builder::new());
+    let mut values = ListBuilder::new(Float64Builder::new());
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        match r {
+            Some(Vector::Dense(v)) => {
+                sizes.append_value(v.len() as i32);
+                indices.append(false);
+                values.values().append_slice(v);
+                values.append(true);
+            }
+            Some(Vector::Sparse {
+                size,
+                indices: idx,
+                values: vals,
+            }) => {
+                sizes.append_value(*size as i32);
+                for &i in idx {
+                    indices.values().append_value(i as i32);
+                }
+                indices.append(true);
+                values.values().append_slice(vals);
+                values.append(true);
+            }
+            None => {
+                sizes.append_value(0);
+                indices.append(false);
+                values.append(true);
+            }
+        }
+        valid.push(r.is_some());
+    }
+    let list_field = |dt: DataType| Field::new("item", dt, true);
+    let indices: ListArray = indices.finish();
+    let values: ListArray = values.finish();
+    let fields = sparse_fields();
+    let _ = list_field;
+    Arc::new(StructArray::new(
+        fields,
+        vec![
+            Arc::new(sizes.finish()) as ArrayRef,
+            Arc::new(indices),
+            Arc::new(values),
+        ],
+        Some(NullBuffer::from(valid)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_columns_round_trip() {
+        let rows = vec![
+            Some(Vector::Dense(vec![1.0, 2.0])),
+            None,
+            Some(Vector::sparse(5, vec![3, 1], vec![3.0, 1.0]).unwrap()),
+        ];
+        let col = vector_column(&rows);
+        assert_eq!(col.data_type(), &sparse_type());
+        assert_eq!(read_vectors("v", &col).unwrap(), rows);
+        let dense = vector_column(&rows[..2]);
+        assert_eq!(dense.data_type(), &dense_type());
+        assert_eq!(read_vectors("v", &dense).unwrap(), rows[..2].to_vec());
+    }
+
+    #[test]
+    fn sparse_vectors_are_checked() {
+        assert!(Vector::sparse(2, vec![2], vec![1.0]).is_err());
+        assert!(Vector::sparse(3, vec![1, 1], vec![1.0, 2.0]).is_err());
+        let v = Vector::sparse(4, vec![3, 0], vec![3.0, 1.0]).unwrap();
+        assert_eq!(v.to_dense(), vec![1.0, 0.0, 0.0, 3.0]);
+        assert_eq!(v.get(3), 3.0);
+    }
+}

@@ -1,0 +1,251 @@
+//! Flink ML conformance: test vectors taken from Flink ML's own unit tests
+//! (tests/conformance/flinkml_vectors.json, documented in tests/conformance/README.md), run
+//! through the `ferroflow ml` command line exactly as a user would.
+//!
+//! Every vector of an algorithm ferroflow implements must pass with the vector's tolerance.
+//! Vectors of algorithms not implemented yet are listed (and counted) but not run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Map, Value, json};
+
+/// Algorithms implemented so far, with their Flink ML class names.
+const IMPLEMENTED: &[(&str, &str)] = &[
+    ("StandardScaler", "org.apache.flink.ml.feature.standardscaler.StandardScaler"),
+    ("MinMaxScaler", "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler"),
+    ("MaxAbsScaler", "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler"),
+    ("Normalizer", "org.apache.flink.ml.feature.normalizer.Normalizer"),
+    ("VectorAssembler", "org.apache.flink.ml.feature.vectorassembler.VectorAssembler"),
+    ("Bucketizer", "org.apache.flink.ml.feature.bucketizer.Bucketizer"),
+];
+
+const ESTIMATORS: &[&str] = &["StandardScaler", "MinMaxScaler", "MaxAbsScaler"];
+
+fn vectors() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/flinkml_vectors.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ferroflow(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+        .arg("ml")
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A cell of a vector file in the JSON-lines encoding of the CLI contract.
+fn cell(v: &Value) -> Value {
+    match v.get("type").and_then(Value::as_str) {
+        Some("dense") => v["values"].clone(),
+        Some("sparse") => json!({"size": v["size"], "indices": v["indices"], "values": v["values"]}),
+        _ => v.clone(),
+    }
+}
+
+fn write_rows(path: &Path, schema: &[Value], rows: &[Value]) {
+    let mut text = String::new();
+    for r in rows {
+        let mut obj = Map::new();
+        for (col, v) in schema.iter().zip(r.as_array().unwrap()) {
+            obj.insert(col["name"].as_str().unwrap().to_string(), cell(v));
+        }
+        text.push_str(&serde_json::to_string(&obj).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn read_rows(path: &Path) -> Vec<Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::String(s) if s == "NaN" => f64::NAN,
+        Value::String(s) if s == "Infinity" => f64::INFINITY,
+        Value::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
+        _ => v.as_f64().unwrap_or_else(|| panic!("{v} is not a number")),
+    }
+}
+
+/// A value as a comparable list of numbers: [kind, size, indices..., values...] for vectors.
+fn flat(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => std::iter::once(0.0).chain(a.iter().map(num)).collect(),
+        Value::Object(o) if o.contains_key("indices") => {
+            let mut out = vec![1.0, num(&o["size"])];
+            out.extend(o["indices"].as_array().unwrap().iter().map(num));
+            out.extend(o["values"].as_array().unwrap().iter().map(num));
+            out
+        }
+        Value::Object(o) if o.contains_key("type") => flat(&cell(v)),
+        other => vec![num(other)],
+    }
+}
+
+fn close(a: &[f64], b: &[f64], abs: Option<f64>) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match abs {
+            // Java's Double.compare equality: NaN equals NaN, 0.0 differs from -0.0.
+            None => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+            Some(t) => (x - y).abs() <= t || (x.is_nan() && y.is_nan()) || x == y,
+        })
+}
+
+fn sorted(mut v: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    v.sort_by(|a, b| a.iter().zip(b).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(a.len().cmp(&b.len())));
+    v
+}
+
+fn tolerance(v: &Value) -> Option<f64> {
+    v["tolerance"].get("abs").and_then(Value::as_f64)
+}
+
+/// Run one vector; `Err` says what differs.
+fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
+    let algo = v["algorithm"].as_str().unwrap();
+    let stage = dir.join("stage.json");
+    std::fs::write(
+        &stage,
+        serde_json::to_string(&json!({"className": class, "paramMap": v["params"]})).unwrap(),
+    )
+    .unwrap();
+    let schema = v["input_schema"].as_array().unwrap();
+    let (train, predict) = match &v["input_rows"] {
+        Value::Array(rows) => (rows.clone(), rows.clone()),
+        Value::Object(o) => (
+            o["train"].as_array().unwrap().clone(),
+            o["predict"].as_array().unwrap().clone(),
+        ),
+        other => panic!("input rows {other}"),
+    };
+    let (train_path, input_path) = (dir.join("train.jsonl"), dir.join("input.jsonl"));
+    write_rows(&train_path, schema, &train);
+    write_rows(&input_path, schema, &predict);
+    let out = dir.join("out.jsonl");
+    let model_dir = dir.join("model");
+    let s = |p: &PathBuf| p.display().to_string();
+    if ESTIMATORS.contains(&algo) {
+        ferroflow(&["fit", "--stage", &s(&stage), "--input", &s(&train_path), "--model-dir", &s(&model_dir)])?;
+        ferroflow(&["transform", "--model-dir", &s(&model_dir), "--input", &s(&input_path), "--output", &s(&out)])?;
+    } else {
+        ferroflow(&["transform", "--stage", &s(&stage), "--input", &s(&input_path), "--output", &s(&out)])?;
+    }
+    let rows = read_rows(&out);
+    let e = &v["expected_output"];
+    let abs = tolerance(v);
+    if let (Some(col), Some(want)) = (e["column"].as_str(), e["rows"].as_array()) {
+        let got = sorted(rows.iter().map(|r| flat(&r[col])).collect());
+        let want = sorted(want.iter().map(flat).collect());
+        if got.len() != want.len() || !got.iter().zip(&want).all(|(a, b)| close(a, b, abs)) {
+            return Err(format!("column {col}: got {got:?}, want {want:?}"));
+        }
+    }
+    if let (Some(col), Some(by_id)) = (e["column"].as_str(), e["by_id"].as_object()) {
+        for (id, want) in by_id {
+            let row = rows
+                .iter()
+                .find(|r| r["id"].to_string() == *id)
+                .ok_or_else(|| format!("no output row with id {id}"))?;
+            if !close(&flat(&row[col]), &flat(want), abs) {
+                return Err(format!("id {id}: got {}, want {}", row[col], cell(want)));
+            }
+        }
+    }
+    if let (Some(cols), Some(want)) = (e["columns"].as_array(), e["rows"].as_array()) {
+        let project = |r: &Map<String, Value>| -> Vec<f64> {
+            cols.iter().flat_map(|c| flat(&r[c.as_str().unwrap()])).collect()
+        };
+        let got = sorted(rows.iter().map(project).collect());
+        let want = sorted(
+            want.iter()
+                .map(|r| r.as_array().unwrap().iter().flat_map(flat).collect())
+                .collect(),
+        );
+        if got.len() != want.len() || !got.iter().zip(&want).all(|(a, b)| close(a, b, abs)) {
+            return Err(format!("rows {cols:?}: got {got:?}, want {want:?}"));
+        }
+    }
+    if let Some(md) = e.get("model_data").filter(|m| m.is_object()) {
+        let md_out = dir.join("model_data.jsonl");
+        ferroflow(&["model-data", "--model-dir", &s(&model_dir), "--output", &s(&md_out)])?;
+        let got = read_rows(&md_out);
+        for c in md["columns"].as_array().unwrap() {
+            let c = c.as_str().unwrap();
+            if !close(&flat(&got[0][c]), &flat(&md[c]), abs) {
+                return Err(format!("model data {c}: got {}, want {}", got[0][c], cell(&md[c])));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn flink_ml_vectors_pass_through_the_command_line() {
+    let all = vectors();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    let mut pending = Vec::new();
+    for v in &all {
+        let algo = v["algorithm"].as_str().unwrap();
+        let Some((_, class)) = IMPLEMENTED.iter().find(|(a, _)| *a == algo) else {
+            pending.push(algo.to_string());
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        ran += 1;
+        if let Err(e) = run_vector(v, class, dir.path()) {
+            failures.push(format!("{algo} ({}): {e}", v["test_method"]));
+        }
+    }
+    eprintln!(
+        "conformance: {ran} vectors run, {} not implemented yet: {}",
+        pending.len(),
+        pending.join(", ")
+    );
+    assert_eq!(ran, IMPLEMENTED.len(), "every implemented algorithm has its vector");
+    assert!(failures.is_empty(), "failing vectors:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn bad_stages_fail_with_the_reason_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"input\": [1.0, 2.0]}\n").unwrap();
+    let stage = dir.path().join("stage.json");
+    let out = dir.path().join("out.jsonl");
+    let run = |meta: Value| {
+        std::fs::write(&stage, meta.to_string()).unwrap();
+        ferroflow(&[
+            "transform",
+            "--stage",
+            stage.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .unwrap_err()
+    };
+    let e = run(json!({"className": "Normalizer", "paramMap": {"p": 0.5}}));
+    assert!(e.contains("'p'") && e.contains(">= 1"), "{e}");
+    let e = run(json!({"className": "Normalizer", "paramMap": {"pp": 2}}));
+    assert!(e.contains("'pp'") && e.contains("inputCol"), "{e}");
+    let e = run(json!({"className": "org.apache.flink.ml.feature.NoSuchThing"}));
+    assert!(e.contains("unknown stage class"), "{e}");
+    let e = run(json!({"className": "StandardScaler"}));
+    assert!(e.contains("estimator"), "{e}");
+    let e = run(json!({"className": "Normalizer", "paramMap": {"inputCol": "nope"}}));
+    assert!(e.contains("'nope'") && e.contains("not found"), "{e}");
+}
