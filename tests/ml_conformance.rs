@@ -12,12 +12,51 @@ use serde_json::{Map, Value, json};
 
 /// Algorithms implemented so far, with their Flink ML class names.
 const IMPLEMENTED: &[(&str, &str)] = &[
-    ("StandardScaler", "org.apache.flink.ml.feature.standardscaler.StandardScaler"),
-    ("MinMaxScaler", "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler"),
-    ("MaxAbsScaler", "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler"),
-    ("Normalizer", "org.apache.flink.ml.feature.normalizer.Normalizer"),
-    ("VectorAssembler", "org.apache.flink.ml.feature.vectorassembler.VectorAssembler"),
-    ("Bucketizer", "org.apache.flink.ml.feature.bucketizer.Bucketizer"),
+    (
+        "StandardScaler",
+        "org.apache.flink.ml.feature.standardscaler.StandardScaler",
+    ),
+    (
+        "MinMaxScaler",
+        "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler",
+    ),
+    (
+        "MaxAbsScaler",
+        "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler",
+    ),
+    (
+        "Normalizer",
+        "org.apache.flink.ml.feature.normalizer.Normalizer",
+    ),
+    (
+        "VectorAssembler",
+        "org.apache.flink.ml.feature.vectorassembler.VectorAssembler",
+    ),
+    (
+        "Bucketizer",
+        "org.apache.flink.ml.feature.bucketizer.Bucketizer",
+    ),
+    (
+        "ElementwiseProduct",
+        "org.apache.flink.ml.feature.elementwiseproduct.ElementwiseProduct",
+    ),
+    (
+        "PolynomialExpansion",
+        "org.apache.flink.ml.feature.polynomialexpansion.PolynomialExpansion",
+    ),
+    ("DCT", "org.apache.flink.ml.feature.dct.DCT"),
+    (
+        "Interaction",
+        "org.apache.flink.ml.feature.interaction.Interaction",
+    ),
+    (
+        "Tokenizer",
+        "org.apache.flink.ml.feature.tokenizer.Tokenizer",
+    ),
+    (
+        "RegexTokenizer",
+        "org.apache.flink.ml.feature.regextokenizer.RegexTokenizer",
+    ),
 ];
 
 const ESTIMATORS: &[&str] = &["StandardScaler", "MinMaxScaler", "MaxAbsScaler"];
@@ -44,7 +83,9 @@ fn ferroflow(args: &[&str]) -> Result<(), String> {
 fn cell(v: &Value) -> Value {
     match v.get("type").and_then(Value::as_str) {
         Some("dense") => v["values"].clone(),
-        Some("sparse") => json!({"size": v["size"], "indices": v["indices"], "values": v["values"]}),
+        Some("sparse") => {
+            json!({"size": v["size"], "indices": v["indices"], "values": v["values"]})
+        }
         _ => v.clone(),
     }
 }
@@ -53,7 +94,12 @@ fn write_rows(path: &Path, schema: &[Value], rows: &[Value]) {
     let mut text = String::new();
     for r in rows {
         let mut obj = Map::new();
-        for (col, v) in schema.iter().zip(r.as_array().unwrap()) {
+        // A one-column table may list bare cells instead of rows.
+        let cells = match r {
+            Value::Array(a) if schema.len() > 1 || !a.iter().all(Value::is_number) => a.clone(),
+            other => vec![other.clone()],
+        };
+        for (col, v) in schema.iter().zip(&cells) {
             obj.insert(col["name"].as_str().unwrap().to_string(), cell(v));
         }
         text.push_str(&serde_json::to_string(&obj).unwrap());
@@ -79,32 +125,84 @@ fn num(v: &Value) -> f64 {
     }
 }
 
-/// A value as a comparable list of numbers: [kind, size, indices..., values...] for vectors.
-fn flat(v: &Value) -> Vec<f64> {
+/// One comparable element of a cell.
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    N(f64),
+    S(String),
+    Null,
+}
+
+/// A cell as a comparable list: vectors as [kind, size, indices..., values...], string
+/// arrays as their strings, numbers (and "NaN"-style strings) as numbers.
+fn flat(v: &Value) -> Vec<Key> {
+    let is_num =
+        |x: &Value| x.is_number() || matches!(x.as_str(), Some("NaN" | "Infinity" | "-Infinity"));
     match v {
-        Value::Array(a) => std::iter::once(0.0).chain(a.iter().map(num)).collect(),
+        Value::Null => vec![Key::Null],
+        Value::Array(a) if a.iter().all(is_num) => std::iter::once(Key::N(0.0))
+            .chain(a.iter().map(|x| Key::N(num(x))))
+            .collect(),
+        Value::Array(a) => a.iter().flat_map(flat).collect(),
         Value::Object(o) if o.contains_key("indices") => {
-            let mut out = vec![1.0, num(&o["size"])];
-            out.extend(o["indices"].as_array().unwrap().iter().map(num));
-            out.extend(o["values"].as_array().unwrap().iter().map(num));
+            let mut out = vec![Key::N(1.0), Key::N(num(&o["size"]))];
+            out.extend(
+                o["indices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| Key::N(num(x))),
+            );
+            out.extend(
+                o["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| Key::N(num(x))),
+            );
             out
         }
         Value::Object(o) if o.contains_key("type") => flat(&cell(v)),
-        other => vec![num(other)],
+        Value::String(s) if !is_num(v) => vec![Key::S(s.clone())],
+        Value::Bool(b) => vec![Key::S(b.to_string())],
+        other => vec![Key::N(num(other))],
     }
 }
 
-fn close(a: &[f64], b: &[f64], abs: Option<f64>) -> bool {
+fn close(a: &[Key], b: &[Key], abs: Option<f64>) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| match abs {
+        && a.iter().zip(b).all(|(x, y)| match (x, y, abs) {
             // Java's Double.compare equality: NaN equals NaN, 0.0 differs from -0.0.
-            None => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
-            Some(t) => (x - y).abs() <= t || (x.is_nan() && y.is_nan()) || x == y,
+            (Key::N(x), Key::N(y), None) => {
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+            }
+            (Key::N(x), Key::N(y), Some(t)) => {
+                (x - y).abs() <= t || (x.is_nan() && y.is_nan()) || x == y
+            }
+            (x, y, _) => x == y,
         })
 }
 
-fn sorted(mut v: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
-    v.sort_by(|a, b| a.iter().zip(b).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(a.len().cmp(&b.len())));
+fn key_cmp(a: &Key, b: &Key) -> std::cmp::Ordering {
+    match (a, b) {
+        (Key::N(x), Key::N(y)) => x.total_cmp(y),
+        (Key::S(x), Key::S(y)) => x.cmp(y),
+        (Key::Null, Key::Null) => std::cmp::Ordering::Equal,
+        (Key::Null, _) => std::cmp::Ordering::Less,
+        (_, Key::Null) => std::cmp::Ordering::Greater,
+        (Key::N(_), Key::S(_)) => std::cmp::Ordering::Less,
+        (Key::S(_), Key::N(_)) => std::cmp::Ordering::Greater,
+    }
+}
+
+fn sorted(mut v: Vec<Vec<Key>>) -> Vec<Vec<Key>> {
+    v.sort_by(|a, b| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| key_cmp(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(a.len().cmp(&b.len()))
+    });
     v
 }
 
@@ -116,9 +214,25 @@ fn tolerance(v: &Value) -> Option<f64> {
 fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
     let algo = v["algorithm"].as_str().unwrap();
     let stage = dir.join("stage.json");
+    // Vector params as Flink ML saves them: {"values"} dense, {"n", "indices", "values"} sparse.
+    let params: Map<String, Value> = v["params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, p)| {
+            let p = match p.get("type").and_then(Value::as_str) {
+                Some("dense") => json!({"values": p["values"]}),
+                Some("sparse") => {
+                    json!({"n": p["size"], "indices": p["indices"], "values": p["values"]})
+                }
+                _ => p.clone(),
+            };
+            (k.clone(), p)
+        })
+        .collect();
     std::fs::write(
         &stage,
-        serde_json::to_string(&json!({"className": class, "paramMap": v["params"]})).unwrap(),
+        serde_json::to_string(&json!({"className": class, "paramMap": params})).unwrap(),
     )
     .unwrap();
     let schema = v["input_schema"].as_array().unwrap();
@@ -137,10 +251,34 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
     let model_dir = dir.join("model");
     let s = |p: &PathBuf| p.display().to_string();
     if ESTIMATORS.contains(&algo) {
-        ferroflow(&["fit", "--stage", &s(&stage), "--input", &s(&train_path), "--model-dir", &s(&model_dir)])?;
-        ferroflow(&["transform", "--model-dir", &s(&model_dir), "--input", &s(&input_path), "--output", &s(&out)])?;
+        ferroflow(&[
+            "fit",
+            "--stage",
+            &s(&stage),
+            "--input",
+            &s(&train_path),
+            "--model-dir",
+            &s(&model_dir),
+        ])?;
+        ferroflow(&[
+            "transform",
+            "--model-dir",
+            &s(&model_dir),
+            "--input",
+            &s(&input_path),
+            "--output",
+            &s(&out),
+        ])?;
     } else {
-        ferroflow(&["transform", "--stage", &s(&stage), "--input", &s(&input_path), "--output", &s(&out)])?;
+        ferroflow(&[
+            "transform",
+            "--stage",
+            &s(&stage),
+            "--input",
+            &s(&input_path),
+            "--output",
+            &s(&out),
+        ])?;
     }
     let rows = read_rows(&out);
     let e = &v["expected_output"];
@@ -164,8 +302,10 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
         }
     }
     if let (Some(cols), Some(want)) = (e["columns"].as_array(), e["rows"].as_array()) {
-        let project = |r: &Map<String, Value>| -> Vec<f64> {
-            cols.iter().flat_map(|c| flat(&r[c.as_str().unwrap()])).collect()
+        let project = |r: &Map<String, Value>| -> Vec<Key> {
+            cols.iter()
+                .flat_map(|c| flat(&r[c.as_str().unwrap()]))
+                .collect()
         };
         let got = sorted(rows.iter().map(project).collect());
         let want = sorted(
@@ -177,14 +317,57 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
             return Err(format!("rows {cols:?}: got {got:?}, want {want:?}"));
         }
     }
+    if let (Some(col), Some(want)) = (e["column"].as_str(), e["rows_non_null"].as_array()) {
+        let got = sorted(
+            rows.iter()
+                .filter(|r| !r[col].is_null())
+                .map(|r| flat(&r[col]))
+                .collect(),
+        );
+        let want = sorted(want.iter().map(flat).collect());
+        if got.len() != want.len() || !got.iter().zip(&want).all(|(a, b)| close(a, b, abs)) {
+            return Err(format!(
+                "column {col} (non-null rows): got {got:?}, want {want:?}"
+            ));
+        }
+    }
+    if let Some(pairs) = e["pairs_input_output"].as_array() {
+        let in_col = schema[0]["name"].as_str().unwrap();
+        let out_col = v["params"]["outputCol"].as_str().unwrap_or("output");
+        for pair in pairs {
+            let (input, want) = (flat(&pair[0]), flat(&pair[1]));
+            let row = rows
+                .iter()
+                .find(|r| close(&flat(&r[in_col]), &input, Some(0.0)))
+                .ok_or_else(|| format!("no output row for input {}", cell(&pair[0])))?;
+            if !close(&flat(&row[out_col]), &want, abs) {
+                return Err(format!(
+                    "input {}: got {}, want {}",
+                    cell(&pair[0]),
+                    row[out_col],
+                    cell(&pair[1])
+                ));
+            }
+        }
+    }
     if let Some(md) = e.get("model_data").filter(|m| m.is_object()) {
         let md_out = dir.join("model_data.jsonl");
-        ferroflow(&["model-data", "--model-dir", &s(&model_dir), "--output", &s(&md_out)])?;
+        ferroflow(&[
+            "model-data",
+            "--model-dir",
+            &s(&model_dir),
+            "--output",
+            &s(&md_out),
+        ])?;
         let got = read_rows(&md_out);
         for c in md["columns"].as_array().unwrap() {
             let c = c.as_str().unwrap();
             if !close(&flat(&got[0][c]), &flat(&md[c]), abs) {
-                return Err(format!("model data {c}: got {}, want {}", got[0][c], cell(&md[c])));
+                return Err(format!(
+                    "model data {c}: got {}, want {}",
+                    got[0][c],
+                    cell(&md[c])
+                ));
             }
         }
     }
@@ -214,8 +397,16 @@ fn flink_ml_vectors_pass_through_the_command_line() {
         pending.len(),
         pending.join(", ")
     );
-    assert_eq!(ran, IMPLEMENTED.len(), "every implemented algorithm has its vector");
-    assert!(failures.is_empty(), "failing vectors:\n{}", failures.join("\n"));
+    assert_eq!(
+        ran,
+        IMPLEMENTED.len(),
+        "every implemented algorithm has its vector"
+    );
+    assert!(
+        failures.is_empty(),
+        "failing vectors:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 
@@ -42,7 +44,13 @@ fn kind_of(v: &Value) -> Kind {
         Value::Number(_) => Kind::Double,
         Value::String(_) if json_f64(v).is_some() => Kind::Double,
         Value::String(_) => Kind::Str,
-        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) && a.iter().any(|x| json_f64(x).is_none()) => Kind::Strings,
+        Value::Array(a)
+            if !a.is_empty()
+                && a.iter().all(Value::is_string)
+                && a.iter().any(|x| json_f64(x).is_none()) =>
+        {
+            Kind::Strings
+        }
         Value::Array(_) => Kind::Dense,
         Value::Object(o) if o.contains_key("indices") => Kind::Sparse,
         Value::Object(_) => Kind::Unknown,
@@ -80,7 +88,11 @@ fn vector_of(v: &Value, row: usize, col: &str) -> Result<Vector> {
             let indices = o
                 .get("indices")
                 .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
+                .and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_u64().map(|x| x as usize))
+                        .collect::<Option<Vec<_>>>()
+                })
                 .ok_or_else(|| bad("sparse vector without integer 'indices'"))?;
             let values = o
                 .get("values")
@@ -106,7 +118,10 @@ pub fn rows_to_batch(rows: &[Map<String, Value>]) -> Result<RecordBatch> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for name in &names {
-        let cells: Vec<&Value> = rows.iter().map(|r| r.get(name).unwrap_or(&Value::Null)).collect();
+        let cells: Vec<&Value> = rows
+            .iter()
+            .map(|r| r.get(name).unwrap_or(&Value::Null))
+            .collect();
         let mut kind = Kind::Unknown;
         for (row, c) in cells.iter().enumerate() {
             kind = merge(kind, kind_of(c)).ok_or_else(|| MlError::Row {
@@ -118,7 +133,9 @@ pub fn rows_to_batch(rows: &[Map<String, Value>]) -> Result<RecordBatch> {
             Kind::Int => Arc::new(cells.iter().map(|c| c.as_i64()).collect::<Int64Array>()),
             Kind::Double => Arc::new(cells.iter().map(|c| json_f64(c)).collect::<Float64Array>()),
             Kind::Bool => Arc::new(cells.iter().map(|c| c.as_bool()).collect::<BooleanArray>()),
-            Kind::Str | Kind::Unknown => Arc::new(cells.iter().map(|c| c.as_str()).collect::<StringArray>()),
+            Kind::Str | Kind::Unknown => {
+                Arc::new(cells.iter().map(|c| c.as_str()).collect::<StringArray>())
+            }
             Kind::Strings => {
                 let mut b = ListBuilder::new(StringBuilder::new());
                 for c in &cells {
@@ -138,7 +155,13 @@ pub fn rows_to_batch(rows: &[Map<String, Value>]) -> Result<RecordBatch> {
                 let vs = cells
                     .iter()
                     .enumerate()
-                    .map(|(row, c)| if c.is_null() { Ok(None) } else { vector_of(c, row, name).map(Some) })
+                    .map(|(row, c)| {
+                        if c.is_null() {
+                            Ok(None)
+                        } else {
+                            vector_of(c, row, name).map(Some)
+                        }
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 vector_column(&vs)
             }
@@ -179,7 +202,11 @@ pub fn read_jsonl(path: &Path) -> Result<RecordBatch> {
 fn vector_json(v: &Vector) -> Value {
     match v {
         Vector::Dense(x) => Value::Array(x.iter().map(|&a| f64_json(a)).collect()),
-        Vector::Sparse { size, indices, values } => serde_json::json!({
+        Vector::Sparse {
+            size,
+            indices,
+            values,
+        } => serde_json::json!({
             "size": size,
             "indices": indices,
             "values": values.iter().map(|&a| f64_json(a)).collect::<Vec<_>>(),
@@ -201,13 +228,23 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
             match col.data_type() {
                 DataType::Float64 | DataType::Float32 => {
                     let c = arrow_cast::cast(col, &DataType::Float64)?;
-                    c.as_primitive::<Float64Type>().iter().map(|x| x.map_or(Value::Null, f64_json)).collect()
+                    c.as_primitive::<Float64Type>()
+                        .iter()
+                        .map(|x| x.map_or(Value::Null, f64_json))
+                        .collect()
                 }
                 dt if dt.is_integer() => {
                     let c = arrow_cast::cast(col, &DataType::Int64)?;
-                    c.as_primitive::<Int64Type>().iter().map(|x| x.map_or(Value::Null, Value::from)).collect()
+                    c.as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|x| x.map_or(Value::Null, Value::from))
+                        .collect()
                 }
-                DataType::Boolean => col.as_boolean().iter().map(|x| x.map_or(Value::Null, Value::from)).collect(),
+                DataType::Boolean => col
+                    .as_boolean()
+                    .iter()
+                    .map(|x| x.map_or(Value::Null, Value::from))
+                    .collect(),
                 DataType::List(_) => {
                     let l = col.as_list::<i32>();
                     (0..l.len())
@@ -216,13 +253,21 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
                                 return Ok(Value::Null);
                             }
                             let v = arrow_cast::cast(&l.value(i), &DataType::Utf8)?;
-                            Ok(Value::Array(v.as_string::<i32>().iter().map(|s| s.map_or(Value::Null, Value::from)).collect()))
+                            Ok(Value::Array(
+                                v.as_string::<i32>()
+                                    .iter()
+                                    .map(|s| s.map_or(Value::Null, Value::from))
+                                    .collect(),
+                            ))
                         })
                         .collect::<Result<_>>()?
                 }
                 _ => {
                     let c = arrow_cast::cast(col, &DataType::Utf8)?;
-                    c.as_string::<i32>().iter().map(|x| x.map_or(Value::Null, Value::from)).collect()
+                    c.as_string::<i32>()
+                        .iter()
+                        .map(|x| x.map_or(Value::Null, Value::from))
+                        .collect()
                 }
             }
         };
@@ -239,7 +284,8 @@ pub fn write_jsonl(batch: &RecordBatch, path: &Path) -> Result<()> {
     let mut w = std::io::BufWriter::new(file);
     for row in batch_to_rows(batch)? {
         serde_json::to_writer(&mut w, &row).map_err(|e| MlError::io(path.display(), e))?;
-        w.write_all(b"\n").map_err(|e| MlError::io(path.display(), e))?;
+        w.write_all(b"\n")
+            .map_err(|e| MlError::io(path.display(), e))?;
     }
     w.flush().map_err(|e| MlError::io(path.display(), e))
 }
@@ -255,11 +301,20 @@ mod tests {
         let rows: Vec<Map<String, Value>> = serde_json::from_str(text).unwrap();
         let batch = rows_to_batch(&rows).unwrap();
         let s = batch.schema();
-        assert_eq!(s.field_with_name("id").unwrap().data_type(), &DataType::Int64);
-        assert_eq!(s.field_with_name("x").unwrap().data_type(), &DataType::Float64);
+        assert_eq!(
+            s.field_with_name("id").unwrap().data_type(),
+            &DataType::Int64
+        );
+        assert_eq!(
+            s.field_with_name("x").unwrap().data_type(),
+            &DataType::Float64
+        );
         let back = batch_to_rows(&batch).unwrap();
         assert_eq!(back[0]["v"], serde_json::json!([1.0, "NaN"]));
-        assert_eq!(back[0]["s"], serde_json::json!({"size": 4, "indices": [1, 3], "values": [1.0, 2.0]}));
+        assert_eq!(
+            back[0]["s"],
+            serde_json::json!({"size": 4, "indices": [1, 3], "values": [1.0, 2.0]})
+        );
         assert_eq!(back[1]["s"], serde_json::json!([1.0, 2.0, 3.0, 4.0]));
         assert_eq!(back[1]["x"], serde_json::json!("-Infinity"));
         assert_eq!(back[0]["w"], serde_json::json!(["a", "b"]));
@@ -267,7 +322,8 @@ mod tests {
 
     #[test]
     fn mixed_column_values_name_the_row_and_column() {
-        let rows: Vec<Map<String, Value>> = serde_json::from_str(r#"[{"a": 1}, {"a": "x"}]"#).unwrap();
+        let rows: Vec<Map<String, Value>> =
+            serde_json::from_str(r#"[{"a": 1}, {"a": "x"}]"#).unwrap();
         let e = rows_to_batch(&rows).unwrap_err().to_string();
         assert!(e.contains("row 1") && e.contains("'a'"), "{e}");
     }

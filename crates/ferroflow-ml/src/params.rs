@@ -30,6 +30,9 @@ pub enum ParamType {
     IntArray,
     /// An array of arrays of doubles.
     DoubleArrayArray,
+    /// A vector, as Flink ML saves it: `{"values": [...]}` (dense) or
+    /// `{"n": N, "indices": [...], "values": [...]}` (sparse).
+    Vector,
 }
 
 /// What values a param accepts beyond its type.
@@ -68,7 +71,11 @@ impl ParamSpec {
         ParamSpec {
             name,
             ty,
-            default: if default.is_null() { None } else { Some(default) },
+            default: if default.is_null() {
+                None
+            } else {
+                Some(default)
+            },
             validator,
         }
     }
@@ -102,7 +109,10 @@ pub fn f64_json(x: f64) -> Value {
 }
 
 fn type_ok(ty: ParamType, v: &Value) -> bool {
-    let doubles = |a: &Value| a.as_array().is_some_and(|a| a.iter().all(|x| json_f64(x).is_some()));
+    let doubles = |a: &Value| {
+        a.as_array()
+            .is_some_and(|a| a.iter().all(|x| json_f64(x).is_some()))
+    };
     match ty {
         ParamType::Bool => v.is_boolean(),
         ParamType::Int => v.as_i64().is_some(),
@@ -110,8 +120,11 @@ fn type_ok(ty: ParamType, v: &Value) -> bool {
         ParamType::String => v.is_string(),
         ParamType::StringArray => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         ParamType::DoubleArray => doubles(v),
-        ParamType::IntArray => v.as_array().is_some_and(|a| a.iter().all(|x| x.as_i64().is_some())),
+        ParamType::IntArray => v
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x.as_i64().is_some())),
         ParamType::DoubleArrayArray => v.as_array().is_some_and(|a| a.iter().all(doubles)),
+        ParamType::Vector => vector_param(v).is_some(),
     }
 }
 
@@ -123,7 +136,12 @@ fn check(spec: &ParamSpec, v: &Value) -> Result<()> {
         ));
     }
     let num = json_f64(v);
-    let bad = |allowed: String| Err(MlError::param(spec.name, format!("{v} is invalid: {allowed}")));
+    let bad = |allowed: String| {
+        Err(MlError::param(
+            spec.name,
+            format!("{v} is invalid: {allowed}"),
+        ))
+    };
     match &spec.validator {
         Validator::Always => Ok(()),
         Validator::Gt(x) if num.is_some_and(|n| n > *x) => Ok(()),
@@ -136,6 +154,28 @@ fn check(spec: &ParamSpec, v: &Value) -> Result<()> {
         Validator::OneOf(options) => bad(format!("allowed values: {}", options.join(", "))),
         Validator::NonEmpty if v.as_array().is_some_and(|a| !a.is_empty()) => Ok(()),
         Validator::NonEmpty => bad("must not be empty".into()),
+    }
+}
+
+/// Decode a Vector param (`{"values": [...]}` or `{"n", "indices", "values"}`).
+pub fn vector_param(v: &Value) -> Option<crate::vector::Vector> {
+    let values: Vec<f64> = v
+        .get("values")?
+        .as_array()?
+        .iter()
+        .map(json_f64)
+        .collect::<Option<_>>()?;
+    match (v.get("n"), v.get("indices")) {
+        (None, None) => Some(crate::vector::Vector::Dense(values)),
+        (Some(n), Some(idx)) => {
+            let idx: Vec<usize> = idx
+                .as_array()?
+                .iter()
+                .map(|x| x.as_u64().map(|x| x as usize))
+                .collect::<Option<_>>()?;
+            crate::vector::Vector::sparse(n.as_u64()? as usize, idx, values).ok()
+        }
+        _ => None,
     }
 }
 
@@ -162,7 +202,11 @@ impl Params {
                 name,
                 format!(
                     "unknown param (this stage has: {})",
-                    self.specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                    self.specs
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })
@@ -186,7 +230,10 @@ impl Params {
 
     /// Every param with its value (defaults included), as Flink ML saves a `paramMap`.
     pub fn to_map(&self) -> Map<String, Value> {
-        self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The value of `name`; fails if it has none (a required param not set).
@@ -206,13 +253,15 @@ impl Params {
     /// An integer param.
     pub fn i64(&self, name: &str) -> Result<i64> {
         let v = self.get(name)?;
-        v.as_i64().ok_or_else(|| MlError::param(name, format!("{v} is not an integer")))
+        v.as_i64()
+            .ok_or_else(|| MlError::param(name, format!("{v} is not an integer")))
     }
 
     /// A boolean param.
     pub fn bool(&self, name: &str) -> Result<bool> {
         let v = self.get(name)?;
-        v.as_bool().ok_or_else(|| MlError::param(name, format!("{v} is not a boolean")))
+        v.as_bool()
+            .ok_or_else(|| MlError::param(name, format!("{v} is not a boolean")))
     }
 
     /// A string param.
@@ -247,6 +296,12 @@ impl Params {
             .ok_or_else(|| MlError::param(name, format!("{v} is not an array of integers")))
     }
 
+    /// A vector param.
+    pub fn vector(&self, name: &str) -> Result<crate::vector::Vector> {
+        let v = self.get(name)?;
+        vector_param(v).ok_or_else(|| MlError::param(name, format!("{v} is not a vector")))
+    }
+
     /// An array-of-double-arrays param.
     pub fn f64ss(&self, name: &str) -> Result<Vec<Vec<f64>>> {
         let v = self.get(name)?;
@@ -268,22 +323,42 @@ pub mod common {
 
     /// `inputCol`, default `"input"`.
     pub fn input_col() -> ParamSpec {
-        ParamSpec::new("inputCol", ParamType::String, json!("input"), Validator::Always)
+        ParamSpec::new(
+            "inputCol",
+            ParamType::String,
+            json!("input"),
+            Validator::Always,
+        )
     }
 
     /// `outputCol`, default `"output"`.
     pub fn output_col() -> ParamSpec {
-        ParamSpec::new("outputCol", ParamType::String, json!("output"), Validator::Always)
+        ParamSpec::new(
+            "outputCol",
+            ParamType::String,
+            json!("output"),
+            Validator::Always,
+        )
     }
 
     /// `inputCols`, required, non-empty.
     pub fn input_cols() -> ParamSpec {
-        ParamSpec::new("inputCols", ParamType::StringArray, Value::Null, Validator::NonEmpty)
+        ParamSpec::new(
+            "inputCols",
+            ParamType::StringArray,
+            Value::Null,
+            Validator::NonEmpty,
+        )
     }
 
     /// `outputCols`, required, non-empty.
     pub fn output_cols() -> ParamSpec {
-        ParamSpec::new("outputCols", ParamType::StringArray, Value::Null, Validator::NonEmpty)
+        ParamSpec::new(
+            "outputCols",
+            ParamType::StringArray,
+            Value::Null,
+            Validator::NonEmpty,
+        )
     }
 
     /// How invalid entries are handled: `error` (default), `skip` (drop the row), `keep`.
@@ -316,7 +391,10 @@ mod tests {
         ]);
         let e = p.set("inputcol", json!("x")).unwrap_err().to_string();
         assert!(e.contains("'inputcol'") && e.contains("inputCol"), "{e}");
-        let e = p.set("handleInvalid", json!("drop")).unwrap_err().to_string();
+        let e = p
+            .set("handleInvalid", json!("drop"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("error, skip, keep"), "{e}");
         let e = p.set("p", json!(0.5)).unwrap_err().to_string();
         assert!(e.contains(">= 1"), "{e}");

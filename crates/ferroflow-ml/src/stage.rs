@@ -74,33 +74,66 @@ type Factory = fn() -> AnyStage;
 fn registry() -> Vec<(&'static str, Factory)> {
     use crate::feature::*;
     vec![
-        ("org.apache.flink.ml.feature.standardscaler.StandardScaler", || {
-            AnyStage::Estimator(Box::new(standard_scaler::StandardScaler::default()))
-        }),
-        ("org.apache.flink.ml.feature.standardscaler.StandardScalerModel", || {
-            AnyStage::Model(Box::new(standard_scaler::StandardScalerModel::default()))
-        }),
-        ("org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler", || {
-            AnyStage::Estimator(Box::new(min_max_scaler::MinMaxScaler::default()))
-        }),
-        ("org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel", || {
-            AnyStage::Model(Box::new(min_max_scaler::MinMaxScalerModel::default()))
-        }),
-        ("org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler", || {
-            AnyStage::Estimator(Box::new(max_abs_scaler::MaxAbsScaler::default()))
-        }),
-        ("org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel", || {
-            AnyStage::Model(Box::new(max_abs_scaler::MaxAbsScalerModel::default()))
-        }),
+        (
+            "org.apache.flink.ml.feature.standardscaler.StandardScaler",
+            || AnyStage::Estimator(Box::new(standard_scaler::StandardScaler::default())),
+        ),
+        (
+            "org.apache.flink.ml.feature.standardscaler.StandardScalerModel",
+            || AnyStage::Model(Box::new(standard_scaler::StandardScalerModel::default())),
+        ),
+        (
+            "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler",
+            || AnyStage::Estimator(Box::new(min_max_scaler::MinMaxScaler::default())),
+        ),
+        (
+            "org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel",
+            || AnyStage::Model(Box::new(min_max_scaler::MinMaxScalerModel::default())),
+        ),
+        (
+            "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler",
+            || AnyStage::Estimator(Box::new(max_abs_scaler::MaxAbsScaler::default())),
+        ),
+        (
+            "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel",
+            || AnyStage::Model(Box::new(max_abs_scaler::MaxAbsScalerModel::default())),
+        ),
         ("org.apache.flink.ml.feature.normalizer.Normalizer", || {
             AnyStage::Operator(Box::new(normalizer::Normalizer::default()))
         }),
-        ("org.apache.flink.ml.feature.vectorassembler.VectorAssembler", || {
-            AnyStage::Operator(Box::new(vector_assembler::VectorAssembler::default()))
-        }),
+        (
+            "org.apache.flink.ml.feature.vectorassembler.VectorAssembler",
+            || AnyStage::Operator(Box::new(vector_assembler::VectorAssembler::default())),
+        ),
         ("org.apache.flink.ml.feature.bucketizer.Bucketizer", || {
             AnyStage::Operator(Box::new(bucketizer::Bucketizer::default()))
         }),
+        (
+            "org.apache.flink.ml.feature.elementwiseproduct.ElementwiseProduct",
+            || AnyStage::Operator(Box::new(elementwise_product::ElementwiseProduct::default())),
+        ),
+        (
+            "org.apache.flink.ml.feature.polynomialexpansion.PolynomialExpansion",
+            || {
+                AnyStage::Operator(Box::new(
+                    polynomial_expansion::PolynomialExpansion::default(),
+                ))
+            },
+        ),
+        ("org.apache.flink.ml.feature.dct.DCT", || {
+            AnyStage::Operator(Box::new(dct::Dct::default()))
+        }),
+        (
+            "org.apache.flink.ml.feature.interaction.Interaction",
+            || AnyStage::Operator(Box::new(interaction::Interaction::default())),
+        ),
+        ("org.apache.flink.ml.feature.tokenizer.Tokenizer", || {
+            AnyStage::Operator(Box::new(tokenizer::Tokenizer::default()))
+        }),
+        (
+            "org.apache.flink.ml.feature.regextokenizer.RegexTokenizer",
+            || AnyStage::Operator(Box::new(tokenizer::RegexTokenizer::default())),
+        ),
     ]
 }
 
@@ -114,9 +147,7 @@ pub fn stage_classes() -> Vec<&'static str> {
 pub fn create_stage(class_name: &str) -> Result<AnyStage> {
     registry()
         .into_iter()
-        .find(|(full, _)| {
-            *full == class_name || full.rsplit('.').next() == Some(class_name)
-        })
+        .find(|(full, _)| *full == class_name || full.rsplit('.').next() == Some(class_name))
         .map(|(_, make)| make())
         .ok_or_else(|| MlError::UnknownStage(class_name.to_string()))
 }

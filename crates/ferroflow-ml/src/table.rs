@@ -42,7 +42,10 @@ pub(crate) fn doubles(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>
 }
 
 /// `batch` with `columns` appended (replacing columns of the same name).
-pub(crate) fn with_columns(batch: &RecordBatch, columns: Vec<(String, ArrayRef)>) -> Result<RecordBatch> {
+pub(crate) fn with_columns(
+    batch: &RecordBatch,
+    columns: Vec<(String, ArrayRef)>,
+) -> Result<RecordBatch> {
     let schema = batch.schema();
     let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
     let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();

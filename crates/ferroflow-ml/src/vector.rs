@@ -188,16 +188,24 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
         }
         DataType::Struct(_) if is_vector_type(col.data_type()) => {
             let s = col.as_struct();
-            let size = arrow_cast::cast(s.column_by_name("size").expect("checked"), &DataType::Int64)?;
+            let size =
+                arrow_cast::cast(s.column_by_name("size").expect("checked"), &DataType::Int64)?;
             let size = size.as_primitive::<arrow_array::types::Int64Type>();
-            let indices = s.column_by_name("indices").expect("checked").as_list::<i32>();
-            let values = s.column_by_name("values").expect("checked").as_list::<i32>();
+            let indices = s
+                .column_by_name("indices")
+                .expect("checked")
+                .as_list::<i32>();
+            let values = s
+                .column_by_name("values")
+                .expect("checked")
+                .as_list::<i32>();
             for i in 0..n {
                 if s.is_null(i) {
                     out.push(None);
                     continue;
                 }
-                let vals = floats(&values.value(i)).map_err(|e| MlError::column(name, e.to_string()))?;
+                let vals =
+                    floats(&values.value(i)).map_err(|e| MlError::column(name, e.to_string()))?;
                 if indices.is_null(i) {
                     out.push(Some(Vector::Dense(vals)));
                     continue;
@@ -210,11 +218,12 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
                     .map(|&x| x as usize)
                     .collect();
                 out.push(Some(
-                    Vector::sparse(size.value(i) as usize, idx, vals)
-                        .map_err(|e| MlError::Row {
+                    Vector::sparse(size.value(i) as usize, idx, vals).map_err(|e| {
+                        MlError::Row {
                             row: i,
                             message: format!("column '{name}': {e}"),
-                        })?,
+                        }
+                    })?,
                 ));
             }
         }
@@ -246,7 +255,10 @@ pub fn dense_column(rows: &[Option<Vec<f64>>]) -> ArrayRef {
 /// A vector column: dense (`List<Float64>`) when every row is dense, else the sparse struct
 /// (dense rows with null `indices`).
 pub fn vector_column(rows: &[Option<Vector>]) -> ArrayRef {
-    if rows.iter().all(|r| !matches!(r, Some(Vector::Sparse { .. }))) {
+    if rows
+        .iter()
+        .all(|r| !matches!(r, Some(Vector::Sparse { .. })))
+    {
         let dense: Vec<Option<Vec<f64>>> = rows
             .iter()
             .map(|r| r.as_ref().map(|v| v.to_dense()))

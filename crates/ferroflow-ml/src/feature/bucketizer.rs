@@ -37,7 +37,10 @@ impl Default for Bucketizer {
     }
 }
 
-crate::impl_stage!(Bucketizer, "org.apache.flink.ml.feature.bucketizer.Bucketizer");
+crate::impl_stage!(
+    Bucketizer,
+    "org.apache.flink.ml.feature.bucketizer.Bucketizer"
+);
 
 /// Bucket of `x`: `[s_i, s_i+1)`, the last bucket closed on the right.
 fn bucket(splits: &[f64], x: f64) -> Option<usize> {

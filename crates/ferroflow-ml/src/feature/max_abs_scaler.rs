@@ -21,11 +21,16 @@ pub struct MaxAbsScaler {
 
 impl Default for MaxAbsScaler {
     fn default() -> Self {
-        MaxAbsScaler { params: Params::new(specs()) }
+        MaxAbsScaler {
+            params: Params::new(specs()),
+        }
     }
 }
 
-crate::impl_stage!(MaxAbsScaler, "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler");
+crate::impl_stage!(
+    MaxAbsScaler,
+    "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler"
+);
 
 impl Estimator for MaxAbsScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -59,7 +64,10 @@ impl Default for MaxAbsScalerModel {
     }
 }
 
-crate::impl_stage!(MaxAbsScalerModel, "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel");
+crate::impl_stage!(
+    MaxAbsScalerModel,
+    "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel"
+);
 
 impl AlgoOperator for MaxAbsScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
@@ -78,19 +86,38 @@ impl AlgoOperator for MaxAbsScalerModel {
                 Some(v) if v.size() != factor.len() => {
                     return Err(MlError::Row {
                         row,
-                        message: format!("column '{input}': vector of size {}, the model has {}", v.size(), factor.len()),
+                        message: format!(
+                            "column '{input}': vector of size {}, the model has {}",
+                            v.size(),
+                            factor.len()
+                        ),
                     });
                 }
                 Some(Vector::Dense(x)) => Some(Vector::Dense(
                     x.iter().zip(&factor).map(|(a, f)| a * f).collect(),
                 )),
-                Some(Vector::Sparse { size, indices, values }) => {
-                    let values = indices.iter().zip(&values).map(|(&i, v)| v * factor[i]).collect();
-                    Some(Vector::Sparse { size, indices, values })
+                Some(Vector::Sparse {
+                    size,
+                    indices,
+                    values,
+                }) => {
+                    let values = indices
+                        .iter()
+                        .zip(&values)
+                        .map(|(&i, v)| v * factor[i])
+                        .collect();
+                    Some(Vector::Sparse {
+                        size,
+                        indices,
+                        values,
+                    })
                 }
             });
         }
-        Ok(vec![with_columns(batch, vec![(output, vector_column(&out))])?])
+        Ok(vec![with_columns(
+            batch,
+            vec![(output, vector_column(&out))],
+        )?])
     }
 }
 

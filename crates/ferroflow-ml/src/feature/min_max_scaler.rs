@@ -27,17 +27,25 @@ pub struct MinMaxScaler {
 
 impl Default for MinMaxScaler {
     fn default() -> Self {
-        MinMaxScaler { params: Params::new(specs()) }
+        MinMaxScaler {
+            params: Params::new(specs()),
+        }
     }
 }
 
-crate::impl_stage!(MinMaxScaler, "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler");
+crate::impl_stage!(
+    MinMaxScaler,
+    "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler"
+);
 
 impl Estimator for MinMaxScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
         let (lo, hi) = (self.params.f64("min")?, self.params.f64("max")?);
         if lo >= hi {
-            return Err(MlError::param("min", format!("must be less than max ({lo} >= {hi})")));
+            return Err(MlError::param(
+                "min",
+                format!("must be less than max ({lo} >= {hi})"),
+            ));
         }
         let data = training_vectors(first(inputs)?, &self.params.str("inputCol")?)?;
         let dim = data[0].size();
@@ -76,7 +84,10 @@ impl Default for MinMaxScalerModel {
     }
 }
 
-crate::impl_stage!(MinMaxScalerModel, "org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel");
+crate::impl_stage!(
+    MinMaxScalerModel,
+    "org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel"
+);
 
 impl AlgoOperator for MinMaxScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
@@ -106,13 +117,22 @@ impl AlgoOperator for MinMaxScalerModel {
             if v.size() != scale.len() {
                 return Err(MlError::Row {
                     row,
-                    message: format!("column '{input}': vector of size {}, the model has {}", v.size(), scale.len()),
+                    message: format!(
+                        "column '{input}': vector of size {}, the model has {}",
+                        v.size(),
+                        scale.len()
+                    ),
                 });
             }
             let x = v.to_dense();
-            out.push(Some((0..x.len()).map(|i| x[i] * scale[i] + offset[i]).collect()));
+            out.push(Some(
+                (0..x.len()).map(|i| x[i] * scale[i] + offset[i]).collect(),
+            ));
         }
-        Ok(vec![with_columns(batch, vec![(output, dense_column(&out))])?])
+        Ok(vec![with_columns(
+            batch,
+            vec![(output, dense_column(&out))],
+        )?])
     }
 }
 

@@ -28,7 +28,10 @@ impl Default for Normalizer {
     }
 }
 
-crate::impl_stage!(Normalizer, "org.apache.flink.ml.feature.normalizer.Normalizer");
+crate::impl_stage!(
+    Normalizer,
+    "org.apache.flink.ml.feature.normalizer.Normalizer"
+);
 
 /// The p-norm over stored values, as Flink ML computes it.
 fn norm(v: &Vector, p: f64) -> f64 {
@@ -58,7 +61,11 @@ impl AlgoOperator for Normalizer {
                     let f = if n > 0.0 { 1.0 / n } else { 1.0 };
                     match v {
                         Vector::Dense(x) => Vector::Dense(x.iter().map(|a| a * f).collect()),
-                        Vector::Sparse { size, indices, values } => Vector::Sparse {
+                        Vector::Sparse {
+                            size,
+                            indices,
+                            values,
+                        } => Vector::Sparse {
                             size,
                             indices,
                             values: values.iter().map(|a| a * f).collect(),
@@ -67,6 +74,9 @@ impl AlgoOperator for Normalizer {
                 })
             })
             .collect();
-        Ok(vec![with_columns(batch, vec![(output, vector_column(&out))])?])
+        Ok(vec![with_columns(
+            batch,
+            vec![(output, vector_column(&out))],
+        )?])
     }
 }

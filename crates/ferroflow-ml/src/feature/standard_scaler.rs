@@ -26,11 +26,16 @@ pub struct StandardScaler {
 
 impl Default for StandardScaler {
     fn default() -> Self {
-        StandardScaler { params: Params::new(specs()) }
+        StandardScaler {
+            params: Params::new(specs()),
+        }
     }
 }
 
-crate::impl_stage!(StandardScaler, "org.apache.flink.ml.feature.standardscaler.StandardScaler");
+crate::impl_stage!(
+    StandardScaler,
+    "org.apache.flink.ml.feature.standardscaler.StandardScaler"
+);
 
 impl Estimator for StandardScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -131,7 +136,10 @@ impl AlgoOperator for StandardScalerModel {
             }
             out.push(Some(x));
         }
-        Ok(vec![with_columns(batch, vec![(output, dense_column(&out))])?])
+        Ok(vec![with_columns(
+            batch,
+            vec![(output, dense_column(&out))],
+        )?])
     }
 }
 
@@ -150,4 +158,3 @@ impl Model for StandardScalerModel {
         Ok(())
     }
 }
-

@@ -23,14 +23,22 @@ impl Default for VectorAssembler {
             params: Params::new(vec![
                 common::input_cols(),
                 common::output_col(),
-                ParamSpec::new("inputSizes", ParamType::IntArray, Value::Null, Validator::NonEmpty),
+                ParamSpec::new(
+                    "inputSizes",
+                    ParamType::IntArray,
+                    Value::Null,
+                    Validator::NonEmpty,
+                ),
                 common::handle_invalid("error", common::ERROR_SKIP_KEEP),
             ]),
         }
     }
 }
 
-crate::impl_stage!(VectorAssembler, "org.apache.flink.ml.feature.vectorassembler.VectorAssembler");
+crate::impl_stage!(
+    VectorAssembler,
+    "org.apache.flink.ml.feature.vectorassembler.VectorAssembler"
+);
 
 /// Flink ML's choice of output kind: sparse when nnz * 1.5 <= size.
 const RATIO: f64 = 1.5;
@@ -73,26 +81,28 @@ impl AlgoOperator for VectorAssembler {
             for (k, part) in parts.iter().enumerate() {
                 let size = sizes[k] as usize;
                 match &part[row] {
-                    Some(v) if v.size() == size => {
-                        match v {
-                            Vector::Dense(x) => {
-                                nnz += x.len();
-                                for (i, &a) in x.iter().enumerate() {
-                                    if a != 0.0 {
-                                        indices.push(offset + i);
-                                        values.push(a);
-                                    }
-                                }
-                            }
-                            Vector::Sparse { indices: idx, values: vals, .. } => {
-                                nnz += idx.len();
-                                for (&i, &a) in idx.iter().zip(vals) {
+                    Some(v) if v.size() == size => match v {
+                        Vector::Dense(x) => {
+                            nnz += x.len();
+                            for (i, &a) in x.iter().enumerate() {
+                                if a != 0.0 {
                                     indices.push(offset + i);
                                     values.push(a);
                                 }
                             }
                         }
-                    }
+                        Vector::Sparse {
+                            indices: idx,
+                            values: vals,
+                            ..
+                        } => {
+                            nnz += idx.len();
+                            for (&i, &a) in idx.iter().zip(vals) {
+                                indices.push(offset + i);
+                                values.push(a);
+                            }
+                        }
+                    },
                     other => {
                         invalid.get_or_insert_with(|| match other {
                             None => format!("column '{}' is null", cols[k]),
@@ -122,7 +132,11 @@ impl AlgoOperator for VectorAssembler {
                 }
             }
             out.push(Some(if (nnz as f64) * RATIO <= total as f64 {
-                Vector::Sparse { size: total, indices, values }
+                Vector::Sparse {
+                    size: total,
+                    indices,
+                    values,
+                }
             } else {
                 let mut d = vec![0.0; total];
                 for (i, a) in indices.into_iter().zip(values) {

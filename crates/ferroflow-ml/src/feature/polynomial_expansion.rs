@@ -1,0 +1,121 @@
+//! PolynomialExpansion: all monomials of the features up to `degree` (no constant term), in
+//! Spark's order: [x, y] of degree 2 gives [x, x², y, xy, y²].
+
+use arrow_array::RecordBatch;
+use serde_json::json;
+
+use super::standard_scaler::first;
+use crate::error::Result;
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::stage::AlgoOperator;
+use crate::table::{vectors, with_columns};
+use crate::vector::{Vector, vector_column};
+
+/// The transformer: `inputCol`, `outputCol`, `degree` >= 1 (default 2).
+#[derive(Debug, Clone)]
+pub struct PolynomialExpansion {
+    params: Params,
+}
+
+impl Default for PolynomialExpansion {
+    fn default() -> Self {
+        PolynomialExpansion {
+            params: Params::new(vec![
+                common::input_col(),
+                common::output_col(),
+                ParamSpec::new("degree", ParamType::Int, json!(2), Validator::GtEq(1.0)),
+            ]),
+        }
+    }
+}
+
+crate::impl_stage!(
+    PolynomialExpansion,
+    "org.apache.flink.ml.feature.polynomialexpansion.PolynomialExpansion"
+);
+
+/// C(n + d, d): monomials of n variables up to degree d, the constant included.
+fn poly_size(n: usize, d: usize) -> usize {
+    let (k, m) = (d.min(n), n + d);
+    (0..k).fold(1u128, |acc, i| acc * (m - i) as u128 / (i + 1) as u128) as usize
+}
+
+/// Spark's recursive expansion; returns the next free position.
+fn expand(
+    values: &[f64],
+    last: isize,
+    degree: usize,
+    multiplier: f64,
+    out: &mut [f64],
+    cur: isize,
+) -> isize {
+    if multiplier != 0.0 {
+        if degree == 0 || last < 0 {
+            if cur >= 0 {
+                out[cur as usize] = multiplier;
+            }
+        } else {
+            let v = values[last as usize];
+            let mut alpha = multiplier;
+            let mut start = cur;
+            let mut i = 0;
+            while i <= degree && alpha != 0.0 {
+                start = expand(values, last - 1, degree - i, alpha, out, start);
+                i += 1;
+                alpha *= v;
+            }
+        }
+    }
+    cur + poly_size((last + 1) as usize, degree) as isize
+}
+
+impl AlgoOperator for PolynomialExpansion {
+    fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let batch = first(inputs)?;
+        let (input, output) = (self.params.str("inputCol")?, self.params.str("outputCol")?);
+        let degree = self.params.i64("degree")? as usize;
+        let out: Vec<Option<Vector>> = vectors(batch, &input)?
+            .into_iter()
+            .map(|v| {
+                v.map(|v| {
+                    let x = v.to_dense();
+                    let mut poly = vec![0.0; poly_size(x.len(), degree) - 1];
+                    expand(&x, x.len() as isize - 1, degree, 1.0, &mut poly, -1);
+                    match v {
+                        Vector::Dense(_) => Vector::Dense(poly),
+                        Vector::Sparse { .. } => {
+                            let (indices, values) = poly
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, a)| **a != 0.0)
+                                .map(|(i, a)| (i, *a))
+                                .unzip();
+                            Vector::Sparse {
+                                size: poly.len(),
+                                indices,
+                                values,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Ok(vec![with_columns(
+            batch,
+            vec![(output, vector_column(&out))],
+        )?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spark_term_order() {
+        let mut out = vec![0.0; poly_size(2, 2) - 1];
+        expand(&[2.0, 3.0], 1, 2, 1.0, &mut out, -1);
+        assert_eq!(out, vec![2.0, 4.0, 3.0, 6.0, 9.0]);
+        assert_eq!(poly_size(3, 3), 20);
+    }
+}
