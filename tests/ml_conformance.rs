@@ -57,9 +57,39 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "RegexTokenizer",
         "org.apache.flink.ml.feature.regextokenizer.RegexTokenizer",
     ),
+    (
+        "StringIndexer",
+        "org.apache.flink.ml.feature.stringindexer.StringIndexer",
+    ),
+    (
+        "IndexToStringModel",
+        "org.apache.flink.ml.feature.stringindexer.IndexToStringModel",
+    ),
+    (
+        "OneHotEncoder",
+        "org.apache.flink.ml.feature.onehotencoder.OneHotEncoder",
+    ),
+    ("Imputer", "org.apache.flink.ml.feature.imputer.Imputer"),
+    (
+        "RobustScaler",
+        "org.apache.flink.ml.feature.robustscaler.RobustScaler",
+    ),
+    (
+        "VarianceThresholdSelector",
+        "org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelector",
+    ),
 ];
 
-const ESTIMATORS: &[&str] = &["StandardScaler", "MinMaxScaler", "MaxAbsScaler"];
+const ESTIMATORS: &[&str] = &[
+    "StandardScaler",
+    "MinMaxScaler",
+    "MaxAbsScaler",
+    "StringIndexer",
+    "OneHotEncoder",
+    "Imputer",
+    "RobustScaler",
+    "VarianceThresholdSelector",
+];
 
 fn vectors() -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/flinkml_vectors.json");
@@ -94,9 +124,9 @@ fn write_rows(path: &Path, schema: &[Value], rows: &[Value]) {
     let mut text = String::new();
     for r in rows {
         let mut obj = Map::new();
-        // A one-column table may list bare cells instead of rows.
+        // A one-column table may list bare cells (objects) instead of rows.
         let cells = match r {
-            Value::Array(a) if schema.len() > 1 || !a.iter().all(Value::is_number) => a.clone(),
+            Value::Array(a) => a.clone(),
             other => vec![other.clone()],
         };
         for (col, v) in schema.iter().zip(&cells) {
@@ -235,18 +265,33 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
         serde_json::to_string(&json!({"className": class, "paramMap": params})).unwrap(),
     )
     .unwrap();
-    let schema = v["input_schema"].as_array().unwrap();
+    let (train_schema, schema) = match &v["input_schema"] {
+        Value::Object(o) => (
+            o["train"].as_array().unwrap(),
+            o["predict"].as_array().unwrap(),
+        ),
+        s => (s.as_array().unwrap(), s.as_array().unwrap()),
+    };
     let (train, predict) = match &v["input_rows"] {
         Value::Array(rows) => (rows.clone(), rows.clone()),
         Value::Object(o) => (
-            o["train"].as_array().unwrap().clone(),
+            o.get("train")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
             o["predict"].as_array().unwrap().clone(),
         ),
         other => panic!("input rows {other}"),
     };
     let (train_path, input_path) = (dir.join("train.jsonl"), dir.join("input.jsonl"));
-    write_rows(&train_path, schema, &train);
+    write_rows(&train_path, train_schema, &train);
     write_rows(&input_path, schema, &predict);
+    // Model data given directly (Flink ML's setModelData).
+    let given_model_data = v["input_rows"].get("model_data").map(|md| {
+        let path = dir.join("given_model_data.jsonl");
+        std::fs::write(&path, format!("{md}\n")).unwrap();
+        path
+    });
     let out = dir.join("out.jsonl");
     let model_dir = dir.join("model");
     let s = |p: &PathBuf| p.display().to_string();
@@ -264,6 +309,18 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
             "transform",
             "--model-dir",
             &s(&model_dir),
+            "--input",
+            &s(&input_path),
+            "--output",
+            &s(&out),
+        ])?;
+    } else if let Some(md) = &given_model_data {
+        ferroflow(&[
+            "transform",
+            "--stage",
+            &s(&stage),
+            "--model-data",
+            &s(md),
             "--input",
             &s(&input_path),
             "--output",
@@ -294,14 +351,28 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
         for (id, want) in by_id {
             let row = rows
                 .iter()
-                .find(|r| r["id"].to_string() == *id)
+                .find(|r| r["id"].as_i64() == id.parse::<i64>().ok())
                 .ok_or_else(|| format!("no output row with id {id}"))?;
             if !close(&flat(&row[col]), &flat(want), abs) {
                 return Err(format!("id {id}: got {}, want {}", row[col], cell(want)));
             }
         }
     }
-    if let (Some(cols), Some(want)) = (e["columns"].as_array(), e["rows"].as_array()) {
+    // Rows of [inputCols..., outputCols...] when the vector names no columns.
+    let implied: Option<Vec<Value>> = match (e.get("columns"), e.get("column")) {
+        (None, None) => Some(
+            v["params"]["inputCols"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(v["params"]["outputCols"].as_array().into_iter().flatten())
+                .cloned()
+                .collect(),
+        ),
+        _ => None,
+    };
+    let cols = e["columns"].as_array().cloned().or(implied);
+    if let (Some(cols), Some(want)) = (cols.as_ref(), e["rows"].as_array()) {
         let project = |r: &Map<String, Value>| -> Vec<Key> {
             cols.iter()
                 .flat_map(|c| flat(&r[c.as_str().unwrap()]))
@@ -329,6 +400,26 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
             return Err(format!(
                 "column {col} (non-null rows): got {got:?}, want {want:?}"
             ));
+        }
+    }
+    if let (Some(col), Some(pairs)) = (
+        e["column"].as_str(),
+        e["mapping_input_to_output"].as_array(),
+    ) {
+        let in_col = v["params"]["inputCols"][0].as_str().unwrap();
+        for pair in pairs {
+            let row = rows
+                .iter()
+                .find(|r| close(&flat(&r[in_col]), &flat(&pair[0]), Some(0.0)))
+                .ok_or_else(|| format!("no output row for input {}", pair[0]))?;
+            if !close(&flat(&row[col]), &flat(&pair[1]), abs) {
+                return Err(format!(
+                    "input {}: got {}, want {}",
+                    pair[0],
+                    row[col],
+                    cell(&pair[1])
+                ));
+            }
         }
     }
     if let Some(pairs) = e["pairs_input_output"].as_array() {

@@ -32,6 +32,7 @@ enum Kind {
     Bool,
     Str,
     Strings,
+    StringLists,
     Dense,
     Sparse,
 }
@@ -50,6 +51,13 @@ fn kind_of(v: &Value) -> Kind {
                 && a.iter().any(|x| json_f64(x).is_none()) =>
         {
             Kind::Strings
+        }
+        Value::Array(a)
+            if !a.is_empty()
+                && a.iter()
+                    .all(|x| x.as_array().is_some_and(|i| i.iter().all(Value::is_string))) =>
+        {
+            Kind::StringLists
         }
         Value::Array(_) => Kind::Dense,
         Value::Object(o) if o.contains_key("indices") => Kind::Sparse,
@@ -143,6 +151,24 @@ pub fn rows_to_batch(rows: &[Map<String, Value>]) -> Result<RecordBatch> {
                         Some(a) => {
                             for s in a {
                                 b.values().append_option(s.as_str());
+                            }
+                            b.append(true);
+                        }
+                        None => b.append(false),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Kind::StringLists => {
+                let mut b = ListBuilder::new(ListBuilder::new(StringBuilder::new()));
+                for c in &cells {
+                    match c.as_array() {
+                        Some(outer) => {
+                            for inner in outer {
+                                for s in inner.as_array().into_iter().flatten() {
+                                    b.values().values().append_option(s.as_str());
+                                }
+                                b.values().append(true);
                             }
                             b.append(true);
                         }
@@ -245,20 +271,14 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
                     .iter()
                     .map(|x| x.map_or(Value::Null, Value::from))
                     .collect(),
-                DataType::List(_) => {
-                    let l = col.as_list::<i32>();
-                    (0..l.len())
+                DataType::List(_) | DataType::Map(_, _) => {
+                    // Lists (of strings, of lists) and maps, one cell at a time.
+                    (0..col.len())
                         .map(|i| {
-                            if l.is_null(i) {
+                            if col.is_null(i) {
                                 return Ok(Value::Null);
                             }
-                            let v = arrow_cast::cast(&l.value(i), &DataType::Utf8)?;
-                            Ok(Value::Array(
-                                v.as_string::<i32>()
-                                    .iter()
-                                    .map(|s| s.map_or(Value::Null, Value::from))
-                                    .collect(),
-                            ))
+                            nested(&col.slice(i, 1))
                         })
                         .collect::<Result<_>>()?
                 }
@@ -276,6 +296,46 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
         }
     }
     Ok(rows)
+}
+
+/// One list or map cell (a one-row array) as JSON: lists as arrays, maps as objects.
+fn nested(cell: &ArrayRef) -> Result<Value> {
+    match cell.data_type() {
+        DataType::List(_) => {
+            let l = cell.as_list::<i32>();
+            let values = l.value(0);
+            let field = Field::new("v", values.data_type().clone(), true);
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![values])?;
+            Ok(Value::Array(
+                batch_to_rows(&batch)?
+                    .into_iter()
+                    .map(|mut r| r.remove("v").unwrap_or(Value::Null))
+                    .collect(),
+            ))
+        }
+        DataType::Map(_, _) => {
+            let m = cell.as_map();
+            let entries = m.value(0);
+            let keys = arrow_cast::cast(entries.column(0), &DataType::Utf8)?;
+            let vals = entries.column(1).clone();
+            let field = Field::new("v", vals.data_type().clone(), true);
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![vals])?;
+            let vals = batch_to_rows(&batch)?;
+            Ok(Value::Object(
+                keys.as_string::<i32>()
+                    .iter()
+                    .zip(vals)
+                    .map(|(k, mut v)| {
+                        (
+                            k.unwrap_or_default().to_string(),
+                            v.remove("v").unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect(),
+            ))
+        }
+        other => Err(MlError::Invalid(format!("cannot write {other} as JSON"))),
+    }
 }
 
 /// Write a table as a JSON-lines file.

@@ -70,69 +70,142 @@ impl AnyStage {
 
 type Factory = fn() -> AnyStage;
 
+/// Lists stages as `(Flink ML class name, kind, type)`.
+macro_rules! stages {
+    ($(($class:literal, $kind:ident, $ty:ty)),* $(,)?) => {
+        vec![$(($class, (|| AnyStage::$kind(Box::new(<$ty>::default()))) as Factory)),*]
+    };
+}
+
 /// Every stage: (Flink ML class name, constructor).
 fn registry() -> Vec<(&'static str, Factory)> {
     use crate::feature::*;
-    vec![
+    stages![
         (
-            "org.apache.flink.ml.feature.standardscaler.StandardScaler",
-            || AnyStage::Estimator(Box::new(standard_scaler::StandardScaler::default())),
+            "org.apache.flink.ml.feature.bucketizer.Bucketizer",
+            Operator,
+            bucketizer::Bucketizer
+        ),
+        ("org.apache.flink.ml.feature.dct.DCT", Operator, dct::Dct),
+        (
+            "org.apache.flink.ml.feature.elementwiseproduct.ElementwiseProduct",
+            Operator,
+            elementwise_product::ElementwiseProduct
         ),
         (
-            "org.apache.flink.ml.feature.standardscaler.StandardScalerModel",
-            || AnyStage::Model(Box::new(standard_scaler::StandardScalerModel::default())),
+            "org.apache.flink.ml.feature.imputer.Imputer",
+            Estimator,
+            imputer::Imputer
         ),
         (
-            "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler",
-            || AnyStage::Estimator(Box::new(min_max_scaler::MinMaxScaler::default())),
+            "org.apache.flink.ml.feature.imputer.ImputerModel",
+            Model,
+            imputer::ImputerModel
         ),
         (
-            "org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel",
-            || AnyStage::Model(Box::new(min_max_scaler::MinMaxScalerModel::default())),
+            "org.apache.flink.ml.feature.interaction.Interaction",
+            Operator,
+            interaction::Interaction
         ),
         (
             "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler",
-            || AnyStage::Estimator(Box::new(max_abs_scaler::MaxAbsScaler::default())),
+            Estimator,
+            max_abs_scaler::MaxAbsScaler
         ),
         (
             "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel",
-            || AnyStage::Model(Box::new(max_abs_scaler::MaxAbsScalerModel::default())),
+            Model,
+            max_abs_scaler::MaxAbsScalerModel
         ),
-        ("org.apache.flink.ml.feature.normalizer.Normalizer", || {
-            AnyStage::Operator(Box::new(normalizer::Normalizer::default()))
-        }),
         (
-            "org.apache.flink.ml.feature.vectorassembler.VectorAssembler",
-            || AnyStage::Operator(Box::new(vector_assembler::VectorAssembler::default())),
+            "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler",
+            Estimator,
+            min_max_scaler::MinMaxScaler
         ),
-        ("org.apache.flink.ml.feature.bucketizer.Bucketizer", || {
-            AnyStage::Operator(Box::new(bucketizer::Bucketizer::default()))
-        }),
         (
-            "org.apache.flink.ml.feature.elementwiseproduct.ElementwiseProduct",
-            || AnyStage::Operator(Box::new(elementwise_product::ElementwiseProduct::default())),
+            "org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel",
+            Model,
+            min_max_scaler::MinMaxScalerModel
+        ),
+        (
+            "org.apache.flink.ml.feature.normalizer.Normalizer",
+            Operator,
+            normalizer::Normalizer
+        ),
+        (
+            "org.apache.flink.ml.feature.onehotencoder.OneHotEncoder",
+            Estimator,
+            one_hot_encoder::OneHotEncoder
+        ),
+        (
+            "org.apache.flink.ml.feature.onehotencoder.OneHotEncoderModel",
+            Model,
+            one_hot_encoder::OneHotEncoderModel
         ),
         (
             "org.apache.flink.ml.feature.polynomialexpansion.PolynomialExpansion",
-            || {
-                AnyStage::Operator(Box::new(
-                    polynomial_expansion::PolynomialExpansion::default(),
-                ))
-            },
+            Operator,
+            polynomial_expansion::PolynomialExpansion
         ),
-        ("org.apache.flink.ml.feature.dct.DCT", || {
-            AnyStage::Operator(Box::new(dct::Dct::default()))
-        }),
-        (
-            "org.apache.flink.ml.feature.interaction.Interaction",
-            || AnyStage::Operator(Box::new(interaction::Interaction::default())),
-        ),
-        ("org.apache.flink.ml.feature.tokenizer.Tokenizer", || {
-            AnyStage::Operator(Box::new(tokenizer::Tokenizer::default()))
-        }),
         (
             "org.apache.flink.ml.feature.regextokenizer.RegexTokenizer",
-            || AnyStage::Operator(Box::new(tokenizer::RegexTokenizer::default())),
+            Operator,
+            tokenizer::RegexTokenizer
+        ),
+        (
+            "org.apache.flink.ml.feature.robustscaler.RobustScaler",
+            Estimator,
+            robust_scaler::RobustScaler
+        ),
+        (
+            "org.apache.flink.ml.feature.robustscaler.RobustScalerModel",
+            Model,
+            robust_scaler::RobustScalerModel
+        ),
+        (
+            "org.apache.flink.ml.feature.standardscaler.StandardScaler",
+            Estimator,
+            standard_scaler::StandardScaler
+        ),
+        (
+            "org.apache.flink.ml.feature.standardscaler.StandardScalerModel",
+            Model,
+            standard_scaler::StandardScalerModel
+        ),
+        (
+            "org.apache.flink.ml.feature.stringindexer.IndexToStringModel",
+            Model,
+            string_indexer::IndexToStringModel
+        ),
+        (
+            "org.apache.flink.ml.feature.stringindexer.StringIndexer",
+            Estimator,
+            string_indexer::StringIndexer
+        ),
+        (
+            "org.apache.flink.ml.feature.stringindexer.StringIndexerModel",
+            Model,
+            string_indexer::StringIndexerModel
+        ),
+        (
+            "org.apache.flink.ml.feature.tokenizer.Tokenizer",
+            Operator,
+            tokenizer::Tokenizer
+        ),
+        (
+            "org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelector",
+            Estimator,
+            variance_threshold_selector::VarianceThresholdSelector
+        ),
+        (
+            "org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelectorModel",
+            Model,
+            variance_threshold_selector::VarianceThresholdSelectorModel
+        ),
+        (
+            "org.apache.flink.ml.feature.vectorassembler.VectorAssembler",
+            Operator,
+            vector_assembler::VectorAssembler
         ),
     ]
 }

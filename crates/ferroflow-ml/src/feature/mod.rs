@@ -3,11 +3,16 @@
 pub mod bucketizer;
 pub mod dct;
 pub mod elementwise_product;
+pub mod imputer;
 pub mod interaction;
 pub mod max_abs_scaler;
 pub mod min_max_scaler;
 pub mod normalizer;
+pub mod one_hot_encoder;
 pub mod polynomial_expansion;
+pub mod robust_scaler;
 pub mod standard_scaler;
+pub mod string_indexer;
 pub mod tokenizer;
+pub mod variance_threshold_selector;
 pub mod vector_assembler;
