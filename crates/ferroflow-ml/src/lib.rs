@@ -6,7 +6,8 @@
 //! - [`params`]: typed params with Flink ML's names, defaults and validators.
 //! - [`vector`]: dense and sparse vectors and their Arrow columns.
 //! - [`io`]: tables as JSON lines in the conformance encoding.
-//! - [`feature`]: feature stages.
+//! - [`feature`]: feature stages; [`linear`]: LogisticRegression, LinearSVC,
+//!   LinearRegression on [`optimizer`]'s SGD (Flink ML's semantics and losses).
 //!
 //! Tables are Arrow `RecordBatch`es: fit reads a bounded table; a model's `transform` maps
 //! a batch to a batch, so it also runs per batch on a stream.
@@ -16,6 +17,8 @@
 mod error;
 pub mod feature;
 pub mod io;
+pub mod linear;
+pub mod optimizer;
 pub mod params;
 pub mod stage;
 mod table;

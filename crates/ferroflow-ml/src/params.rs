@@ -244,6 +244,16 @@ impl Params {
             .ok_or_else(|| MlError::param(name, "required, and not set"))
     }
 
+    /// A string param that may be unset (`weightCol`).
+    pub fn opt_str(&self, name: &str) -> Result<Option<String>> {
+        self.spec(name)?;
+        match self.values.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(MlError::param(name, format!("{v} is not a string"))),
+        }
+    }
+
     /// A double param.
     pub fn f64(&self, name: &str) -> Result<f64> {
         let v = self.get(name)?;

@@ -80,7 +80,38 @@ macro_rules! stages {
 /// Every stage: (Flink ML class name, constructor).
 fn registry() -> Vec<(&'static str, Factory)> {
     use crate::feature::*;
+    use crate::linear;
     stages![
+        (
+            "org.apache.flink.ml.classification.logisticregression.LogisticRegression",
+            Estimator,
+            linear::LogisticRegression
+        ),
+        (
+            "org.apache.flink.ml.classification.logisticregression.LogisticRegressionModel",
+            Model,
+            linear::LogisticRegressionModel
+        ),
+        (
+            "org.apache.flink.ml.classification.linearsvc.LinearSVC",
+            Estimator,
+            linear::LinearSvc
+        ),
+        (
+            "org.apache.flink.ml.classification.linearsvc.LinearSVCModel",
+            Model,
+            linear::LinearSvcModel
+        ),
+        (
+            "org.apache.flink.ml.regression.linearregression.LinearRegression",
+            Estimator,
+            linear::LinearRegression
+        ),
+        (
+            "org.apache.flink.ml.regression.linearregression.LinearRegressionModel",
+            Model,
+            linear::LinearRegressionModel
+        ),
         (
             "org.apache.flink.ml.feature.bucketizer.Bucketizer",
             Operator,

@@ -1,0 +1,341 @@
+//! Linear models trained with Flink ML's SGD: LogisticRegression (binomial), LinearSVC,
+//! LinearRegression. No intercept term, as in Flink ML.
+
+use std::sync::Arc;
+
+use arrow_array::{Float64Array, Int64Array, RecordBatch};
+use serde_json::{Value, json};
+
+use crate::error::{MlError, Result};
+use crate::optimizer::{LabeledPoint, Loss, Sgd};
+use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::{doubles, model_vector, one_row, vectors, with_columns};
+use crate::vector::dense_column;
+
+/// Which linear model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Logistic,
+    Svc,
+    Regression,
+}
+
+fn specs(kind: Kind) -> Vec<ParamSpec> {
+    let mut v = vec![
+        ParamSpec::new(
+            "featuresCol",
+            ParamType::String,
+            json!("features"),
+            Validator::Always,
+        ),
+        ParamSpec::new(
+            "labelCol",
+            ParamType::String,
+            json!("label"),
+            Validator::Always,
+        ),
+        ParamSpec::new(
+            "weightCol",
+            ParamType::String,
+            Value::Null,
+            Validator::Always,
+        ),
+        ParamSpec::new(
+            "predictionCol",
+            ParamType::String,
+            json!("prediction"),
+            Validator::Always,
+        ),
+        ParamSpec::new("maxIter", ParamType::Int, json!(20), Validator::Gt(0.0)),
+        ParamSpec::new(
+            "learningRate",
+            ParamType::Double,
+            json!(0.1),
+            Validator::Gt(0.0),
+        ),
+        ParamSpec::new(
+            "globalBatchSize",
+            ParamType::Int,
+            json!(32),
+            Validator::Gt(0.0),
+        ),
+        ParamSpec::new("tol", ParamType::Double, json!(1e-6), Validator::GtEq(0.0)),
+        ParamSpec::new("reg", ParamType::Double, json!(0.0), Validator::GtEq(0.0)),
+        ParamSpec::new(
+            "elasticNet",
+            ParamType::Double,
+            json!(0.0),
+            Validator::InRange(0.0, 1.0),
+        ),
+        ParamSpec::new("seed", ParamType::Int, json!(0), Validator::Always),
+    ];
+    match kind {
+        Kind::Logistic => {
+            v.push(ParamSpec::new(
+                "rawPredictionCol",
+                ParamType::String,
+                json!("rawPrediction"),
+                Validator::Always,
+            ));
+            v.push(ParamSpec::new(
+                "multiClass",
+                ParamType::String,
+                json!("auto"),
+                Validator::OneOf(&["auto", "binomial", "multinomial"]),
+            ));
+        }
+        Kind::Svc => {
+            v.push(ParamSpec::new(
+                "rawPredictionCol",
+                ParamType::String,
+                json!("rawPrediction"),
+                Validator::Always,
+            ));
+            v.push(ParamSpec::new(
+                "threshold",
+                ParamType::Double,
+                json!(0.0),
+                Validator::Always,
+            ));
+        }
+        Kind::Regression => {}
+    }
+    v
+}
+
+/// Shuffle with a seeded xorshift (Flink ML shuffles with Java's generator; with a full
+/// batch per round, as in its tests, the order does not matter).
+fn shuffle<T>(v: &mut [T], seed: i64) {
+    let mut x = (seed as u64) ^ 0x9e37_79b9_7f4a_7c15;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}
+
+fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> {
+    let batch = inputs
+        .first()
+        .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+    let features_col = params.str("featuresCol")?;
+    let label_col = params.str("labelCol")?;
+    let features = vectors(batch, &features_col)?;
+    let labels = doubles(batch, &label_col)?;
+    let weights = match params.opt_str("weightCol")? {
+        Some(w) => doubles(batch, &w)?,
+        None => vec![Some(1.0); batch.num_rows()],
+    };
+    let mut data = Vec::with_capacity(batch.num_rows());
+    let mut dim = None;
+    for (row, ((f, l), w)) in features.into_iter().zip(labels).zip(weights).enumerate() {
+        let bad = |m: String| MlError::Row { row, message: m };
+        let f = f.ok_or_else(|| bad(format!("column '{features_col}' is null")))?;
+        let label = l.ok_or_else(|| bad(format!("column '{label_col}' is null")))?;
+        if kind != Kind::Regression && label != 0.0 && label != 1.0 {
+            return Err(bad(if kind == Kind::Logistic {
+                format!(
+                    "label {label}: Multinomial classification is not supported yet. Supported options: [auto, binomial]."
+                )
+            } else {
+                format!("label {label}: labels must be 0 or 1")
+            }));
+        }
+        if *dim.get_or_insert(f.size()) != f.size() {
+            return Err(bad(format!(
+                "column '{features_col}': vector of size {}, the first row's has {}",
+                f.size(),
+                dim.unwrap_or(0)
+            )));
+        }
+        data.push(LabeledPoint {
+            features: f,
+            label,
+            weight: w.unwrap_or(1.0),
+        });
+    }
+    let dim = dim.ok_or_else(|| MlError::Invalid("the training table is empty".into()))?;
+    if kind == Kind::Logistic && params.str("multiClass")? == "multinomial" {
+        return Err(MlError::param(
+            "multiClass",
+            "Multinomial classification is not supported yet. Supported options: [auto, binomial].",
+        ));
+    }
+    shuffle(&mut data, params.i64("seed")?);
+    let sgd = Sgd {
+        max_iter: params.i64("maxIter")? as usize,
+        learning_rate: params.f64("learningRate")?,
+        global_batch_size: params.i64("globalBatchSize")? as usize,
+        tol: params.f64("tol")?,
+        reg: params.f64("reg")?,
+        elastic_net: params.f64("elasticNet")?,
+    };
+    let loss = match kind {
+        Kind::Logistic => Loss::BinaryLogistic,
+        Kind::Svc => Loss::Hinge,
+        Kind::Regression => Loss::LeastSquare,
+    };
+    Ok(sgd.optimize(&data, dim, loss))
+}
+
+fn transform(
+    kind: Kind,
+    params: &Params,
+    coef: &[f64],
+    inputs: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
+    let batch = inputs
+        .first()
+        .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+    let features_col = params.str("featuresCol")?;
+    let mut prediction = Vec::with_capacity(batch.num_rows());
+    let mut raw = Vec::with_capacity(batch.num_rows());
+    for (row, f) in vectors(batch, &features_col)?.into_iter().enumerate() {
+        let Some(f) = f else {
+            prediction.push(None);
+            raw.push(None);
+            continue;
+        };
+        if f.size() != coef.len() {
+            return Err(MlError::Row {
+                row,
+                message: format!(
+                    "column '{features_col}': vector of size {}, the model has {}",
+                    f.size(),
+                    coef.len()
+                ),
+            });
+        }
+        let dot: f64 = f.stored().map(|(i, v)| coef[i] * v).sum();
+        match kind {
+            Kind::Logistic => {
+                let p = 1.0 - 1.0 / (1.0 + dot.exp());
+                prediction.push(Some(if dot >= 0.0 { 1.0 } else { 0.0 }));
+                raw.push(Some(vec![1.0 - p, p]));
+            }
+            Kind::Svc => {
+                let t = params.f64("threshold")?;
+                prediction.push(Some(if dot >= t { 1.0 } else { 0.0 }));
+                raw.push(Some(vec![dot, -dot]));
+            }
+            Kind::Regression => prediction.push(Some(dot)),
+        }
+    }
+    let mut cols = vec![(
+        params.str("predictionCol")?,
+        Arc::new(Float64Array::from(prediction)) as _,
+    )];
+    if kind != Kind::Regression {
+        cols.push((params.str("rawPredictionCol")?, dense_column(&raw)));
+    }
+    Ok(vec![with_columns(batch, cols)?])
+}
+
+fn model_data(kind: Kind, coef: &[f64]) -> Result<Vec<RecordBatch>> {
+    let mut cols = vec![("coefficient", dense_column(&[Some(coef.to_vec())]))];
+    if kind == Kind::Logistic {
+        cols.push(("startIndex", Arc::new(Int64Array::from(vec![0])) as _));
+        cols.push((
+            "endIndex",
+            Arc::new(Int64Array::from(vec![coef.len() as i64])) as _,
+        ));
+        cols.push(("modelVersion", Arc::new(Int64Array::from(vec![0])) as _));
+    }
+    Ok(vec![one_row(cols)?])
+}
+
+macro_rules! linear_stage {
+    ($est:ident, $model:ident, $kind:expr, $class:literal, $model_class:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone)]
+        pub struct $est {
+            params: Params,
+        }
+
+        impl Default for $est {
+            fn default() -> Self {
+                $est {
+                    params: Params::new(specs($kind)),
+                }
+            }
+        }
+
+        crate::impl_stage!($est, $class);
+
+        impl Estimator for $est {
+            fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
+                Ok(Box::new($model {
+                    params: self.params.clone(),
+                    coef: fit($kind, &self.params, inputs)?,
+                }))
+            }
+        }
+
+        #[doc = concat!("The fitted model of ", stringify!($est), ": model data `coefficient`.")]
+        #[derive(Debug, Clone)]
+        pub struct $model {
+            params: Params,
+            coef: Vec<f64>,
+        }
+
+        impl Default for $model {
+            fn default() -> Self {
+                $model {
+                    params: Params::new(specs($kind)),
+                    coef: Vec::new(),
+                }
+            }
+        }
+
+        crate::impl_stage!($model, $model_class);
+
+        impl AlgoOperator for $model {
+            fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+                transform($kind, &self.params, &self.coef, inputs)
+            }
+        }
+
+        impl Model for $model {
+            fn model_data(&self) -> Result<Vec<RecordBatch>> {
+                model_data($kind, &self.coef)
+            }
+
+            fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
+                let t = data
+                    .first()
+                    .ok_or_else(|| MlError::Invalid("no model data table".into()))?;
+                self.coef = model_vector(t, "coefficient")?;
+                Ok(())
+            }
+        }
+    };
+}
+
+linear_stage!(
+    LogisticRegression,
+    LogisticRegressionModel,
+    Kind::Logistic,
+    "org.apache.flink.ml.classification.logisticregression.LogisticRegression",
+    "org.apache.flink.ml.classification.logisticregression.LogisticRegressionModel",
+    "Binomial logistic regression: `prediction` (0/1) and `rawPrediction` [1 - p, p]."
+);
+
+linear_stage!(
+    LinearSvc,
+    LinearSvcModel,
+    Kind::Svc,
+    "org.apache.flink.ml.classification.linearsvc.LinearSVC",
+    "org.apache.flink.ml.classification.linearsvc.LinearSVCModel",
+    "Linear support vector classifier: `prediction` (dot >= threshold) and `rawPrediction` [dot, -dot]."
+);
+
+linear_stage!(
+    LinearRegression,
+    LinearRegressionModel,
+    Kind::Regression,
+    "org.apache.flink.ml.regression.linearregression.LinearRegression",
+    "org.apache.flink.ml.regression.linearregression.LinearRegressionModel",
+    "Least-squares linear regression: `prediction` = coefficient . features."
+);
