@@ -90,6 +90,10 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "LinearRegression",
         "org.apache.flink.ml.regression.linearregression.LinearRegression",
     ),
+    (
+        "BinaryClassificationEvaluator",
+        "org.apache.flink.ml.evaluation.binaryclassification.BinaryClassificationEvaluator",
+    ),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -438,6 +442,15 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
                     row[col],
                     cell(&pair[1])
                 ));
+            }
+        }
+    }
+    if let Some(want) = e["row"].as_array() {
+        let names = v["params"]["metricsNames"].as_array().unwrap();
+        for (n, w) in names.iter().zip(want) {
+            let n = n.as_str().unwrap();
+            if !close(&flat(&rows[0][n]), &flat(w), abs) {
+                return Err(format!("{n}: got {}, want {w}", rows[0][n]));
             }
         }
     }

@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod error;
+pub mod evaluation;
 pub mod feature;
 pub mod io;
 pub mod linear;

@@ -79,9 +79,15 @@ macro_rules! stages {
 
 /// Every stage: (Flink ML class name, constructor).
 fn registry() -> Vec<(&'static str, Factory)> {
+    use crate::evaluation::binary_classification::BinaryClassificationEvaluator;
     use crate::feature::*;
     use crate::linear;
     stages![
+        (
+            "org.apache.flink.ml.evaluation.binaryclassification.BinaryClassificationEvaluator",
+            Operator,
+            BinaryClassificationEvaluator
+        ),
         (
             "org.apache.flink.ml.classification.logisticregression.LogisticRegression",
             Estimator,

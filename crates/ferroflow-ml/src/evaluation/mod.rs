@@ -1,0 +1,3 @@
+//! Evaluators (Flink ML's `org.apache.flink.ml.evaluation`).
+
+pub mod binary_classification;
