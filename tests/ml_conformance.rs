@@ -94,6 +94,14 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "BinaryClassificationEvaluator",
         "org.apache.flink.ml.evaluation.binaryclassification.BinaryClassificationEvaluator",
     ),
+    (
+        "KBinsDiscretizer",
+        "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer",
+    ),
+    (
+        "VectorIndexer",
+        "org.apache.flink.ml.feature.vectorindexer.VectorIndexer",
+    ),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -108,6 +116,8 @@ const ESTIMATORS: &[&str] = &[
     "LogisticRegression",
     "LinearSVC",
     "LinearRegression",
+    "KBinsDiscretizer",
+    "VectorIndexer",
 ];
 
 fn vectors() -> Vec<Value> {
@@ -212,6 +222,13 @@ fn flat(v: &Value) -> Vec<Key> {
             out
         }
         Value::Object(o) if o.contains_key("type") => flat(&cell(v)),
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            keys.into_iter()
+                .flat_map(|k| std::iter::once(Key::S(k.clone())).chain(flat(&o[k])))
+                .collect()
+        }
         Value::String(s) if !is_num(v) => vec![Key::S(s.clone())],
         Value::Bool(b) => vec![Key::S(b.to_string())],
         other => vec![Key::N(num(other))],

@@ -84,6 +84,26 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer",
+            Estimator,
+            kbins_discretizer::KBinsDiscretizer
+        ),
+        (
+            "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizerModel",
+            Model,
+            kbins_discretizer::KBinsDiscretizerModel
+        ),
+        (
+            "org.apache.flink.ml.feature.vectorindexer.VectorIndexer",
+            Estimator,
+            vector_indexer::VectorIndexer
+        ),
+        (
+            "org.apache.flink.ml.feature.vectorindexer.VectorIndexerModel",
+            Model,
+            vector_indexer::VectorIndexerModel
+        ),
+        (
             "org.apache.flink.ml.evaluation.binaryclassification.BinaryClassificationEvaluator",
             Operator,
             BinaryClassificationEvaluator
