@@ -102,6 +102,15 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "VectorIndexer",
         "org.apache.flink.ml.feature.vectorindexer.VectorIndexer",
     ),
+    (
+        "HashingTF",
+        "org.apache.flink.ml.feature.hashingtf.HashingTF",
+    ),
+    (
+        "CountVectorizer",
+        "org.apache.flink.ml.feature.countvectorizer.CountVectorizer",
+    ),
+    ("IDF", "org.apache.flink.ml.feature.idf.IDF"),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -118,6 +127,8 @@ const ESTIMATORS: &[&str] = &[
     "LinearRegression",
     "KBinsDiscretizer",
     "VectorIndexer",
+    "CountVectorizer",
+    "IDF",
 ];
 
 fn vectors() -> Vec<Value> {

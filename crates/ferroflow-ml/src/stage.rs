@@ -84,6 +84,27 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.feature.hashingtf.HashingTF",
+            Operator,
+            text::HashingTf
+        ),
+        (
+            "org.apache.flink.ml.feature.countvectorizer.CountVectorizer",
+            Estimator,
+            text::CountVectorizer
+        ),
+        (
+            "org.apache.flink.ml.feature.countvectorizer.CountVectorizerModel",
+            Model,
+            text::CountVectorizerModel
+        ),
+        ("org.apache.flink.ml.feature.idf.IDF", Estimator, text::Idf),
+        (
+            "org.apache.flink.ml.feature.idf.IDFModel",
+            Model,
+            text::IdfModel
+        ),
+        (
             "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer",
             Estimator,
             kbins_discretizer::KBinsDiscretizer

@@ -14,6 +14,7 @@ pub mod polynomial_expansion;
 pub mod robust_scaler;
 pub mod standard_scaler;
 pub mod string_indexer;
+pub mod text;
 pub mod tokenizer;
 pub mod variance_threshold_selector;
 pub mod vector_assembler;
