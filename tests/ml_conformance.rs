@@ -111,6 +111,11 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "org.apache.flink.ml.feature.countvectorizer.CountVectorizer",
     ),
     ("IDF", "org.apache.flink.ml.feature.idf.IDF"),
+    (
+        "NaiveBayes",
+        "org.apache.flink.ml.classification.naivebayes.NaiveBayes",
+    ),
+    ("Knn", "org.apache.flink.ml.classification.knn.Knn"),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -129,6 +134,8 @@ const ESTIMATORS: &[&str] = &[
     "VectorIndexer",
     "CountVectorizer",
     "IDF",
+    "NaiveBayes",
+    "Knn",
 ];
 
 fn vectors() -> Vec<Value> {
@@ -480,6 +487,42 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
             if !close(&flat(&rows[0][n]), &flat(w), abs) {
                 return Err(format!("{n}: got {}, want {w}", rows[0][n]));
             }
+        }
+    }
+    if let Some(pairs) = e["mapping_features_to_prediction"].as_array() {
+        let (fcol, pcol) = (
+            v["params"]["featuresCol"].as_str().unwrap_or("features"),
+            v["params"]["predictionCol"]
+                .as_str()
+                .unwrap_or("prediction"),
+        );
+        for pair in pairs {
+            let row = rows
+                .iter()
+                .find(|r| close(&flat(&r[fcol]), &flat(&pair[0]), Some(0.0)))
+                .ok_or_else(|| format!("no output row for features {}", cell(&pair[0])))?;
+            if !close(&flat(&row[pcol]), &flat(&pair[1]), abs) {
+                return Err(format!(
+                    "features {}: got {}, want {}",
+                    cell(&pair[0]),
+                    row[pcol],
+                    pair[1]
+                ));
+            }
+        }
+    }
+    if let Some(want) = e["predictions"].as_array() {
+        let pcol = v["params"]["predictionCol"]
+            .as_str()
+            .unwrap_or("prediction");
+        let got: Vec<Value> = rows.iter().map(|r| r[pcol].clone()).collect();
+        if got.len() != want.len()
+            || !got
+                .iter()
+                .zip(want)
+                .all(|(a, b)| close(&flat(a), &flat(b), abs))
+        {
+            return Err(format!("predictions: got {got:?}, want {want:?}"));
         }
     }
     if let Some(pairs) = e["pairs_input_output"].as_array() {

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod classification;
 mod error;
 pub mod evaluation;
 pub mod feature;

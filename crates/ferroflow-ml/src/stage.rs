@@ -84,6 +84,26 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.classification.naivebayes.NaiveBayes",
+            Estimator,
+            crate::classification::NaiveBayes
+        ),
+        (
+            "org.apache.flink.ml.classification.naivebayes.NaiveBayesModel",
+            Model,
+            crate::classification::NaiveBayesModel
+        ),
+        (
+            "org.apache.flink.ml.classification.knn.Knn",
+            Estimator,
+            crate::classification::Knn
+        ),
+        (
+            "org.apache.flink.ml.classification.knn.KnnModel",
+            Model,
+            crate::classification::KnnModel
+        ),
+        (
             "org.apache.flink.ml.feature.hashingtf.HashingTF",
             Operator,
             text::HashingTf
