@@ -637,3 +637,119 @@ fn bad_stages_fail_with_the_reason_on_stderr() {
     let e = run(json!({"className": "Normalizer", "paramMap": {"inputCol": "nope"}}));
     assert!(e.contains("'nope'") && e.contains("not found"), "{e}");
 }
+
+#[test]
+fn pipelines_fit_save_load_and_transform() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two well separated classes on the first feature.
+    let mut text = String::new();
+    for i in 0..40 {
+        let label = (i % 2) as f64;
+        let x0 = if label == 1.0 {
+            10.0 + i as f64 * 0.1
+        } else {
+            1.0 + i as f64 * 0.1
+        };
+        text.push_str(&format!(
+            "{{\"features\": [{x0}, {}], \"label\": {label}, \"id\": {i}}}\n",
+            (i % 5) as f64
+        ));
+    }
+    std::fs::write(d.join("train.jsonl"), &text).unwrap();
+    std::fs::write(
+        d.join("pipeline.json"),
+        json!({"className": "Pipeline", "stages": [
+            {"className": "StandardScaler", "paramMap": {"inputCol": "features", "outputCol": "scaled", "withMean": true}},
+            {"className": "org.apache.flink.ml.classification.logisticregression.LogisticRegression",
+             "paramMap": {"featuresCol": "scaled", "maxIter": 50, "learningRate": 0.5}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let p = |name: &str| d.join(name).display().to_string();
+    ferroflow(&[
+        "fit",
+        "--stage",
+        &p("pipeline.json"),
+        "--input",
+        &p("train.jsonl"),
+        "--model-dir",
+        &p("model"),
+    ])
+    .unwrap();
+    // Flink ML's layout: metadata with numStages, stages/<i> each with their own metadata.
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("model/metadata")).unwrap()).unwrap();
+    assert_eq!(
+        meta["className"],
+        "org.apache.flink.ml.builder.PipelineModel"
+    );
+    assert_eq!(meta["numStages"], 2);
+    let s1: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("model/stages/1/metadata")).unwrap())
+            .unwrap();
+    assert_eq!(
+        s1["className"],
+        "org.apache.flink.ml.classification.logisticregression.LogisticRegressionModel"
+    );
+    assert_eq!(s1["paramMap"]["featuresCol"], "scaled");
+    ferroflow(&[
+        "transform",
+        "--model-dir",
+        &p("model"),
+        "--input",
+        &p("train.jsonl"),
+        "--output",
+        &p("out.jsonl"),
+    ])
+    .unwrap();
+    let rows = read_rows(&d.join("out.jsonl"));
+    assert_eq!(rows.len(), 40);
+    for r in &rows {
+        assert_eq!(r["prediction"].as_f64(), r["label"].as_f64(), "{r:?}");
+        assert!(r["scaled"].is_array() && r["rawPrediction"].is_array());
+    }
+    // The model data of a pipeline is its last model's: the coefficients.
+    ferroflow(&[
+        "model-data",
+        "--model-dir",
+        &p("model"),
+        "--output",
+        &p("md.jsonl"),
+    ])
+    .unwrap();
+    let md = read_rows(&d.join("md.jsonl"));
+    assert_eq!(md[0]["coefficient"].as_array().unwrap().len(), 2);
+    assert!(
+        md[0]["coefficient"][0].as_f64().unwrap() > 0.0,
+        "feature 0 separates the classes"
+    );
+}
+
+#[test]
+fn a_flink_ml_metadata_file_loads_with_its_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // As Flink ML's Stage.save() writes it: full class name, timestamp, every param.
+    std::fs::create_dir_all(d.join("stage")).unwrap();
+    std::fs::write(
+        d.join("stage/metadata"),
+        r#"{"className":"org.apache.flink.ml.feature.normalizer.Normalizer","timestamp":1700000000000,"paramMap":{"inputCol":"v","outputCol":"n","p":1.0}}"#,
+    )
+    .unwrap();
+    std::fs::write(d.join("in.jsonl"), "{\"v\": [1.0, 3.0]}\n").unwrap();
+    let p = |name: &str| d.join(name).display().to_string();
+    ferroflow(&[
+        "transform",
+        "--model-dir",
+        &p("stage"),
+        "--input",
+        &p("in.jsonl"),
+        "--output",
+        &p("out.jsonl"),
+    ])
+    .unwrap();
+    let rows = read_rows(&d.join("out.jsonl"));
+    assert_eq!(rows[0]["n"], json!([0.25, 0.75]));
+}

@@ -161,7 +161,7 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             };
             let table = read_table(&input)?;
             let model = est.fit(&[table])?;
-            ferroflow_ml::save_model(model.as_ref(), &model_dir)?;
+            model.save(&model_dir)?;
             Ok(())
         }
         MlCommand::ModelData { model_dir, output } => match ferroflow_ml::load_stage(&model_dir)? {

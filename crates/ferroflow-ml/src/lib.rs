@@ -22,6 +22,7 @@ pub mod io;
 pub mod linear;
 pub mod optimizer;
 pub mod params;
+pub mod pipeline;
 pub mod stage;
 mod table;
 pub mod vector;
@@ -30,7 +31,7 @@ pub use error::{MlError, Result};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{
     AlgoOperator, AnyStage, Estimator, Model, Stage, create_stage, load_stage, save_model,
-    stage_classes, stage_from_json,
+    save_stage, stage_classes, stage_from_json,
 };
 pub use vector::Vector;
 

@@ -45,6 +45,11 @@ pub trait Model: AlgoOperator {
 
     /// Replace the model data (Flink ML's `setModelData`).
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()>;
+
+    /// Save into `dir` (which must not exist): `metadata` and the model data under `data/`.
+    fn save(&self, dir: &Path) -> Result<()> {
+        save_model_files(self.class_name(), self.params(), &self.model_data()?, dir)
+    }
 }
 
 /// A stage of any kind, as created from a class name.
@@ -323,12 +328,18 @@ pub fn create_stage(class_name: &str) -> Result<AnyStage> {
         .ok_or_else(|| MlError::UnknownStage(class_name.to_string()))
 }
 
-/// Create a stage from Flink ML's metadata shape `{"className": ..., "paramMap": {...}}`.
+/// Create a stage from Flink ML's metadata shape `{"className": ..., "paramMap": {...}}`,
+/// or a pipeline `{"className": "Pipeline", "stages": [...]}`.
 pub fn stage_from_json(meta: &Value) -> Result<AnyStage> {
     let class = meta
         .get("className")
         .and_then(Value::as_str)
         .ok_or_else(|| MlError::Invalid("stage metadata without a 'className' string".into()))?;
+    if class == "Pipeline" || class == crate::pipeline::PIPELINE_CLASS {
+        return Ok(AnyStage::Estimator(Box::new(
+            crate::pipeline::Pipeline::from_json(meta)?,
+        )));
+    }
     let mut stage = create_stage(class)?;
     if let Some(map) = meta.get("paramMap") {
         let map = map
@@ -353,16 +364,29 @@ fn metadata(class_name: &str, params: &Params) -> Value {
 
 /// Save `model` (metadata and model data) into `dir`, which must not exist yet.
 pub fn save_model(model: &dyn Model, dir: &Path) -> Result<()> {
+    model.save(dir)
+}
+
+/// Save any stage: a model with its data, an operator or estimator as its metadata.
+pub fn save_stage(stage: &AnyStage, dir: &Path) -> Result<()> {
+    match stage {
+        AnyStage::Model(m) => m.save(dir),
+        AnyStage::Operator(s) => save_model_files(s.class_name(), s.params(), &[], dir),
+        AnyStage::Estimator(s) => save_model_files(s.class_name(), s.params(), &[], dir),
+    }
+}
+
+fn save_model_files(class: &str, params: &Params, data: &[RecordBatch], dir: &Path) -> Result<()> {
     if dir.exists() {
         return Err(MlError::io(dir.display(), "already exists"));
     }
     let data_dir = dir.join("data");
     std::fs::create_dir_all(&data_dir).map_err(|e| MlError::io(data_dir.display(), e))?;
-    let meta = metadata(model.class_name(), model.params());
+    let meta = metadata(class, params);
     let path = dir.join("metadata");
     std::fs::write(&path, serde_json::to_vec_pretty(&meta).expect("JSON"))
         .map_err(|e| MlError::io(path.display(), e))?;
-    for (i, table) in model.model_data()?.iter().enumerate() {
+    for (i, table) in data.iter().enumerate() {
         let path = data_dir.join(format!("{i}.arrow"));
         let file = std::fs::File::create(&path).map_err(|e| MlError::io(path.display(), e))?;
         let mut w = arrow_ipc::writer::FileWriter::try_new(file, &table.schema())?;
@@ -377,6 +401,12 @@ pub fn load_stage(dir: &Path) -> Result<AnyStage> {
     let path = dir.join("metadata");
     let text = std::fs::read_to_string(&path).map_err(|e| MlError::io(path.display(), e))?;
     let meta: Value = serde_json::from_str(&text).map_err(|e| MlError::io(path.display(), e))?;
+    if meta.get("className").and_then(Value::as_str) == Some(crate::pipeline::PIPELINE_MODEL_CLASS)
+    {
+        return Ok(AnyStage::Model(Box::new(
+            crate::pipeline::PipelineModel::load(dir, &meta)?,
+        )));
+    }
     let mut stage = stage_from_json(&meta)?;
     if let AnyStage::Model(m) = &mut stage {
         let mut tables = Vec::new();
