@@ -116,6 +116,12 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "org.apache.flink.ml.classification.naivebayes.NaiveBayes",
     ),
     ("Knn", "org.apache.flink.ml.classification.knn.Knn"),
+    ("ChiSqTest", "org.apache.flink.ml.stats.chisqtest.ChiSqTest"),
+    ("ANOVATest", "org.apache.flink.ml.stats.anovatest.ANOVATest"),
+    (
+        "FValueTest",
+        "org.apache.flink.ml.stats.fvaluetest.FValueTest",
+    ),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -481,7 +487,10 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
         }
     }
     if let Some(want) = e["row"].as_array() {
-        let names = v["params"]["metricsNames"].as_array().unwrap();
+        let names = e["columns"]
+            .as_array()
+            .or(v["params"]["metricsNames"].as_array())
+            .unwrap();
         for (n, w) in names.iter().zip(want) {
             let n = n.as_str().unwrap();
             if !close(&flat(&rows[0][n]), &flat(w), abs) {

@@ -24,6 +24,7 @@ pub mod optimizer;
 pub mod params;
 pub mod pipeline;
 pub mod stage;
+pub mod stats;
 mod table;
 pub mod vector;
 

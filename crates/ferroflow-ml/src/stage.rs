@@ -89,6 +89,21 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.stats.chisqtest.ChiSqTest",
+            Operator,
+            crate::stats::ChiSqTest
+        ),
+        (
+            "org.apache.flink.ml.stats.anovatest.ANOVATest",
+            Operator,
+            crate::stats::AnovaTest
+        ),
+        (
+            "org.apache.flink.ml.stats.fvaluetest.FValueTest",
+            Operator,
+            crate::stats::FValueTest
+        ),
+        (
             "org.apache.flink.ml.classification.naivebayes.NaiveBayes",
             Estimator,
             crate::classification::NaiveBayes
