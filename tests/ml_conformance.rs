@@ -122,6 +122,11 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "FValueTest",
         "org.apache.flink.ml.stats.fvaluetest.FValueTest",
     ),
+    ("Swing", "org.apache.flink.ml.recommendation.swing.Swing"),
+    (
+        "AgglomerativeClustering",
+        "org.apache.flink.ml.clustering.agglomerativeclustering.AgglomerativeClustering",
+    ),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -314,6 +319,13 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
                 .is_some_and(|d| d.starts_with("any") || d.starts_with("default"))
         })
         .map(|(k, p)| {
+            // Windows as Flink ML saves them.
+            if let (true, Some(w)) = (k == "windows", p.as_str()) {
+                return (
+                    k.clone(),
+                    json!({"class": format!("org.apache.flink.ml.common.window.{w}")}),
+                );
+            }
             let p = match p.get("type").and_then(Value::as_str) {
                 Some("dense") => json!({"values": p["values"]}),
                 Some("sparse") => {
@@ -532,6 +544,36 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
                 .all(|(a, b)| close(&flat(a), &flat(b), abs))
         {
             return Err(format!("predictions: got {got:?}, want {want:?}"));
+        }
+    }
+    // Clusterings: the groups of rows with the same prediction, as a set of sets.
+    let group_key = format!(
+        "groups_{}_numClusters_{}",
+        v["params"]["linkage"].as_str().unwrap_or("ward"),
+        v["params"]["numClusters"]
+    );
+    if let Some(want) = e[&group_key].as_array() {
+        let (fcol, pcol) = (
+            v["params"]["featuresCol"].as_str().unwrap_or("features"),
+            v["params"]["predictionCol"]
+                .as_str()
+                .unwrap_or("prediction"),
+        );
+        let mut groups: std::collections::BTreeMap<String, Vec<Vec<Key>>> = Default::default();
+        for r in &rows {
+            groups
+                .entry(r[pcol].to_string())
+                .or_default()
+                .push(flat(&r[fcol]));
+        }
+        let got = sorted(groups.into_values().map(|g| sorted(g).concat()).collect());
+        let want = sorted(
+            want.iter()
+                .map(|g| sorted(g.as_array().unwrap().iter().map(flat).collect()).concat())
+                .collect(),
+        );
+        if got != want {
+            return Err(format!("{group_key}: got {got:?}, want {want:?}"));
         }
     }
     if let Some(pairs) = e["pairs_input_output"].as_array() {
@@ -761,4 +803,74 @@ fn a_flink_ml_metadata_file_loads_with_its_params() {
     .unwrap();
     let rows = read_rows(&d.join("out.jsonl"));
     assert_eq!(rows[0]["n"], json!([0.25, 0.75]));
+}
+
+/// The other clusterings Flink ML's AgglomerativeClusteringTest checks on the same points.
+#[test]
+fn agglomerative_clustering_variants_match_flink_ml() {
+    let all = vectors();
+    let v = all
+        .iter()
+        .find(|v| v["algorithm"] == "AgglomerativeClustering")
+        .unwrap();
+    let e = &v["expected_output"];
+    let run = |params: Value| -> Vec<Vec<Key>> {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let schema = v["input_schema"].as_array().unwrap();
+        write_rows(
+            &d.join("in.jsonl"),
+            schema,
+            v["input_rows"].as_array().unwrap(),
+        );
+        let stage = json!({"className": "AgglomerativeClustering", "paramMap": params});
+        std::fs::write(d.join("stage.json"), stage.to_string()).unwrap();
+        let p = |n: &str| d.join(n).display().to_string();
+        ferroflow(&[
+            "transform",
+            "--stage",
+            &p("stage.json"),
+            "--input",
+            &p("in.jsonl"),
+            "--output",
+            &p("out.jsonl"),
+            "--output",
+            &p("merges.jsonl"),
+        ])
+        .unwrap();
+        let merges = read_rows(&d.join("merges.jsonl"));
+        assert!(!merges.is_empty() && merges[0].contains_key("sizeOfMergedCluster"));
+        let mut groups: std::collections::BTreeMap<String, Vec<Vec<Key>>> = Default::default();
+        for r in read_rows(&d.join("out.jsonl")) {
+            groups
+                .entry(r["pred"].to_string())
+                .or_default()
+                .push(flat(&r["features"]));
+        }
+        sorted(groups.into_values().map(|g| sorted(g).concat()).collect())
+    };
+    let want = |key: &str| -> Vec<Vec<Key>> {
+        sorted(
+            e[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| sorted(g.as_array().unwrap().iter().map(flat).collect()).concat())
+                .collect(),
+        )
+    };
+    assert_eq!(
+        run(json!({"predictionCol": "pred", "linkage": "average"})),
+        want("groups_average_numClusters_2")
+    );
+    assert_eq!(
+        run(json!({"predictionCol": "pred", "numClusters": null, "distanceThreshold": 2.0})),
+        want("groups_ward_distanceThreshold_2.0_numClusters_null")
+    );
+    // Count windows of 5: the sixth point forms a window of its own (not asserted by Flink).
+    let got = run(json!({"predictionCol": "pred", "windows": {
+        "class": "org.apache.flink.ml.common.window.CountTumblingWindows", "size": 5}}));
+    for g in want("groups_ward_CountTumblingWindows_5_parallelism_1") {
+        assert!(got.contains(&g), "{g:?} not in {got:?}");
+    }
 }

@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod classification;
+pub mod clustering;
 mod error;
 pub mod evaluation;
 pub mod feature;
@@ -23,6 +24,7 @@ pub mod linear;
 pub mod optimizer;
 pub mod params;
 pub mod pipeline;
+pub mod recommendation;
 pub mod stage;
 pub mod stats;
 mod table;

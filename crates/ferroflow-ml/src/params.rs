@@ -33,6 +33,9 @@ pub enum ParamType {
     /// A vector, as Flink ML saves it: `{"values": [...]}` (dense) or
     /// `{"n": N, "indices": [...], "values": [...]}` (sparse).
     Vector,
+    /// Windows, as Flink ML saves them: `{"class": "...GlobalWindows"}`,
+    /// `{"class": "...CountTumblingWindows", "size": N}`, ...
+    Window,
 }
 
 /// What values a param accepts beyond its type.
@@ -125,6 +128,7 @@ fn type_ok(ty: ParamType, v: &Value) -> bool {
             .is_some_and(|a| a.iter().all(|x| x.as_i64().is_some())),
         ParamType::DoubleArrayArray => v.as_array().is_some_and(|a| a.iter().all(doubles)),
         ParamType::Vector => vector_param(v).is_some(),
+        ParamType::Window => v.get("class").is_some_and(Value::is_string),
     }
 }
 
@@ -215,6 +219,11 @@ impl Params {
     /// Set `name` to `value`, checking its type and validator.
     pub fn set(&mut self, name: &str, value: Value) -> Result<()> {
         let spec = self.spec(name)?;
+        // null unsets a param (Flink ML's optional params, such as distanceThreshold).
+        if value.is_null() {
+            self.values.remove(name);
+            return Ok(());
+        }
         check(spec, &value)?;
         self.values.insert(name.to_string(), value);
         Ok(())
@@ -251,6 +260,29 @@ impl Params {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(v) => Err(MlError::param(name, format!("{v} is not a string"))),
+        }
+    }
+
+    /// A double param that may be unset.
+    pub fn opt_f64(&self, name: &str) -> Result<Option<f64>> {
+        self.spec(name)?;
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(v) => json_f64(v)
+                .map(Some)
+                .ok_or_else(|| MlError::param(name, format!("{v} is not a double"))),
+        }
+    }
+
+    /// An integer param that may be unset.
+    pub fn opt_i64(&self, name: &str) -> Result<Option<i64>> {
+        self.spec(name)?;
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| MlError::param(name, format!("{v} is not an integer"))),
         }
     }
 

@@ -89,6 +89,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.clustering.agglomerativeclustering.AgglomerativeClustering",
+            Operator,
+            crate::clustering::AgglomerativeClustering
+        ),
+        (
+            "org.apache.flink.ml.recommendation.swing.Swing",
+            Operator,
+            crate::recommendation::Swing
+        ),
+        (
             "org.apache.flink.ml.stats.chisqtest.ChiSqTest",
             Operator,
             crate::stats::ChiSqTest
