@@ -33,6 +33,8 @@ enum Kind {
     Str,
     Strings,
     StringLists,
+    /// An empty array, or one of nulls: any kind of list.
+    AnyList,
     Dense,
     Sparse,
 }
@@ -45,10 +47,10 @@ fn kind_of(v: &Value) -> Kind {
         Value::Number(_) => Kind::Double,
         Value::String(_) if json_f64(v).is_some() => Kind::Double,
         Value::String(_) => Kind::Str,
+        Value::Array(a) if a.iter().all(Value::is_null) => Kind::AnyList,
         Value::Array(a)
-            if !a.is_empty()
-                && a.iter().all(Value::is_string)
-                && a.iter().any(|x| json_f64(x).is_none()) =>
+            if a.iter().all(|x| x.is_string() || x.is_null())
+                && a.iter().any(|x| x.is_string() && json_f64(x).is_none()) =>
         {
             Kind::Strings
         }
@@ -73,6 +75,8 @@ fn merge(a: Kind, b: Kind) -> Option<Kind> {
         (Int, Double) | (Double, Int) => Double,
         // A numeric column with "NaN" strings was read as Double already.
         (Dense, Sparse) | (Sparse, Dense) => Sparse,
+        (AnyList, x @ (Dense | Sparse | Strings | StringLists))
+        | (x @ (Dense | Sparse | Strings | StringLists), AnyList) => x,
         _ => return None,
     })
 }
@@ -144,7 +148,7 @@ pub fn rows_to_batch(rows: &[Map<String, Value>]) -> Result<RecordBatch> {
             Kind::Str | Kind::Unknown => {
                 Arc::new(cells.iter().map(|c| c.as_str()).collect::<StringArray>())
             }
-            Kind::Strings => {
+            Kind::Strings | Kind::AnyList => {
                 let mut b = ListBuilder::new(StringBuilder::new());
                 for c in &cells {
                     match c.as_array() {

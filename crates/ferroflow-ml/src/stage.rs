@@ -89,6 +89,11 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.feature.stopwordsremover.StopWordsRemover",
+            Operator,
+            stop_words_remover::StopWordsRemover
+        ),
+        (
             "org.apache.flink.ml.clustering.agglomerativeclustering.AgglomerativeClustering",
             Operator,
             crate::clustering::AgglomerativeClustering
