@@ -16,6 +16,7 @@
 
 pub mod classification;
 pub mod clustering;
+pub mod dataflow;
 mod error;
 pub mod evaluation;
 pub mod feature;
@@ -30,6 +31,7 @@ pub mod stats;
 mod table;
 pub mod vector;
 
+pub use dataflow::MlStreamExt;
 pub use error::{MlError, Result};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{

@@ -265,6 +265,12 @@ pub fn vector_column(rows: &[Option<Vector>]) -> ArrayRef {
             .collect();
         return dense_column(&dense);
     }
+    vector_column_general(rows)
+}
+
+/// A vector column of the sparse struct type whatever the rows (dense rows with null
+/// `indices`): the one type every vector column can be converted to.
+pub fn vector_column_general(rows: &[Option<Vector>]) -> ArrayRef {
     let mut sizes = Int32Builder::new();
     let mut indices = ListBuilder::new(Int32Builder::new());
     let mut values = ListBuilder::new(Float64Builder::new());

@@ -1,0 +1,100 @@
+//! ML stages as dataflow nodes: a fitted pipeline applied to a stream in a job.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
+use ferroflow_connectors::{MemorySink, MemorySource};
+use ferroflow_engine::{EngineError, JobBuilder, JobConfig, Runtime};
+use ferroflow_ml::{AnyStage, MlStreamExt, stage_from_json};
+use serde_json::json;
+
+fn batch(rows: &[(f64, f64)]) -> RecordBatch {
+    RecordBatch::try_from_iter(vec![
+        (
+            "a",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+        ),
+        (
+            "b",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+fn fitted_pipeline() -> Arc<dyn ferroflow_ml::AlgoOperator> {
+    let spec = json!({"className": "Pipeline", "stages": [
+        {"className": "VectorAssembler", "paramMap": {"inputCols": ["a", "b"], "outputCol": "v", "inputSizes": [1, 1]}},
+        {"className": "StandardScaler", "paramMap": {"inputCol": "v", "outputCol": "scaled", "withMean": true}}
+    ]});
+    let AnyStage::Estimator(p) = stage_from_json(&spec).unwrap() else {
+        panic!()
+    };
+    let train = batch(&[(1.0, 10.0), (2.0, 20.0), (3.0, 30.0)]);
+    let model = p.fit(&[train]).unwrap();
+    Arc::from(model as Box<dyn ferroflow_ml::AlgoOperator>)
+}
+
+#[test]
+fn a_fitted_pipeline_scores_a_stream_in_parallel() {
+    let model = fitted_pipeline();
+    let batches: Vec<RecordBatch> = (0..50)
+        .map(|i| batch(&[(i as f64, 10.0 * i as f64), (0.0, 0.0), (2.0, 20.0)]))
+        .collect();
+    let job = JobBuilder::with_config(
+        "score",
+        JobConfig {
+            parallelism: 2,
+            ..JobConfig::default()
+        },
+    );
+    let sink = MemorySink::new();
+    job.source(
+        "in",
+        Arc::new(MemorySource::new(batches[0].schema(), batches).unwrap()),
+    )
+    .unwrap()
+    .ml_transform("scale", model)
+    .unwrap()
+    .sink("out", Arc::new(sink.clone()))
+    .unwrap();
+    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    assert_eq!(sink.num_rows(), 150);
+    for b in sink.batches() {
+        let scaled =
+            ferroflow_ml::vector::read_vectors("scaled", b.column_by_name("scaled").unwrap())
+                .unwrap();
+        let a = b.column_by_name("a").unwrap().as_primitive::<Float64Type>();
+        for (i, v) in scaled.iter().enumerate() {
+            // mean 2, sample std 1 for a.
+            let want = a.value(i) - 2.0;
+            assert!((v.as_ref().unwrap().get(0) - want).abs() < 1e-12);
+        }
+        assert_eq!(b.column_by_name("v").unwrap().null_count(), 0);
+    }
+}
+
+#[test]
+fn a_missing_column_fails_when_the_job_is_built() {
+    let model = fitted_pipeline();
+    let only_a = RecordBatch::try_from_iter(vec![(
+        "a",
+        Arc::new(Float64Array::from(vec![1.0])) as ArrayRef,
+    )])
+    .unwrap();
+    let job = JobBuilder::new("bad");
+    let err = job
+        .source(
+            "in",
+            Arc::new(MemorySource::new(only_a.schema(), vec![only_a]).unwrap()),
+        )
+        .unwrap()
+        .ml_transform("scale", model)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Plan(_)));
+    let err = err.to_string();
+    assert!(err.contains("scale") && err.contains("'b'"), "{err}");
+}
