@@ -1,3 +1,5 @@
+//! Clustering: KMeans (Lloyd's iterations, both cores) and AgglomerativeClustering.
+//!
 //! AgglomerativeClustering (Flink ML's `org.apache.flink.ml.clustering.agglomerativeclustering`):
 //! bottom-up merging by ward, complete, single or average linkage, until `numClusters` remain
 //! or the closest pair is at least `distanceThreshold` apart; per count window on request.
@@ -300,5 +302,300 @@ impl AlgoOperator for AgglomerativeClustering {
             ),
         ])?;
         Ok(vec![out, info])
+    }
+}
+
+fn kmeans_specs() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::new(
+            "featuresCol",
+            ParamType::String,
+            json!("features"),
+            Validator::Always,
+        ),
+        ParamSpec::new(
+            "predictionCol",
+            ParamType::String,
+            json!("prediction"),
+            Validator::Always,
+        ),
+        ParamSpec::new(
+            "distanceMeasure",
+            ParamType::String,
+            json!("euclidean"),
+            Validator::OneOf(&["euclidean", "manhattan", "cosine"]),
+        ),
+        ParamSpec::new(
+            "initMode",
+            ParamType::String,
+            json!("random"),
+            Validator::OneOf(&["random", "k-means++"]),
+        ),
+        ParamSpec::new("seed", ParamType::Int, json!(0), Validator::Always),
+        ParamSpec::new("maxIter", ParamType::Int, json!(20), Validator::Gt(0.0)),
+        ParamSpec::new("k", ParamType::Int, json!(2), Validator::GtEq(2.0)),
+    ]
+}
+
+/// KMeans: Lloyd's iterations from `k` initial centroids (`random`: distinct rows chosen
+/// with `seed`, as Flink ML; `k-means++` as an extension), for `maxIter` rounds or until no
+/// point changes cluster. Assignment runs on every core.
+#[derive(Debug, Clone)]
+pub struct KMeans {
+    params: Params,
+}
+
+impl Default for KMeans {
+    fn default() -> Self {
+        KMeans {
+            params: Params::new(kmeans_specs()),
+        }
+    }
+}
+
+crate::impl_stage!(KMeans, "org.apache.flink.ml.clustering.kmeans.KMeans");
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn nearest(measure: &str, x: &[f64], centroids: &[Vec<f64>]) -> (usize, f64) {
+    let mut best = (0, f64::INFINITY);
+    for (k, c) in centroids.iter().enumerate() {
+        let d = if measure == "euclidean" {
+            x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum()
+        } else {
+            distance(measure, x, c)
+        };
+        if d < best.1 {
+            best = (k, d);
+        }
+    }
+    best
+}
+
+/// Assign every point (in parallel chunks); returns per-cluster sums and counts.
+fn assign(
+    measure: &str,
+    points: &[Vec<f64>],
+    centroids: &[Vec<f64>],
+    labels: &mut [usize],
+) -> (Vec<Vec<f64>>, Vec<f64>, bool) {
+    let (k, d) = (centroids.len(), points[0].len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(points.len().div_ceil(10_000))
+        .max(1);
+    let chunk = points.len().div_ceil(threads);
+    let partials: Vec<(Vec<Vec<f64>>, Vec<f64>, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = points
+            .chunks(chunk)
+            .zip(labels.chunks_mut(chunk))
+            .map(|(ps, ls)| {
+                s.spawn(move || {
+                    let mut sums = vec![vec![0.0; d]; k];
+                    let mut counts = vec![0.0; k];
+                    let mut changed = false;
+                    for (x, l) in ps.iter().zip(ls.iter_mut()) {
+                        let (c, _) = nearest(measure, x, centroids);
+                        changed |= *l != c;
+                        *l = c;
+                        counts[c] += 1.0;
+                        for (s, v) in sums[c].iter_mut().zip(x) {
+                            *s += v;
+                        }
+                    }
+                    (sums, counts, changed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("kmeans worker"))
+            .collect()
+    });
+    let mut sums = vec![vec![0.0; d]; k];
+    let mut counts = vec![0.0; k];
+    let mut changed = false;
+    for (ps, pc, ch) in partials {
+        changed |= ch;
+        for c in 0..k {
+            counts[c] += pc[c];
+            for (s, v) in sums[c].iter_mut().zip(&ps[c]) {
+                *s += v;
+            }
+        }
+    }
+    (sums, counts, changed)
+}
+
+impl crate::stage::Estimator for KMeans {
+    fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn crate::stage::Model>> {
+        let batch = inputs
+            .first()
+            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let p = &self.params;
+        let k = p.i64("k")? as usize;
+        let measure = p.str("distanceMeasure")?;
+        let points: Vec<Vec<f64>> = crate::table::training_vectors(batch, &p.str("featuresCol")?)?
+            .iter()
+            .map(|v| v.to_dense())
+            .collect();
+        if points.len() < k {
+            return Err(MlError::Invalid(format!(
+                "{} rows for k = {k} clusters",
+                points.len()
+            )));
+        }
+        let mut rng = Rng((p.i64("seed")? as u64) ^ 0x9e37_79b9_7f4a_7c15);
+        let mut centroids: Vec<Vec<f64>> = Vec::with_capacity(k);
+        if p.str("initMode")? == "k-means++" {
+            centroids.push(points[rng.below(points.len())].clone());
+            while centroids.len() < k {
+                let d: Vec<f64> = points
+                    .iter()
+                    .map(|x| nearest("euclidean", x, &centroids).1)
+                    .collect();
+                let total: f64 = d.iter().sum();
+                let mut r = (rng.next() as f64 / u64::MAX as f64) * total;
+                let mut pick = points.len() - 1;
+                for (i, di) in d.iter().enumerate() {
+                    r -= di;
+                    if r <= 0.0 {
+                        pick = i;
+                        break;
+                    }
+                }
+                centroids.push(points[pick].clone());
+            }
+        } else {
+            let mut chosen = std::collections::BTreeSet::new();
+            while chosen.len() < k {
+                chosen.insert(rng.below(points.len()));
+            }
+            centroids = chosen.into_iter().map(|i| points[i].clone()).collect();
+        }
+        let mut labels = vec![usize::MAX; points.len()];
+        let mut weights = vec![0.0; k];
+        for _ in 0..p.i64("maxIter")? {
+            let (sums, counts, changed) = assign(&measure, &points, &centroids, &mut labels);
+            for c in 0..k {
+                if counts[c] > 0.0 {
+                    centroids[c] = sums[c].iter().map(|s| s / counts[c]).collect();
+                }
+            }
+            weights = counts;
+            if !changed {
+                break;
+            }
+        }
+        Ok(Box::new(KMeansModel {
+            params: self.params.clone(),
+            centroids,
+            weights,
+        }))
+    }
+}
+
+/// The fitted model: model data `centroids` (vectors) and `weights` (points per centroid).
+#[derive(Debug, Clone)]
+pub struct KMeansModel {
+    params: Params,
+    centroids: Vec<Vec<f64>>,
+    weights: Vec<f64>,
+}
+
+impl Default for KMeansModel {
+    fn default() -> Self {
+        KMeansModel {
+            params: Params::new(kmeans_specs()),
+            centroids: Vec::new(),
+            weights: Vec::new(),
+        }
+    }
+}
+
+crate::impl_stage!(
+    KMeansModel,
+    "org.apache.flink.ml.clustering.kmeans.KMeansModel"
+);
+
+impl AlgoOperator for KMeansModel {
+    fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let batch = inputs
+            .first()
+            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let measure = self.params.str("distanceMeasure")?;
+        let fcol = self.params.str("featuresCol")?;
+        let mut pred = Vec::with_capacity(batch.num_rows());
+        for (row, v) in vectors(batch, &fcol)?.into_iter().enumerate() {
+            pred.push(match v {
+                None => None,
+                Some(v) if self.centroids.first().is_some_and(|c| c.len() != v.size()) => {
+                    return Err(MlError::Row {
+                        row,
+                        message: format!("column '{fcol}': vector of size {}", v.size()),
+                    });
+                }
+                Some(v) => Some(nearest(&measure, &v.to_dense(), &self.centroids).0 as i32),
+            });
+        }
+        Ok(vec![with_columns(
+            batch,
+            vec![(
+                self.params.str("predictionCol")?,
+                Arc::new(Int32Array::from(pred)) as _,
+            )],
+        )?])
+    }
+}
+
+impl crate::stage::Model for KMeansModel {
+    fn model_data(&self) -> Result<Vec<RecordBatch>> {
+        let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::ListBuilder::new(
+            arrow_array::builder::Float64Builder::new(),
+        ));
+        for c in &self.centroids {
+            b.values().values().append_slice(c);
+            b.values().append(true);
+        }
+        b.append(true);
+        Ok(vec![crate::table::one_row(vec![
+            ("centroids", Arc::new(b.finish()) as _),
+            (
+                "weights",
+                crate::vector::dense_column(&[Some(self.weights.clone())]),
+            ),
+        ])?])
+    }
+
+    fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
+        use arrow_array::Array;
+        use arrow_array::cast::AsArray;
+        let t = data
+            .first()
+            .ok_or_else(|| MlError::Invalid("no model data table".into()))?;
+        let col = crate::table::column(t, "centroids")?;
+        let bad = || MlError::column("centroids", "expected a list of vectors");
+        let outer = col.as_list_opt::<i32>().ok_or_else(bad)?;
+        if outer.is_empty() {
+            return Err(bad());
+        }
+        let inner = outer.value(0);
+        self.centroids = crate::vector::read_vectors("centroids", &inner)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_dense()).ok_or_else(bad))
+            .collect::<Result<_>>()?;
+        self.weights = crate::table::model_vector(t, "weights")?;
+        Ok(())
     }
 }

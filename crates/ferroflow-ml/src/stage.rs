@@ -89,6 +89,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.clustering.kmeans.KMeans",
+            Estimator,
+            crate::clustering::KMeans
+        ),
+        (
+            "org.apache.flink.ml.clustering.kmeans.KMeansModel",
+            Model,
+            crate::clustering::KMeansModel
+        ),
+        (
             "org.apache.flink.ml.feature.stopwordsremover.StopWordsRemover",
             Operator,
             stop_words_remover::StopWordsRemover
