@@ -34,6 +34,13 @@ km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(iris.data)
 metrics["iris_kmeans_ari"] = adjusted_rand_score(iris.target, km.labels_)
 metrics["iris_mean"] = iris.data.mean(axis=0).tolist()
 metrics["iris_std_ddof1"] = iris.data.std(axis=0, ddof=1).tolist()
+from sklearn.decomposition import PCA
+
+pca = PCA(n_components=2).fit(iris.data)
+metrics["iris_pca_explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+# Signs fixed as ferroflow fixes them: the largest loading of each component positive.
+metrics["iris_pca_components"] = [
+    (c if c[np.argmax(np.abs(c))] > 0 else -c).tolist() for c in pca.components_]
 
 bc = load_breast_cancer()
 write("breast_cancer.jsonl", bc.data, bc.target)

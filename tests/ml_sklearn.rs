@@ -249,3 +249,76 @@ fn standard_scaler_statistics_on_iris() {
         }
     }
 }
+
+#[test]
+fn pca_on_iris() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.json"), json!({"className": "PCA", "paramMap": {"inputCol": "features", "outputCol": "pc", "k": 2}}).to_string()).unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    let input = fixtures().join("iris.jsonl").display().to_string();
+    ml(&[
+        "fit",
+        "--stage",
+        &p("s.json"),
+        "--input",
+        &input,
+        "--model-dir",
+        &p("m"),
+    ]);
+    ml(&[
+        "model-data",
+        "--model-dir",
+        &p("m"),
+        "--output",
+        &p("md.jsonl"),
+    ]);
+    let md = &rows(&d.join("md.jsonl"))[0];
+    let close = |got: &Value, want: &Value| {
+        let g: Vec<f64> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let w: Vec<f64> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(g.len(), w.len());
+        assert!(
+            g.iter().zip(&w).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{g:?} vs {w:?}"
+        );
+    };
+    close(
+        &md["explainedVarianceRatio"],
+        &sklearn("iris_pca_explained_variance_ratio"),
+    );
+    for (g, w) in md["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(sklearn("iris_pca_components").as_array().unwrap())
+    {
+        close(g, w);
+    }
+    ml(&[
+        "transform",
+        "--model-dir",
+        &p("m"),
+        "--input",
+        &input,
+        "--output",
+        &p("out.jsonl"),
+    ]);
+    assert_eq!(
+        rows(&d.join("out.jsonl"))[0]["pc"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

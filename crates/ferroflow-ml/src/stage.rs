@@ -89,6 +89,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "com.alibaba.alink.pipeline.feature.PCA",
+            Estimator,
+            pca::Pca
+        ),
+        (
+            "com.alibaba.alink.pipeline.feature.PCAModel",
+            Model,
+            pca::PcaModel
+        ),
+        (
             "org.apache.flink.ml.clustering.kmeans.KMeans",
             Estimator,
             crate::clustering::KMeans

@@ -10,6 +10,7 @@ pub mod max_abs_scaler;
 pub mod min_max_scaler;
 pub mod normalizer;
 pub mod one_hot_encoder;
+pub mod pca;
 pub mod polynomial_expansion;
 pub mod robust_scaler;
 pub mod standard_scaler;
