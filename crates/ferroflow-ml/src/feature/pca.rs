@@ -86,6 +86,8 @@ pub(crate) fn symmetric_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>)
 }
 
 impl Estimator for Pca {
+    // The covariance fills a triangle and mirrors it: indices read plainest.
+    #[allow(clippy::needless_range_loop)]
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
         let data = training_vectors(first(inputs)?, &self.params.str("inputCol")?)?;
         let (n, d) = (data.len(), data[0].size());
