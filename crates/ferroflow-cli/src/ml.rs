@@ -8,7 +8,7 @@
 //! - `ml model-data --model-dir DIR --output OUT.jsonl` writes a model's data as rows.
 //!
 //! STAGE.json is Flink ML's metadata shape `{"className": ..., "paramMap": {...}}`. Files are
-//! read and written by extension: `.jsonl` (the conformance encoding).
+//! read and written by extension: `.jsonl` (the conformance encoding), `.parquet`, `.csv`.
 
 use std::path::{Path, PathBuf};
 
@@ -63,14 +63,7 @@ pub(crate) enum MlCommand {
 }
 
 fn read_table(path: &Path) -> Result<RecordBatch, AnyError> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonl") | Some("json") => Ok(io::read_jsonl(path)?),
-        other => Err(format!(
-            "{}: unsupported table format {other:?} (use .jsonl)",
-            path.display()
-        )
-        .into()),
-    }
+    Ok(io::read_table(path)?)
 }
 
 fn write_tables(tables: &[RecordBatch], outputs: &[PathBuf]) -> Result<(), AnyError> {
@@ -83,16 +76,7 @@ fn write_tables(tables: &[RecordBatch], outputs: &[PathBuf]) -> Result<(), AnyEr
         .into());
     }
     for (table, path) in tables.iter().zip(outputs) {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("jsonl") | Some("json") => io::write_jsonl(table, path)?,
-            other => {
-                return Err(format!(
-                    "{}: unsupported table format {other:?} (use .jsonl)",
-                    path.display()
-                )
-                .into());
-            }
-        }
+        io::write_table(table, path)?;
     }
     Ok(())
 }

@@ -354,9 +354,135 @@ pub fn write_jsonl(batch: &RecordBatch, path: &Path) -> Result<()> {
     w.flush().map_err(|e| MlError::io(path.display(), e))
 }
 
+/// Read a table by extension: `.jsonl`/`.json` (the conformance encoding), `.parquet`
+/// (vector columns as stored), `.csv` (header row; types inferred).
+pub fn read_table(path: &Path) -> Result<RecordBatch> {
+    let io_err = |e: &dyn std::fmt::Display| MlError::io(path.display(), e);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") | Some("json") => read_jsonl(path),
+        Some("parquet") => {
+            let file = std::fs::File::open(path).map_err(|e| io_err(&e))?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| io_err(&e))?;
+            let schema = reader.schema().clone();
+            let batches = reader
+                .build()
+                .map_err(|e| io_err(&e))?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+        }
+        Some("csv") => {
+            let mut file = std::fs::File::open(path).map_err(|e| io_err(&e))?;
+            let format = arrow_csv::reader::Format::default().with_header(true);
+            let (schema, _) = format
+                .infer_schema(&mut file, None)
+                .map_err(|e| io_err(&e))?;
+            let file = std::fs::File::open(path).map_err(|e| io_err(&e))?;
+            let schema = Arc::new(schema);
+            let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+                .with_format(format)
+                .build(file)
+                .map_err(|e| io_err(&e))?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+        }
+        other => Err(MlError::io(
+            path.display(),
+            format!("unsupported table format {other:?} (use .jsonl, .parquet or .csv)"),
+        )),
+    }
+}
+
+/// Write a table by extension (see [`read_table`]); in CSV, vector and list cells are
+/// written as their JSON text.
+pub fn write_table(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let io_err = |e: &dyn std::fmt::Display| MlError::io(path.display(), e);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") | Some("json") => write_jsonl(batch, path),
+        Some("parquet") => {
+            let file = std::fs::File::create(path).map_err(|e| io_err(&e))?;
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+                .map_err(|e| io_err(&e))?;
+            w.write(batch).map_err(|e| io_err(&e))?;
+            w.close().map_err(|e| io_err(&e))?;
+            Ok(())
+        }
+        Some("csv") => {
+            // Nested cells as JSON text, so every column is flat.
+            let rows = batch_to_rows(batch)?;
+            let mut fields = Vec::new();
+            let mut cols: Vec<ArrayRef> = Vec::new();
+            for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+                if matches!(
+                    c.data_type(),
+                    DataType::List(_)
+                        | DataType::Struct(_)
+                        | DataType::Map(_, _)
+                        | DataType::LargeList(_)
+                        | DataType::FixedSizeList(_, _)
+                ) {
+                    let text: StringArray = rows
+                        .iter()
+                        .map(|r| match &r[f.name()] {
+                            Value::Null => None,
+                            v => Some(v.to_string()),
+                        })
+                        .collect();
+                    fields.push(Field::new(f.name(), DataType::Utf8, true));
+                    cols.push(Arc::new(text));
+                } else {
+                    fields.push(f.as_ref().clone());
+                    cols.push(c.clone());
+                }
+            }
+            let flat = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+            let file = std::fs::File::create(path).map_err(|e| io_err(&e))?;
+            let mut w = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .build(file);
+            w.write(&flat)?;
+            Ok(())
+        }
+        other => Err(MlError::io(
+            path.display(),
+            format!("unsupported table format {other:?} (use .jsonl, .parquet or .csv)"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parquet_keeps_vectors_and_csv_writes_them_as_text() {
+        let rows: Vec<Map<String, Value>> = serde_json::from_str(
+            r#"[{"id": 1, "v": [1.0, 2.0], "s": {"size": 3, "indices": [1], "values": [5.0]}},
+                {"id": 2, "v": [3.0, 4.0], "s": [1.0, 0.0, 2.0]}]"#,
+        )
+        .unwrap();
+        let batch = rows_to_batch(&rows).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pq = dir.path().join("t.parquet");
+        write_table(&batch, &pq).unwrap();
+        assert_eq!(
+            batch_to_rows(&read_table(&pq).unwrap()).unwrap(),
+            batch_to_rows(&batch).unwrap()
+        );
+        let csv = dir.path().join("t.csv");
+        write_table(&batch, &csv).unwrap();
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert!(text.starts_with("id,v,s\n1,\"[1.0,2.0]\""), "{text}");
+        let back = read_table(&csv).unwrap();
+        assert_eq!(back.num_rows(), 2);
+        assert!(
+            read_table(&dir.path().join("t.xlsx"))
+                .unwrap_err()
+                .to_string()
+                .contains(".parquet")
+        );
+    }
 
     #[test]
     fn conformance_encoding_round_trips() {
