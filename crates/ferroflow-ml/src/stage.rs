@@ -89,6 +89,31 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.feature.binarizer.Binarizer",
+            Operator,
+            simple::Binarizer
+        ),
+        (
+            "org.apache.flink.ml.feature.vectorslicer.VectorSlicer",
+            Operator,
+            simple::VectorSlicer
+        ),
+        (
+            "org.apache.flink.ml.feature.ngram.NGram",
+            Operator,
+            simple::NGram
+        ),
+        (
+            "org.apache.flink.ml.feature.featurehasher.FeatureHasher",
+            Operator,
+            simple::FeatureHasher
+        ),
+        (
+            "org.apache.flink.ml.feature.randomsplitter.RandomSplitter",
+            Operator,
+            simple::RandomSplitter
+        ),
+        (
             "com.alibaba.alink.pipeline.feature.PCA",
             Estimator,
             pca::Pca

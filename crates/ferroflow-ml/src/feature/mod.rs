@@ -13,6 +13,7 @@ pub mod one_hot_encoder;
 pub mod pca;
 pub mod polynomial_expansion;
 pub mod robust_scaler;
+pub mod simple;
 pub mod standard_scaler;
 pub mod stop_words_remover;
 pub mod string_indexer;

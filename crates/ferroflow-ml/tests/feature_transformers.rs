@@ -1,0 +1,158 @@
+//! Behaviour of the feature transformers without a Flink ML conformance vector.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use ferroflow_ml::io::{batch_to_rows, rows_to_batch};
+use ferroflow_ml::{AnyStage, stage_from_json};
+use serde_json::{Map, Value, json};
+
+fn run(stage: Value, batch: &RecordBatch) -> Vec<RecordBatch> {
+    match stage_from_json(&stage).unwrap() {
+        AnyStage::Operator(op) => op.transform(std::slice::from_ref(batch)).unwrap(),
+        _ => panic!("not a transformer"),
+    }
+}
+
+fn table(text: &str) -> RecordBatch {
+    let rows: Vec<Map<String, Value>> = serde_json::from_str(text).unwrap();
+    rows_to_batch(&rows).unwrap()
+}
+
+#[test]
+fn binarizer_thresholds_numbers_and_vectors() {
+    let b = table(
+        r#"[{"x": 1.0, "v": [0.5, 2.0], "s": {"size": 4, "indices": [1, 3], "values": [3.0, 0.2]}},
+                      {"x": 2.0, "v": [1.5, 1.0], "s": {"size": 4, "indices": [0], "values": [5.0]}}]"#,
+    );
+    let out = run(
+        json!({"className": "Binarizer", "paramMap": {
+        "inputCols": ["x", "v", "s"], "outputCols": ["bx", "bv", "bs"], "thresholds": [1.5, 1.0, 1.0]}}),
+        &b,
+    );
+    let rows = batch_to_rows(&out[0]).unwrap();
+    assert_eq!(rows[0]["bx"], json!(0.0));
+    assert_eq!(rows[1]["bx"], json!(1.0));
+    assert_eq!(rows[0]["bv"], json!([0.0, 1.0]));
+    assert_eq!(
+        rows[0]["bs"],
+        json!({"size": 4, "indices": [1], "values": [1.0]}),
+        "sparse stays sparse"
+    );
+}
+
+#[test]
+fn vector_slicer_keeps_the_kind_and_checks_indices() {
+    let b = table(
+        r#"[{"v": [2.1, 3.1, 1.2, 3.1, 4.6]}, {"v": {"size": 5, "indices": [1, 4], "values": [9.0, 8.0]}}]"#,
+    );
+    let out = run(
+        json!({"className": "VectorSlicer", "paramMap": {"inputCol": "v", "outputCol": "o", "indices": [4, 1, 2]}}),
+        &b,
+    );
+    let rows = batch_to_rows(&out[0]).unwrap();
+    assert_eq!(rows[0]["o"], json!([4.6, 3.1, 1.2]));
+    assert_eq!(
+        rows[1]["o"],
+        json!({"size": 3, "indices": [0, 1], "values": [8.0, 9.0]})
+    );
+    let AnyStage::Operator(op) = stage_from_json(&json!({"className": "VectorSlicer",
+        "paramMap": {"inputCol": "v", "outputCol": "o", "indices": [7]}}))
+    .unwrap() else {
+        panic!()
+    };
+    let e = op.transform(&[b]).unwrap_err().to_string();
+    assert!(e.contains("row 0") && e.contains("index 7"), "{e}");
+}
+
+#[test]
+fn ngrams_of_token_arrays() {
+    let mut l = ListBuilder::new(StringBuilder::new());
+    for tokens in [vec!["a", "b", "c"], vec!["x"]] {
+        for t in tokens {
+            l.values().append_value(t);
+        }
+        l.append(true);
+    }
+    let b = RecordBatch::try_from_iter(vec![("t", Arc::new(l.finish()) as ArrayRef)]).unwrap();
+    let out = run(
+        json!({"className": "NGram", "paramMap": {"inputCol": "t", "outputCol": "g"}}),
+        &b,
+    );
+    let rows = batch_to_rows(&out[0]).unwrap();
+    assert_eq!(rows[0]["g"], json!(["a b", "b c"]));
+    assert_eq!(rows[1]["g"], json!([]), "fewer tokens than n give none");
+}
+
+#[test]
+fn feature_hasher_adds_numbers_and_counts_categories() {
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "age",
+            Arc::new(Float64Array::from(vec![30.0, 40.0])) as ArrayRef,
+        ),
+        (
+            "city",
+            Arc::new(StringArray::from(vec!["paris", "paris"])) as ArrayRef,
+        ),
+        ("code", Arc::new(Int64Array::from(vec![7, 8])) as ArrayRef),
+    ])
+    .unwrap();
+    let out = run(
+        json!({"className": "FeatureHasher", "paramMap": {
+        "inputCols": ["age", "city", "code"], "categoricalCols": ["code"], "outputCol": "f", "numFeatures": 1000}}),
+        &b,
+    );
+    let f = ferroflow_ml::vector::read_vectors("f", out[0].column_by_name("f").unwrap()).unwrap();
+    let (a, c) = (f[0].as_ref().unwrap(), f[1].as_ref().unwrap());
+    assert_eq!(a.size(), 1000);
+    let stored_a: Vec<(usize, f64)> = a.stored().collect();
+    let stored_c: Vec<(usize, f64)> = c.stored().collect();
+    // Three features each: the numeric age (its value), the city, the code as a category.
+    assert_eq!(stored_a.len(), 3);
+    assert!(stored_a.iter().any(|&(_, v)| v == 30.0) && stored_c.iter().any(|&(_, v)| v == 40.0));
+    let age_index = stored_a.iter().find(|p| p.1 == 30.0).unwrap().0;
+    assert!(
+        stored_c.iter().any(|&(i, v)| i == age_index && v == 40.0),
+        "same column, same index"
+    );
+    // Same city, same index; different codes, different indices (for these values).
+    let ones = |s: &[(usize, f64)]| {
+        s.iter()
+            .filter(|p| p.1 == 1.0)
+            .map(|p| p.0)
+            .collect::<Vec<_>>()
+    };
+    let (oa, oc) = (ones(&stored_a), ones(&stored_c));
+    assert_eq!(
+        oa.iter().filter(|i| oc.contains(i)).count(),
+        1,
+        "{oa:?} {oc:?}"
+    );
+}
+
+#[test]
+fn random_splitter_partitions_rows_by_weight_reproducibly() {
+    let n = 20_000;
+    let b = RecordBatch::try_from_iter(vec![(
+        "id",
+        Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64))) as ArrayRef,
+    )])
+    .unwrap();
+    let stage =
+        json!({"className": "RandomSplitter", "paramMap": {"weights": [1.0, 3.0], "seed": 5}});
+    let out = run(stage.clone(), &b);
+    assert_eq!(out.len(), 2);
+    let (a, c) = (out[0].num_rows(), out[1].num_rows());
+    assert_eq!(a + c, n);
+    assert!((a as f64 / n as f64 - 0.25).abs() < 0.02, "{a} of {n}");
+    let again = run(stage, &b);
+    assert_eq!(
+        again[0].column(0).as_primitive::<Float64Type>().values(),
+        out[0].column(0).as_primitive::<Float64Type>().values()
+    );
+    assert_eq!(out[0].column(0).null_count(), 0);
+}
