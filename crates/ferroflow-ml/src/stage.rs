@@ -89,6 +89,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "ferroflow.ml.evaluation.MulticlassClassificationEvaluator",
+            Operator,
+            crate::evaluation::multiclass_regression::MulticlassClassificationEvaluator
+        ),
+        (
+            "ferroflow.ml.evaluation.RegressionEvaluator",
+            Operator,
+            crate::evaluation::multiclass_regression::RegressionEvaluator
+        ),
+        (
             "org.apache.flink.ml.feature.binarizer.Binarizer",
             Operator,
             simple::Binarizer
