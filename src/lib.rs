@@ -9,6 +9,8 @@
 //! - `jobspec` (feature `sql`): YAML job specs, the same jobs without writing Rust.
 //! - `inference` (feature `onnx`, default): model nodes (ONNX Runtime), adaptive batching,
 //!   hot-swapped model versions.
+//! - `ml` (feature `ml`, default): Flink ML compatible stages (transformers, estimators,
+//!   pipelines) and their use as dataflow nodes.
 //! - `torch` (feature `torch`): TorchScript nodes and training on streams (libtorch).
 //!
 //! With `default-features = false` only the engine and the connectors are built: no
@@ -24,6 +26,8 @@ pub use ferroflow_engine as engine;
 pub use ferroflow_inference as inference;
 #[cfg(feature = "sql")]
 pub use ferroflow_jobspec as jobspec;
+#[cfg(feature = "ml")]
+pub use ferroflow_ml as ml;
 #[cfg(feature = "sql")]
 pub use ferroflow_sql as sql;
 #[cfg(feature = "torch")]

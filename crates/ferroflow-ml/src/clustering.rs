@@ -438,6 +438,118 @@ fn assign(
     (sums, counts, changed)
 }
 
+/// Lloyd's iterations over a dense row-major matrix (squared Euclidean distances, all cores).
+fn lloyd_dense(
+    x: &[f64],
+    dim: usize,
+    k: usize,
+    kmeans_pp: bool,
+    seed: i64,
+    max_iter: usize,
+) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    use crate::vector::squared_distance_dense as dist;
+    let n = x.len() / dim.max(1);
+    if n < k {
+        return Err(MlError::Invalid(format!("{n} rows for k = {k} clusters")));
+    }
+    let row = |i: usize| &x[i * dim..(i + 1) * dim];
+    let mut rng = Rng((seed as u64) ^ 0x9e37_79b9_7f4a_7c15);
+    let mut c: Vec<f64> = Vec::with_capacity(k * dim);
+    if kmeans_pp {
+        c.extend_from_slice(row(rng.below(n)));
+        let mut d: Vec<f64> = (0..n).map(|i| dist(row(i), &c[..dim])).collect();
+        while c.len() < k * dim {
+            let total: f64 = d.iter().sum();
+            let mut r = (rng.next() as f64 / u64::MAX as f64) * total;
+            let mut pick = n - 1;
+            for (i, di) in d.iter().enumerate() {
+                r -= di;
+                if r <= 0.0 {
+                    pick = i;
+                    break;
+                }
+            }
+            c.extend_from_slice(row(pick));
+            let new = &c[c.len() - dim..];
+            for (i, di) in d.iter_mut().enumerate() {
+                *di = di.min(dist(row(i), new));
+            }
+        }
+    } else {
+        let mut chosen = std::collections::BTreeSet::new();
+        while chosen.len() < k {
+            chosen.insert(rng.below(n));
+        }
+        for i in chosen {
+            c.extend_from_slice(row(i));
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let chunk = n.div_ceil(threads).max(1);
+    let mut labels = vec![u32::MAX; n];
+    let mut counts = vec![0.0; k];
+    for _ in 0..max_iter {
+        let centroids = &c;
+        let parts: Vec<(Vec<f64>, Vec<f64>, bool)> = std::thread::scope(|s| {
+            let handles: Vec<_> = labels
+                .chunks_mut(chunk)
+                .enumerate()
+                .map(|(t, ls)| {
+                    s.spawn(move || {
+                        let mut sums = vec![0.0; k * dim];
+                        let mut cnt = vec![0.0; k];
+                        let mut changed = false;
+                        for (j, l) in ls.iter_mut().enumerate() {
+                            let p = &x[(t * chunk + j) * dim..(t * chunk + j + 1) * dim];
+                            let mut best = (0usize, f64::INFINITY);
+                            for q in 0..k {
+                                let d = dist(p, &centroids[q * dim..(q + 1) * dim]);
+                                if d < best.1 {
+                                    best = (q, d);
+                                }
+                            }
+                            changed |= *l != best.0 as u32;
+                            *l = best.0 as u32;
+                            cnt[best.0] += 1.0;
+                            for (s, v) in sums[best.0 * dim..(best.0 + 1) * dim].iter_mut().zip(p) {
+                                *s += v;
+                            }
+                        }
+                        (sums, cnt, changed)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("kmeans worker"))
+                .collect()
+        });
+        let mut sums = vec![0.0; k * dim];
+        counts = vec![0.0; k];
+        let mut changed = false;
+        for (ps, pc, ch) in parts {
+            changed |= ch;
+            for (a, b) in sums.iter_mut().zip(ps) {
+                *a += b;
+            }
+            for (a, b) in counts.iter_mut().zip(pc) {
+                *a += b;
+            }
+        }
+        for q in 0..k {
+            if counts[q] > 0.0 {
+                for j in 0..dim {
+                    c[q * dim + j] = sums[q * dim + j] / counts[q];
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok((c.chunks(dim).map(<[f64]>::to_vec).collect(), counts))
+}
+
 impl crate::stage::Estimator for KMeans {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn crate::stage::Model>> {
         let batch = inputs
@@ -446,7 +558,21 @@ impl crate::stage::Estimator for KMeans {
         let p = &self.params;
         let k = p.i64("k")? as usize;
         let measure = p.str("distanceMeasure")?;
-        let points: Vec<Vec<f64>> = crate::table::training_vectors(batch, &p.str("featuresCol")?)?
+        let fcol = p.str("featuresCol")?;
+        if measure == "euclidean"
+            && let Some((x, dim)) = crate::vector::dense_matrix(crate::table::column(batch, &fcol)?)
+        {
+            let kmeans_pp = p.str("initMode")? == "k-means++";
+            let seed = p.i64("seed")?;
+            let (centroids, weights) =
+                lloyd_dense(&x, dim, k, kmeans_pp, seed, p.i64("maxIter")? as usize)?;
+            return Ok(Box::new(KMeansModel {
+                params: self.params.clone(),
+                centroids,
+                weights,
+            }));
+        }
+        let points: Vec<Vec<f64>> = crate::table::training_vectors(batch, &fcol)?
             .iter()
             .map(|v| v.to_dense())
             .collect();

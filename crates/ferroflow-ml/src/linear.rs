@@ -7,10 +7,10 @@ use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
-use crate::optimizer::{LabeledPoint, Loss, Sgd};
+use crate::optimizer::{Dataset, Features, Loss, Sgd};
 use crate::params::{ParamSpec, ParamType, Params, Validator};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{doubles, model_vector, one_row, vectors, with_columns};
+use crate::table::{column, doubles, model_vector, one_row, vectors, with_columns};
 use crate::vector::dense_column;
 
 /// Which linear model.
@@ -122,17 +122,16 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> 
         .ok_or_else(|| MlError::Invalid("no input table".into()))?;
     let features_col = params.str("featuresCol")?;
     let label_col = params.str("labelCol")?;
-    let features = vectors(batch, &features_col)?;
     let labels = doubles(batch, &label_col)?;
     let weights = match params.opt_str("weightCol")? {
         Some(w) => doubles(batch, &w)?,
         None => vec![Some(1.0); batch.num_rows()],
     };
-    let mut data = Vec::with_capacity(batch.num_rows());
-    let mut dim = None;
-    for (row, ((f, l), w)) in features.into_iter().zip(labels).zip(weights).enumerate() {
+    let n = batch.num_rows();
+    let mut label_values = Vec::with_capacity(n);
+    let mut weight_values = Vec::with_capacity(n);
+    for (row, (l, w)) in labels.into_iter().zip(weights).enumerate() {
         let bad = |m: String| MlError::Row { row, message: m };
-        let f = f.ok_or_else(|| bad(format!("column '{features_col}' is null")))?;
         let label = l.ok_or_else(|| bad(format!("column '{label_col}' is null")))?;
         if kind != Kind::Regression && label != 0.0 && label != 1.0 {
             return Err(bad(if kind == Kind::Logistic {
@@ -143,27 +142,51 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> 
                 format!("label {label}: labels must be 0 or 1")
             }));
         }
-        if *dim.get_or_insert(f.size()) != f.size() {
-            return Err(bad(format!(
-                "column '{features_col}': vector of size {}, the first row's has {}",
-                f.size(),
-                dim.unwrap_or(0)
-            )));
-        }
-        data.push(LabeledPoint {
-            features: f,
-            label,
-            weight: w.unwrap_or(1.0),
-        });
+        label_values.push(label);
+        weight_values.push(w.unwrap_or(1.0));
     }
-    let dim = dim.ok_or_else(|| MlError::Invalid("the training table is empty".into()))?;
+    // Dense rows as one matrix (no per-row allocation); anything else row by row.
+    let (features, dim) = match crate::vector::dense_matrix(column(batch, &features_col)?) {
+        Some((x, dim)) => (Features::Dense { x, dim }, dim),
+        None => {
+            let mut rows = Vec::with_capacity(n);
+            let mut dim = None;
+            for (row, f) in vectors(batch, &features_col)?.into_iter().enumerate() {
+                let f = f.ok_or_else(|| MlError::Row {
+                    row,
+                    message: format!("column '{features_col}' is null"),
+                })?;
+                if *dim.get_or_insert(f.size()) != f.size() {
+                    return Err(MlError::Row {
+                        row,
+                        message: format!(
+                            "column '{features_col}': vector of size {}, the first row's has {}",
+                            f.size(),
+                            dim.unwrap_or(0)
+                        ),
+                    });
+                }
+                rows.push(f);
+            }
+            (Features::Rows(rows), dim.unwrap_or(0))
+        }
+    };
+    if n == 0 {
+        return Err(MlError::Invalid("the training table is empty".into()));
+    }
     if kind == Kind::Logistic && params.str("multiClass")? == "multinomial" {
         return Err(MlError::param(
             "multiClass",
             "Multinomial classification is not supported yet. Supported options: [auto, binomial].",
         ));
     }
-    shuffle(&mut data, params.i64("seed")?);
+    let data = Dataset {
+        features,
+        labels: label_values,
+        weights: weight_values,
+    };
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    shuffle(&mut order, params.i64("seed")?);
     let sgd = Sgd {
         max_iter: params.i64("maxIter")? as usize,
         learning_rate: params.f64("learningRate")?,
@@ -177,7 +200,7 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> 
         Kind::Svc => Loss::Hinge,
         Kind::Regression => Loss::LeastSquare,
     };
-    Ok(sgd.optimize(&data, dim, loss))
+    Ok(sgd.optimize_dataset(&data, &order, dim, loss))
 }
 
 fn transform(

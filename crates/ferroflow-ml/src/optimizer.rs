@@ -21,13 +21,31 @@ pub struct LabeledPoint {
     pub weight: f64,
 }
 
+// Matched on the kind rather than through `Vector::stored` (a boxed iterator): this is the
+// inner loop of training.
 fn dot(coef: &[f64], x: &Vector) -> f64 {
-    x.stored().map(|(i, v)| coef[i] * v).sum()
+    match x {
+        Vector::Dense(v) => coef.iter().zip(v).map(|(c, v)| c * v).sum(),
+        Vector::Sparse {
+            indices, values, ..
+        } => indices.iter().zip(values).map(|(&i, v)| coef[i] * v).sum(),
+    }
 }
 
 fn axpy(a: f64, x: &Vector, y: &mut [f64]) {
-    for (i, v) in x.stored() {
-        y[i] += a * v;
+    match x {
+        Vector::Dense(v) => {
+            for (y, v) in y.iter_mut().zip(v) {
+                *y += a * v;
+            }
+        }
+        Vector::Sparse {
+            indices, values, ..
+        } => {
+            for (&i, v) in indices.iter().zip(values) {
+                y[i] += a * v;
+            }
+        }
     }
 }
 
@@ -61,7 +79,17 @@ impl Loss {
 
     /// Add the weighted gradient of `p` at `coef` to `cum` (it accumulates, as Flink ML's).
     pub fn add_gradient(self, p: &LabeledPoint, coef: &[f64], cum: &mut [f64]) {
+        self.add_gradient_and_loss(p, coef, cum);
+    }
+
+    /// [`Loss::add_gradient`] and return the loss, with one dot product.
+    pub fn add_gradient_and_loss(self, p: &LabeledPoint, coef: &[f64], cum: &mut [f64]) -> f64 {
         let d = dot(coef, &p.features);
+        let loss = match self {
+            Loss::BinaryLogistic => p.weight * (1.0 + (-d * (2.0 * p.label - 1.0)).exp()).ln(),
+            Loss::Hinge => p.weight * (1.0 - (2.0 * p.label - 1.0) * d).max(0.0),
+            Loss::LeastSquare => 0.5 * p.weight * (d - p.label).powi(2),
+        };
         let m = match self {
             Loss::BinaryLogistic => {
                 let y = 2.0 * p.label - 1.0;
@@ -80,6 +108,7 @@ impl Loss {
         if m != 0.0 {
             axpy(m, &p.features, cum);
         }
+        loss
     }
 }
 
@@ -100,25 +129,161 @@ pub struct Sgd {
     pub elastic_net: f64,
 }
 
+/// Training rows: a dense row-major matrix (the fast path) or vectors of any kind.
+#[derive(Debug, Clone)]
+pub enum Features {
+    /// `x[i * dim..(i + 1) * dim]` is row i.
+    Dense {
+        /// Values, row-major.
+        x: Vec<f64>,
+        /// Row width.
+        dim: usize,
+    },
+    /// One vector per row.
+    Rows(Vec<Vector>),
+}
+
+/// Labelled, weighted rows for [`Sgd`].
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Features.
+    pub features: Features,
+    /// Labels.
+    pub labels: Vec<f64>,
+    /// Weights.
+    pub weights: Vec<f64>,
+}
+
+impl Dataset {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// `true` without rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn dot(&self, i: usize, coef: &[f64]) -> f64 {
+        match &self.features {
+            Features::Dense { x, dim } => {
+                crate::vector::dot_dense(&x[i * dim..(i + 1) * dim], coef)
+            }
+            Features::Rows(r) => dot(coef, &r[i]),
+        }
+    }
+
+    fn axpy(&self, i: usize, a: f64, y: &mut [f64]) {
+        match &self.features {
+            Features::Dense { x, dim } => {
+                for (y, v) in y.iter_mut().zip(&x[i * dim..(i + 1) * dim]) {
+                    *y += a * v;
+                }
+            }
+            Features::Rows(r) => axpy(a, &r[i], y),
+        }
+    }
+}
+
+impl Loss {
+    /// Gradient multiplier and loss of a row whose dot product with the coefficients is `d`.
+    fn at(self, d: f64, label: f64, weight: f64) -> (f64, f64) {
+        match self {
+            Loss::BinaryLogistic => {
+                let y = 2.0 * label - 1.0;
+                (
+                    weight * (-y / ((d * y).exp() + 1.0)),
+                    weight * (1.0 + (-d * y).exp()).ln(),
+                )
+            }
+            Loss::Hinge => {
+                let y = 2.0 * label - 1.0;
+                let margin = 1.0 - y * d;
+                (
+                    if margin > 0.0 { -y * weight } else { 0.0 },
+                    weight * margin.max(0.0),
+                )
+            }
+            Loss::LeastSquare => ((d - label) * weight, 0.5 * weight * (d - label).powi(2)),
+        }
+    }
+}
+
 impl Sgd {
     /// Minimise `loss` over `data` (already in the order batches are taken) from zero.
     pub fn optimize(&self, data: &[LabeledPoint], dim: usize, loss: Loss) -> Vec<f64> {
+        let dataset = Dataset {
+            features: Features::Rows(data.iter().map(|p| p.features.clone()).collect()),
+            labels: data.iter().map(|p| p.label).collect(),
+            weights: data.iter().map(|p| p.weight).collect(),
+        };
+        let order: Vec<u32> = (0..data.len() as u32).collect();
+        self.optimize_dataset(&dataset, &order, dim, loss)
+    }
+
+    /// Minimise `loss` over the rows of `data` taken in `order` (a shuffled permutation).
+    pub fn optimize_dataset(
+        &self,
+        data: &Dataset,
+        order: &[u32],
+        dim: usize,
+        loss: Loss,
+    ) -> Vec<f64> {
         let mut coef = vec![0.0; dim];
-        if data.is_empty() {
+        let n = order.len();
+        if n == 0 {
             return coef;
         }
-        let batch = self.global_batch_size.clamp(1, data.len());
+        let batch = self.global_batch_size.clamp(1, n);
         let mut offset = 0;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for _ in 0..self.max_iter {
+            // Large batches are summed on every core; the sums are added in a fixed order,
+            // so results do not depend on scheduling.
+            let parts = if batch >= 4_096 { threads } else { 1 };
+            let chunk = batch.div_ceil(parts);
+            let sum_range = |from: usize, to: usize| {
+                let mut grad = vec![0.0; dim];
+                let (mut weight, mut total_loss) = (0.0, 0.0);
+                for k in from..to {
+                    let i = order[(offset + k) % n] as usize;
+                    let (m, l) = loss.at(data.dot(i, &coef), data.labels[i], data.weights[i]);
+                    if m != 0.0 {
+                        data.axpy(i, m, &mut grad);
+                    }
+                    total_loss += l;
+                    weight += data.weights[i];
+                }
+                (grad, weight, total_loss)
+            };
+            let partials: Vec<(Vec<f64>, f64, f64)> = if parts == 1 {
+                vec![sum_range(0, batch)]
+            } else {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..parts)
+                        .map(|t| {
+                            let (from, to) = (t * chunk, ((t + 1) * chunk).min(batch));
+                            let sum_range = &sum_range;
+                            s.spawn(move || sum_range(from, to))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("gradient worker"))
+                        .collect()
+                })
+            };
             let mut grad = vec![0.0; dim];
             let (mut weight, mut total_loss) = (0.0, 0.0);
-            for k in 0..batch {
-                let p = &data[(offset + k) % data.len()];
-                loss.add_gradient(p, &coef, &mut grad);
-                total_loss += loss.loss(p, &coef);
-                weight += p.weight;
+            for (g, w, l) in partials {
+                for (a, b) in grad.iter_mut().zip(g) {
+                    *a += b;
+                }
+                weight += w;
+                total_loss += l;
             }
-            offset = (offset + batch) % data.len();
+            offset = (offset + batch) % n;
             if weight > 0.0 {
                 let step = self.learning_rate / weight;
                 for (c, g) in coef.iter_mut().zip(&grad) {

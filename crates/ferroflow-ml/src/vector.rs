@@ -169,6 +169,37 @@ fn floats(a: &ArrayRef) -> Result<Vec<f64>> {
 pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
     let n = col.len();
     let mut out = Vec::with_capacity(n);
+    // Fast path: Float64 values read straight from the buffer (no per-row array slices).
+    let flat = f64_values;
+    match col.data_type() {
+        DataType::FixedSizeList(_, w) => {
+            let l = col.as_fixed_size_list();
+            if let Some(values) = flat(l.values()) {
+                let w = *w as usize;
+                for i in 0..n {
+                    out.push(
+                        (!l.is_null(i)).then(|| Vector::Dense(values[i * w..(i + 1) * w].to_vec())),
+                    );
+                }
+                return Ok(out);
+            }
+        }
+        DataType::List(_) => {
+            let l = col.as_list::<i32>();
+            if let Some(values) = flat(l.values()) {
+                let o = l.offsets();
+                for i in 0..n {
+                    out.push(
+                        (!l.is_null(i)).then(|| {
+                            Vector::Dense(values[o[i] as usize..o[i + 1] as usize].to_vec())
+                        }),
+                    );
+                }
+                return Ok(out);
+            }
+        }
+        _ => {}
+    }
     match col.data_type() {
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
             for i in 0..n {
@@ -235,6 +266,69 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
         }
     }
     Ok(out)
+}
+
+/// A column of equal-length dense Float64 vectors without nulls as one row-major matrix
+/// (one copy of the buffer, no per-row allocation): `(values, width)`. `None` when the column
+/// is not that (sparse rows, nulls, ragged lists): callers fall back to [`read_vectors`].
+pub fn dense_matrix(col: &ArrayRef) -> Option<(Vec<f64>, usize)> {
+    if col.null_count() > 0 {
+        return None;
+    }
+    let f64s = f64_values;
+    match col.data_type() {
+        DataType::FixedSizeList(_, w) => {
+            let l = col.as_fixed_size_list();
+            let w = *w as usize;
+            f64s(l.values()).map(|v| (v[..col.len() * w].to_vec(), w))
+        }
+        DataType::List(_) => {
+            let l = col.as_list::<i32>();
+            let v = f64s(l.values())?;
+            let o = l.offsets();
+            let w = (o[1] - o[0]) as usize;
+            if o.windows(2).any(|p| (p[1] - p[0]) as usize != w) {
+                return None;
+            }
+            Some((v[o[0] as usize..o[col.len()] as usize].to_vec(), w))
+        }
+        _ => None,
+    }
+}
+
+/// Dot product with four accumulators (so the compiler can use vector instructions).
+pub fn dot_dense(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc[0] + acc[1] + acc[2] + acc[3] + tail
+}
+
+/// Squared Euclidean distance with four accumulators.
+pub fn squared_distance_dense(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            let d = x[k] - y[k];
+            acc[k] += d * d;
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    acc[0] + acc[1] + acc[2] + acc[3] + tail
+}
+
+/// The values of a Float64 array without nulls, borrowed.
+fn f64_values(values: &ArrayRef) -> Option<&[f64]> {
+    (values.data_type() == &DataType::Float64 && values.null_count() == 0)
+        .then(|| &values.as_primitive::<Float64Type>().values()[..])
 }
 
 /// A dense vector column from rows (`None`: null).
