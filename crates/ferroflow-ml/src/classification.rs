@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{column, doubles, vectors, with_columns};
+use crate::table::{OrdF64, column, doubles, vectors, with_columns};
 use crate::vector::{Vector, dense_column, vector_column};
 
 fn common_specs() -> Vec<ParamSpec> {
@@ -110,29 +110,14 @@ crate::impl_stage!(
     "org.apache.flink.ml.classification.naivebayes.NaiveBayes"
 );
 
-/// Doubles as map keys, ordered by value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Key(f64);
-impl Eq for Key {}
-impl PartialOrd for Key {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Key {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
-}
-
 impl Estimator for NaiveBayes {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
         let data = labelled(&self.params, first(inputs)?)?;
         let s = self.params.f64("smoothing")?;
         let dim = data[0].0.size();
-        let mut by_label: BTreeMap<Key, Vec<&Vector>> = BTreeMap::new();
+        let mut by_label: BTreeMap<OrdF64, Vec<&Vector>> = BTreeMap::new();
         for (f, l) in &data {
-            by_label.entry(Key(*l)).or_default().push(f);
+            by_label.entry(OrdF64(*l)).or_default().push(f);
         }
         // Distinct values of each feature over the whole table.
         let values: Vec<Vec<f64>> = (0..dim)

@@ -687,16 +687,8 @@ impl AlgoOperator for KMeansModel {
 
 impl crate::stage::Model for KMeansModel {
     fn model_data(&self) -> Result<Vec<RecordBatch>> {
-        let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::ListBuilder::new(
-            arrow_array::builder::Float64Builder::new(),
-        ));
-        for c in &self.centroids {
-            b.values().values().append_slice(c);
-            b.values().append(true);
-        }
-        b.append(true);
         Ok(vec![crate::table::one_row(vec![
-            ("centroids", Arc::new(b.finish()) as _),
+            ("centroids", crate::table::nested_doubles(&self.centroids)),
             (
                 "weights",
                 crate::vector::dense_column(&[Some(self.weights.clone())]),
@@ -705,22 +697,10 @@ impl crate::stage::Model for KMeansModel {
     }
 
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
-        use arrow_array::Array;
-        use arrow_array::cast::AsArray;
         let t = data
             .first()
             .ok_or_else(|| MlError::Invalid("no model data table".into()))?;
-        let col = crate::table::column(t, "centroids")?;
-        let bad = || MlError::column("centroids", "expected a list of vectors");
-        let outer = col.as_list_opt::<i32>().ok_or_else(bad)?;
-        if outer.is_empty() {
-            return Err(bad());
-        }
-        let inner = outer.value(0);
-        self.centroids = crate::vector::read_vectors("centroids", &inner)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_dense()).ok_or_else(bad))
-            .collect::<Result<_>>()?;
+        self.centroids = crate::table::read_nested_doubles(t, "centroids")?;
         self.weights = crate::table::model_vector(t, "weights")?;
         Ok(())
     }

@@ -18,7 +18,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, FisherSnedecor};
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator};
 use crate::stage::AlgoOperator;
-use crate::table::{doubles, vectors};
+use crate::table::{OrdF64, doubles, vectors};
 use crate::vector::dense_column;
 
 fn specs() -> Vec<ParamSpec> {
@@ -170,34 +170,23 @@ test_stage!(
     "F-test of a univariate linear regression of the continuous label on each feature."
 );
 
-/// Doubles as map keys.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct K(f64);
-impl Eq for K {}
-impl PartialOrd for K {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for K {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
-}
-
 impl AlgoOperator for ChiSqTest {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let (xs, ys) = rows(&self.params, inputs)?;
         let n = xs.len() as f64;
-        let mut label_counts: BTreeMap<K, f64> = BTreeMap::new();
+        let mut label_counts: BTreeMap<OrdF64, f64> = BTreeMap::new();
         for &y in &ys {
-            *label_counts.entry(K(y)).or_insert(0.0) += 1.0;
+            *label_counts.entry(OrdF64(y)).or_insert(0.0) += 1.0;
         }
         let mut results = Vec::new();
         for j in 0..xs[0].len() {
-            let mut table: BTreeMap<K, BTreeMap<K, f64>> = BTreeMap::new();
+            let mut table: BTreeMap<OrdF64, BTreeMap<OrdF64, f64>> = BTreeMap::new();
             for (x, &y) in xs.iter().zip(&ys) {
-                *table.entry(K(x[j])).or_default().entry(K(y)).or_insert(0.0) += 1.0;
+                *table
+                    .entry(OrdF64(x[j]))
+                    .or_default()
+                    .entry(OrdF64(y))
+                    .or_insert(0.0) += 1.0;
             }
             let mut stat = 0.0;
             for row in table.values() {
@@ -223,9 +212,9 @@ impl AlgoOperator for AnovaTest {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let (xs, ys) = rows(&self.params, inputs)?;
         let n = xs.len();
-        let mut groups: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<OrdF64, Vec<usize>> = BTreeMap::new();
         for (i, &y) in ys.iter().enumerate() {
-            groups.entry(K(y)).or_default().push(i);
+            groups.entry(OrdF64(y)).or_default().push(i);
         }
         let k = groups.len();
         let mut results = Vec::new();

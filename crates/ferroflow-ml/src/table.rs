@@ -128,3 +128,52 @@ pub(crate) fn training_vectors(batch: &RecordBatch, name: &str) -> Result<Vec<Ve
     }
     Ok(out)
 }
+
+/// A one-row column holding a list of double arrays (KMeans centroids, bin edges, PCA
+/// components).
+pub(crate) fn nested_doubles(rows: &[Vec<f64>]) -> ArrayRef {
+    let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::ListBuilder::new(
+        arrow_array::builder::Float64Builder::new(),
+    ));
+    for r in rows {
+        b.values().values().append_slice(r);
+        b.values().append(true);
+    }
+    b.append(true);
+    Arc::new(b.finish())
+}
+
+/// The list of double arrays in the first row of column `name` (see [`nested_doubles`]).
+pub(crate) fn read_nested_doubles(table: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>> {
+    let bad = || MlError::column(name, "expected a list of double arrays");
+    let outer = column(table, name)?.as_list_opt::<i32>().ok_or_else(bad)?;
+    if outer.is_empty() {
+        return Err(bad());
+    }
+    let inner = outer.value(0);
+    let inner = inner.as_list_opt::<i32>().ok_or_else(bad)?;
+    (0..inner.len())
+        .map(|i| {
+            let v = arrow_cast::cast(&inner.value(i), &DataType::Float64)?;
+            Ok(v.as_primitive::<Float64Type>().values().to_vec())
+        })
+        .collect()
+}
+
+/// A double usable as an ordered map key (total order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OrdF64(pub(crate) f64);
+
+impl Eq for OrdF64 {}
+
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for OrdF64 {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}

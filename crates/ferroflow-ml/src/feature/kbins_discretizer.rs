@@ -1,12 +1,7 @@
 //! KBinsDiscretizer: each feature to a bin index, with bins of equal width (`uniform`), equal
 //! counts (`quantile`) or from 1-D k-means (`kmeans`).
 
-use std::sync::Arc;
-
-use arrow_array::builder::{Float64Builder, ListBuilder};
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_array::RecordBatch;
 use serde_json::json;
 
 use super::imputer::quantile_sample;
@@ -14,7 +9,9 @@ use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{column, one_row, training_vectors, vectors, with_columns};
+use crate::table::{
+    nested_doubles, one_row, read_nested_doubles, training_vectors, vectors, with_columns,
+};
 use crate::vector::dense_column;
 
 fn specs() -> Vec<ParamSpec> {
@@ -202,32 +199,14 @@ impl AlgoOperator for KBinsDiscretizerModel {
 
 impl Model for KBinsDiscretizerModel {
     fn model_data(&self) -> Result<Vec<RecordBatch>> {
-        let mut b = ListBuilder::new(ListBuilder::new(Float64Builder::new()));
-        for e in &self.edges {
-            b.values().values().append_slice(e);
-            b.values().append(true);
-        }
-        b.append(true);
-        Ok(vec![one_row(vec![("binEdges", Arc::new(b.finish()))])?])
+        Ok(vec![one_row(vec![(
+            "binEdges",
+            nested_doubles(&self.edges),
+        )])?])
     }
 
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
-        let col = column(first(data)?, "binEdges")?;
-        let bad = || MlError::column("binEdges", "expected a list of lists of doubles");
-        let outer = col.as_list_opt::<i32>().ok_or_else(bad)?;
-        if outer.is_empty() {
-            return Err(bad());
-        }
-        let inner = outer.value(0);
-        let inner = inner.as_list_opt::<i32>().ok_or_else(bad)?;
-        self.edges = (0..inner.len())
-            .map(|i| {
-                let v = arrow_cast::cast(&inner.value(i), &DataType::Float64)?;
-                Ok(v.as_primitive::<arrow_array::types::Float64Type>()
-                    .values()
-                    .to_vec())
-            })
-            .collect::<Result<_>>()?;
+        self.edges = read_nested_doubles(first(data)?, "binEdges")?;
         Ok(())
     }
 }

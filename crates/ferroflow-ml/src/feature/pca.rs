@@ -1,17 +1,17 @@
 //! PCA (as Alink has it; Flink ML has none): project onto the `k` principal components of
 //! the centred training data.
 
-use std::sync::Arc;
-
 use arrow_array::RecordBatch;
-use arrow_array::builder::{Float64Builder, ListBuilder};
 use serde_json::json;
 
 use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
+use crate::table::{
+    model_vector, nested_doubles, one_row, read_nested_doubles, training_vectors, vectors,
+    with_columns,
+};
 use crate::vector::dense_column;
 
 fn specs() -> Vec<ParamSpec> {
@@ -214,15 +214,9 @@ impl AlgoOperator for PcaModel {
 
 impl Model for PcaModel {
     fn model_data(&self) -> Result<Vec<RecordBatch>> {
-        let mut b = ListBuilder::new(ListBuilder::new(Float64Builder::new()));
-        for c in &self.components {
-            b.values().values().append_slice(c);
-            b.values().append(true);
-        }
-        b.append(true);
         Ok(vec![one_row(vec![
             ("mean", dense_column(&[Some(self.mean.clone())])),
-            ("components", Arc::new(b.finish())),
+            ("components", nested_doubles(&self.components)),
             (
                 "explainedVarianceRatio",
                 dense_column(&[Some(self.explained.clone())]),
@@ -231,21 +225,10 @@ impl Model for PcaModel {
     }
 
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
-        use arrow_array::Array;
-        use arrow_array::cast::AsArray;
         let t = first(data)?;
         self.mean = model_vector(t, "mean")?;
         self.explained = model_vector(t, "explainedVarianceRatio")?;
-        let col = crate::table::column(t, "components")?;
-        let bad = || MlError::column("components", "expected a list of vectors");
-        let outer = col.as_list_opt::<i32>().ok_or_else(bad)?;
-        if outer.is_empty() {
-            return Err(bad());
-        }
-        self.components = crate::vector::read_vectors("components", &outer.value(0))?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_dense()).ok_or_else(bad))
-            .collect::<Result<_>>()?;
+        self.components = read_nested_doubles(t, "components")?;
         Ok(())
     }
 }
