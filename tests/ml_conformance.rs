@@ -896,3 +896,66 @@ fn agglomerative_clustering_variants_match_flink_ml() {
         assert!(got.contains(&g), "{g:?} not in {got:?}");
     }
 }
+
+/// UnivariateFeatureSelector on the rows of Flink ML's FValueTest and ANOVATest vectors picks
+/// the features those tests give the smallest p-values.
+#[test]
+fn univariate_feature_selector_agrees_with_the_test_vectors() {
+    let all = vectors();
+    for (algo, feature_type, label_type) in [
+        ("FValueTest", "continuous", "continuous"),
+        ("ANOVATest", "continuous", "categorical"),
+    ] {
+        let v = all.iter().find(|v| v["algorithm"] == algo).unwrap();
+        let p_values: Vec<f64> = v["expected_output"]["row"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let mut want: Vec<usize> = (0..p_values.len()).collect();
+        want.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
+        let mut want = want[..2].to_vec();
+        want.sort();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_rows(
+            &d.join("in.jsonl"),
+            v["input_schema"].as_array().unwrap(),
+            v["input_rows"].as_array().unwrap(),
+        );
+        std::fs::write(
+            d.join("s.json"),
+            json!({"className": "UnivariateFeatureSelector", "paramMap": {
+                "featureType": feature_type, "labelType": label_type, "selectionThreshold": 2}})
+            .to_string(),
+        )
+        .unwrap();
+        let p = |n: &str| d.join(n).display().to_string();
+        ferroflow(&[
+            "fit",
+            "--stage",
+            &p("s.json"),
+            "--input",
+            &p("in.jsonl"),
+            "--model-dir",
+            &p("m"),
+        ])
+        .unwrap();
+        ferroflow(&[
+            "model-data",
+            "--model-dir",
+            &p("m"),
+            "--output",
+            &p("md.jsonl"),
+        ])
+        .unwrap();
+        let got: Vec<usize> = read_rows(&d.join("md.jsonl"))[0]["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(got, want, "{algo}");
+    }
+}

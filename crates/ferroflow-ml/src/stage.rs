@@ -89,6 +89,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::linear;
     stages![
         (
+            "org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelector",
+            Estimator,
+            univariate_feature_selector::UnivariateFeatureSelector
+        ),
+        (
+            "org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelectorModel",
+            Model,
+            univariate_feature_selector::UnivariateFeatureSelectorModel
+        ),
+        (
             "ferroflow.ml.evaluation.MulticlassClassificationEvaluator",
             Operator,
             crate::evaluation::multiclass_regression::MulticlassClassificationEvaluator

@@ -170,99 +170,110 @@ test_stage!(
     "F-test of a univariate linear regression of the continuous label on each feature."
 );
 
+/// (p-value, degrees of freedom, statistic) of each feature: chi-squared independence test.
+pub(crate) fn chi_sq(xs: &[Vec<f64>], ys: &[f64]) -> Vec<(f64, i64, f64)> {
+    let n = xs.len() as f64;
+    let mut label_counts: BTreeMap<OrdF64, f64> = BTreeMap::new();
+    for &y in ys {
+        *label_counts.entry(OrdF64(y)).or_insert(0.0) += 1.0;
+    }
+    let mut results = Vec::new();
+    for j in 0..xs[0].len() {
+        let mut table: BTreeMap<OrdF64, BTreeMap<OrdF64, f64>> = BTreeMap::new();
+        for (x, &y) in xs.iter().zip(ys) {
+            *table
+                .entry(OrdF64(x[j]))
+                .or_default()
+                .entry(OrdF64(y))
+                .or_insert(0.0) += 1.0;
+        }
+        let mut stat = 0.0;
+        for row in table.values() {
+            let row_sum: f64 = row.values().sum();
+            for (label, &col_sum) in &label_counts {
+                let expected = row_sum * col_sum / n;
+                let observed = row.get(label).copied().unwrap_or(0.0);
+                stat += (observed - expected).powi(2) / expected;
+            }
+        }
+        let dof = (table.len() as i64 - 1) * (label_counts.len() as i64 - 1);
+        results.push((round11(chi2_sf(stat, dof as f64)), dof, round11(stat)));
+    }
+    results
+}
+
 impl AlgoOperator for ChiSqTest {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let (xs, ys) = rows(&self.params, inputs)?;
-        let n = xs.len() as f64;
-        let mut label_counts: BTreeMap<OrdF64, f64> = BTreeMap::new();
-        for &y in &ys {
-            *label_counts.entry(OrdF64(y)).or_insert(0.0) += 1.0;
-        }
-        let mut results = Vec::new();
-        for j in 0..xs[0].len() {
-            let mut table: BTreeMap<OrdF64, BTreeMap<OrdF64, f64>> = BTreeMap::new();
-            for (x, &y) in xs.iter().zip(&ys) {
-                *table
-                    .entry(OrdF64(x[j]))
-                    .or_default()
-                    .entry(OrdF64(y))
-                    .or_insert(0.0) += 1.0;
-            }
-            let mut stat = 0.0;
-            for row in table.values() {
-                let row_sum: f64 = row.values().sum();
-                for (label, &col_sum) in &label_counts {
-                    let expected = row_sum * col_sum / n;
-                    let observed = row.get(label).copied().unwrap_or(0.0);
-                    stat += (observed - expected).powi(2) / expected;
-                }
-            }
-            let dof = (table.len() as i64 - 1) * (label_counts.len() as i64 - 1);
-            results.push((round11(chi2_sf(stat, dof as f64)), dof, round11(stat)));
-        }
         Ok(vec![output(
             self.params.bool("flatten")?,
             "statistic",
-            &results,
+            &chi_sq(&xs, &ys),
         )?])
     }
+}
+
+/// (p-value, degrees of freedom as Flink ML reports them, F) of each feature: one-way ANOVA.
+pub(crate) fn anova(xs: &[Vec<f64>], ys: &[f64]) -> Vec<(f64, i64, f64)> {
+    let n = xs.len();
+    let mut groups: BTreeMap<OrdF64, Vec<usize>> = BTreeMap::new();
+    for (i, &y) in ys.iter().enumerate() {
+        groups.entry(OrdF64(y)).or_default().push(i);
+    }
+    let k = groups.len();
+    let mut results = Vec::new();
+    for j in 0..xs[0].len() {
+        let mean = xs.iter().map(|x| x[j]).sum::<f64>() / n as f64;
+        let (mut ssb, mut ssw) = (0.0, 0.0);
+        for idx in groups.values() {
+            let gm = idx.iter().map(|&i| xs[i][j]).sum::<f64>() / idx.len() as f64;
+            ssb += idx.len() as f64 * (gm - mean).powi(2);
+            ssw += idx.iter().map(|&i| (xs[i][j] - gm).powi(2)).sum::<f64>();
+        }
+        let (d1, d2) = ((k - 1) as f64, (n - k) as f64);
+        let f = (ssb / d1) / (ssw / d2);
+        // Flink ML reports n - 1 (between plus within) as the degrees of freedom.
+        results.push((f_sf(f, d1, d2), n as i64 - 1, f));
+    }
+    results
 }
 
 impl AlgoOperator for AnovaTest {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let (xs, ys) = rows(&self.params, inputs)?;
-        let n = xs.len();
-        let mut groups: BTreeMap<OrdF64, Vec<usize>> = BTreeMap::new();
-        for (i, &y) in ys.iter().enumerate() {
-            groups.entry(OrdF64(y)).or_default().push(i);
-        }
-        let k = groups.len();
-        let mut results = Vec::new();
-        for j in 0..xs[0].len() {
-            let mean = xs.iter().map(|x| x[j]).sum::<f64>() / n as f64;
-            let (mut ssb, mut ssw) = (0.0, 0.0);
-            for idx in groups.values() {
-                let gm = idx.iter().map(|&i| xs[i][j]).sum::<f64>() / idx.len() as f64;
-                ssb += idx.len() as f64 * (gm - mean).powi(2);
-                ssw += idx.iter().map(|&i| (xs[i][j] - gm).powi(2)).sum::<f64>();
-            }
-            let (d1, d2) = ((k - 1) as f64, (n - k) as f64);
-            let f = (ssb / d1) / (ssw / d2);
-            // Flink ML reports n - 1 (between plus within) as the degrees of freedom.
-            results.push((f_sf(f, d1, d2), n as i64 - 1, f));
-        }
         Ok(vec![output(
             self.params.bool("flatten")?,
             "fValue",
-            &results,
+            &anova(&xs, &ys),
         )?])
     }
+}
+
+/// (p-value, degrees of freedom, F) of each feature: univariate linear regression F-test.
+pub(crate) fn f_value(xs: &[Vec<f64>], ys: &[f64]) -> Vec<(f64, i64, f64)> {
+    let n = xs.len() as f64;
+    let ym = ys.iter().sum::<f64>() / n;
+    let syy: f64 = ys.iter().map(|y| (y - ym).powi(2)).sum();
+    let mut results = Vec::new();
+    for j in 0..xs[0].len() {
+        let xm = xs.iter().map(|x| x[j]).sum::<f64>() / n;
+        let sxx: f64 = xs.iter().map(|x| (x[j] - xm).powi(2)).sum();
+        let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x[j] - xm) * (y - ym)).sum();
+        let r2 = sxy * sxy / (sxx * syy);
+        let dof = n - 2.0;
+        let f = r2 / (1.0 - r2) * dof;
+        results.push((f_sf(f, 1.0, dof), dof as i64, f));
+    }
+    results
 }
 
 impl AlgoOperator for FValueTest {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let (xs, ys) = rows(&self.params, inputs)?;
-        let n = xs.len() as f64;
-        let ym = ys.iter().sum::<f64>() / n;
-        let syy: f64 = ys.iter().map(|y| (y - ym).powi(2)).sum();
-        let mut results = Vec::new();
-        for j in 0..xs[0].len() {
-            let xm = xs.iter().map(|x| x[j]).sum::<f64>() / n;
-            let sxx: f64 = xs.iter().map(|x| (x[j] - xm).powi(2)).sum();
-            let sxy: f64 = xs
-                .iter()
-                .zip(&ys)
-                .map(|(x, y)| (x[j] - xm) * (y - ym))
-                .sum();
-            let r2 = sxy * sxy / (sxx * syy);
-            let dof = n - 2.0;
-            let f = r2 / (1.0 - r2) * dof;
-            results.push((f_sf(f, 1.0, dof), dof as i64, f));
-        }
         Ok(vec![output(
             self.params.bool("flatten")?,
             "fValue",
-            &results,
+            &f_value(&xs, &ys),
         )?])
     }
 }

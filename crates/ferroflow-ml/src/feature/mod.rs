@@ -19,6 +19,7 @@ pub mod stop_words_remover;
 pub mod string_indexer;
 pub mod text;
 pub mod tokenizer;
+pub mod univariate_feature_selector;
 pub mod variance_threshold_selector;
 pub mod vector_assembler;
 pub mod vector_indexer;
