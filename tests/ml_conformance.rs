@@ -131,6 +131,10 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "StopWordsRemover",
         "org.apache.flink.ml.feature.stopwordsremover.StopWordsRemover",
     ),
+    (
+        "Alink StandardScalerTrainBatchOp/StandardScalerPredictBatchOp (pipeline StandardScaler)",
+        "com.alibaba.alink.pipeline.dataproc.StandardScaler",
+    ),
 ];
 
 const ESTIMATORS: &[&str] = &[
@@ -151,6 +155,7 @@ const ESTIMATORS: &[&str] = &[
     "IDF",
     "NaiveBayes",
     "Knn",
+    "Alink StandardScalerTrainBatchOp/StandardScalerPredictBatchOp (pipeline StandardScaler)",
 ];
 
 fn vectors() -> Vec<Value> {
@@ -452,7 +457,10 @@ fn run_vector(v: &Value, class: &str, dir: &Path) -> Result<(), String> {
         _ => None,
     };
     let cols = e["columns"].as_array().cloned().or(implied);
-    if let (Some(cols), Some(want)) = (cols.as_ref(), e["rows"].as_array()) {
+    let want_rows = e["rows"]
+        .as_array()
+        .or(e["rows_sorted_nulls_first_then_by_f0"].as_array());
+    if let (Some(cols), Some(want)) = (cols.as_ref(), want_rows) {
         let project = |r: &Map<String, Value>| -> Vec<Key> {
             cols.iter()
                 .flat_map(|c| flat(&r[c.as_str().unwrap()]))

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod alink;
 pub mod classification;
 pub mod clustering;
 pub mod dataflow;

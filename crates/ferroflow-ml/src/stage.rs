@@ -405,6 +405,17 @@ fn registry() -> Vec<(&'static str, Factory)> {
             Operator,
             vector_assembler::VectorAssembler
         ),
+        // Alink's names last: short names resolve to Flink ML's stages first.
+        (
+            "com.alibaba.alink.pipeline.dataproc.StandardScaler",
+            Estimator,
+            crate::alink::AlinkStandardScaler
+        ),
+        (
+            "com.alibaba.alink.pipeline.dataproc.StandardScalerModel",
+            Model,
+            crate::alink::AlinkStandardScalerModel
+        ),
     ]
 }
 
