@@ -90,6 +90,7 @@ fn read_stage(path: &Path) -> Result<AnyStage, AnyError> {
 
 /// Run an `ml` command.
 pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
+    ferroflow_sql::register_ml_stages();
     match command {
         MlCommand::Transform {
             stage,

@@ -36,8 +36,8 @@ pub use dataflow::MlStreamExt;
 pub use error::{MlError, Result};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{
-    AlgoOperator, AnyStage, Estimator, Model, Stage, create_stage, load_stage, save_model,
-    save_stage, stage_classes, stage_from_json,
+    AlgoOperator, AnyStage, Estimator, Factory, Model, Stage, create_stage, load_stage,
+    register_stage, save_model, save_stage, stage_classes, stage_from_json,
 };
 pub use vector::Vector;
 

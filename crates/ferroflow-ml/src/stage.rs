@@ -73,7 +73,24 @@ impl AnyStage {
     }
 }
 
-type Factory = fn() -> AnyStage;
+/// Makes a stage (for [`register_stage`]).
+pub type Factory = fn() -> AnyStage;
+
+fn extra() -> &'static std::sync::Mutex<Vec<(&'static str, Factory)>> {
+    static EXTRA: std::sync::OnceLock<std::sync::Mutex<Vec<(&'static str, Factory)>>> =
+        std::sync::OnceLock::new();
+    EXTRA.get_or_init(Default::default)
+}
+
+/// Add a stage defined outside this crate (SQLTransformer, in `ferroflow-sql`), so
+/// [`create_stage`] and saved models find it by class name. Registering a name twice keeps
+/// the first.
+pub fn register_stage(class_name: &'static str, make: Factory) {
+    let mut e = extra().lock().unwrap_or_else(|p| p.into_inner());
+    if !e.iter().any(|(n, _)| *n == class_name) {
+        e.push((class_name, make));
+    }
+}
 
 /// Lists stages as `(Flink ML class name, kind, type)`.
 macro_rules! stages {
@@ -421,14 +438,21 @@ fn registry() -> Vec<(&'static str, Factory)> {
 
 /// Class names of every stage (full Flink ML names).
 pub fn stage_classes() -> Vec<&'static str> {
-    registry().into_iter().map(|(n, _)| n).collect()
+    let extra = extra().lock().unwrap_or_else(|p| p.into_inner()).clone();
+    registry()
+        .into_iter()
+        .chain(extra)
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// Create a stage from its Flink ML class name, full
 /// (`org.apache.flink.ml.feature.standardscaler.StandardScaler`) or short (`StandardScaler`).
 pub fn create_stage(class_name: &str) -> Result<AnyStage> {
+    let extra = extra().lock().unwrap_or_else(|p| p.into_inner()).clone();
     registry()
         .into_iter()
+        .chain(extra)
         .find(|(full, _)| *full == class_name || full.rsplit('.').next() == Some(class_name))
         .map(|(_, make)| make())
         .ok_or_else(|| MlError::UnknownStage(class_name.to_string()))

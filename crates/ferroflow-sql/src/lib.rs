@@ -4,16 +4,19 @@
 //!   [`DataStream`](ferroflow_engine::DataStream), planned when the job is built;
 //! - [`BatchSql`]: batch SQL over CSV, JSON-lines and Parquet files (`ferroflow sql`);
 //! - [`StreamingSql`]: windowed aggregations in SQL compiled onto the engine's own operators,
-//!   so they also run on unbounded input.
+//!   so they also run on unbounded input;
+//! - [`ml_stages`]: ML stages that need SQL (Flink ML's SQLTransformer).
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod batch;
 mod error;
 mod expr;
+pub mod ml_stages;
 mod streaming;
 
 pub use batch::BatchSql;
 pub use error::{Result, SqlError};
 pub use expr::{ExprStreamExt, PlannedExpr, plan_expr, split_alias};
+pub use ml_stages::register_ml_stages;
 pub use streaming::{StreamingSql, parse_interval};
