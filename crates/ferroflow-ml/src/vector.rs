@@ -99,6 +99,29 @@ impl Vector {
         })
     }
 
+    /// The elements at `indices` (in that order), of the same kind: a sparse vector keeps
+    /// only the non-zero ones. Every index must be below `size()`.
+    pub fn select(&self, indices: &[usize]) -> Vector {
+        match self {
+            Vector::Dense(_) => Vector::Dense(indices.iter().map(|&i| self.get(i)).collect()),
+            Vector::Sparse { .. } => {
+                let (kept, values) = indices
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, &i)| {
+                        let x = self.get(i);
+                        (x != 0.0).then_some((k, x))
+                    })
+                    .unzip();
+                Vector::Sparse {
+                    size: indices.len(),
+                    indices: kept,
+                    values,
+                }
+            }
+        }
+    }
+
     /// Stored (index, value) pairs: every element of a dense vector.
     pub fn stored(&self) -> Box<dyn Iterator<Item = (usize, f64)> + '_> {
         match self {

@@ -148,20 +148,7 @@ impl AlgoOperator for VectorSlicer {
                             message: format!("column '{input}': index {bad} out of range for a vector of size {}", v.size()),
                         });
                     }
-                    Some(match v {
-                        Vector::Dense(_) => Vector::Dense(idx.iter().map(|&i| v.get(i)).collect()),
-                        Vector::Sparse { .. } => {
-                            let (indices, values) = idx
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(k, &i)| {
-                                    let x = v.get(i);
-                                    (x != 0.0).then_some((k, x))
-                                })
-                                .unzip();
-                            Vector::sparse(idx.len(), indices, values)?
-                        }
-                    })
+                    Some(v.select(&idx))
                 }
             });
         }

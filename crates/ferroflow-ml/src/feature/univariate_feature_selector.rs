@@ -15,7 +15,7 @@ use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::{column, doubles, one_row, vectors, with_columns};
-use crate::vector::{Vector, vector_column};
+use crate::vector::vector_column;
 
 const MODES: &[&str] = &["numTopFeatures", "percentile", "fpr", "fdr", "fwe"];
 
@@ -212,25 +212,7 @@ impl AlgoOperator for UnivariateFeatureSelectorModel {
                         message: format!("column '{fcol}': vector of size {}", v.size()),
                     });
                 }
-                Some(v @ Vector::Dense(_)) => Some(Vector::Dense(
-                    self.indices.iter().map(|&i| v.get(i)).collect(),
-                )),
-                Some(v) => {
-                    let (indices, values) = self
-                        .indices
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(k, &i)| {
-                            let x = v.get(i);
-                            (x != 0.0).then_some((k, x))
-                        })
-                        .unzip();
-                    Some(Vector::Sparse {
-                        size: self.indices.len(),
-                        indices,
-                        values,
-                    })
-                }
+                Some(v) => Some(v.select(&self.indices)),
             });
         }
         Ok(vec![with_columns(

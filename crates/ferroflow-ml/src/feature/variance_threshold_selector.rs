@@ -13,7 +13,7 @@ use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::{column, one_row, training_vectors, vectors, with_columns};
-use crate::vector::{Vector, vector_column};
+use crate::vector::vector_column;
 
 fn specs() -> Vec<ParamSpec> {
     vec![
@@ -111,25 +111,7 @@ impl AlgoOperator for VarianceThresholdSelectorModel {
                         ),
                     });
                 }
-                Some(v @ Vector::Dense(_)) => Some(Vector::Dense(
-                    self.indices.iter().map(|&i| v.get(i)).collect(),
-                )),
-                Some(v @ Vector::Sparse { .. }) => {
-                    let (indices, values) = self
-                        .indices
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(k, &i)| {
-                            let x = v.get(i);
-                            (x != 0.0).then_some((k, x))
-                        })
-                        .unzip();
-                    Some(Vector::Sparse {
-                        size: self.indices.len(),
-                        indices,
-                        values,
-                    })
-                }
+                Some(v) => Some(v.select(&self.indices)),
             });
         }
         Ok(vec![with_columns(
