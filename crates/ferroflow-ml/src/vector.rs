@@ -295,7 +295,8 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
 /// (one copy of the buffer, no per-row allocation): `(values, width)`. `None` when the column
 /// is not that (sparse rows, nulls, ragged lists): callers fall back to [`read_vectors`].
 pub fn dense_matrix(col: &ArrayRef) -> Option<(Vec<f64>, usize)> {
-    if col.null_count() > 0 {
+    // An empty list column has no width to tell; the general path handles it.
+    if col.null_count() > 0 || col.is_empty() {
         return None;
     }
     let f64s = f64_values;
@@ -317,6 +318,50 @@ pub fn dense_matrix(col: &ArrayRef) -> Option<(Vec<f64>, usize)> {
         }
         _ => None,
     }
+}
+
+/// Like [`dense_matrix`], borrowing the Arrow buffer instead of copying it.
+pub fn dense_matrix_view(col: &ArrayRef) -> Option<(&[f64], usize)> {
+    if col.null_count() > 0 || col.is_empty() {
+        return None;
+    }
+    match col.data_type() {
+        DataType::FixedSizeList(_, w) => {
+            let w = *w as usize;
+            f64_values(col.as_fixed_size_list().values()).map(|v| (&v[..col.len() * w], w))
+        }
+        DataType::List(_) => {
+            let l = col.as_list::<i32>();
+            let v = f64_values(l.values())?;
+            let o = l.offsets();
+            let w = (o[1] - o[0]) as usize;
+            if o.windows(2).any(|p| (p[1] - p[0]) as usize != w) {
+                return None;
+            }
+            Some((&v[o[0] as usize..o[col.len()] as usize], w))
+        }
+        // A Float64 column is a matrix of width 1.
+        DataType::Float64 => f64_values(col).map(|v| (v, 1)),
+        _ => None,
+    }
+}
+
+/// A dense vector column (`List<Float64>`) from a row-major matrix of `width`-wide rows,
+/// without per-row allocation.
+pub fn dense_matrix_column(values: Vec<f64>, width: usize) -> ArrayRef {
+    let rows = values.len().checked_div(width).unwrap_or(0);
+    let offsets = arrow_buffer::OffsetBuffer::new(
+        (0..=rows)
+            .map(|i| (i * width) as i32)
+            .collect::<Vec<i32>>()
+            .into(),
+    );
+    Arc::new(ListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        offsets,
+        Arc::new(arrow_array::Float64Array::from(values)),
+        None,
+    ))
 }
 
 /// Dot product with four accumulators (so the compiler can use vector instructions).

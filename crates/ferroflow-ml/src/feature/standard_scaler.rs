@@ -109,6 +109,24 @@ impl AlgoOperator for StandardScalerModel {
             .iter()
             .map(|&s| if s == 0.0 { 0.0 } else { 1.0 / s })
             .collect();
+        // Dense rows without nulls: one pass over one matrix, no per-row vectors.
+        if let Some((mut x, width)) =
+            crate::vector::dense_matrix(crate::table::column(batch, &input)?)
+            && width == self.mean.len()
+        {
+            for row in x.chunks_exact_mut(width.max(1)) {
+                for (i, xi) in row.iter_mut().enumerate() {
+                    if with_mean {
+                        *xi -= self.mean[i];
+                    }
+                    if with_std {
+                        *xi *= scale[i];
+                    }
+                }
+            }
+            let col = crate::vector::dense_matrix_column(x, width);
+            return Ok(vec![with_columns(batch, vec![(output, col)])?]);
+        }
         let mut out = Vec::new();
         for (row, v) in vectors(batch, &input)?.into_iter().enumerate() {
             let Some(v) = v else {
