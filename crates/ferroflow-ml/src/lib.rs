@@ -21,6 +21,7 @@ pub mod dataflow;
 mod error;
 pub mod evaluation;
 pub mod feature;
+pub mod graph;
 pub mod io;
 pub mod linear;
 pub mod optimizer;
@@ -34,6 +35,7 @@ pub mod vector;
 
 pub use dataflow::MlStreamExt;
 pub use error::{MlError, Result};
+pub use graph::{Graph, GraphBuilder, GraphModel, TableId};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{
     AlgoOperator, AnyStage, Estimator, Factory, Model, Stage, create_stage, load_stage,
