@@ -71,6 +71,30 @@ fn fit_transform(dir: &Path, stage: Value, data: &str) -> Vec<Map<String, Value>
     rows(&dir.join("out.jsonl"))
 }
 
+/// Fit `stage` on fixture `data` into `dir/m` and return the model data's first row.
+fn fit_model_data(dir: &Path, stage: Value, data: &str) -> Map<String, Value> {
+    std::fs::write(dir.join("s.json"), stage.to_string()).unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    let input = fixtures().join(data).display().to_string();
+    ml(&[
+        "fit",
+        "--stage",
+        &p("s.json"),
+        "--input",
+        &input,
+        "--model-dir",
+        &p("m"),
+    ]);
+    ml(&[
+        "model-data",
+        "--model-dir",
+        &p("m"),
+        "--output",
+        &p("md.jsonl"),
+    ]);
+    rows(&dir.join("md.jsonl")).remove(0)
+}
+
 fn accuracy(rows: &[Map<String, Value>]) -> f64 {
     let right = rows
         .iter()
@@ -206,31 +230,11 @@ fn kmeans_on_iris() {
 #[test]
 fn standard_scaler_statistics_on_iris() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(
-        d.join("s.json"),
-        json!({"className": "StandardScaler", "paramMap": {"inputCol": "features"}}).to_string(),
-    )
-    .unwrap();
-    let p = |n: &str| d.join(n).display().to_string();
-    let input = fixtures().join("iris.jsonl").display().to_string();
-    ml(&[
-        "fit",
-        "--stage",
-        &p("s.json"),
-        "--input",
-        &input,
-        "--model-dir",
-        &p("m"),
-    ]);
-    ml(&[
-        "model-data",
-        "--model-dir",
-        &p("m"),
-        "--output",
-        &p("md.jsonl"),
-    ]);
-    let md = &rows(&d.join("md.jsonl"))[0];
+    let md = &fit_model_data(
+        dir.path(),
+        json!({"className": "StandardScaler", "paramMap": {"inputCol": "features"}}),
+        "iris.jsonl",
+    );
     for (ours, theirs) in [("mean", "iris_mean"), ("std", "iris_std_ddof1")] {
         let got: Vec<f64> = md[ours]
             .as_array()
@@ -254,26 +258,13 @@ fn standard_scaler_statistics_on_iris() {
 fn pca_on_iris() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("s.json"), json!({"className": "PCA", "paramMap": {"inputCol": "features", "outputCol": "pc", "k": 2}}).to_string()).unwrap();
+    let md = &fit_model_data(
+        d,
+        json!({"className": "PCA", "paramMap": {"inputCol": "features", "outputCol": "pc", "k": 2}}),
+        "iris.jsonl",
+    );
     let p = |n: &str| d.join(n).display().to_string();
     let input = fixtures().join("iris.jsonl").display().to_string();
-    ml(&[
-        "fit",
-        "--stage",
-        &p("s.json"),
-        "--input",
-        &input,
-        "--model-dir",
-        &p("m"),
-    ]);
-    ml(&[
-        "model-data",
-        "--model-dir",
-        &p("m"),
-        "--output",
-        &p("md.jsonl"),
-    ]);
-    let md = &rows(&d.join("md.jsonl"))[0];
     let close = |got: &Value, want: &Value| {
         let g: Vec<f64> = got
             .as_array()

@@ -494,33 +494,10 @@ impl Binding {
         Ok(cols)
     }
 
-    /// Bytes of input that went to the model without a copy, and with one, for `batch`.
-    pub fn copy_stats(&self, batch: &RecordBatch) -> Result<(usize, usize)> {
-        let mut borrowed = 0;
-        let mut copied = 0;
-        for t in self.tensors(batch)? {
-            if t.data.is_borrowed() {
-                borrowed += t.data.len();
-            } else {
-                copied += t.data.len();
-            }
-        }
-        Ok((borrowed, copied))
-    }
-
     /// Same outputs (names, types, widths) as `other`: a new model version may replace the
     /// current one only then.
     pub fn same_outputs(&self, other: &Binding) -> bool {
         self.fields == other.fields
-    }
-
-    /// The model's signature as bound (for messages).
-    pub fn describe_inputs(&self) -> String {
-        self.inputs
-            .iter()
-            .map(|p| format!("{} <- [{}]", p.name, p.column_names.join(", ")))
-            .collect::<Vec<_>>()
-            .join("; ")
     }
 }
 

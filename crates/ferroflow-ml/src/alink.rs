@@ -54,9 +54,7 @@ crate::impl_stage!(
 
 impl Estimator for AlinkStandardScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let (mut means, mut stds) = (Vec::new(), Vec::new());
         for c in self.params.strings("selectedCols")? {
             let v: Vec<f64> = doubles(batch, &c)?.into_iter().flatten().collect();
@@ -103,9 +101,7 @@ crate::impl_stage!(
 
 impl AlgoOperator for AlinkStandardScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let cols = self.params.strings("selectedCols")?;
         let outs = self
             .params

@@ -7,38 +7,17 @@ use arrow_array::{Float64Array, RecordBatch, StringArray};
 use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{OrdF64, column, doubles, vectors, with_columns};
+use crate::table::{OrdF64, column, doubles, first, vectors, with_columns};
 use crate::vector::{Vector, dense_column, vector_column};
 
 fn common_specs() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::new(
-            "featuresCol",
-            ParamType::String,
-            json!("features"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "labelCol",
-            ParamType::String,
-            json!("label"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "predictionCol",
-            ParamType::String,
-            json!("prediction"),
-            Validator::Always,
-        ),
+        common::features_col(),
+        common::label_col(),
+        common::prediction_col(),
     ]
-}
-
-fn first(inputs: &[RecordBatch]) -> Result<&RecordBatch> {
-    inputs
-        .first()
-        .ok_or_else(|| MlError::Invalid("no input table".into()))
 }
 
 /// Labelled training vectors, all of one size.

@@ -15,7 +15,7 @@ use arrow_array::{Float64Array, Int32Array, Int64Array, RecordBatch};
 use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
 use crate::table::{vectors, with_columns};
 
@@ -29,18 +29,8 @@ impl Default for AgglomerativeClustering {
     fn default() -> Self {
         AgglomerativeClustering {
             params: Params::new(vec![
-                ParamSpec::new(
-                    "featuresCol",
-                    ParamType::String,
-                    json!("features"),
-                    Validator::Always,
-                ),
-                ParamSpec::new(
-                    "predictionCol",
-                    ParamType::String,
-                    json!("prediction"),
-                    Validator::Always,
-                ),
+                common::features_col(),
+                common::prediction_col(),
                 ParamSpec::new("numClusters", ParamType::Int, json!(2), Validator::Gt(0.0)),
                 ParamSpec::new(
                     "distanceThreshold",
@@ -205,9 +195,7 @@ fn cluster(points: &[Vec<f64>], s: &Settings<'_>) -> (Vec<i32>, Vec<Merge>) {
 
 impl AlgoOperator for AgglomerativeClustering {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let p = &self.params;
         let num_clusters = p.opt_i64("numClusters")?.map(|k| k as usize);
         let threshold = p.opt_f64("distanceThreshold")?;
@@ -307,18 +295,8 @@ impl AlgoOperator for AgglomerativeClustering {
 
 fn kmeans_specs() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::new(
-            "featuresCol",
-            ParamType::String,
-            json!("features"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "predictionCol",
-            ParamType::String,
-            json!("prediction"),
-            Validator::Always,
-        ),
+        common::features_col(),
+        common::prediction_col(),
         ParamSpec::new(
             "distanceMeasure",
             ParamType::String,
@@ -552,9 +530,7 @@ fn lloyd_dense(
 
 impl crate::stage::Estimator for KMeans {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn crate::stage::Model>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let p = &self.params;
         let k = p.i64("k")? as usize;
         let measure = p.str("distanceMeasure")?;
@@ -657,9 +633,7 @@ crate::impl_stage!(
 
 impl AlgoOperator for KMeansModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let measure = self.params.str("distanceMeasure")?;
         let fcol = self.params.str("featuresCol")?;
         let mut pred = Vec::with_capacity(batch.num_rows());

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::{MlError, Result};
 use crate::optimizer::{Dataset, Features, Loss, Sgd};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::{column, doubles, model_vector, one_row, vectors, with_columns};
 use crate::vector::dense_column;
@@ -23,30 +23,10 @@ enum Kind {
 
 fn specs(kind: Kind) -> Vec<ParamSpec> {
     let mut v = vec![
-        ParamSpec::new(
-            "featuresCol",
-            ParamType::String,
-            json!("features"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "labelCol",
-            ParamType::String,
-            json!("label"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "weightCol",
-            ParamType::String,
-            Value::Null,
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "predictionCol",
-            ParamType::String,
-            json!("prediction"),
-            Validator::Always,
-        ),
+        common::features_col(),
+        common::label_col(),
+        common::weight_col(),
+        common::prediction_col(),
         ParamSpec::new("maxIter", ParamType::Int, json!(20), Validator::Gt(0.0)),
         ParamSpec::new(
             "learningRate",
@@ -117,9 +97,7 @@ fn shuffle<T>(v: &mut [T], seed: i64) {
 }
 
 fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> {
-    let batch = inputs
-        .first()
-        .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+    let batch = crate::table::first(inputs)?;
     let features_col = params.str("featuresCol")?;
     let label_col = params.str("labelCol")?;
     let labels = doubles(batch, &label_col)?;
@@ -209,9 +187,7 @@ fn transform(
     coef: &[f64],
     inputs: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
-    let batch = inputs
-        .first()
-        .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+    let batch = crate::table::first(inputs)?;
     let features_col = params.str("featuresCol")?;
     let mut prediction = Vec::with_capacity(batch.num_rows());
     let mut raw = Vec::with_capacity(batch.num_rows());

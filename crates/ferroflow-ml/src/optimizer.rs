@@ -63,52 +63,15 @@ pub enum Loss {
 impl Loss {
     /// The weighted loss of `p` at `coef`.
     pub fn loss(self, p: &LabeledPoint, coef: &[f64]) -> f64 {
-        let d = dot(coef, &p.features);
-        match self {
-            Loss::BinaryLogistic => {
-                let y = 2.0 * p.label - 1.0;
-                p.weight * (1.0 + (-d * y).exp()).ln()
-            }
-            Loss::Hinge => {
-                let y = 2.0 * p.label - 1.0;
-                p.weight * (1.0 - y * d).max(0.0)
-            }
-            Loss::LeastSquare => 0.5 * p.weight * (d - p.label).powi(2),
-        }
+        self.at(dot(coef, &p.features), p.label, p.weight).1
     }
 
     /// Add the weighted gradient of `p` at `coef` to `cum` (it accumulates, as Flink ML's).
     pub fn add_gradient(self, p: &LabeledPoint, coef: &[f64], cum: &mut [f64]) {
-        self.add_gradient_and_loss(p, coef, cum);
-    }
-
-    /// [`Loss::add_gradient`] and return the loss, with one dot product.
-    pub fn add_gradient_and_loss(self, p: &LabeledPoint, coef: &[f64], cum: &mut [f64]) -> f64 {
-        let d = dot(coef, &p.features);
-        let loss = match self {
-            Loss::BinaryLogistic => p.weight * (1.0 + (-d * (2.0 * p.label - 1.0)).exp()).ln(),
-            Loss::Hinge => p.weight * (1.0 - (2.0 * p.label - 1.0) * d).max(0.0),
-            Loss::LeastSquare => 0.5 * p.weight * (d - p.label).powi(2),
-        };
-        let m = match self {
-            Loss::BinaryLogistic => {
-                let y = 2.0 * p.label - 1.0;
-                p.weight * (-y / ((d * y).exp() + 1.0))
-            }
-            Loss::Hinge => {
-                let y = 2.0 * p.label - 1.0;
-                if 1.0 - y * d > 0.0 {
-                    -y * p.weight
-                } else {
-                    0.0
-                }
-            }
-            Loss::LeastSquare => (d - p.label) * p.weight,
-        };
+        let (m, _) = self.at(dot(coef, &p.features), p.label, p.weight);
         if m != 0.0 {
             axpy(m, &p.features, cum);
         }
-        loss
     }
 }
 
@@ -211,17 +174,6 @@ impl Loss {
 }
 
 impl Sgd {
-    /// Minimise `loss` over `data` (already in the order batches are taken) from zero.
-    pub fn optimize(&self, data: &[LabeledPoint], dim: usize, loss: Loss) -> Vec<f64> {
-        let dataset = Dataset {
-            features: Features::Rows(data.iter().map(|p| p.features.clone()).collect()),
-            labels: data.iter().map(|p| p.label).collect(),
-            weights: data.iter().map(|p| p.weight).collect(),
-        };
-        let order: Vec<u32> = (0..data.len() as u32).collect();
-        self.optimize_dataset(&dataset, &order, dim, loss)
-    }
-
     /// Minimise `loss` over the rows of `data` taken in `order` (a shuffled permutation).
     pub fn optimize_dataset(
         &self,

@@ -383,6 +383,46 @@ pub mod common {
         )
     }
 
+    /// `featuresCol`, default `"features"`.
+    pub fn features_col() -> ParamSpec {
+        ParamSpec::new(
+            "featuresCol",
+            ParamType::String,
+            json!("features"),
+            Validator::Always,
+        )
+    }
+
+    /// `labelCol`, default `"label"`.
+    pub fn label_col() -> ParamSpec {
+        ParamSpec::new(
+            "labelCol",
+            ParamType::String,
+            json!("label"),
+            Validator::Always,
+        )
+    }
+
+    /// `predictionCol`, default `"prediction"`.
+    pub fn prediction_col() -> ParamSpec {
+        ParamSpec::new(
+            "predictionCol",
+            ParamType::String,
+            json!("prediction"),
+            Validator::Always,
+        )
+    }
+
+    /// `weightCol`, unset by default (every row weighs 1).
+    pub fn weight_col() -> ParamSpec {
+        ParamSpec::new(
+            "weightCol",
+            ParamType::String,
+            Value::Null,
+            Validator::Always,
+        )
+    }
+
     /// `inputCols`, required, non-empty.
     pub fn input_cols() -> ParamSpec {
         ParamSpec::new(

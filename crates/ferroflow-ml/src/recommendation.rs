@@ -99,9 +99,7 @@ fn longs(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
 
 impl AlgoOperator for Swing {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let p = &self.params;
         let users = longs(batch, &p.str("userCol")?)?;
         let items = longs(batch, &p.str("itemCol")?)?;

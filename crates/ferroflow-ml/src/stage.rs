@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use arrow_array::RecordBatch;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
 use crate::params::Params;
@@ -554,9 +554,4 @@ pub fn load_stage(dir: &Path) -> Result<AnyStage> {
         m.set_model_data(&tables)?;
     }
     Ok(stage)
-}
-
-/// The param map of a stage, as Flink ML saves it.
-pub fn param_map(stage: &dyn Stage) -> Map<String, Value> {
-    stage.params().to_map()
 }

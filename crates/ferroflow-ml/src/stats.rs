@@ -16,34 +16,22 @@ use serde_json::json;
 use statrs::distribution::{ChiSquared, ContinuousCDF, FisherSnedecor};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
 use crate::table::{OrdF64, doubles, vectors};
 use crate::vector::dense_column;
 
 fn specs() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::new(
-            "featuresCol",
-            ParamType::String,
-            json!("features"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "labelCol",
-            ParamType::String,
-            json!("label"),
-            Validator::Always,
-        ),
+        common::features_col(),
+        common::label_col(),
         ParamSpec::new("flatten", ParamType::Bool, json!(false), Validator::Always),
     ]
 }
 
 /// (features, label) rows.
-fn rows(params: &Params, inputs: &[RecordBatch]) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
-    let batch = inputs
-        .first()
-        .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+pub(crate) fn rows(params: &Params, inputs: &[RecordBatch]) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    let batch = crate::table::first(inputs)?;
     let (fcol, lcol) = (params.str("featuresCol")?, params.str("labelCol")?);
     let mut xs = Vec::new();
     let mut ys = Vec::new();

@@ -10,6 +10,13 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::error::{MlError, Result};
 use crate::vector::{Vector, read_vectors};
 
+/// The first input table of a stage call.
+pub(crate) fn first(inputs: &[RecordBatch]) -> Result<&RecordBatch> {
+    inputs
+        .first()
+        .ok_or_else(|| MlError::Invalid("no input table".into()))
+}
+
 /// Column `name` of `batch`; fails naming it and the columns there are.
 pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
     batch.column_by_name(name).ok_or_else(|| {

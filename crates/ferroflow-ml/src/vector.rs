@@ -193,11 +193,10 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
     let n = col.len();
     let mut out = Vec::with_capacity(n);
     // Fast path: Float64 values read straight from the buffer (no per-row array slices).
-    let flat = f64_values;
     match col.data_type() {
         DataType::FixedSizeList(_, w) => {
             let l = col.as_fixed_size_list();
-            if let Some(values) = flat(l.values()) {
+            if let Some(values) = f64_values(l.values()) {
                 let w = *w as usize;
                 for i in 0..n {
                     out.push(
@@ -209,7 +208,7 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
         }
         DataType::List(_) => {
             let l = col.as_list::<i32>();
-            if let Some(values) = flat(l.values()) {
+            if let Some(values) = f64_values(l.values()) {
                 let o = l.offsets();
                 for i in 0..n {
                     out.push(
@@ -295,29 +294,11 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
 /// (one copy of the buffer, no per-row allocation): `(values, width)`. `None` when the column
 /// is not that (sparse rows, nulls, ragged lists): callers fall back to [`read_vectors`].
 pub fn dense_matrix(col: &ArrayRef) -> Option<(Vec<f64>, usize)> {
-    // An empty list column has no width to tell; the general path handles it.
-    if col.null_count() > 0 || col.is_empty() {
+    // A plain Float64 column is not a vector column.
+    if col.data_type() == &DataType::Float64 {
         return None;
     }
-    let f64s = f64_values;
-    match col.data_type() {
-        DataType::FixedSizeList(_, w) => {
-            let l = col.as_fixed_size_list();
-            let w = *w as usize;
-            f64s(l.values()).map(|v| (v[..col.len() * w].to_vec(), w))
-        }
-        DataType::List(_) => {
-            let l = col.as_list::<i32>();
-            let v = f64s(l.values())?;
-            let o = l.offsets();
-            let w = (o[1] - o[0]) as usize;
-            if o.windows(2).any(|p| (p[1] - p[0]) as usize != w) {
-                return None;
-            }
-            Some((v[o[0] as usize..o[col.len()] as usize].to_vec(), w))
-        }
-        _ => None,
-    }
+    dense_matrix_view(col).map(|(v, w)| (v.to_vec(), w))
 }
 
 /// Like [`dense_matrix`], borrowing the Arrow buffer instead of copying it.

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{Field, Schema};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
 use crate::table::{column, doubles, vectors};
 use crate::vector::is_vector_type;
@@ -25,24 +25,14 @@ impl Default for BinaryClassificationEvaluator {
     fn default() -> Self {
         BinaryClassificationEvaluator {
             params: Params::new(vec![
-                ParamSpec::new(
-                    "labelCol",
-                    ParamType::String,
-                    json!("label"),
-                    Validator::Always,
-                ),
+                common::label_col(),
                 ParamSpec::new(
                     "rawPredictionCol",
                     ParamType::String,
                     json!("rawPrediction"),
                     Validator::Always,
                 ),
-                ParamSpec::new(
-                    "weightCol",
-                    ParamType::String,
-                    Value::Null,
-                    Validator::Always,
-                ),
+                common::weight_col(),
                 ParamSpec::new(
                     "metricsNames",
                     ParamType::StringArray,
@@ -103,9 +93,7 @@ pub fn binary_metrics(points: &mut [(f64, bool, f64)]) -> [f64; 4] {
 
 impl AlgoOperator for BinaryClassificationEvaluator {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-        let batch = inputs
-            .first()
-            .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+        let batch = crate::table::first(inputs)?;
         let names = self.params.strings("metricsNames")?;
         for n in &names {
             if !METRICS.contains(&n.as_str()) {

@@ -10,30 +10,15 @@ use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
 use crate::table::doubles;
 
 fn specs(metrics: Value) -> Vec<ParamSpec> {
     vec![
-        ParamSpec::new(
-            "labelCol",
-            ParamType::String,
-            json!("label"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "predictionCol",
-            ParamType::String,
-            json!("prediction"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "weightCol",
-            ParamType::String,
-            Value::Null,
-            Validator::Always,
-        ),
+        common::label_col(),
+        common::prediction_col(),
+        common::weight_col(),
         ParamSpec::new(
             "metricsNames",
             ParamType::StringArray,
@@ -45,9 +30,7 @@ fn specs(metrics: Value) -> Vec<ParamSpec> {
 
 /// (label, prediction, weight) triples.
 fn triples(p: &Params, inputs: &[RecordBatch]) -> Result<Vec<(f64, f64, f64)>> {
-    let batch = inputs
-        .first()
-        .ok_or_else(|| MlError::Invalid("no input table".into()))?;
+    let batch = crate::table::first(inputs)?;
     let labels = doubles(batch, &p.str("labelCol")?)?;
     let preds = doubles(batch, &p.str("predictionCol")?)?;
     let weights = match p.opt_str("weightCol")? {

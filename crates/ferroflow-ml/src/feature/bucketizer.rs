@@ -5,10 +5,10 @@ use std::sync::Arc;
 use arrow_array::{Float64Array, RecordBatch};
 use serde_json::Value;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{doubles, filter_rows, with_columns};
 
 /// The transformer: `inputCols`, `outputCols`, `splitsArray` (ascending splits per column)

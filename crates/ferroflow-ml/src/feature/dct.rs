@@ -6,10 +6,10 @@ use std::f64::consts::PI;
 use arrow_array::RecordBatch;
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::Result;
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{vectors, with_columns};
 use crate::vector::Vector;
 

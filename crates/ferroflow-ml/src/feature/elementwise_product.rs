@@ -3,10 +3,10 @@
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{vectors, with_columns};
 use crate::vector::{Vector, vector_column};
 

@@ -8,10 +8,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, Float64Array, RecordBatch};
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{column, doubles, one_row, with_columns};
 
 const STRATEGIES: &[&str] = &["mean", "median", "most_frequent"];

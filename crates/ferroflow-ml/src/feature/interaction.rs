@@ -3,10 +3,10 @@
 
 use arrow_array::RecordBatch;
 
-use super::standard_scaler::first;
 use crate::error::Result;
 use crate::params::{Params, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{column, doubles, vectors, with_columns};
 use crate::vector::{Vector, is_vector_type, vector_column};
 

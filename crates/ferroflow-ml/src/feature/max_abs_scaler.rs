@@ -2,10 +2,10 @@
 
 use arrow_array::RecordBatch;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, Params, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
 use crate::vector::{Vector, dense_column, vector_column};
 

@@ -6,10 +6,10 @@ use arrow_array::{Int64Array, RecordBatch};
 use serde_json::json;
 use std::sync::Arc;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{column, doubles, with_columns};
 use crate::vector::{Vector, vector_column};
 

@@ -4,10 +4,10 @@
 use arrow_array::RecordBatch;
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{
     model_vector, nested_doubles, one_row, read_nested_doubles, training_vectors, vectors,
     with_columns,

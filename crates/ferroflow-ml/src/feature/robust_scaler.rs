@@ -4,10 +4,10 @@ use arrow_array::RecordBatch;
 use serde_json::json;
 
 use super::imputer::quantile_sample;
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
 use crate::vector::dense_column;
 

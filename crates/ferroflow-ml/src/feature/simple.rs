@@ -9,12 +9,12 @@ use arrow_array::{Array, Float64Array, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::{Value, json};
 
-use super::standard_scaler::first;
 use super::string_indexer::java_double;
 use super::text::hash_unencoded_chars;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{column, doubles, filter_rows, vectors, with_columns};
 use crate::vector::{Vector, is_vector_type, vector_column};
 

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
+use crate::table::{first, model_vector, one_row, training_vectors, vectors, with_columns};
 use crate::vector::dense_column;
 use arrow_array::RecordBatch;
 
@@ -68,12 +68,6 @@ impl Estimator for StandardScaler {
             std,
         }))
     }
-}
-
-pub(crate) fn first(inputs: &[RecordBatch]) -> Result<&RecordBatch> {
-    inputs
-        .first()
-        .ok_or_else(|| MlError::Invalid("no input table".into()))
 }
 
 /// The fitted model: model data `mean` and `std` (dense vectors).

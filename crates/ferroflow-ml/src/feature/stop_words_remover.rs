@@ -9,10 +9,10 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::{Value, json};
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{column, with_columns};
 
 /// The English stop words Flink ML (and Spark) use by default.

@@ -10,10 +10,10 @@ use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{column, doubles, filter_rows, one_row, with_columns};
 
 /// Java's `Double.toString` for the values a column holds in practice.

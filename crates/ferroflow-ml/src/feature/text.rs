@@ -10,10 +10,10 @@ use arrow_array::{Array, Int64Array, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{column, model_vector, one_row, training_vectors, vectors, with_columns};
 use crate::vector::{Vector, dense_column, vector_column};
 

@@ -8,10 +8,10 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::AlgoOperator;
+use crate::table::first;
 use crate::table::{column, with_columns};
 
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {

@@ -10,29 +10,19 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::{Value, json};
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::table::{column, doubles, one_row, vectors, with_columns};
+use crate::table::first;
+use crate::table::{column, one_row, vectors, with_columns};
 use crate::vector::vector_column;
 
 const MODES: &[&str] = &["numTopFeatures", "percentile", "fpr", "fdr", "fwe"];
 
 fn specs() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::new(
-            "featuresCol",
-            ParamType::String,
-            json!("features"),
-            Validator::Always,
-        ),
-        ParamSpec::new(
-            "labelCol",
-            ParamType::String,
-            json!("label"),
-            Validator::Always,
-        ),
+        common::features_col(),
+        common::label_col(),
         ParamSpec::new(
             "outputCol",
             ParamType::String,
@@ -119,7 +109,6 @@ pub(crate) fn select(p_values: &[f64], mode: &str, threshold: f64) -> Vec<usize>
 
 impl Estimator for UnivariateFeatureSelector {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
-        let batch = first(inputs)?;
         let p = &self.params;
         let (ft, lt) = (p.str("featureType")?, p.str("labelType")?);
         let mode = p.str("selectionMode")?;
@@ -137,27 +126,7 @@ impl Estimator for UnivariateFeatureSelector {
                 format!("{threshold} is above 1 for mode {mode}"),
             ));
         }
-        let fcol = p.str("featuresCol")?;
-        let lcol = p.str("labelCol")?;
-        let mut xs = Vec::new();
-        let mut ys = Vec::new();
-        for (row, (f, l)) in vectors(batch, &fcol)?
-            .into_iter()
-            .zip(doubles(batch, &lcol)?)
-            .enumerate()
-        {
-            let (Some(f), Some(l)) = (f, l) else {
-                return Err(MlError::Row {
-                    row,
-                    message: format!("null in '{fcol}' or '{lcol}'"),
-                });
-            };
-            xs.push(f.to_dense());
-            ys.push(l);
-        }
-        if xs.is_empty() {
-            return Err(MlError::Invalid("the training table is empty".into()));
-        }
+        let (xs, ys) = crate::stats::rows(p, inputs)?;
         let results = match (ft.as_str(), lt.as_str()) {
             ("categorical", "categorical") => crate::stats::chi_sq(&xs, &ys),
             ("continuous", "categorical") => crate::stats::anova(&xs, &ys),

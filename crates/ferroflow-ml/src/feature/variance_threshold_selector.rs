@@ -8,10 +8,10 @@ use arrow_array::{Array, Int32Array, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{column, one_row, training_vectors, vectors, with_columns};
 use crate::vector::vector_column;
 

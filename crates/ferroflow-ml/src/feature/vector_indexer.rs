@@ -8,10 +8,10 @@ use arrow_array::RecordBatch;
 use arrow_array::builder::{Float64Builder, Int32Builder, MapBuilder};
 use serde_json::json;
 
-use super::standard_scaler::first;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
+use crate::table::first;
 use crate::table::{filter_rows, one_row, training_vectors, vectors, with_columns};
 use crate::vector::{Vector, vector_column};
 
