@@ -34,7 +34,7 @@ pub use error::{MetaError, Result};
 pub use notify::Notifier;
 pub use records::{NewRecord, Record, RecordKind};
 pub use sql_store::{PostgresStore, SqliteStore};
-pub use store::MetaStore;
+pub use store::{Committed, MetaStore, RecordWrite};
 pub use types::{
     Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };

@@ -23,7 +23,7 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::error::{MetaError, Result};
 use crate::records::{NewRecord, Record, RecordKind, validate};
-use crate::store::MetaStore;
+use crate::store::{Committed, MetaStore, RecordWrite};
 use crate::types::{
     Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };
@@ -400,6 +400,110 @@ macro_rules! sql_store {
                 Self::version_from_row(&row)
             }
 
+            async fn create_in_tx(&self, tx: &mut Transaction<'static, $db>, kind: RecordKind, r: NewRecord) -> Result<Record> {
+                validate(kind, &r)?;
+                if kind != RecordKind::Project
+                    && !self.record_exists(tx, RecordKind::Project, &r.project, &r.project).await?
+                {
+                    return Err(MetaError::NotFound { kind: "project", name: r.project.clone() });
+                }
+                if let (Some(pk), Some(parent)) = (kind.parent_kind(), &r.parent)
+                    && !self.record_exists(tx, pk, &r.project, parent).await?
+                {
+                    return Err(MetaError::NotFound {
+                        kind: pk.as_str(),
+                        name: format!("{}/{parent}", r.project),
+                    });
+                }
+                if self.record_exists(tx, kind, &r.project, &r.name).await? {
+                    return Err(MetaError::AlreadyExists {
+                        kind: kind.as_str(),
+                        name: format!("{}/{}", r.project, r.name),
+                    });
+                }
+                let now = now_ms();
+                let q = self.sql(
+                    "INSERT INTO records (kind, project, name, parent, body, revision, create_time, update_time) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                );
+                sqlx::query(&q)
+                    .bind(kind.as_str())
+                    .bind(&r.project)
+                    .bind(&r.name)
+                    .bind(&r.parent)
+                    .bind(r.body.to_string())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(Record {
+                    kind,
+                    project: r.project,
+                    name: r.name,
+                    parent: r.parent,
+                    body: r.body,
+                    revision: 1,
+                    create_time: now,
+                    update_time: now,
+                })
+            }
+
+            async fn update_in_tx(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                kind: RecordKind,
+                project: &str,
+                name: &str,
+                body: serde_json::Value,
+                expected_revision: Option<i64>,
+            ) -> Result<Record> {
+                if kind.immutable() {
+                    return Err(MetaError::Invalid {
+                        field: "kind",
+                        message: format!("a {kind} is immutable; create a new one"),
+                    });
+                }
+                let q = self.sql("SELECT * FROM records WHERE kind = ? AND project = ? AND name = ?");
+                let row = sqlx::query(&q)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| MetaError::NotFound {
+                        kind: kind.as_str(),
+                        name: format!("{project}/{name}"),
+                    })?;
+                let mut rec = Self::record_from_row(&row)?;
+                validate(kind, &NewRecord {
+                    project: rec.project.clone(),
+                    name: rec.name.clone(),
+                    parent: rec.parent.clone(),
+                    body: body.clone(),
+                })?;
+                if let Some(expected) = expected_revision
+                    && expected != rec.revision
+                {
+                    return Err(MetaError::Conflict(format!(
+                        "{kind} '{project}/{name}' is at revision {}, not {expected}; read it again",
+                        rec.revision
+                    )));
+                }
+                let now = now_ms();
+                let q = self.sql("UPDATE records SET body = ?, revision = revision + 1, update_time = ? WHERE kind = ? AND project = ? AND name = ?");
+                sqlx::query(&q)
+                    .bind(body.to_string())
+                    .bind(now)
+                    .bind(kind.as_str())
+                    .bind(project)
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+                rec.body = body;
+                rec.revision += 1;
+                rec.update_time = now;
+                Ok(rec)
+            }
+
             /// Set a stage and write its event, inside `tx`.
             async fn stage_change(
                 &self,
@@ -680,52 +784,10 @@ macro_rules! sql_store {
             }
 
             async fn create_record(&self, kind: RecordKind, r: NewRecord) -> Result<Record> {
-                validate(kind, &r)?;
                 let (_writer, mut tx) = self.write().await?;
-                if kind != RecordKind::Project
-                    && !self.record_exists(&mut tx, RecordKind::Project, &r.project, &r.project).await?
-                {
-                    return Err(MetaError::NotFound { kind: "project", name: r.project.clone() });
-                }
-                if let (Some(pk), Some(parent)) = (kind.parent_kind(), &r.parent)
-                    && !self.record_exists(&mut tx, pk, &r.project, parent).await?
-                {
-                    return Err(MetaError::NotFound {
-                        kind: pk.as_str(),
-                        name: format!("{}/{parent}", r.project),
-                    });
-                }
-                if self.record_exists(&mut tx, kind, &r.project, &r.name).await? {
-                    return Err(MetaError::AlreadyExists {
-                        kind: kind.as_str(),
-                        name: format!("{}/{}", r.project, r.name),
-                    });
-                }
-                let now = now_ms();
-                let q = self.sql(
-                    "INSERT INTO records (kind, project, name, parent, body, revision, create_time, update_time) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-                );
-                sqlx::query(&q)
-                    .bind(kind.as_str())
-                    .bind(&r.project)
-                    .bind(&r.name)
-                    .bind(&r.parent)
-                    .bind(r.body.to_string())
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                let rec = self.create_in_tx(&mut tx, kind, r).await?;
                 tx.commit().await?;
-                Ok(Record {
-                    kind,
-                    project: r.project,
-                    name: r.name,
-                    parent: r.parent,
-                    body: r.body,
-                    revision: 1,
-                    create_time: now,
-                    update_time: now,
-                })
+                Ok(rec)
             }
 
             async fn get_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<Record> {
@@ -751,54 +813,32 @@ macro_rules! sql_store {
                 body: serde_json::Value,
                 expected_revision: Option<i64>,
             ) -> Result<Record> {
-                if kind.immutable() {
-                    return Err(MetaError::Invalid {
-                        field: "kind",
-                        message: format!("a {kind} is immutable; create a new one"),
-                    });
+                let (_writer, mut tx) = self.write().await?;
+                let rec = self.update_in_tx(&mut tx, kind, project, name, body, expected_revision).await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn commit(&self, writes: Vec<RecordWrite>, events: Vec<NewEvent>) -> Result<Committed> {
+                for e in &events {
+                    e.validate()?;
                 }
                 let (_writer, mut tx) = self.write().await?;
-                let q = self.sql("SELECT * FROM records WHERE kind = ? AND project = ? AND name = ?");
-                let row = sqlx::query(&q)
-                    .bind(kind.as_str())
-                    .bind(project)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| MetaError::NotFound {
-                        kind: kind.as_str(),
-                        name: format!("{project}/{name}"),
-                    })?;
-                let mut rec = Self::record_from_row(&row)?;
-                validate(kind, &NewRecord {
-                    project: rec.project.clone(),
-                    name: rec.name.clone(),
-                    parent: rec.parent.clone(),
-                    body: body.clone(),
-                })?;
-                if let Some(expected) = expected_revision
-                    && expected != rec.revision
-                {
-                    return Err(MetaError::Conflict(format!(
-                        "{kind} '{project}/{name}' is at revision {}, not {expected}; read it again",
-                        rec.revision
-                    )));
+                let mut records = Vec::with_capacity(writes.len());
+                for w in writes {
+                    records.push(match w {
+                        RecordWrite::Create { kind, record } => self.create_in_tx(&mut tx, kind, record).await?,
+                        RecordWrite::Update { kind, project, name, body, expected_revision } => {
+                            self.update_in_tx(&mut tx, kind, &project, &name, body, expected_revision).await?
+                        }
+                    });
                 }
-                let now = now_ms();
-                let q = self.sql("UPDATE records SET body = ?, revision = revision + 1, update_time = ? WHERE kind = ? AND project = ? AND name = ?");
-                sqlx::query(&q)
-                    .bind(body.to_string())
-                    .bind(now)
-                    .bind(kind.as_str())
-                    .bind(project)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
+                let mut stored = Vec::with_capacity(events.len());
+                for e in &events {
+                    stored.push(self.insert_event(&mut tx, e).await?);
+                }
                 tx.commit().await?;
-                rec.body = body;
-                rec.revision += 1;
-                rec.update_time = now;
-                Ok(rec)
+                Ok(Committed { records, events: stored })
             }
 
             async fn delete_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<()> {

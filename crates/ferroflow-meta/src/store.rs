@@ -8,6 +8,40 @@ use crate::types::{
     Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };
 
+/// One record write of a [`MetaStore::commit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordWrite {
+    /// Create a record (as [`MetaStore::create_record`]).
+    Create {
+        /// Its kind.
+        kind: RecordKind,
+        /// The record.
+        record: NewRecord,
+    },
+    /// Replace a record's body (as [`MetaStore::update_record`]).
+    Update {
+        /// Its kind.
+        kind: RecordKind,
+        /// Its project.
+        project: String,
+        /// Its name.
+        name: String,
+        /// The new body.
+        body: serde_json::Value,
+        /// Fail unless the record is at this revision.
+        expected_revision: Option<i64>,
+    },
+}
+
+/// What a [`MetaStore::commit`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The records written, in the order of the writes.
+    pub records: Vec<Record>,
+    /// The events stored, in order, with their offsets.
+    pub events: Vec<Event>,
+}
+
 /// Durable state of the Notification Service and the Model Center.
 ///
 /// Every method is one transaction: a stage change and the event announcing it are written
@@ -90,6 +124,12 @@ pub trait MetaStore: Send + Sync {
         body: serde_json::Value,
         expected_revision: Option<i64>,
     ) -> Result<Record>;
+
+    /// Write several records and events in one transaction: all or nothing. This is how a
+    /// state change and the events announcing it (a job's status, a scheduler's decision with
+    /// its committed event offset) become durable together. Events here are not deduplicated
+    /// by client id.
+    async fn commit(&self, writes: Vec<RecordWrite>, events: Vec<NewEvent>) -> Result<Committed>;
 
     /// Delete a record (a project or workflow still owning records cannot be deleted).
     async fn delete_record(&self, kind: RecordKind, project: &str, name: &str) -> Result<()>;

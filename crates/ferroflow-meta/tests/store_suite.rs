@@ -693,6 +693,77 @@ async fn metadata_records_follow_their_kinds(backend: Backend) {
     );
 }
 
+async fn commit_writes_records_and_events_all_or_nothing(backend: Backend) {
+    use ferroflow_meta::RecordWrite;
+    use serde_json::json;
+    let place = Place::new(backend).await;
+    let s = place.open().await;
+    s.create_record(RecordKind::Project, rec("p", "p", None, json!({})))
+        .await
+        .unwrap();
+    let wf = s
+        .create_record(RecordKind::Workflow, rec("p", "wf", None, json!({})))
+        .await
+        .unwrap();
+    let before = s.latest_offset().await.unwrap();
+    let ok = s
+        .commit(
+            vec![
+                RecordWrite::Create {
+                    kind: RecordKind::Execution,
+                    record: rec("p", "wf-1", Some("wf"), json!({"status": "RUNNING"})),
+                },
+                RecordWrite::Update {
+                    kind: RecordKind::Workflow,
+                    project: "p".into(),
+                    name: "wf".into(),
+                    body: json!({"executions": 1}),
+                    expected_revision: Some(wf.revision),
+                },
+            ],
+            vec![NewEvent::new("wf", "RUNNING", "EXECUTION_STATUS_CHANGED")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.records.len(), 2);
+    assert_eq!(ok.records[1].revision, wf.revision + 1);
+    assert_eq!(ok.events[0].offset, before + 1);
+    // A stale revision in the second write undoes the first write and the event.
+    let e = s
+        .commit(
+            vec![
+                RecordWrite::Create {
+                    kind: RecordKind::Execution,
+                    record: rec("p", "wf-2", Some("wf"), json!({"status": "RUNNING"})),
+                },
+                RecordWrite::Update {
+                    kind: RecordKind::Workflow,
+                    project: "p".into(),
+                    name: "wf".into(),
+                    body: json!({"executions": 2}),
+                    expected_revision: Some(wf.revision),
+                },
+            ],
+            vec![NewEvent::new("wf", "RUNNING", "EXECUTION_STATUS_CHANGED")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MetaError::Conflict(_)), "{e}");
+    assert!(
+        s.get_record(RecordKind::Execution, "p", "wf-2")
+            .await
+            .is_err()
+    );
+    assert_eq!(s.latest_offset().await.unwrap(), before + 1);
+    assert_eq!(
+        s.get_record(RecordKind::Workflow, "p", "wf")
+            .await
+            .unwrap()
+            .body,
+        json!({"executions": 1})
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $variant:expr, [$($test:ident),* $(,)?]) => {
         mod $backend {
@@ -723,4 +794,5 @@ both_backends!(
     versions_are_numbered_per_model_under_concurrency,
     stage_changes_follow_the_rules_and_write_their_events,
     concurrent_deploys_leave_exactly_one_deployed,
+    commit_writes_records_and_events_all_or_nothing,
 );
