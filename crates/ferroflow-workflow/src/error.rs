@@ -1,0 +1,73 @@
+//! The workflow crate's error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the control layer.
+#[derive(Debug, Error)]
+pub enum WorkflowError {
+    /// A workflow spec (YAML or built in code) is wrong; `at` is `file:line` when known, or
+    /// the item at fault (`node 'fit'`, `job 'train'`).
+    #[error("{at}: {message}")]
+    Spec {
+        /// Where: `spec.yaml:12`, or `workflow 'w', node 'fit'`.
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The control-plane store failed or refused.
+    #[error(transparent)]
+    Meta(#[from] ferroflow_meta::MetaError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A job failed to generate, start or run.
+    #[error("job '{job}': {message}")]
+    Job {
+        /// `<workflow>.<job>` or the job name.
+        job: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A request does not fit the current state (stopping a finished execution, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named does not exist.
+    #[error("{kind} '{name}' not found")]
+    NotFound {
+        /// workflow, execution, job...
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl WorkflowError {
+    pub(crate) fn spec(at: impl Into<String>, message: impl Into<String>) -> Self {
+        WorkflowError::Spec {
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn job(job: impl Into<String>, message: impl Into<String>) -> Self {
+        WorkflowError::Job {
+            job: job.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        WorkflowError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Result with [`WorkflowError`].
+pub type Result<T, E = WorkflowError> = std::result::Result<T, E>;

@@ -1,0 +1,195 @@
+//! Job types as plugins: a job generator turns a job's sub-graph into something runnable.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ferroflow_meta::MetaStore;
+use parking_lot::Mutex;
+
+use crate::error::{Result, WorkflowError};
+use crate::graph::{AiGraph, Locate, SubGraph};
+
+/// A stop request shared between the runner and a running job.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token not cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the job to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Has a stop been asked for?
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A job execution's log file (appended; shared with the job's child processes).
+#[derive(Debug, Clone)]
+pub struct JobLog {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl JobLog {
+    /// Open (creating directories and the file) for appending.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| WorkflowError::io(dir, e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| WorkflowError::io(path, e))?;
+        Ok(JobLog {
+            path: path.to_path_buf(),
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    /// Append one line.
+    pub fn line(&self, text: &str) {
+        let mut f = self.file.lock();
+        // A log that cannot be written must not fail the job; the status still says it all.
+        let _ = writeln!(f, "{text}");
+    }
+
+    /// A second handle on the file (for a child process's stdout and stderr).
+    pub fn file(&self) -> Result<File> {
+        self.file
+            .lock()
+            .try_clone()
+            .map_err(|e| WorkflowError::io(&self.path, e))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Everything a running job may use.
+pub struct JobContext {
+    /// The control-plane store (Model Center, records, events).
+    pub store: Arc<dyn MetaStore>,
+    /// A runtime handle to call the store from the job's (blocking) thread.
+    pub handle: tokio::runtime::Handle,
+    /// Set when the job must stop.
+    pub cancel: CancelToken,
+    /// The job execution's log.
+    pub log: JobLog,
+    /// Project of the workflow.
+    pub project: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The execution.
+    pub execution: String,
+    /// The job.
+    pub job: String,
+    /// The job execution (its record's name), for lineage.
+    pub job_execution: String,
+    /// The control plane's data directory.
+    pub data_dir: PathBuf,
+    /// Exit code of the job's command, when it has one (recorded with the job execution).
+    pub exit_code: Mutex<Option<i32>>,
+}
+
+impl JobContext {
+    /// `<workflow>.<job>`, as errors and events name the job.
+    pub fn job_key(&self) -> String {
+        format!("{}.{}", self.workflow, self.job)
+    }
+}
+
+/// A job ready to run.
+pub trait RunnableJob: Send {
+    /// Run to the end on the calling (blocking) thread. Return early, with any result, once
+    /// `ctx.cancel` is set: the runner then records STOPPED. An error fails the job.
+    fn run(self: Box<Self>, ctx: &JobContext) -> Result<()>;
+}
+
+/// A job type: checks its jobs at submission and generates them at run time.
+pub trait JobPlugin: Send + Sync {
+    /// The `type:` it handles.
+    fn job_type(&self) -> &str;
+
+    /// Check a job's settings and nodes when the workflow is submitted.
+    fn validate(&self, sub: &SubGraph<'_>) -> Result<()>;
+
+    /// Turn a job's sub-graph into a runnable job.
+    fn generate(&self, sub: &SubGraph<'_>) -> Result<Box<dyn RunnableJob>>;
+}
+
+/// The job types a scheduler and its runners know.
+#[derive(Clone, Default)]
+pub struct PluginRegistry {
+    plugins: BTreeMap<String, Arc<dyn JobPlugin>>,
+}
+
+impl std::fmt::Debug for PluginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.plugins.keys()).finish()
+    }
+}
+
+impl PluginRegistry {
+    /// No job types.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The built-in job types of this crate: `process`.
+    pub fn with_builtin() -> Self {
+        let mut r = Self::empty();
+        r.register(Arc::new(crate::process::ProcessPlugin));
+        r
+    }
+
+    /// Add (or replace) a job type.
+    pub fn register(&mut self, plugin: Arc<dyn JobPlugin>) -> &mut Self {
+        self.plugins.insert(plugin.job_type().to_string(), plugin);
+        self
+    }
+
+    /// The plugin of a job type.
+    pub fn get(&self, job_type: &str) -> Result<&Arc<dyn JobPlugin>> {
+        self.plugins.get(job_type).ok_or_else(|| {
+            WorkflowError::Invalid(format!(
+                "unknown job type '{job_type}' (known: {})",
+                self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Known job types.
+    pub fn job_types(&self) -> Vec<&str> {
+        self.plugins.keys().map(String::as_str).collect()
+    }
+
+    /// Check every job's type and let its plugin check the job; errors name the job through
+    /// `at`.
+    pub fn validate(&self, graph: &AiGraph, at: &dyn Locate) -> Result<()> {
+        for job in graph.jobs.values() {
+            let plugin = self.get(&job.job_type).map_err(|e| {
+                WorkflowError::spec(at.job(&job.name), format!("job '{}': {e}", job.name))
+            })?;
+            let sub = graph.sub_graph(&job.name)?;
+            plugin.validate(&sub).map_err(|e| match e {
+                WorkflowError::Spec { .. } => e,
+                other => WorkflowError::spec(at.job(&job.name), other.to_string()),
+            })?;
+        }
+        Ok(())
+    }
+}

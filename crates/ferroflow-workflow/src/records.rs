@@ -1,0 +1,147 @@
+//! Reading and changing the control layer's records: job executions, executions, snapshots.
+//!
+//! Every status change of a job execution is one [`MetaStore::commit`]: the record (checked
+//! against the revision it was read at) and its `JOB_STATUS_CHANGED` event together. Two
+//! writers (the scheduler and a runner) may race; the loser reads again and re-decides.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferroflow_meta::{MetaError, MetaStore, NewEvent, Record, RecordKind, RecordWrite};
+
+use crate::error::{Result, WorkflowError};
+use crate::graph::AiGraph;
+use crate::spec::parse_workflow;
+use crate::status::{ExecutionBody, JOB_STATUS_CHANGED, JobExecutionBody};
+
+/// Milliseconds since the epoch (wall clock; statuses' timestamps).
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T> {
+    serde_json::from_value(r.body.clone()).map_err(|e| {
+        WorkflowError::Invalid(format!(
+            "{} '{}/{}' has an unreadable body: {e}",
+            r.kind, r.project, r.name
+        ))
+    })
+}
+
+pub(crate) fn to_body<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("status documents always serialise")
+}
+
+/// The `JOB_STATUS_CHANGED` event of a job execution's current status.
+pub(crate) fn status_event(project: &str, b: &JobExecutionBody, sender: &str) -> NewEvent {
+    NewEvent {
+        key: format!("{}.{}", b.workflow, b.job),
+        value: b.status.as_str().into(),
+        event_type: JOB_STATUS_CHANGED.into(),
+        namespace: project.into(),
+        sender: sender.into(),
+        context: Some(b.execution.clone()),
+        ..Default::default()
+    }
+}
+
+/// A job execution record and its body.
+pub(crate) async fn get_job_execution(
+    store: &dyn MetaStore,
+    project: &str,
+    name: &str,
+) -> Result<(Record, JobExecutionBody)> {
+    let r = store
+        .get_record(RecordKind::JobExecution, project, name)
+        .await?;
+    let b = parse_body(&r)?;
+    Ok((r, b))
+}
+
+/// Change a job execution: `change` edits the body and says whether to write it; a status
+/// change bumps `status_seq` and writes its event in the same transaction. Retries on a
+/// concurrent write. Returns the body written, or `None` when `change` declined.
+pub(crate) async fn update_job_execution(
+    store: &dyn MetaStore,
+    project: &str,
+    name: &str,
+    sender: &str,
+    mut change: impl FnMut(&mut JobExecutionBody) -> bool,
+) -> Result<Option<JobExecutionBody>> {
+    loop {
+        let (rec, old) = get_job_execution(store, project, name).await?;
+        let mut b = old.clone();
+        if !change(&mut b) {
+            return Ok(None);
+        }
+        let mut events = vec![];
+        if b.status != old.status {
+            b.status_seq += 1;
+            if b.status.is_terminal() && b.end_time.is_none() {
+                b.end_time = Some(now_ms());
+            }
+            events.push(status_event(project, &b, sender));
+        }
+        let write = RecordWrite::Update {
+            kind: RecordKind::JobExecution,
+            project: project.into(),
+            name: name.into(),
+            body: to_body(&b),
+            expected_revision: Some(rec.revision),
+        };
+        match store.commit(vec![write], events).await {
+            Ok(_) => return Ok(Some(b)),
+            Err(MetaError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// An execution record and its body.
+pub(crate) async fn get_execution(
+    store: &dyn MetaStore,
+    project: &str,
+    name: &str,
+) -> Result<(Record, ExecutionBody)> {
+    let r = store
+        .get_record(RecordKind::Execution, project, name)
+        .await?;
+    let b = parse_body(&r)?;
+    Ok((r, b))
+}
+
+/// The graph an execution runs (from its immutable snapshot).
+pub(crate) async fn load_snapshot(
+    store: &dyn MetaStore,
+    project: &str,
+    snapshot: &str,
+) -> Result<AiGraph> {
+    let r = store
+        .get_record(RecordKind::WorkflowSnapshot, project, snapshot)
+        .await?;
+    let spec = r.body["spec"].as_str().unwrap_or_default();
+    let mut g = parse_workflow(spec, &format!("snapshot {snapshot}"))?;
+    g.base_dir = r.body["base_dir"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    Ok(g)
+}
+
+/// Where a job execution's log goes.
+pub fn log_path(
+    data_dir: &Path,
+    project: &str,
+    execution: &str,
+    job: &str,
+    attempt: u32,
+) -> PathBuf {
+    data_dir
+        .join("logs")
+        .join(project)
+        .join(execution)
+        .join(format!("{job}.{attempt}.log"))
+}
+
+/// A shared store handle, as everything here takes one.
+pub type SharedStore = Arc<dyn MetaStore>;

@@ -1,0 +1,1103 @@
+//! The event-driven scheduler.
+//!
+//! It reads the event log in offset order and, for every execution the event reaches (its
+//! context is that execution, or it has none), feeds it to each job's rules; the first rule
+//! that fires gives the action. Decisions are durable before they act: the execution's state
+//! (rule states, job states, the offset of the last event applied) and the job executions an
+//! action creates are one [`MetaStore::commit`]. Launching and stopping happen after the
+//! commit and are re-done from the stored state after a restart:
+//!
+//! - a job execution in INIT was decided but maybe not launched: launch it;
+//! - one in STARTING was launched by a scheduler that is gone: launch it again with a new
+//!   launch token (a runner of the old launch finds its token stale and exits);
+//! - a job whose state says "stop requested" but whose run is not STOPPING yet: stop it.
+//!
+//! So a scheduler killed at any point and restarted neither loses nor repeats an action. Job
+//! statuses come back as `JOB_STATUS_CHANGED` events and are read from the job execution
+//! record (stored state, not the event's value). A runner that stops heart-beating, or a
+//! child process that exits without reporting, marks its job execution FAILED.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ferroflow_meta::{
+    Event, EventFilter, MetaError, MetaStore, NewEvent, NewRecord, Record, RecordKind, RecordWrite,
+};
+
+use crate::error::{Result, WorkflowError};
+use crate::graph::AiGraph;
+use crate::periodic::{Clock, SystemClock};
+use crate::plugin::{CancelToken, PluginRegistry};
+use crate::records::{
+    get_job_execution, load_snapshot, log_path, now_ms, parse_body, status_event, to_body,
+    update_job_execution,
+};
+use crate::rules::{Action, Rule, RuleState, evaluate};
+use crate::runner::{RunnerOptions, run_job_execution};
+use crate::service::{EXECUTION_STOP_REQUESTED, execution_event, new_execution_writes};
+use crate::status::{
+    EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
+    JobState, JobStatus, WORKFLOW_SUBMITTED,
+};
+
+const SENDER: &str = "scheduler";
+
+/// How job executions are run.
+#[derive(Clone)]
+pub enum Launcher {
+    /// In a child process: `program [args..] job run --data-dir D --project P
+    /// --job-execution N --launch-id L` (the `ferroflow` binary). A crash or a kill of the
+    /// job never touches the scheduler, and jobs survive a scheduler restart.
+    Process {
+        /// The `ferroflow` executable.
+        program: PathBuf,
+        /// Arguments before `job run`.
+        args: Vec<String>,
+    },
+    /// On this process's runtime, for embedding and tests.
+    InProcess {
+        /// Job types the runner knows.
+        registry: PluginRegistry,
+    },
+}
+
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Launcher::Process { program, .. } => write!(f, "Process({})", program.display()),
+            Launcher::InProcess { registry } => write!(f, "InProcess({registry:?})"),
+        }
+    }
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Wait between polls of the event log when idle.
+    pub poll: Duration,
+    /// How often records are rescanned for new executions and workflow rules (new ones are
+    /// also noticed at once through their events).
+    pub rescan: Duration,
+    /// A running job execution without a heartbeat for this long is FAILED.
+    pub heartbeat_timeout: Duration,
+    /// A launched job execution that does not report RUNNING within this long is FAILED.
+    pub start_timeout: Duration,
+    /// A STOPPING job execution still alive after this long is killed and STOPPED.
+    pub stop_timeout: Duration,
+    /// How often liveness is checked.
+    pub health_every: Duration,
+    /// Runner settings (heartbeat period, data directory).
+    pub runner: RunnerOptions,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            poll: Duration::from_millis(10),
+            rescan: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(20),
+            health_every: Duration::from_millis(200),
+            runner: RunnerOptions::default(),
+        }
+    }
+}
+
+/// A running job execution this scheduler launched.
+enum Handle {
+    Child(tokio::process::Child),
+    Task {
+        cancel: CancelToken,
+        join: tokio::task::JoinHandle<()>,
+    },
+}
+
+struct Exec {
+    project: String,
+    name: String,
+    workflow: String,
+    revision: i64,
+    committed_offset: i64,
+    body: ExecutionBody,
+    graph: Arc<AiGraph>,
+    rules: BTreeMap<String, Vec<Rule>>,
+}
+
+struct Wf {
+    project: String,
+    name: String,
+    rules: Vec<Rule>,
+    states: Vec<RuleState>,
+    offset: i64,
+    committed_offset: i64,
+}
+
+/// What one decision writes, then does.
+#[derive(Default)]
+struct Pending {
+    writes: Vec<RecordWrite>,
+    events: Vec<NewEvent>,
+    launches: Vec<String>,
+}
+
+/// Statistics of a scheduler (for benchmarks and tests).
+#[derive(Debug, Default)]
+pub struct SchedulerStats {
+    /// Events applied (an event reaching two executions counts twice).
+    pub events_applied: AtomicU64,
+    /// Actions taken (START, STOP, RESTART that changed something).
+    pub actions: AtomicU64,
+    /// Job executions launched.
+    pub launches: AtomicU64,
+}
+
+/// The scheduler. Run one per store.
+pub struct Scheduler {
+    store: Arc<dyn MetaStore>,
+    launcher: Launcher,
+    clock: Arc<dyn Clock>,
+    cfg: SchedulerConfig,
+    execs: BTreeMap<String, Exec>,
+    workflows: BTreeMap<String, Wf>,
+    handles: HashMap<String, Handle>,
+    launched: HashMap<String, Instant>,
+    stopping: HashMap<String, Instant>,
+    global_offset: i64,
+    last_scan: Option<Instant>,
+    last_health: Instant,
+    last_flush: Instant,
+    stats: Arc<SchedulerStats>,
+}
+
+static LAUNCH_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn launch_token() -> String {
+    format!(
+        "{:x}-{:x}-{}",
+        now_ms(),
+        std::process::id(),
+        LAUNCH_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn active(s: Option<JobStatus>) -> bool {
+    s.is_some_and(|s| !s.is_terminal())
+}
+
+impl Scheduler {
+    /// A scheduler over `store` launching jobs with `launcher`.
+    pub fn new(store: Arc<dyn MetaStore>, launcher: Launcher, cfg: SchedulerConfig) -> Self {
+        Scheduler {
+            store,
+            launcher,
+            clock: Arc::new(SystemClock),
+            cfg,
+            execs: BTreeMap::new(),
+            workflows: BTreeMap::new(),
+            handles: HashMap::new(),
+            launched: HashMap::new(),
+            stopping: HashMap::new(),
+            global_offset: 0,
+            last_scan: None,
+            last_health: Instant::now(),
+            last_flush: Instant::now(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Use another clock for periodic triggers.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Arc<SchedulerStats> {
+        self.stats.clone()
+    }
+
+    /// Run until `shutdown` resolves. Running jobs keep running (they are not this
+    /// process's to stop); a new scheduler adopts them.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let busy = self.step().await?;
+            if !busy {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(self.cfg.poll) => {}
+                }
+            }
+        }
+        self.flush_offsets(true).await?;
+        Ok(())
+    }
+
+    /// One round: rescan, apply new events, fire periodic triggers, check liveness. Returns
+    /// whether there was anything to do (callers loop without sleeping while there is).
+    pub async fn step(&mut self) -> Result<bool> {
+        if self
+            .last_scan
+            .is_none_or(|t| t.elapsed() >= self.cfg.rescan)
+        {
+            self.scan().await?;
+        }
+        let busy = self.apply_events().await?;
+        self.tick().await?;
+        if self.last_health.elapsed() >= self.cfg.health_every {
+            self.last_health = Instant::now();
+            self.check_health().await?;
+        }
+        if self.last_flush.elapsed() >= Duration::from_secs(1) {
+            self.flush_offsets(false).await?;
+        }
+        Ok(busy)
+    }
+
+    /// Load executions and workflows with rules that are not loaded yet; initialise INIT
+    /// executions; recover the launches and stops of loaded ones.
+    async fn scan(&mut self) -> Result<()> {
+        self.last_scan = Some(Instant::now());
+        if self.global_offset == 0 {
+            self.global_offset = self.store.latest_offset().await?;
+        }
+        let store = self.store.clone();
+        for r in store
+            .list_records(RecordKind::Workflow, None, None, 0, u32::MAX)
+            .await?
+        {
+            let key = format!("{}/{}", r.project, r.name);
+            if self.workflows.contains_key(&key) {
+                continue;
+            }
+            self.load_workflow(&r).await?;
+        }
+        for r in store
+            .list_records(RecordKind::Execution, None, None, 0, u32::MAX)
+            .await?
+        {
+            let key = format!("{}/{}", r.project, r.name);
+            if self.execs.contains_key(&key) {
+                continue;
+            }
+            let body: ExecutionBody = parse_body(&r)?;
+            if body.status.is_terminal() {
+                continue;
+            }
+            self.load_execution(r, body).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_workflow(&mut self, r: &Record) -> Result<()> {
+        let Some(snapshot) = r.body["snapshot"].as_str() else {
+            return Ok(());
+        };
+        let graph = load_snapshot(&*self.store, &r.project, snapshot).await?;
+        if graph.workflow_rules.is_empty() {
+            return Ok(());
+        }
+        let sched = &r.body["scheduler"];
+        let offset = sched["offset"].as_i64().unwrap_or(0);
+        let states: Vec<RuleState> =
+            serde_json::from_value(sched["rules"].clone()).unwrap_or_default();
+        self.workflows.insert(
+            format!("{}/{}", r.project, r.name),
+            Wf {
+                project: r.project.clone(),
+                name: r.name.clone(),
+                rules: graph.resolved_workflow_rules()?,
+                states,
+                offset,
+                committed_offset: offset,
+            },
+        );
+        Ok(())
+    }
+
+    async fn load_execution(&mut self, r: Record, body: ExecutionBody) -> Result<()> {
+        let graph = Arc::new(load_snapshot(&*self.store, &r.project, &body.snapshot).await?);
+        let mut rules = BTreeMap::new();
+        for job in graph.jobs.keys() {
+            rules.insert(job.clone(), graph.rules_of(job)?);
+        }
+        let key = format!("{}/{}", r.project, r.name);
+        let mut exec = Exec {
+            project: r.project.clone(),
+            name: r.name.clone(),
+            workflow: r.parent.clone().unwrap_or_default(),
+            revision: r.revision,
+            committed_offset: body.offset,
+            body,
+            graph,
+            rules,
+        };
+        let mut p = Pending::default();
+        if exec.body.status == ExecutionStatus::Init {
+            self.initialise(&mut exec, &mut p)?;
+            self.commit(&mut exec, p).await?;
+        } else {
+            // Recovery: re-do what the stored state says was decided.
+            for (job, js) in &exec.body.jobs {
+                let Some(current) = &js.current else { continue };
+                if !active(js.status) {
+                    continue;
+                }
+                let (_, jb) = get_job_execution(&*self.store, &exec.project, current).await?;
+                match jb.status {
+                    JobStatus::Init | JobStatus::Starting => p.launches.push(current.clone()),
+                    _ => {}
+                }
+                let _ = job;
+            }
+            self.after_commit(&exec, p).await;
+        }
+        if !exec.body.status.is_terminal() {
+            self.execs.insert(key, exec);
+        }
+        Ok(())
+    }
+
+    /// INIT -> RUNNING: first periodic ticks, and START for jobs that start with the
+    /// execution.
+    fn initialise(&self, exec: &mut Exec, p: &mut Pending) -> Result<()> {
+        let now = self.clock.now_ms();
+        exec.body.status = ExecutionStatus::Running;
+        let graph = exec.graph.clone();
+        for (name, job) in &graph.jobs {
+            let js = exec.body.jobs.entry(name.clone()).or_default();
+            if let Some(per) = &job.periodic {
+                js.next_tick = Some(per.next_after(now)?);
+            }
+        }
+        p.events.push(execution_event(
+            &exec.project,
+            &exec.workflow,
+            &exec.name,
+            ExecutionStatus::Running,
+        ));
+        for (name, job) in &graph.jobs {
+            if job.starts_with_execution() {
+                self.act(exec, name, Action::Start, p);
+            }
+        }
+        self.check_done(exec, p);
+        Ok(())
+    }
+
+    /// Apply a job action to the in-memory state, adding what must be written to `p`.
+    fn act(&self, exec: &mut Exec, job: &str, action: Action, p: &mut Pending) {
+        let js = exec.body.jobs.entry(job.to_string()).or_default();
+        let running = active(js.status);
+        match action {
+            Action::None => return,
+            Action::Start if running => {
+                if js.status == Some(JobStatus::Stopping) || js.stop_pending() {
+                    js.restart_pending = true;
+                }
+                return;
+            }
+            Action::Stop if !running => {
+                js.restart_pending = false;
+                return;
+            }
+            Action::Stop => {
+                js.restart_pending = false;
+                js.stop_requested = true;
+            }
+            Action::Restart if running => {
+                js.stop_requested = true;
+                js.restart_pending = true;
+            }
+            Action::Start | Action::Restart => {
+                let attempt = js.attempts + 1;
+                let je = format!("{}.{job}.{attempt}", exec.name);
+                let body = JobExecutionBody {
+                    job: job.to_string(),
+                    workflow: exec.workflow.clone(),
+                    execution: exec.name.clone(),
+                    attempt,
+                    status: JobStatus::Init,
+                    status_seq: 1,
+                    launch_id: String::new(),
+                    pid: None,
+                    heartbeat: None,
+                    create_time: now_ms(),
+                    start_time: None,
+                    end_time: None,
+                    exit_code: None,
+                    error: None,
+                    log: log_path(
+                        &self.cfg.runner.data_dir,
+                        &exec.project,
+                        &exec.name,
+                        job,
+                        attempt,
+                    )
+                    .display()
+                    .to_string(),
+                };
+                p.events.push(status_event(&exec.project, &body, SENDER));
+                p.writes.push(RecordWrite::Create {
+                    kind: RecordKind::JobExecution,
+                    record: NewRecord {
+                        project: exec.project.clone(),
+                        name: je.clone(),
+                        parent: Some(exec.name.clone()),
+                        body: to_body(&body),
+                    },
+                });
+                p.launches.push(je.clone());
+                js.attempts = attempt;
+                js.current = Some(je);
+                js.status = Some(JobStatus::Init);
+                js.stop_requested = false;
+                js.restart_pending = false;
+            }
+        }
+        self.stats.actions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decide the execution's end: stopped, failed, succeeded, or still running.
+    fn check_done(&self, exec: &mut Exec, p: &mut Pending) {
+        if exec.body.status.is_terminal() {
+            return;
+        }
+        let any_active = exec
+            .body
+            .jobs
+            .values()
+            .any(|j| active(j.status) || j.restart_pending);
+        let end = |exec: &mut Exec, p: &mut Pending, status: ExecutionStatus| {
+            exec.body.status = status;
+            exec.body.end_time = Some(now_ms());
+            p.events.push(execution_event(
+                &exec.project,
+                &exec.workflow,
+                &exec.name,
+                status,
+            ));
+        };
+        if exec.body.stop_requested {
+            if !any_active {
+                end(exec, p, ExecutionStatus::Stopped);
+            }
+            return;
+        }
+        if exec.graph.is_triggered() {
+            return; // runs until stopped
+        }
+        let failed: Vec<String> = exec
+            .body
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.status == Some(JobStatus::Failed))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !failed.is_empty() {
+            let jobs: Vec<String> = exec.body.jobs.keys().cloned().collect();
+            for j in jobs {
+                self.act(exec, &j, Action::Stop, p);
+            }
+            if !exec.body.jobs.values().any(|j| active(j.status)) {
+                exec.body.error = Some(format!("job(s) failed: {}", failed.join(", ")));
+                end(exec, p, ExecutionStatus::Failed);
+            } else {
+                exec.body.status = ExecutionStatus::Stopping;
+            }
+            return;
+        }
+        let all_finished = exec.graph.jobs.keys().all(|j| {
+            exec.body
+                .jobs
+                .get(j)
+                .is_some_and(|s| s.status == Some(JobStatus::Finished))
+        });
+        if all_finished && !any_active {
+            end(exec, p, ExecutionStatus::Succeeded);
+        }
+    }
+
+    /// Write the execution's state with `p`'s writes and events in one transaction, then
+    /// launch and stop.
+    async fn commit(&mut self, exec: &mut Exec, mut p: Pending) -> Result<()> {
+        p.writes.push(RecordWrite::Update {
+            kind: RecordKind::Execution,
+            project: exec.project.clone(),
+            name: exec.name.clone(),
+            body: to_body(&exec.body),
+            expected_revision: Some(exec.revision),
+        });
+        let events = std::mem::take(&mut p.events);
+        let writes = std::mem::take(&mut p.writes);
+        let done = self.store.commit(writes, events).await.map_err(|e| match e {
+            MetaError::Conflict(m) => WorkflowError::Invalid(format!(
+                "execution '{}/{}' was changed by someone else ({m}); is a second scheduler running on this store?",
+                exec.project, exec.name
+            )),
+            e => e.into(),
+        })?;
+        exec.revision = done
+            .records
+            .last()
+            .map(|r| r.revision)
+            .unwrap_or(exec.revision);
+        exec.committed_offset = exec.body.offset;
+        self.after_commit(exec, p).await;
+        Ok(())
+    }
+
+    /// Launch what was decided and stop what must stop (idempotent).
+    async fn after_commit(&mut self, exec: &Exec, p: Pending) {
+        for je in p.launches {
+            if let Err(e) = self.launch(&exec.project, &je).await {
+                let msg = e.to_string();
+                let _ = update_job_execution(&*self.store, &exec.project, &je, SENDER, |b| {
+                    if b.status.is_terminal() {
+                        return false;
+                    }
+                    b.status = JobStatus::Failed;
+                    b.error = Some(format!("launch failed: {msg}"));
+                    true
+                })
+                .await;
+            }
+        }
+        for js in exec.body.jobs.values() {
+            if js.stop_requested
+                && active(js.status)
+                && let Some(je) = &js.current
+            {
+                self.stop_job_execution(&exec.project, je).await;
+            }
+        }
+    }
+
+    /// INIT (or a STARTING left by a gone scheduler) -> STARTING with a new launch token,
+    /// then start its runner.
+    async fn launch(&mut self, project: &str, je: &str) -> Result<()> {
+        let key = format!("{project}/{je}");
+        if self.handles.contains_key(&key) {
+            return Ok(());
+        }
+        let token = launch_token();
+        let relaunch_ok = !self.launched.contains_key(&key);
+        let claimed = update_job_execution(&*self.store, project, je, SENDER, |b| {
+            let ok =
+                b.status == JobStatus::Init || (b.status == JobStatus::Starting && relaunch_ok);
+            if ok {
+                b.status = JobStatus::Starting;
+                b.launch_id = token.clone();
+            }
+            ok
+        })
+        .await?;
+        let Some(body) = claimed else { return Ok(()) };
+        self.launched.insert(key.clone(), Instant::now());
+        self.stats.launches.fetch_add(1, Ordering::Relaxed);
+        let handle = match &self.launcher {
+            Launcher::Process { program, args } => {
+                let log = crate::plugin::JobLog::open(std::path::Path::new(&body.log))?;
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args)
+                    .arg("job")
+                    .arg("run")
+                    .arg("--data-dir")
+                    .arg(&self.cfg.runner.data_dir)
+                    .arg("--project")
+                    .arg(project)
+                    .arg("--job-execution")
+                    .arg(je)
+                    .arg("--launch-id")
+                    .arg(&token)
+                    .arg("--heartbeat-ms")
+                    .arg(self.cfg.runner.heartbeat.as_millis().to_string())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(log.file()?)
+                    .stderr(log.file()?)
+                    // Its own process group: a Ctrl-C aimed at the scheduler's terminal does
+                    // not reach the jobs, which outlive a scheduler restart by design.
+                    .process_group(0);
+                let child = cmd.spawn().map_err(|e| {
+                    WorkflowError::job(je, format!("cannot start {}: {e}", program.display()))
+                })?;
+                Handle::Child(child)
+            }
+            Launcher::InProcess { registry } => {
+                let cancel = CancelToken::new();
+                let (store, registry, project, je, opts, c) = (
+                    self.store.clone(),
+                    registry.clone(),
+                    project.to_string(),
+                    je.to_string(),
+                    self.cfg.runner.clone(),
+                    cancel.clone(),
+                );
+                let join = tokio::spawn(async move {
+                    let _ =
+                        run_job_execution(store, &registry, &project, &je, &token, &opts, c).await;
+                });
+                Handle::Task { cancel, join }
+            }
+        };
+        self.handles.insert(key, handle);
+        Ok(())
+    }
+
+    /// RUNNING/STARTING/INIT -> STOPPING, and tell the runner.
+    async fn stop_job_execution(&mut self, project: &str, je: &str) {
+        let key = format!("{project}/{je}");
+        let r = update_job_execution(&*self.store, project, je, SENDER, |b| {
+            if b.status.is_terminal() || b.status == JobStatus::Stopping {
+                return false;
+            }
+            b.status = JobStatus::Stopping;
+            true
+        })
+        .await;
+        let pid = match r {
+            Ok(Some(b)) => b.pid,
+            Ok(None) => match get_job_execution(&*self.store, project, je).await {
+                Ok((_, b)) if b.status == JobStatus::Stopping => b.pid,
+                _ => return,
+            },
+            Err(_) => return,
+        };
+        self.stopping
+            .entry(key.clone())
+            .or_insert_with(Instant::now);
+        match self.handles.get(&key) {
+            Some(Handle::Task { cancel, .. }) => cancel.cancel(),
+            Some(Handle::Child(c)) => {
+                if let Some(id) = c.id() {
+                    // SAFETY: kill(2) on our own child's pid.
+                    unsafe { libc::kill(id as i32, libc::SIGTERM) };
+                }
+            }
+            None => {
+                // Adopted from an earlier scheduler: the runner also sees STOPPING on its
+                // next heartbeat; the signal only makes it quicker.
+                if let Some(pid) = pid {
+                    // SAFETY: kill(2); the pid was recorded by the runner itself.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+
+    /// Read new events and apply each to the workflows and executions it reaches.
+    async fn apply_events(&mut self) -> Result<bool> {
+        let cursor = self
+            .execs
+            .values()
+            .map(|e| e.body.offset)
+            .chain(self.workflows.values().map(|w| w.offset))
+            .chain(std::iter::once(self.global_offset))
+            .min()
+            .unwrap_or(self.global_offset);
+        let events = self
+            .store
+            .list_events(&EventFilter::default(), cursor, 512)
+            .await?;
+        if events.is_empty() {
+            return Ok(false);
+        }
+        for e in &events {
+            if e.offset > self.global_offset {
+                self.global_offset = e.offset;
+                let new_work = (e.event_type == EXECUTION_STATUS_CHANGED
+                    && e.value == ExecutionStatus::Init.as_str())
+                    || e.event_type == WORKFLOW_SUBMITTED;
+                if new_work {
+                    self.scan().await?;
+                }
+            }
+            self.apply_to_workflows(e).await?;
+            let keys: Vec<String> = self.execs.keys().cloned().collect();
+            for k in keys {
+                let Some(mut exec) = self.execs.remove(&k) else {
+                    continue;
+                };
+                let r = self.apply_to_execution(&mut exec, e).await;
+                if !exec.body.status.is_terminal() {
+                    self.execs.insert(k, exec);
+                }
+                r?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn apply_to_workflows(&mut self, e: &Event) -> Result<()> {
+        let keys: Vec<String> = self.workflows.keys().cloned().collect();
+        for k in keys {
+            let Some(wf) = self.workflows.get_mut(&k) else {
+                continue;
+            };
+            if e.offset <= wf.offset {
+                continue;
+            }
+            wf.offset = e.offset;
+            let Some(action) = evaluate(&wf.rules, &mut wf.states, e) else {
+                continue;
+            };
+            let (project, name) = (wf.project.clone(), wf.name.clone());
+            loop {
+                let rec = self
+                    .store
+                    .get_record(RecordKind::Workflow, &project, &name)
+                    .await?;
+                let wf = &self.workflows[&k];
+                let mut body = rec.body.clone();
+                body["scheduler"] = serde_json::json!({"offset": wf.offset, "rules": wf.states});
+                let mut rec2 = rec.clone();
+                rec2.body = body.clone();
+                let (mut writes, mut events) = (vec![], vec![]);
+                match action {
+                    Action::Start => {
+                        let (_, w, ev) = new_execution_writes(&rec2, e.offset)?;
+                        writes = w;
+                        events.push(ev);
+                    }
+                    Action::Stop => {
+                        writes.push(RecordWrite::Update {
+                            kind: RecordKind::Workflow,
+                            project: project.clone(),
+                            name: name.clone(),
+                            body,
+                            expected_revision: Some(rec.revision),
+                        });
+                        for ex in self.execs.values().filter(|x| {
+                            x.project == project && x.workflow == name && !x.body.stop_requested
+                        }) {
+                            events.push(NewEvent {
+                                key: name.clone(),
+                                value: "STOP".into(),
+                                event_type: EXECUTION_STOP_REQUESTED.into(),
+                                namespace: project.clone(),
+                                sender: SENDER.into(),
+                                context: Some(ex.name.clone()),
+                                ..Default::default()
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+                match self.store.commit(writes, events).await {
+                    Ok(_) => break,
+                    Err(MetaError::Conflict(_)) => continue,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            self.stats.actions.fetch_add(1, Ordering::Relaxed);
+            if let Some(wf) = self.workflows.get_mut(&k) {
+                wf.committed_offset = wf.offset;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_to_execution(&mut self, exec: &mut Exec, e: &Event) -> Result<()> {
+        if e.offset <= exec.body.offset {
+            return Ok(());
+        }
+        exec.body.offset = e.offset;
+        if e.context.as_ref().is_some_and(|c| *c != exec.name) {
+            return Ok(()); // another execution's event
+        }
+        self.stats.events_applied.fetch_add(1, Ordering::Relaxed);
+        let mut p = Pending::default();
+        let before = to_body(&exec.body);
+        let own = e.context.as_deref() == Some(exec.name.as_str());
+        if own && e.event_type == EXECUTION_STOP_REQUESTED && !exec.body.stop_requested {
+            exec.body.stop_requested = true;
+            exec.body.status = ExecutionStatus::Stopping;
+            let jobs: Vec<String> = exec.body.jobs.keys().cloned().collect();
+            for j in jobs {
+                self.act(exec, &j, Action::Stop, &mut p);
+            }
+            p.events.push(execution_event(
+                &exec.project,
+                &exec.workflow,
+                &exec.name,
+                ExecutionStatus::Stopping,
+            ));
+        }
+        if own && e.event_type == JOB_STATUS_CHANGED {
+            self.refresh_job(exec, e, &mut p).await?;
+        }
+        if !exec.body.stop_requested && exec.body.status == ExecutionStatus::Running {
+            let jobs: Vec<String> = exec.rules.keys().cloned().collect();
+            for job in jobs {
+                let rules = &exec.rules[&job];
+                if rules.is_empty() {
+                    continue;
+                }
+                let js = exec.body.jobs.entry(job.clone()).or_default();
+                if let Some(action) = evaluate(rules, &mut js.rules, e) {
+                    self.act(exec, &job, action, &mut p);
+                }
+            }
+        }
+        self.check_done(exec, &mut p);
+        // Rule states change on any matching event: commit whenever the state changed
+        // (`before` already has the new offset, so an offset alone is flushed later).
+        if to_body(&exec.body) != before || !p.writes.is_empty() || !p.events.is_empty() {
+            self.commit(exec, p).await?;
+        }
+        Ok(())
+    }
+
+    /// A status event of one of our jobs: read the job execution's stored status.
+    async fn refresh_job(&mut self, exec: &mut Exec, e: &Event, p: &mut Pending) -> Result<()> {
+        let Some(job) = e.key.strip_prefix(&format!("{}.", exec.workflow)) else {
+            return Ok(());
+        };
+        let Some(current) = exec.body.jobs.get(job).and_then(|j| j.current.clone()) else {
+            return Ok(());
+        };
+        let (_, jb) = get_job_execution(&*self.store, &exec.project, &current).await?;
+        let js = exec.body.jobs.get_mut(job).expect("present above");
+        js.status = Some(jb.status);
+        if jb.status.is_terminal() {
+            let key = format!("{}/{current}", exec.project);
+            self.launched.remove(&key);
+            self.stopping.remove(&key);
+            if let Some(Handle::Child(mut c)) = self.handles.remove(&key) {
+                // Reap it (it has exited or is about to).
+                tokio::spawn(async move {
+                    let _ = c.wait().await;
+                });
+            }
+            js.stop_requested = false;
+            if js.restart_pending && !exec.body.stop_requested {
+                js.restart_pending = false;
+                let job = job.to_string();
+                self.act(exec, &job, Action::Start, p);
+            } else {
+                js.restart_pending = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Periodic triggers that are due restart their job.
+    async fn tick(&mut self) -> Result<()> {
+        let now = self.clock.now_ms();
+        let keys: Vec<String> = self.execs.keys().cloned().collect();
+        for k in keys {
+            let Some(mut exec) = self.execs.remove(&k) else {
+                continue;
+            };
+            let mut p = Pending::default();
+            let mut changed = false;
+            if exec.body.status == ExecutionStatus::Running && !exec.body.stop_requested {
+                let graph = exec.graph.clone();
+                for (name, job) in &graph.jobs {
+                    let Some(per) = &job.periodic else { continue };
+                    let due = exec
+                        .body
+                        .jobs
+                        .get(name)
+                        .and_then(|j| j.next_tick)
+                        .is_some_and(|t| t <= now);
+                    if due {
+                        // One run per tick that passed, however many passed while down.
+                        exec.body.jobs.entry(name.clone()).or_default().next_tick =
+                            Some(per.next_after(now)?);
+                        self.act(&mut exec, name, Action::Restart, &mut p);
+                        changed = true;
+                    }
+                }
+            }
+            let r = if changed {
+                self.commit(&mut exec, p).await
+            } else {
+                Ok(())
+            };
+            self.execs.insert(k, exec);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Heartbeats, exited children, stuck launches and stops.
+    async fn check_health(&mut self) -> Result<()> {
+        let now = now_ms();
+        let mut work: Vec<(String, String)> = vec![];
+        for exec in self.execs.values() {
+            for js in exec.body.jobs.values() {
+                if let (Some(je), true) = (&js.current, active(js.status)) {
+                    work.push((exec.project.clone(), je.clone()));
+                }
+            }
+        }
+        for (project, je) in work {
+            let key = format!("{project}/{je}");
+            let Ok((_, b)) = get_job_execution(&*self.store, &project, &je).await else {
+                continue;
+            };
+            if b.status.is_terminal() {
+                continue;
+            }
+            let exited = match self.handles.get_mut(&key) {
+                Some(Handle::Child(c)) => c.try_wait().ok().flatten().map(|s| s.to_string()),
+                Some(Handle::Task { join, .. }) => join.is_finished().then(|| "ended".to_string()),
+                None => None,
+            };
+            let reason = if let Some(how) = exited {
+                // Give a runner that just wrote its end a moment to be read.
+                let (_, again) = get_job_execution(&*self.store, &project, &je).await?;
+                if again.status.is_terminal() {
+                    continue;
+                }
+                Some(format!(
+                    "the job process (pid {}) exited ({how}) without reporting an end",
+                    again
+                        .pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "?".into())
+                ))
+            } else {
+                match b.status {
+                    JobStatus::Running | JobStatus::Stopping => {
+                        let last = b.heartbeat.unwrap_or(b.create_time);
+                        (now - last > self.cfg.heartbeat_timeout.as_millis() as i64).then(|| {
+                            format!(
+                                "no heartbeat for {} ms: the job process (pid {}) is gone",
+                                now - last,
+                                b.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                            )
+                        })
+                    }
+                    JobStatus::Starting => match self.launched.get(&key) {
+                        Some(t) if t.elapsed() > self.cfg.start_timeout => Some(format!(
+                            "the job process did not report in within {:?}",
+                            self.cfg.start_timeout
+                        )),
+                        Some(_) => None,
+                        None => {
+                            // Launched by a scheduler that is gone: launch again.
+                            self.launch(&project, &je).await?;
+                            None
+                        }
+                    },
+                    JobStatus::Init => {
+                        self.launch(&project, &je).await?;
+                        None
+                    }
+                    _ => None,
+                }
+            };
+            let stuck_stop = b.status == JobStatus::Stopping
+                && self
+                    .stopping
+                    .get(&key)
+                    .is_some_and(|t| t.elapsed() > self.cfg.stop_timeout);
+            if reason.is_none() && !stuck_stop {
+                continue;
+            }
+            if let Some(pid) = b.pid {
+                // Make sure a hung runner is gone before its run is declared over.
+                // SAFETY: kill(2) on the pid the runner recorded.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            if let Some(Handle::Task { cancel, join }) = self.handles.get(&key) {
+                cancel.cancel();
+                join.abort();
+            }
+            let (status, error) = match reason {
+                Some(r) if b.status != JobStatus::Stopping => (JobStatus::Failed, Some(r)),
+                Some(_) | None => (JobStatus::Stopped, None),
+            };
+            update_job_execution(&*self.store, &project, &je, SENDER, |b| {
+                if b.status.is_terminal() {
+                    return false;
+                }
+                b.status = status;
+                b.error = error.clone();
+                true
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Commit offsets that moved without a decision (so a restart re-reads less).
+    async fn flush_offsets(&mut self, all: bool) -> Result<()> {
+        self.last_flush = Instant::now();
+        let keys: Vec<String> = self.execs.keys().cloned().collect();
+        for k in keys {
+            let Some(mut exec) = self.execs.remove(&k) else {
+                continue;
+            };
+            let r = if exec.body.offset != exec.committed_offset || all {
+                self.commit(&mut exec, Pending::default()).await
+            } else {
+                Ok(())
+            };
+            self.execs.insert(k, exec);
+            r?;
+        }
+        let keys: Vec<String> = self.workflows.keys().cloned().collect();
+        for k in keys {
+            let (project, name, offset, states) = {
+                let w = &self.workflows[&k];
+                if w.offset == w.committed_offset {
+                    continue;
+                }
+                (
+                    w.project.clone(),
+                    w.name.clone(),
+                    w.offset,
+                    w.states.clone(),
+                )
+            };
+            loop {
+                let rec = self
+                    .store
+                    .get_record(RecordKind::Workflow, &project, &name)
+                    .await?;
+                let mut body = rec.body.clone();
+                body["scheduler"] = serde_json::json!({"offset": offset, "rules": states});
+                match self
+                    .store
+                    .update_record(
+                        RecordKind::Workflow,
+                        &project,
+                        &name,
+                        body,
+                        Some(rec.revision),
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(MetaError::Conflict(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if let Some(w) = self.workflows.get_mut(&k) {
+                w.committed_offset = offset;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JobState {
+    fn stop_pending(&self) -> bool {
+        self.stop_requested
+    }
+}
+
+/// Execution names that are loaded (for tests and status pages).
+impl Scheduler {
+    /// Executions this scheduler is driving.
+    pub fn running_executions(&self) -> HashSet<String> {
+        self.execs.keys().cloned().collect()
+    }
+}

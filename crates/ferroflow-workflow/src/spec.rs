@@ -1,0 +1,425 @@
+//! The YAML workflow spec: the same expressiveness as [`AiGraph`], written down.
+//!
+//! ```yaml
+//! workflow: batch_train_predict
+//! project: demo
+//! jobs:
+//!   train:
+//!     type: native
+//!     periodic: { interval: 10m, run_at_start: true }
+//!   validate:
+//!     type: native
+//!     rules:
+//!       - when: [ { model: { name: churn, stage: GENERATED } } ]
+//!         action: START
+//!   report:
+//!     type: process
+//!     command: [python3, report.py]
+//!     rules:
+//!       - when: [ { after: { job: validate, status: FINISHED } } ]
+//!         action: START
+//! nodes:
+//!   - id: read
+//!     job: train
+//!     read_dataset: { path: data/train.csv }
+//!   - id: fit
+//!     job: train
+//!     inputs: [read]
+//!     train: { model: churn, stage: { className: LogisticRegression } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Result, WorkflowError};
+use crate::graph::{AiGraph, JobConfig, Locate, Node, NodeKind, RuleSpec};
+use crate::periodic::Periodic;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowSpec {
+    workflow: String,
+    #[serde(default = "default_project")]
+    project: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    description: String,
+    jobs: BTreeMap<String, JobSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nodes: Vec<NodeSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    workflow_rules: Vec<RuleSpec>,
+}
+
+fn default_project() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobSpec {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    periodic: Option<Periodic>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<RuleSpec>,
+    #[serde(flatten)]
+    properties: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    id: String,
+    job: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_dataset: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_dataset: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transform: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    train: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    predict: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    evaluate: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dataset_validate: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model_validate: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    push_model: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_defined: Option<Value>,
+}
+
+impl NodeSpec {
+    fn kinds(&self) -> Vec<(NodeKind, &Value)> {
+        [
+            (NodeKind::ReadDataset, &self.read_dataset),
+            (NodeKind::WriteDataset, &self.write_dataset),
+            (NodeKind::Transform, &self.transform),
+            (NodeKind::Train, &self.train),
+            (NodeKind::Predict, &self.predict),
+            (NodeKind::Evaluate, &self.evaluate),
+            (NodeKind::DatasetValidate, &self.dataset_validate),
+            (NodeKind::ModelValidate, &self.model_validate),
+            (NodeKind::PushModel, &self.push_model),
+            (NodeKind::UserDefined, &self.user_defined),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect()
+    }
+
+    fn from_node(n: &Node) -> NodeSpec {
+        let mut s = NodeSpec {
+            id: n.id.clone(),
+            job: n.job.clone(),
+            inputs: n.inputs.clone(),
+            read_dataset: None,
+            write_dataset: None,
+            transform: None,
+            train: None,
+            predict: None,
+            evaluate: None,
+            dataset_validate: None,
+            model_validate: None,
+            push_model: None,
+            user_defined: None,
+        };
+        let slot = match n.kind {
+            NodeKind::ReadDataset => &mut s.read_dataset,
+            NodeKind::WriteDataset => &mut s.write_dataset,
+            NodeKind::Transform => &mut s.transform,
+            NodeKind::Train => &mut s.train,
+            NodeKind::Predict => &mut s.predict,
+            NodeKind::Evaluate => &mut s.evaluate,
+            NodeKind::DatasetValidate => &mut s.dataset_validate,
+            NodeKind::ModelValidate => &mut s.model_validate,
+            NodeKind::PushModel => &mut s.push_model,
+            NodeKind::UserDefined => &mut s.user_defined,
+        };
+        *slot = Some(n.config.clone());
+        s
+    }
+}
+
+/// Finds the line of an item in the spec's text, for error messages.
+struct Lines<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Lines<'_> {
+    fn find(&self, pred: impl Fn(&str) -> bool, what: String) -> String {
+        match self.text.lines().position(|l| pred(l.trim())) {
+            Some(i) => format!("{}:{}", self.file, i + 1),
+            None => format!("{}: {what}", self.file),
+        }
+    }
+}
+
+fn unquote(s: &str) -> &str {
+    s.trim().trim_matches(|c| c == '"' || c == '\'')
+}
+
+impl Locate for Lines<'_> {
+    fn node(&self, id: &str) -> String {
+        self.find(
+            |l| {
+                let l = l.strip_prefix('-').unwrap_or(l).trim_start();
+                l.strip_prefix("id:").is_some_and(|v| unquote(v) == id)
+            },
+            format!("node '{id}'"),
+        )
+    }
+
+    fn job(&self, name: &str) -> String {
+        // The first `name:` line after `jobs:`.
+        let start = self.text.lines().position(|l| l.trim_end() == "jobs:");
+        let found = self
+            .text
+            .lines()
+            .enumerate()
+            .skip(start.unwrap_or(0))
+            .find(|(_, l)| {
+                l.starts_with([' ', '\t'])
+                    && l.trim_end()
+                        .strip_suffix(':')
+                        .is_some_and(|k| unquote(k) == name)
+            });
+        match found {
+            Some((i, _)) => format!("{}:{}", self.file, i + 1),
+            None => format!("{}: job '{name}'", self.file),
+        }
+    }
+
+    fn workflow_rules(&self) -> String {
+        self.find(
+            |l| l.starts_with("workflow_rules:"),
+            "workflow rules".into(),
+        )
+    }
+}
+
+/// Parse and check a workflow spec; `file` names it in errors (`file:line: ...`).
+pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
+    let spec: WorkflowSpec = serde_yaml_ng::from_str(text).map_err(|e| {
+        let at = match e.location() {
+            Some(l) => format!("{file}:{}:{}", l.line(), l.column()),
+            None => file.to_string(),
+        };
+        WorkflowError::spec(at, e.to_string())
+    })?;
+    let lines = Lines { file, text };
+    let mut graph = AiGraph::new(spec.workflow);
+    graph.project = spec.project;
+    graph.description = spec.description;
+    graph.workflow_rules = spec.workflow_rules;
+    for (name, j) in spec.jobs {
+        graph.jobs.insert(
+            name.clone(),
+            JobConfig {
+                name,
+                job_type: j.job_type,
+                periodic: j.periodic,
+                rules: j.rules,
+                properties: j.properties,
+            },
+        );
+    }
+    for n in spec.nodes {
+        let kinds = n.kinds();
+        let (kind, config) = match kinds.as_slice() {
+            [(k, v)] => (*k, (*v).clone()),
+            [] => {
+                return Err(WorkflowError::spec(
+                    lines.node(&n.id),
+                    format!(
+                        "node '{}' has no kind; give one of: {}",
+                        n.id,
+                        NodeKind::ALL.map(|k| k.as_str()).join(", ")
+                    ),
+                ));
+            }
+            many => {
+                return Err(WorkflowError::spec(
+                    lines.node(&n.id),
+                    format!(
+                        "node '{}' has several kinds ({}); a node does one thing",
+                        n.id,
+                        many.iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        };
+        graph.nodes.push(Node {
+            id: n.id,
+            job: n.job,
+            kind,
+            inputs: n.inputs,
+            config,
+        });
+    }
+    graph.validate_with(&lines)?;
+    Ok(graph)
+}
+
+/// Read, parse and check a spec file; relative paths in it resolve against its directory.
+pub fn load_workflow(path: &Path) -> Result<AiGraph> {
+    let text = std::fs::read_to_string(path).map_err(|e| WorkflowError::io(path, e))?;
+    let mut g = parse_workflow(&text, &path.display().to_string())?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    g.base_dir = Some(std::path::absolute(dir).map_err(|e| WorkflowError::io(dir, e))?);
+    Ok(g)
+}
+
+/// Write a graph as a YAML spec (what is stored with the workflow).
+pub fn to_yaml(g: &AiGraph) -> Result<String> {
+    let spec = WorkflowSpec {
+        workflow: g.name.clone(),
+        project: g.project.clone(),
+        description: g.description.clone(),
+        jobs: g
+            .jobs
+            .iter()
+            .map(|(name, j)| {
+                (
+                    name.clone(),
+                    JobSpec {
+                        job_type: j.job_type.clone(),
+                        periodic: j.periodic.clone(),
+                        rules: j.rules.clone(),
+                        properties: j.properties.clone(),
+                    },
+                )
+            })
+            .collect(),
+        nodes: g.nodes.iter().map(NodeSpec::from_node).collect(),
+        workflow_rules: g.workflow_rules.clone(),
+    };
+    serde_yaml_ng::to_string(&spec).map_err(|e| WorkflowError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Condition, RuleSpec};
+    use crate::rules::Action;
+
+    const GOOD: &str = r#"
+workflow: wf
+project: p
+jobs:
+  train:
+    type: native
+    periodic: { interval: 30s, run_at_start: true }
+  validate:
+    type: native
+    rules:
+      - when:
+          - model: { name: churn, stage: GENERATED }
+        action: START
+  report:
+    type: process
+    command: [echo, hi]
+    rules:
+      - when: [ { after: { job: validate } } ]
+        action: START
+nodes:
+  - id: read
+    job: train
+    read_dataset: { path: train.csv }
+  - id: fit
+    job: train
+    inputs: [read]
+    train: { model: churn }
+"#;
+
+    fn err(text: &str) -> String {
+        parse_workflow(text, "w.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let g = parse_workflow(GOOD, "w.yaml").unwrap();
+        assert_eq!(g.jobs.len(), 3);
+        assert_eq!(g.nodes[1].inputs, vec!["read"]);
+        assert_eq!(g.jobs["report"].properties["command"][0], "echo");
+        assert!(g.jobs["train"].starts_with_execution());
+        assert!(!g.jobs["validate"].starts_with_execution());
+        assert!(g.is_triggered());
+        let again = parse_workflow(&to_yaml(&g).unwrap(), "again.yaml").unwrap();
+        assert_eq!(again, g);
+        let rules = g.rules_of("report").unwrap();
+        assert_eq!(rules[0].conditions[0].key, "wf.validate");
+        assert_eq!(rules[0].conditions[0].value.as_deref(), Some("FINISHED"));
+    }
+
+    #[test]
+    fn errors_point_at_the_spec() {
+        let e = err(&GOOD.replace(
+            "job: train\n    inputs: [read]",
+            "job: trian\n    inputs: [read]",
+        ));
+        assert!(
+            e.contains("w.yaml:24") && e.contains("unknown job 'trian'"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("inputs: [read]", "inputs: [raed]"));
+        assert!(
+            e.contains("w.yaml:24") && e.contains("unknown node 'raed'"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("after: { job: validate }", "after: { job: valdate }"));
+        assert!(
+            e.contains("w.yaml:14") && e.contains("unknown job 'valdate'"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "  - id: read\n    job: train",
+            "  - id: read\n    job: report",
+        ));
+        assert!(e.contains("crosses jobs"), "{e}");
+        let e = err(&GOOD.replace(
+            "read_dataset: { path: train.csv }",
+            "read_dataset: { path: train.csv }\n    inputs: [fit]",
+        ));
+        assert!(e.contains("cycle") && e.contains("fit <- read"), "{e}");
+        let e = err(&GOOD.replace("train: { model: churn }", "trian: { model: churn }"));
+        assert!(
+            e.contains("w.yaml:27") && e.contains("unknown field `trian`"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("stage: GENERATED", "stage: GENERATD"));
+        assert!(e.contains("unknown stage 'GENERATD'"), "{e}");
+        let e = err(&GOOD.replace("interval: 30s", "cron: '99 * * * * *'"));
+        assert!(e.contains("w.yaml:5") && e.contains("cron"), "{e}");
+        let e = err(&GOOD.replace("action: START\n  report", "action: LAUNCH\n  report"));
+        assert!(e.contains("w.yaml:") && e.contains("LAUNCH"), "{e}");
+    }
+
+    #[test]
+    fn builder_graphs_validate_too() {
+        let g = AiGraph::new("wf")
+            .job(JobConfig::new("a", "process").rule(RuleSpec::new(
+                vec![Condition::after("b", crate::status::JobStatus::Finished)],
+                Action::Start,
+            )))
+            .node(Node::new("n", "a", NodeKind::UserDefined, Value::Null).inputs(["n"]));
+        let e = g.validate().unwrap_err().to_string();
+        assert!(e.contains("unknown job 'b'"), "{e}");
+    }
+}
