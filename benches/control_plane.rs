@@ -142,6 +142,7 @@ fn main() {
             database_url,
             token: None,
             body_limit: 64 << 20,
+            ..Default::default()
         });
         let single = throughput(&base, 8, 1, 5.0);
         let batched = throughput(&base, 8, 100, 5.0);

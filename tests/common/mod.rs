@@ -51,3 +51,5 @@ pub fn rows(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
     out.sort();
     out
 }
+
+pub mod flow;

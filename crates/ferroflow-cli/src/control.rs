@@ -19,10 +19,10 @@ use crate::AnyError;
 pub(crate) struct Target {
     /// Server URL (e.g. http://127.0.0.1:8420); without it the embedded store is opened.
     #[arg(long, env = "FERROFLOW_SERVER", global = true)]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Bearer token for the server.
     #[arg(long, env = "FERROFLOW_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Data directory of the embedded store.
     #[arg(
         long,
@@ -30,7 +30,7 @@ pub(crate) struct Target {
         default_value = ".ferroflow",
         global = true
     )]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,7 +173,7 @@ fn parse_metric(s: &str) -> Result<(String, f64), String> {
     Ok((k.to_string(), v))
 }
 
-enum Client {
+pub(crate) enum Client {
     Http {
         agent: ureq::Agent,
         base: String,
@@ -187,7 +187,7 @@ enum Client {
 }
 
 impl Client {
-    fn open(t: &Target) -> Result<Client, AnyError> {
+    pub(crate) fn open(t: &Target) -> Result<Client, AnyError> {
         Ok(match &t.server {
             Some(url) => Client::Http {
                 agent: ureq::Agent::config_builder()
@@ -214,7 +214,12 @@ impl Client {
     }
 
     /// One HTTP call; a non-2xx answer becomes an error carrying the server's message.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, AnyError> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, AnyError> {
         let Client::Http { agent, base, token } = self else {
             unreachable!("HTTP call on the embedded client")
         };
@@ -247,7 +252,14 @@ impl Client {
             }
         };
         let status = resp.status().as_u16();
-        let body: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        // JSON, or text (a job log) as a string.
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
             let msg = body["message"].as_str().unwrap_or("no message");
             return Err(format!("server answered {status}: {msg}").into());

@@ -4,6 +4,8 @@
 //!   metrics at the end, Ctrl-C (or `--duration`) stops an unbounded job cleanly.
 //! - `ferroflow sql QUERY --table NAME=PATH ...`: batch SQL over CSV, JSON-lines, Parquet.
 //! - `ferroflow server`: the control-plane server (Notification Service, Model Center).
+//! - `ferroflow workflow submit|start|stop|list|executions|jobs|logs|wait`, `ferroflow
+//!   scheduler`: the control layer (AI Graph workflows driven by events).
 //! - `ferroflow events send|list|listen`, `ferroflow models ...`, `ferroflow meta ...`: its client, against
 //!   `--server URL` or, without one, the embedded SQLite store.
 
@@ -11,6 +13,7 @@
 
 mod control;
 mod ml;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +97,22 @@ enum Command {
         command: control::MetaCommand,
         #[command(flatten)]
         target: control::Target,
+    },
+    /// Workflows (AI Graphs of jobs driven by events): submit, start, stop, list, logs.
+    Workflow {
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
+        #[command(flatten)]
+        target: control::Target,
+    },
+    /// Run the event-driven scheduler: it starts and stops workflows' jobs as their rules
+    /// say, each job in its own `ferroflow job run` process.
+    Scheduler(workflow::SchedulerArgs),
+    /// One job execution (launched by the scheduler).
+    #[command(hide = true)]
+    Job {
+        #[command(subcommand)]
+        command: workflow::JobCommand,
     },
     /// ML stages compatible with Flink ML: transform, fit, model data.
     Ml {
@@ -182,6 +201,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 database_url,
                 token,
                 body_limit,
+                job_types: ferroflow_native::job_types(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -204,6 +224,9 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Models { command, target } => control::models(&target, command),
         Command::Meta { command, target } => control::meta(&target, command),
         Command::Ml { command } => ml::run(command),
+        Command::Workflow { command, target } => workflow::workflow(&target, command),
+        Command::Scheduler(args) => workflow::scheduler(args),
+        Command::Job { command } => workflow::job(command),
         Command::Check { spec } => {
             let job = ferroflow_jobspec::load(&spec)?;
             println!(

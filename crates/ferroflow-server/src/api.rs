@@ -29,6 +29,8 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::workflows::*;
+use ferroflow_workflow::PluginRegistry;
 
 /// Largest artifact upload (models can be large; other bodies keep the server's limit).
 const ARTIFACT_LIMIT: usize = 1 << 30;
@@ -40,6 +42,7 @@ const MAX_LISTEN: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct AppState {
     notifier: Notifier,
+    job_types: PluginRegistry,
     artifacts: ArtifactStore,
     token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
@@ -70,6 +73,7 @@ impl AppState {
         );
         AppState {
             notifier,
+            job_types: PluginRegistry::with_builtin(),
             artifacts,
             token: token.map(Arc::from),
             metrics: Arc::new(Metrics {
@@ -80,7 +84,21 @@ impl AppState {
         }
     }
 
-    async fn after_write(&self) {
+    /// Job types workflow submissions are checked against (default: the built-in ones).
+    pub fn with_job_types(mut self, job_types: PluginRegistry) -> Self {
+        self.job_types = job_types;
+        self
+    }
+
+    pub(crate) fn store(&self) -> &dyn ferroflow_meta::MetaStore {
+        &**self.notifier.store()
+    }
+
+    pub(crate) fn job_types(&self) -> &PluginRegistry {
+        &self.job_types
+    }
+
+    pub(crate) async fn after_write(&self) {
         if let Ok(o) = self.notifier.store().latest_offset().await {
             self.notifier.written(o);
         }
@@ -676,7 +694,8 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
 #[openapi(
     info(title = "ferroflow control plane", description = "Notification Service and Model Center"),
     tags((name = "events", description = "Notification Service"), (name = "models", description = "Model Center"),
-         (name = "metadata", description = "Metadata Service"))
+         (name = "metadata", description = "Metadata Service"),
+         (name = "workflows", description = "Workflows: submit, start, stop, executions, job logs"))
 )]
 struct ApiDoc;
 
@@ -696,6 +715,12 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
         .routes(routes!(create_record, list_records))
         .routes(routes!(get_record, update_record, delete_record))
         .routes(routes!(put_artifact, get_artifact).layer(DefaultBodyLimit::max(ARTIFACT_LIMIT)))
+        .routes(routes!(submit_workflow, list_workflows))
+        .routes(routes!(start_execution, list_executions))
+        .routes(routes!(get_execution))
+        .routes(routes!(stop_execution))
+        .routes(routes!(list_job_executions))
+        .routes(routes!(job_log))
         .with_state(state.clone())
         .split_for_parts();
     let doc = Arc::new(api.clone());

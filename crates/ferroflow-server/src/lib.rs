@@ -1,5 +1,5 @@
-//! The ferroflow control-plane server: the Notification Service and the Model Center over
-//! HTTP/JSON (axum on tokio), described by an OpenAPI document generated from the handlers
+//! The ferroflow control-plane server: the Notification Service, the Model Center, the
+//! Metadata Service and workflows (submit, start, stop, list) over HTTP/JSON (axum on tokio), described by an OpenAPI document generated from the handlers
 //! and served at `/api/openapi.json`.
 //!
 //! - Binds 127.0.0.1 by default; bound to any other address it refuses to start without a
@@ -12,6 +12,7 @@
 
 mod api;
 mod error;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Job types workflow submissions are checked against.
+    pub job_types: ferroflow_workflow::PluginRegistry,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             database_url: None,
             token: None,
             body_limit: 1 << 20,
+            job_types: ferroflow_workflow::PluginRegistry::with_builtin(),
         }
     }
 }
@@ -95,7 +99,8 @@ impl Server {
         }
         let store = open_store(&config).await?;
         let artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))?;
-        let state = AppState::new(Notifier::new(store), artifacts, config.token.clone());
+        let state = AppState::new(Notifier::new(store), artifacts, config.token.clone())
+            .with_job_types(config.job_types.clone());
         let (app, _) = router(state, config.body_limit);
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await

@@ -80,21 +80,21 @@ pub async fn run_job_execution(
 
     // Heartbeats, and STOPPING seen in the store (a stop from a scheduler on another host or
     // one restarted since the launch) cancels the job.
-    let done = CancelToken::new();
+    // Ends the heartbeat loop at once when the job ends (not after the next period).
+    let (done, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let beat = {
-        let (store, project, name, cancel, done) = (
+        let (store, project, name, cancel) = (
             store.clone(),
             project.to_string(),
             name.to_string(),
             cancel.clone(),
-            done.clone(),
         );
         let period = opts.heartbeat;
         tokio::spawn(async move {
-            while !done.is_cancelled() {
-                tokio::time::sleep(period).await;
-                if done.is_cancelled() {
-                    break;
+            loop {
+                tokio::select! {
+                    _ = &mut done_rx => break,
+                    _ = tokio::time::sleep(period) => {}
                 }
                 let r = update_job_execution(&*store, &project, &name, SENDER, |b| {
                     if b.status == JobStatus::Stopping {
@@ -119,7 +119,7 @@ pub async fn run_job_execution(
     };
 
     let outcome = run_job(&store, registry, project, name, &body, opts, &cancel, &log).await;
-    done.cancel();
+    let _ = done.send(());
     let _ = beat.await;
 
     let (status, error, exit_code) = match outcome {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use ferroflow_meta::{MetaError, MetaStore, NewEvent, NewRecord, Record, RecordKind, RecordWrite};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +22,8 @@ use crate::status::{
 pub const EXECUTION_STOP_REQUESTED: &str = "EXECUTION_STOP_REQUESTED";
 
 /// A submitted workflow.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowInfo {
     /// Project.
     pub project: String,
@@ -35,7 +36,8 @@ pub struct WorkflowInfo {
 }
 
 /// An execution, for listing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionInfo {
     /// Project.
     pub project: String,
@@ -49,7 +51,8 @@ pub struct ExecutionInfo {
 }
 
 /// A job execution, for listing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobExecutionInfo {
     /// Name (`<execution>.<job>.<attempt>`).
     pub name: String,

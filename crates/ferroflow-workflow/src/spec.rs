@@ -274,6 +274,17 @@ pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
     Ok(graph)
 }
 
+/// Check every job of a graph parsed from `text` against the job types of `registry`
+/// (unknown type, a plugin's own checks), with errors pointing at the job's line.
+pub fn check_job_types(
+    text: &str,
+    file: &str,
+    graph: &AiGraph,
+    registry: &crate::plugin::PluginRegistry,
+) -> Result<()> {
+    registry.validate(graph, &Lines { file, text })
+}
+
 /// Read, parse and check a spec file; relative paths in it resolve against its directory.
 pub fn load_workflow(path: &Path) -> Result<AiGraph> {
     let text = std::fs::read_to_string(path).map_err(|e| WorkflowError::io(path, e))?;

@@ -19,6 +19,7 @@ macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum $name {
             $($(#[$vdoc])* $variant,)*
@@ -118,6 +119,7 @@ impl ExecutionStatus {
 
 /// The scheduler's state of one job inside an execution.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobState {
     /// Name of its newest job execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,11 +141,13 @@ pub struct JobState {
     pub next_tick: Option<i64>,
     /// One per control rule, in declaration order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub rules: Vec<RuleState>,
 }
 
 /// The document of an execution record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionBody {
     /// Current status.
     pub status: ExecutionStatus,
@@ -170,6 +174,7 @@ pub struct ExecutionBody {
 
 /// The document of a job execution record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobExecutionBody {
     /// The job.
     pub job: String,

@@ -1,0 +1,196 @@
+//! Workflow routes: submit a spec, start and stop executions, list them, read job logs.
+//! The server only writes what the scheduler acts on (`ferroflow scheduler` runs the jobs).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use ferroflow_workflow::WorkflowError;
+use ferroflow_workflow::service::{self, ExecutionInfo, JobExecutionInfo, WorkflowInfo};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Largest log answered in one response; longer logs are cut from the front.
+const LOG_LIMIT: u64 = 4 << 20;
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        let message = e.to_string();
+        match e {
+            WorkflowError::Meta(m) => m.into(),
+            WorkflowError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            WorkflowError::Spec { .. } | WorkflowError::Job { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_workflow", message)
+            }
+            WorkflowError::Invalid(_) => ApiError::new(StatusCode::CONFLICT, "invalid", message),
+            WorkflowError::Io { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                message,
+            ),
+        }
+    }
+}
+
+/// A workflow spec to submit.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SubmitRequest {
+    /// The YAML spec.
+    spec: String,
+    /// Its file name, for error messages (default `spec.yaml`).
+    file: Option<String>,
+    /// Directory relative paths in the spec resolve against, on the machine that runs the
+    /// jobs (the CLI sends the spec file's directory).
+    base_dir: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/workflows", tag = "workflows", request_body = SubmitRequest,
+    responses((status = 201, description = "Stored; new executions run this snapshot", body = WorkflowInfo),
+              (status = 400, description = "The spec is invalid; the message points at file:line", body = ErrorBody)))]
+pub(crate) async fn submit_workflow(
+    State(s): State<AppState>,
+    ApiJson(r): ApiJson<SubmitRequest>,
+) -> ApiResult<(StatusCode, Json<WorkflowInfo>)> {
+    let file = r.file.as_deref().unwrap_or("spec.yaml");
+    let mut graph = ferroflow_workflow::parse_workflow(&r.spec, file)?;
+    ferroflow_workflow::check_job_types(&r.spec, file, &graph, s.job_types())?;
+    graph.base_dir = r.base_dir.filter(|d| !d.is_empty()).map(Into::into);
+    let info = service::submit(s.store(), s.job_types(), &graph).await?;
+    s.after_write().await;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Workflow listing filter.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WorkflowQuery {
+    /// Only this project.
+    project: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/workflows", tag = "workflows", params(WorkflowQuery),
+    responses((status = 200, body = Vec<WorkflowInfo>)))]
+pub(crate) async fn list_workflows(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<WorkflowQuery>,
+) -> ApiResult<Json<Vec<WorkflowInfo>>> {
+    Ok(Json(
+        service::list_workflows(s.store(), q.project.as_deref()).await?,
+    ))
+}
+
+/// A started execution.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Started {
+    /// Project.
+    project: String,
+    /// The new execution's name.
+    execution: String,
+}
+
+#[utoipa::path(post, path = "/api/workflows/{project}/{workflow}/executions", tag = "workflows",
+    params(("project" = String, Path), ("workflow" = String, Path)),
+    responses((status = 201, description = "Created in INIT; the scheduler starts its jobs", body = Started),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn start_execution(
+    State(s): State<AppState>,
+    ApiPath((project, workflow)): ApiPath<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Started>)> {
+    let execution = service::start(s.store(), &project, &workflow).await?;
+    s.after_write().await;
+    Ok((StatusCode::CREATED, Json(Started { project, execution })))
+}
+
+#[utoipa::path(get, path = "/api/workflows/{project}/{workflow}/executions", tag = "workflows",
+    params(("project" = String, Path), ("workflow" = String, Path)),
+    responses((status = 200, description = "Oldest first", body = Vec<ExecutionInfo>)))]
+pub(crate) async fn list_executions(
+    State(s): State<AppState>,
+    ApiPath((project, workflow)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Vec<ExecutionInfo>>> {
+    Ok(Json(
+        service::executions(s.store(), &project, &workflow).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/executions/{project}/{execution}", tag = "workflows",
+    params(("project" = String, Path), ("execution" = String, Path)),
+    responses((status = 200, body = ExecutionInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_execution(
+    State(s): State<AppState>,
+    ApiPath((project, execution)): ApiPath<(String, String)>,
+) -> ApiResult<Json<ExecutionInfo>> {
+    Ok(Json(
+        service::execution(s.store(), &project, &execution).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/executions/{project}/{execution}/stop", tag = "workflows",
+    params(("project" = String, Path), ("execution" = String, Path)),
+    responses((status = 202, description = "Stop requested; the scheduler stops its jobs"),
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "The execution already ended", body = ErrorBody)))]
+pub(crate) async fn stop_execution(
+    State(s): State<AppState>,
+    ApiPath((project, execution)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    service::stop(s.store(), &project, &execution).await?;
+    s.after_write().await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(get, path = "/api/executions/{project}/{execution}/jobs", tag = "workflows",
+    params(("project" = String, Path), ("execution" = String, Path)),
+    responses((status = 200, description = "Job executions in creation order", body = Vec<JobExecutionInfo>)))]
+pub(crate) async fn list_job_executions(
+    State(s): State<AppState>,
+    ApiPath((project, execution)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Vec<JobExecutionInfo>>> {
+    Ok(Json(
+        service::job_executions(s.store(), &project, &execution).await?,
+    ))
+}
+
+/// Which run's log.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogQuery {
+    /// The run (default: the newest).
+    attempt: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/executions/{project}/{execution}/jobs/{job}/log", tag = "workflows",
+    params(("project" = String, Path), ("execution" = String, Path), ("job" = String, Path), LogQuery),
+    responses((status = 200, description = "The log as text (its last 4 MiB)", content_type = "text/plain", body = String),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn job_log(
+    State(s): State<AppState>,
+    ApiPath((project, execution, job)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let path = service::job_log(s.store(), &project, &execution, &job, q.attempt).await?;
+    let text = read_tail(&path, LOG_LIMIT).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("log {}: {e}", path.display()),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}
+
+async fn read_tail(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await?;
+    let len = f.metadata().await?.len();
+    if len > limit {
+        f.seek(std::io::SeekFrom::Start(len - limit)).await?;
+    }
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).await?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}

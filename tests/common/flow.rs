@@ -1,0 +1,177 @@
+//! Driving the `ferroflow` binary's control layer: a data directory, a scheduler process,
+//! workflow commands.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A data directory and the scheduler processes started on it.
+pub struct Flow {
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    schedulers: Vec<Child>,
+}
+
+impl Flow {
+    pub fn new() -> Flow {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("state");
+        Flow {
+            dir,
+            data_dir,
+            schedulers: vec![],
+        }
+    }
+
+    /// `ferroflow ARGS` on this data directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferroflow"));
+        c.args(args).env("FERROFLOW_DATA_DIR", &self.data_dir);
+        c
+    }
+
+    /// Run and return stdout; panics with stderr on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ferroflow {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out: Output = self.cmd(args).output().unwrap();
+        assert!(
+            !out.status.success(),
+            "ferroflow {args:?} should fail:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Run and parse stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// Start `ferroflow scheduler` (fast heartbeats) and wait until it runs; returns its pid.
+    pub fn start_scheduler(&mut self) -> u32 {
+        let mut child = self
+            .cmd(&[
+                "scheduler",
+                "--heartbeat",
+                "200ms",
+                "--heartbeat-timeout",
+                "2s",
+                "--stop-timeout",
+                "5s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("scheduler running"), "{line}");
+        let pid = child.id();
+        self.schedulers.push(child);
+        pid
+    }
+
+    /// kill -9 every scheduler this flow started.
+    pub fn kill_schedulers(&mut self) {
+        for mut c in self.schedulers.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The job executions of an execution.
+    pub fn jobs(&self, project: &str, execution: &str) -> Vec<Value> {
+        self.json(&[
+            "workflow",
+            "jobs",
+            execution,
+            "--project",
+            project,
+            "--json",
+        ])
+        .as_array()
+        .unwrap()
+        .clone()
+    }
+
+    /// Statuses of a job's runs, oldest first.
+    pub fn runs(&self, project: &str, execution: &str, job: &str) -> Vec<String> {
+        self.jobs(project, execution)
+            .iter()
+            .filter(|j| j["job"] == job)
+            .map(|j| j["status"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// An execution's status.
+    pub fn status(&self, project: &str, workflow: &str, execution: &str) -> String {
+        let list = self.json(&[
+            "workflow",
+            "executions",
+            workflow,
+            "--project",
+            project,
+            "--json",
+        ]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == execution)
+            .map(|e| e["status"].as_str().unwrap().to_string())
+            .unwrap()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.kill_schedulers();
+    }
+}
+
+/// Poll `check` every 100 ms until it holds; panics after `timeout` naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !check() {
+        assert!(
+            t.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Copy a directory tree (an example) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "out" {
+                copy_dir(&e.path(), &target);
+            }
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
