@@ -43,3 +43,7 @@ head -n 2 examples/out/iris_scored.jsonl
 echo
 echo "== 7. training in the dataflow: a TorchScript model trained on one stream, served on another"
 cargo run -q --no-default-features --features torch --example train_and_serve
+
+echo
+echo "== 8. workflow: train -> validate -> deploy -> predict, each job fired by a Model Center event"
+bash examples/batch_train_predict/run.sh "$bin"

@@ -12,6 +12,9 @@
 //! - `ml` (feature `ml`, default): Flink ML compatible stages (transformers, estimators,
 //!   pipelines) and their use as dataflow nodes.
 //! - `torch` (feature `torch`): TorchScript nodes and training on streams (libtorch).
+//! - `workflow`, `native` and `meta` (feature `workflow`, default): the control layer (AI
+//!   Graph workflows driven by events, the scheduler, job types) and the control-plane
+//!   store it runs on (events, Model Center, metadata).
 //!
 //! With `default-features = false` only the engine and the connectors are built: no
 //! DataFusion, for a small footprint when embedding.
@@ -26,12 +29,18 @@ pub use ferroflow_engine as engine;
 pub use ferroflow_inference as inference;
 #[cfg(feature = "sql")]
 pub use ferroflow_jobspec as jobspec;
+#[cfg(feature = "workflow")]
+pub use ferroflow_meta as meta;
 #[cfg(feature = "ml")]
 pub use ferroflow_ml as ml;
+#[cfg(feature = "workflow")]
+pub use ferroflow_native as native;
 #[cfg(feature = "sql")]
 pub use ferroflow_sql as sql;
 #[cfg(feature = "torch")]
 pub use ferroflow_torch as torch;
+#[cfg(feature = "workflow")]
+pub use ferroflow_workflow as workflow;
 
 /// The names most programs use.
 pub mod prelude {

@@ -227,3 +227,56 @@ fn a_bad_spec_is_refused_with_its_line() {
             .is_empty()
     );
 }
+
+#[test]
+fn retrains_periodically_and_deploys_each_new_version() {
+    let mut flow = Flow::new();
+    let dir = example(&flow);
+    let spec = dir.join("workflow.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("interval: 2m", "interval: 2s")).unwrap();
+    flow.start_scheduler();
+    flow.ok(&["workflow", "submit", spec.to_str().unwrap()]);
+    let exec = flow
+        .ok(&["workflow", "start", "batch_train_predict", "--project", "demo"])
+        .trim()
+        .to_string();
+    flow.ok(&[
+        "workflow", "wait", &exec, "--project", "demo", "--job", "predict", "--runs", "2",
+        "--timeout", "240s",
+    ]);
+    flow.ok(&["workflow", "stop", &exec, "--project", "demo"]);
+    flow.ok(&["workflow", "wait", &exec, "--project", "demo", "--timeout", "60s"]);
+
+    // Every train run registered a version; the newest pushed one is the only DEPLOYED
+    // version, the ones deployed before it were retired, later ones never got that far.
+    let vs = versions(&flow);
+    let trains = flow
+        .runs("demo", &exec, "train")
+        .iter()
+        .filter(|s| *s == "FINISHED")
+        .count();
+    assert!(vs.len() >= 2 && vs.len() >= trains, "{vs:?}");
+    let deployed: Vec<i64> = vs
+        .iter()
+        .filter(|v| v["stage"] == "DEPLOYED")
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(deployed.len(), 1, "{vs:?}");
+    let d = deployed[0];
+    assert!(d >= 2);
+    for v in &vs {
+        let n = v["version"].as_i64().unwrap();
+        let stage = v["stage"].as_str().unwrap();
+        if n < d {
+            assert_eq!(stage, "DEPRECATED", "version {n}");
+        } else if n > d {
+            assert!(["GENERATED", "VALIDATED"].contains(&stage), "version {n}: {stage}");
+        }
+    }
+    // Each train run was its own job execution; predict ran once per deployment at most.
+    let predicts = flow.runs("demo", &exec, "predict");
+    assert!(predicts.len() >= 2 && predicts.len() as i64 <= d, "{predicts:?}");
+    let text = std::fs::read_to_string(dir.join("out/predictions.csv")).unwrap();
+    assert_eq!(text.lines().count(), 70);
+}

@@ -235,16 +235,16 @@ impl JobPlugin for NativePlugin {
     }
 
     fn validate(&self, sub: &SubGraph<'_>) -> Result<()> {
-        if sub.nodes.is_empty() {
-            return Err(WorkflowError::Job {
-                job: sub.job.name.clone(),
-                message: "a native job needs nodes".into(),
-            });
-        }
         if let Some(k) = sub.job.properties.keys().next() {
             return Err(WorkflowError::Job {
                 job: sub.job.name.clone(),
                 message: format!("unknown setting '{k}' for a native job (it takes nodes)"),
+            });
+        }
+        if sub.nodes.is_empty() {
+            return Err(WorkflowError::Job {
+                job: sub.job.name.clone(),
+                message: "a native job needs nodes".into(),
             });
         }
         for n in &sub.nodes {

@@ -173,8 +173,12 @@ impl Locate for Lines<'_> {
     fn node(&self, id: &str) -> String {
         self.find(
             |l| {
+                // `- id: x` or `- {id: x, job: ...}`
                 let l = l.strip_prefix('-').unwrap_or(l).trim_start();
-                l.strip_prefix("id:").is_some_and(|v| unquote(v) == id)
+                let l = l.strip_prefix('{').unwrap_or(l).trim_start();
+                l.strip_prefix("id:").is_some_and(|v| {
+                    unquote(v.split([',', '}']).next().unwrap_or_default()) == id
+                })
             },
             format!("node '{id}'"),
         )
@@ -189,10 +193,11 @@ impl Locate for Lines<'_> {
             .enumerate()
             .skip(start.unwrap_or(0))
             .find(|(_, l)| {
+                // `  name:` or `  name: {type: ...}`
                 l.starts_with([' ', '\t'])
-                    && l.trim_end()
-                        .strip_suffix(':')
-                        .is_some_and(|k| unquote(k) == name)
+                    && l.trim().split_once(':').is_some_and(|(k, rest)| {
+                        unquote(k) == name && (rest.is_empty() || rest.starts_with(' '))
+                    })
             });
         match found {
             Some((i, _)) => format!("{}:{}", self.file, i + 1),
