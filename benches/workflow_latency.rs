@@ -43,8 +43,11 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn MetaStore> =
-        Arc::new(SqliteStore::open(&dir.path().join("meta.db")).await.unwrap());
+    let store: Arc<dyn MetaStore> = Arc::new(
+        SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .unwrap(),
+    );
     let cfg = SchedulerConfig {
         runner: RunnerOptions {
             heartbeat: Duration::from_millis(500),
@@ -90,7 +93,9 @@ async fn run() {
         // Wait for this run to end; RUNNING from the stored timestamps (ms resolution).
         let attempt = (i + 1) as u32;
         let run = loop {
-            let runs = service::job_executions(&*store, "bench", &exec).await.unwrap();
+            let runs = service::job_executions(&*store, "bench", &exec)
+                .await
+                .unwrap();
             match runs.into_iter().find(|r| r.body.attempt == attempt) {
                 Some(r) if r.body.status.is_terminal() => break r,
                 _ => tokio::time::sleep(Duration::from_millis(5)).await,

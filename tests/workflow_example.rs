@@ -238,15 +238,38 @@ fn retrains_periodically_and_deploys_each_new_version() {
     flow.start_scheduler();
     flow.ok(&["workflow", "submit", spec.to_str().unwrap()]);
     let exec = flow
-        .ok(&["workflow", "start", "batch_train_predict", "--project", "demo"])
+        .ok(&[
+            "workflow",
+            "start",
+            "batch_train_predict",
+            "--project",
+            "demo",
+        ])
         .trim()
         .to_string();
     flow.ok(&[
-        "workflow", "wait", &exec, "--project", "demo", "--job", "predict", "--runs", "2",
-        "--timeout", "240s",
+        "workflow",
+        "wait",
+        &exec,
+        "--project",
+        "demo",
+        "--job",
+        "predict",
+        "--runs",
+        "2",
+        "--timeout",
+        "240s",
     ]);
     flow.ok(&["workflow", "stop", &exec, "--project", "demo"]);
-    flow.ok(&["workflow", "wait", &exec, "--project", "demo", "--timeout", "60s"]);
+    flow.ok(&[
+        "workflow",
+        "wait",
+        &exec,
+        "--project",
+        "demo",
+        "--timeout",
+        "60s",
+    ]);
 
     // Every train run registered a version; the newest pushed one is the only DEPLOYED
     // version, the ones deployed before it were retired, later ones never got that far.
@@ -271,12 +294,18 @@ fn retrains_periodically_and_deploys_each_new_version() {
         if n < d {
             assert_eq!(stage, "DEPRECATED", "version {n}");
         } else if n > d {
-            assert!(["GENERATED", "VALIDATED"].contains(&stage), "version {n}: {stage}");
+            assert!(
+                ["GENERATED", "VALIDATED"].contains(&stage),
+                "version {n}: {stage}"
+            );
         }
     }
     // Each train run was its own job execution; predict ran once per deployment at most.
     let predicts = flow.runs("demo", &exec, "predict");
-    assert!(predicts.len() >= 2 && predicts.len() as i64 <= d, "{predicts:?}");
+    assert!(
+        predicts.len() >= 2 && predicts.len() as i64 <= d,
+        "{predicts:?}"
+    );
     let text = std::fs::read_to_string(dir.join("out/predictions.csv")).unwrap();
     assert_eq!(text.lines().count(), 70);
 }

@@ -33,22 +33,31 @@ fn registry() -> PluginRegistry {
             .ok_or("x is not a double")?;
         let x2: Float64Array = x.iter().map(|v| v.map(|v| v * factor)).collect();
         let mut fields: Vec<arrow_schema::FieldRef> = t.schema().fields().iter().cloned().collect();
-        fields.push(Arc::new(arrow_schema::Field::new("x2", arrow_schema::DataType::Float64, true)));
+        fields.push(Arc::new(arrow_schema::Field::new(
+            "x2",
+            arrow_schema::DataType::Float64,
+            true,
+        )));
         let mut cols = t.columns().to_vec();
         cols.push(Arc::new(x2));
         RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)
             .map_err(|e| e.to_string())
     });
     let mut r = PluginRegistry::with_builtin();
-    r.register(Arc::new(NativePlugin::new().with_function("double", double)));
+    r.register(Arc::new(
+        NativePlugin::new().with_function("double", double),
+    ));
     r
 }
 
 impl Env {
     async fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn MetaStore> =
-            Arc::new(SqliteStore::open(&dir.path().join("meta.db")).await.unwrap());
+        let store: Arc<dyn MetaStore> = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
         let registry = registry();
         let cfg = SchedulerConfig {
             rescan: Duration::from_millis(100),
@@ -96,11 +105,15 @@ impl Env {
     ) -> (ExecutionStatus, Vec<JobExecutionInfo>) {
         let mut g = parse_workflow(yaml, "native.yaml").unwrap();
         g.base_dir = Some(self.dir.path().to_path_buf());
-        service::submit(&*self.store, &self.registry, &g).await.unwrap();
+        service::submit(&*self.store, &self.registry, &g)
+            .await
+            .unwrap();
         let ex = service::start(&*self.store, "p", &g.name).await.unwrap();
         for _ in 0..600 {
             let e = service::execution(&*self.store, "p", &ex).await.unwrap();
-            let jobs = service::job_executions(&*self.store, "p", &ex).await.unwrap();
+            let jobs = service::job_executions(&*self.store, "p", &ex)
+                .await
+                .unwrap();
             let job_ended = job.is_some_and(|j| {
                 jobs.iter()
                     .any(|r| r.body.job == j && r.body.status.is_terminal())
@@ -172,7 +185,8 @@ nodes:
     assert_eq!(jobs[0].body.status, JobStatus::Failed);
     let err = jobs[0].body.error.as_deref().unwrap();
     assert!(
-        err.contains("node 'check' (dataset_validate)") && err.contains("column 'label' is missing"),
+        err.contains("node 'check' (dataset_validate)")
+            && err.contains("column 'label' is missing"),
         "{err}"
     );
     assert!(!env.dir.path().join("out/never.csv").exists());
@@ -202,7 +216,10 @@ async fn train_registers_a_version_with_lineage_and_predict_uses_a_chosen_versio
         (0..40)
             .map(|i| {
                 let x = i as f64 / 10.0;
-                format!("{{\"features\": [{x}, 1.0], \"label\": {}}}\n", if x > 2.0 { 1.0 } else { 0.0 })
+                format!(
+                    "{{\"features\": [{x}, 1.0], \"label\": {}}}\n",
+                    if x > 2.0 { 1.0 } else { 0.0 }
+                )
             })
             .collect::<String>(),
     )
@@ -260,8 +277,13 @@ fn settings_are_checked_at_submission() {
             .to_string()
     };
     let head = "workflow: w\nproject: p\njobs:\n  j: {type: native}\nnodes:\n";
-    let e = check(&format!("{head}  - {{id: r, job: j, read_dataset: {{path: a.csv, dataset: d}}}}\n"));
-    assert!(e.contains("bad.yaml:6") && e.contains("exactly one of 'path' and 'dataset'"), "{e}");
+    let e = check(&format!(
+        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv, dataset: d}}}}\n"
+    ));
+    assert!(
+        e.contains("bad.yaml:6") && e.contains("exactly one of 'path' and 'dataset'"),
+        "{e}"
+    );
     let e = check(&format!(
         "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: t, job: j, inputs: [r], train: {{model: m, estimator: {{className: Binarizer}}}}}}\n"
     ));
@@ -269,11 +291,20 @@ fn settings_are_checked_at_submission() {
     let e = check(&format!(
         "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: u, job: j, inputs: [r], user_defined: {{function: triple}}}}\n"
     ));
-    assert!(e.contains("unknown function 'triple' (registered: double)"), "{e}");
+    assert!(
+        e.contains("unknown function 'triple' (registered: double)"),
+        "{e}"
+    );
     let e = check(&format!(
         "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: t, job: j, inputs: [r], transform: {{stage: {{className: NoSuchStage}}}}}}\n"
     ));
-    assert!(e.contains("node 't' (transform)") && e.contains("NoSuchStage"), "{e}");
+    assert!(
+        e.contains("node 't' (transform)") && e.contains("NoSuchStage"),
+        "{e}"
+    );
     let e = check("workflow: w\nproject: p\njobs:\n  j: {type: native, command: ls}\n");
-    assert!(e.contains("bad.yaml:4") && e.contains("unknown setting 'command' for a native job"), "{e}");
+    assert!(
+        e.contains("bad.yaml:4") && e.contains("unknown setting 'command' for a native job"),
+        "{e}"
+    );
 }

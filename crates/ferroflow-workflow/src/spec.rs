@@ -176,9 +176,8 @@ impl Locate for Lines<'_> {
                 // `- id: x` or `- {id: x, job: ...}`
                 let l = l.strip_prefix('-').unwrap_or(l).trim_start();
                 let l = l.strip_prefix('{').unwrap_or(l).trim_start();
-                l.strip_prefix("id:").is_some_and(|v| {
-                    unquote(v.split([',', '}']).next().unwrap_or_default()) == id
-                })
+                l.strip_prefix("id:")
+                    .is_some_and(|v| unquote(v.split([',', '}']).next().unwrap_or_default()) == id)
             },
             format!("node '{id}'"),
         )
