@@ -11,8 +11,12 @@
 //! | `dataset_validate` | `columns`, `not_null`, `min_rows` | table -> same table, or the job fails naming the column |
 //! | `transform` | `stage` (`{className, paramMap}`, a Pipeline, ...), `sql` (`SELECT ... FROM __THIS__`) or `model_dir` | table -> table |
 //! | `train` | `model`, `estimator` (`{className, paramMap}` or a Pipeline), optional `evaluator` for training metrics | table -> the fitted model's output; saves the model under the data directory and registers a version (GENERATED, lineage = this job execution and the datasets read) |
-//! | `model_validate` | `model`, `evaluator`, `metric`, `threshold`, optional `stage` (default GENERATED) and `reject` (`keep` or `deprecate`) | validation table -> metrics; the newest version in `stage` becomes VALIDATED when `metric >= threshold` |
-//! | `push_model` | `model`, optional `stage` (default VALIDATED), `require` | -> ; the newest version in `stage` becomes DEPLOYED |
+//! | `model_validate` | `model`, `evaluator`, `metric`, `threshold`, optional `stage` (default GENERATED) and `reject` (`keep` or `deprecate`) | validation table -> metrics; the version becomes VALIDATED when `metric >= threshold` |
+//! | `push_model` | `model`, optional `stage` (default VALIDATED), `require` | -> ; the version becomes DEPLOYED |
+//!
+//! "The version" of `model_validate` and `push_model` is the one named by the Model Center
+//! event that started the job, when there is one and it is still in `stage`; otherwise the
+//! newest version in `stage`.
 //! | `predict` | `model` with optional `stage` (default DEPLOYED) or `version`, or `model_dir` | table -> scored table |
 //! | `evaluate` | `evaluator` | table -> metrics table |
 //! | `write_dataset` | `path` | table -> (written atomically) |
@@ -293,6 +297,31 @@ impl Center<'_> {
         self.ctx.handle.block_on(f)
     }
 
+    /// The version a model node acts on: the one the triggering Model Center event names,
+    /// if it is still in `stage`; otherwise the newest version in `stage`. (Two trainings
+    /// close together each get their own version validated or pushed.)
+    fn target(&self, n: &Node, model: &str, stage: ModelStage) -> Result<Option<ModelVersion>> {
+        let trigger = self.ctx.trigger.as_ref();
+        if let Some(version) = trigger.and_then(|t| t.model_version(model)) {
+            let v = self
+                .block(self.store().get_model_version(model, version))
+                .map_err(|e| node_err(n, e))?;
+            if v.stage == stage {
+                self.ctx.log.line(&format!(
+                    "[native] {}: {model} version {version}, from the event at offset {}",
+                    n.id,
+                    trigger.map(|t| t.offset).unwrap_or_default()
+                ));
+                return Ok(Some(v));
+            }
+            self.ctx.log.line(&format!(
+                "[native] {}: the triggering event's version {version} of {model} is {} now, not {stage}; taking the newest {stage} version",
+                n.id, v.stage
+            ));
+        }
+        self.newest(n, model, stage)
+    }
+
     /// The newest version of `model` in `stage`.
     fn newest(&self, n: &Node, model: &str, stage: ModelStage) -> Result<Option<ModelVersion>> {
         let versions = self
@@ -465,7 +494,7 @@ impl RunnableJob for NativeJob {
                 NodeKind::PushModel => {
                     let model = str_setting(n, "model")?;
                     let stage = stage_of(n, ModelStage::Validated)?;
-                    match center.newest(n, model, stage)? {
+                    match center.target(n, model, stage)? {
                         Some(v) => {
                             center
                                 .block(ctx.store.set_model_stage(
@@ -647,7 +676,7 @@ impl NativeJob {
         let metric = str_setting(n, "metric")?;
         let threshold = n.config["threshold"].as_f64().unwrap_or(f64::INFINITY);
         let v = center
-            .newest(n, model, stage)?
+            .target(n, model, stage)?
             .ok_or_else(|| node_err(n, format!("no version of '{model}' is {stage}")))?;
         let fitted = ferroflow_ml::load_stage(Path::new(&v.uri)).map_err(|e| node_err(n, e))?;
         let scored = transform_with(n, &fitted, input)?;

@@ -308,3 +308,109 @@ fn settings_are_checked_at_submission() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_validate_acts_on_the_version_its_event_names() {
+    let env = Env::new().await;
+    let data = env.dir.path().join("train.jsonl");
+    std::fs::write(
+        &data,
+        (0..40)
+            .map(|i| {
+                let x = i as f64 / 10.0;
+                format!(
+                    "{{\"features\": [{x}, 1.0], \"label\": {}}}\n",
+                    if x > 2.0 { 1.0 } else { 0.0 }
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    // One fitted model, registered twice: versions 1 and 2, both GENERATED.
+    let ferroflow_ml::stage::AnyStage::Estimator(est) = ferroflow_ml::stage::stage_from_json(
+        &serde_json::json!({"className": "LogisticRegression", "paramMap": {"maxIter": 200, "learningRate": 1.0}}),
+    )
+    .unwrap() else {
+        panic!("an estimator")
+    };
+    let table = ferroflow_ml::io::read_table(&data).unwrap();
+    let model_dir = env.dir.path().join("model");
+    est.fit(&[table]).unwrap().save(&model_dir).unwrap();
+
+    let spec = r#"
+workflow: mv
+project: p
+jobs:
+  validate:
+    type: native
+    rules:
+      - when: [ {model: {name: m, stage: GENERATED}} ]
+        action: START
+nodes:
+  - {id: read, job: validate, read_dataset: {path: train.jsonl}}
+  - id: check
+    job: validate
+    inputs: [read]
+    model_validate: {model: m, evaluator: {className: BinaryClassificationEvaluator}, metric: areaUnderROC, threshold: 0.5}
+"#;
+    let mut g = parse_workflow(spec, "mv.yaml").unwrap();
+    g.base_dir = Some(env.dir.path().to_path_buf());
+    service::submit(&*env.store, &env.registry, &g)
+        .await
+        .unwrap();
+    let ex = service::start(&*env.store, "p", "mv").await.unwrap();
+    for _ in 0..100 {
+        if service::execution(&*env.store, "p", &ex)
+            .await
+            .unwrap()
+            .body
+            .status
+            == ExecutionStatus::Running
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.store.register_model("m", "").await.unwrap();
+    for _ in 0..2 {
+        env.store
+            .create_model_version(
+                "m",
+                ferroflow_meta::NewModelVersion {
+                    uri: model_dir.display().to_string(),
+                    flavor: "ferroflow-ml".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // The first run was started by version 1's event and validates version 1 (the newest
+    // GENERATED version is 2). Version 2's event either found the job still running (START
+    // does nothing) or started a second run for version 2.
+    let mut first = None;
+    for _ in 0..400 {
+        let runs = service::job_executions(&*env.store, "p", &ex)
+            .await
+            .unwrap();
+        if let Some(r) = runs.first()
+            && r.body.status.is_terminal()
+        {
+            first = Some(r.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let first = first.expect("the validate run ended");
+    assert_eq!(
+        first.body.status,
+        JobStatus::Finished,
+        "{:?}",
+        first.body.error
+    );
+    let trigger = first.body.trigger.as_ref().unwrap();
+    assert_eq!(trigger.event_type, "MODEL_GENERATED");
+    assert_eq!(trigger.model_version("m"), Some(1));
+    let v1 = env.store.get_model_version("m", 1).await.unwrap();
+    assert_eq!(v1.stage, ModelStage::Validated);
+}

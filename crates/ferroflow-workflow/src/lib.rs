@@ -43,5 +43,5 @@ pub use scheduler::{Launcher, Scheduler, SchedulerConfig, SchedulerStats};
 pub use spec::{check_job_types, load_workflow, parse_workflow, to_yaml};
 pub use status::{
     EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
-    JobState, JobStatus, WORKFLOW_SUBMITTED,
+    JobState, JobStatus, Trigger, WORKFLOW_SUBMITTED,
 };

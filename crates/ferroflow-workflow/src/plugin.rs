@@ -103,6 +103,8 @@ pub struct JobContext {
     pub data_dir: PathBuf,
     /// Exit code of the job's command, when it has one (recorded with the job execution).
     pub exit_code: Mutex<Option<i32>>,
+    /// The event whose rule started this run, if one did.
+    pub trigger: Option<crate::status::Trigger>,
 }
 
 impl JobContext {

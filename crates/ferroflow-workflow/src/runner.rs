@@ -180,6 +180,7 @@ async fn run_job(
         job_execution: name.into(),
         data_dir: opts.data_dir.clone(),
         exit_code: Mutex::new(None),
+        trigger: body.trigger.clone(),
     };
     let key = ctx.job_key();
     let (result, ctx) = tokio::task::spawn_blocking(move || {

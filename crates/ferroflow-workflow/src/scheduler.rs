@@ -40,7 +40,7 @@ use crate::runner::{RunnerOptions, run_job_execution};
 use crate::service::{EXECUTION_STOP_REQUESTED, execution_event, new_execution_writes};
 use crate::status::{
     EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
-    JobState, JobStatus, WORKFLOW_SUBMITTED,
+    JobState, JobStatus, Trigger, WORKFLOW_SUBMITTED,
 };
 
 const SENDER: &str = "scheduler";
@@ -142,6 +142,8 @@ struct Pending {
     writes: Vec<RecordWrite>,
     events: Vec<NewEvent>,
     launches: Vec<String>,
+    /// The event being applied, recorded in the job executions it starts.
+    trigger: Option<Trigger>,
 }
 
 /// Statistics of a scheduler (for benchmarks and tests).
@@ -398,20 +400,24 @@ impl Scheduler {
             Action::Start if running => {
                 if js.status == Some(JobStatus::Stopping) || js.stop_pending() {
                     js.restart_pending = true;
+                    js.pending_trigger = p.trigger.clone();
                 }
                 return;
             }
             Action::Stop if !running => {
                 js.restart_pending = false;
+                js.pending_trigger = None;
                 return;
             }
             Action::Stop => {
                 js.restart_pending = false;
+                js.pending_trigger = None;
                 js.stop_requested = true;
             }
             Action::Restart if running => {
                 js.stop_requested = true;
                 js.restart_pending = true;
+                js.pending_trigger = p.trigger.clone();
             }
             Action::Start | Action::Restart => {
                 let attempt = js.attempts + 1;
@@ -440,6 +446,7 @@ impl Scheduler {
                     )
                     .display()
                     .to_string(),
+                    trigger: js.pending_trigger.take().or_else(|| p.trigger.clone()),
                 };
                 p.events.push(status_event(&exec.project, &body, SENDER));
                 p.writes.push(RecordWrite::Create {
@@ -839,7 +846,9 @@ impl Scheduler {
                 }
                 let js = exec.body.jobs.entry(job.clone()).or_default();
                 if let Some(action) = evaluate(rules, &mut js.rules, e) {
+                    p.trigger = Some(Trigger::of(e));
                     self.act(exec, &job, action, &mut p);
+                    p.trigger = None;
                 }
             }
         }
@@ -880,6 +889,7 @@ impl Scheduler {
                 self.act(exec, &job, Action::Start, p);
             } else {
                 js.restart_pending = false;
+                js.pending_trigger = None;
             }
         }
         Ok(())

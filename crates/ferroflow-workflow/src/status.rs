@@ -117,6 +117,44 @@ impl ExecutionStatus {
     }
 }
 
+/// The event that made the scheduler start a job execution (lineage, and what the job may
+/// act on: the model version of a `MODEL_*` event, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Trigger {
+    /// Its offset in the event log.
+    pub offset: i64,
+    /// Its type.
+    pub event_type: String,
+    /// Its key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl Trigger {
+    /// The trigger of `e`.
+    pub fn of(e: &ferroflow_meta::Event) -> Self {
+        Trigger {
+            offset: e.offset,
+            event_type: e.event_type.clone(),
+            key: e.key.clone(),
+            value: e.value.clone(),
+        }
+    }
+
+    /// The model version a Model Center event (`MODEL_<STAGE>`, key = model) names.
+    pub fn model_version(&self, model: &str) -> Option<i64> {
+        if !self.event_type.starts_with("MODEL_") || self.key != model {
+            return None;
+        }
+        serde_json::from_str::<serde_json::Value>(&self.value)
+            .ok()?
+            .get("version")?
+            .as_i64()
+    }
+}
+
 /// The scheduler's state of one job inside an execution.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -136,6 +174,9 @@ pub struct JobState {
     /// Start again once the current run has ended (a RESTART of a running job).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_pending: bool,
+    /// The event behind a pending restart (its run starts once the current one ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_trigger: Option<Trigger>,
     /// Next periodic tick, milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_tick: Option<i64>,
@@ -212,4 +253,8 @@ pub struct JobExecutionBody {
     pub error: Option<String>,
     /// Its log file.
     pub log: String,
+    /// The event whose rule started it (none for a start with the execution or a periodic
+    /// tick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
 }
