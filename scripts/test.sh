@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: nothing needs installing by hand.
 # Set-up steps live in idempotent scripts under scripts/ (ONNX Runtime and libtorch from PyPI
-# wheels, PostgreSQL from Debian), cached under deps/, ~/.cache/ferroflow or /tmp (ignored by git).
+# wheels, PostgreSQL from Debian, Apache Flink from PyPI), cached under deps/, ~/.cache/ferroflow
+# or /tmp (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,10 @@ echo "== services the tests use (real servers on loopback)"
 # PostgreSQL for the control-plane store's backend suite; stopped again when this script ends.
 FERROFLOW_TEST_PG_URL="$(bash scripts/setup-postgres.sh)"
 export FERROFLOW_TEST_PG_URL
-trap 'bash scripts/setup-postgres.sh stop' EXIT
+trap 'bash scripts/setup-postgres.sh stop; bash scripts/flink-local.sh stop' EXIT
+# A local Apache Flink 2.3 cluster (PyPI's apache-flink, Java 17) for the `flink` job type's
+# tests; they fail, with its logs, when it cannot start.
+bash scripts/flink-local.sh start
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -201,7 +201,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 database_url,
                 token,
                 body_limit,
-                job_types: ferroflow_native::job_types(),
+                job_types: crate::workflow::job_types(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -160,6 +160,13 @@ pub(crate) enum JobCommand {
     },
 }
 
+/// The job types of the `ferroflow` binary: `process`, `native` and `flink`.
+pub(crate) fn job_types() -> ferroflow_workflow::PluginRegistry {
+    let mut r = ferroflow_native::job_types();
+    r.register(Arc::new(ferroflow_flink::FlinkPlugin));
+    r
+}
+
 async fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
@@ -205,7 +212,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
             &text,
             &spec.display().to_string(),
             &graph,
-            &ferroflow_native::job_types(),
+            &crate::workflow::job_types(),
         )?;
         println!(
             "{}: workflow '{}' is valid: {} job(s), {} node(s)",
@@ -233,7 +240,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
                     Some(&json!({"spec": text, "file": spec.display().to_string(), "base_dir": base_dir})),
                 )?)?,
                 Client::Embedded { store, rt, .. } => {
-                    let types = ferroflow_native::job_types();
+                    let types = crate::workflow::job_types();
                     ferroflow_workflow::check_job_types(
                         &text,
                         &spec.display().to_string(),
@@ -586,7 +593,7 @@ pub(crate) fn job(cmd: JobCommand) -> Result<(), AnyError> {
             heartbeat: Duration::from_millis(heartbeat_ms),
             data_dir,
         };
-        let registry = ferroflow_native::job_types();
+        let registry = crate::workflow::job_types();
         let status = ferroflow_workflow::run_job_execution(
             store,
             &registry,

@@ -104,6 +104,18 @@ impl BatchSql {
         })
     }
 
+    /// The schema a query would produce, planned without running it.
+    pub fn schema_of(&self, sql: &str) -> Result<arrow_schema::SchemaRef> {
+        self.rt.block_on(async {
+            let df = self
+                .ctx
+                .sql(sql)
+                .await
+                .map_err(|e| SqlError::df(format!("query '{sql}'"), e))?;
+            Ok(std::sync::Arc::new(df.schema().as_arrow().clone()))
+        })
+    }
+
     /// The DataFusion session, for anything beyond registering files and querying.
     pub fn context(&self) -> &SessionContext {
         &self.ctx

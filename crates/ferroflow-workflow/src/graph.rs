@@ -375,6 +375,10 @@ pub struct JobConfig {
     pub periodic: Option<Periodic>,
     /// Control rules, tried in order.
     pub rules: Vec<RuleSpec>,
+    /// Whether the job starts when its execution starts; by default it does unless it has a
+    /// START rule or is periodic (then `run_at_start` says). A streaming job restarted by a
+    /// RESTART rule, say, runs from the start anyway.
+    pub start_with_execution: Option<bool>,
     /// Settings for the job type (`command`, `env`, ...).
     pub properties: Map<String, Value>,
 }
@@ -387,6 +391,7 @@ impl JobConfig {
             job_type: job_type.into(),
             periodic: None,
             rules: vec![],
+            start_with_execution: None,
             properties: Map::new(),
         }
     }
@@ -416,9 +421,12 @@ impl JobConfig {
             .any(|r| matches!(r.action, Action::Start | Action::Restart))
     }
 
-    /// Starts when its execution starts: no start rule and no period, or a period that
-    /// asks for it.
+    /// Starts when its execution starts: as `start_with_execution` says; without it, no
+    /// START rule and no period, or a period that asks for it.
     pub fn starts_with_execution(&self) -> bool {
+        if let Some(s) = self.start_with_execution {
+            return s;
+        }
         match &self.periodic {
             Some(p) => p.run_at_start,
             None => !self.has_start_rule(),

@@ -108,6 +108,58 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// Merge `fields` (a JSON object) into the job execution's `external` record: what the
+    /// job type knows about the run outside ferroflow (a Flink job id, a savepoint path).
+    /// Written at once, so it survives this process.
+    pub fn record_external(&self, fields: serde_json::Value) -> Result<()> {
+        self.record_external_of(&self.job_execution.clone(), fields)
+    }
+
+    /// [`JobContext::record_external`] for another job execution of this project (an
+    /// earlier run whose leftovers this run cleaned up).
+    pub fn record_external_of(&self, job_execution: &str, fields: serde_json::Value) -> Result<()> {
+        let fields = match fields {
+            serde_json::Value::Object(m) => m,
+            other => {
+                return Err(crate::error::WorkflowError::Invalid(format!(
+                    "external fields must be a JSON object, not {other}"
+                )));
+            }
+        };
+        self.handle.block_on(crate::records::update_job_execution(
+            &*self.store,
+            &self.project,
+            job_execution,
+            "job-runner",
+            |b| {
+                let ext = b
+                    .external
+                    .get_or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if let serde_json::Value::Object(m) = ext {
+                    for (k, v) in &fields {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+                true
+            },
+        ))?;
+        Ok(())
+    }
+
+    /// Earlier runs of this job in this execution, oldest first (their `external` records
+    /// tell what they left behind).
+    pub fn earlier_runs(&self) -> Result<Vec<crate::service::JobExecutionInfo>> {
+        let all = self.handle.block_on(crate::service::job_executions(
+            &*self.store,
+            &self.project,
+            &self.execution,
+        ))?;
+        Ok(all
+            .into_iter()
+            .filter(|j| j.body.job == self.job && j.name != self.job_execution)
+            .collect())
+    }
+
     /// `<workflow>.<job>`, as errors and events name the job.
     pub fn job_key(&self) -> String {
         format!("{}.{}", self.workflow, self.job)

@@ -447,6 +447,7 @@ impl Scheduler {
                     .display()
                     .to_string(),
                     trigger: js.pending_trigger.take().or_else(|| p.trigger.clone()),
+                    external: None,
                 };
                 p.events.push(status_event(&exec.project, &body, SENDER));
                 p.writes.push(RecordWrite::Create {

@@ -65,6 +65,8 @@ struct JobSpec {
     periodic: Option<Periodic>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     rules: Vec<RuleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_with_execution: Option<bool>,
     #[serde(flatten)]
     properties: Map<String, Value>,
 }
@@ -234,6 +236,7 @@ pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
                 job_type: j.job_type,
                 periodic: j.periodic,
                 rules: j.rules,
+                start_with_execution: j.start_with_execution,
                 properties: j.properties,
             },
         );
@@ -317,6 +320,7 @@ pub fn to_yaml(g: &AiGraph) -> Result<String> {
                         job_type: j.job_type.clone(),
                         periodic: j.periodic.clone(),
                         rules: j.rules.clone(),
+                        start_with_execution: j.start_with_execution,
                         properties: j.properties.clone(),
                     },
                 )

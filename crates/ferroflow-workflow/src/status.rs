@@ -257,4 +257,9 @@ pub struct JobExecutionBody {
     /// tick).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// What the job type recorded about the run outside ferroflow (a Flink job id, the
+    /// savepoint it stopped with...), for later runs and for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub external: Option<serde_json::Value>,
 }
