@@ -540,3 +540,89 @@ jobs:
         .send_empty()
         .unwrap();
 }
+
+#[test]
+fn the_native_and_flink_example_runs() {
+    let url = flink();
+    let mut flow = Flow::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flink_and_native");
+    let dir = flow.path("example");
+    common::flow::copy_dir(&root, &dir);
+    // The example's flink job uses the default cluster address.
+    assert_eq!(url, "http://127.0.0.1:8081");
+    flow.start_scheduler();
+    flow.ok(&[
+        "workflow",
+        "submit",
+        dir.join("workflow.yaml").to_str().unwrap(),
+    ]);
+    let exec = flow
+        .ok(&["workflow", "start", "flink_and_native", "--project", "demo"])
+        .trim()
+        .to_string();
+    // Nothing runs before the event.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(flow.jobs("demo", &exec).is_empty());
+    flow.ok(&["events", "send", "orders.arrived", "data/orders.csv"]);
+    flow.ok(&[
+        "workflow",
+        "wait",
+        &exec,
+        "--project",
+        "demo",
+        "--job",
+        "report",
+        "--timeout",
+        "180s",
+    ]);
+    let order: Vec<String> = flow
+        .jobs("demo", &exec)
+        .iter()
+        .map(|j| {
+            format!(
+                "{}={}",
+                j["job"].as_str().unwrap(),
+                j["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["clean=FINISHED", "totals=FINISHED", "report=FINISHED"]
+    );
+
+    // The report equals the same aggregation computed here from the raw file.
+    let mut expected: std::collections::BTreeMap<String, (i64, i64, f64)> = Default::default();
+    let raw = std::fs::read_to_string(dir.join("data/orders.csv")).unwrap();
+    for line in raw.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let amount: f64 = f[2].parse().unwrap();
+        if f[4] == "paid" && amount > 0.0 {
+            let e = expected.entry(f[1].to_string()).or_default();
+            e.0 += 1;
+            e.1 += f[3].parse::<i64>().unwrap();
+            e.2 += amount;
+        }
+    }
+    let report = std::fs::read_to_string(dir.join("out/report.jsonl")).unwrap();
+    let got: Vec<(String, i64, i64, f64)> = report
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["category"].as_str().unwrap().to_string(),
+                v["orders"].as_i64().unwrap(),
+                v["items"].as_i64().unwrap(),
+                v["revenue"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for ((c, n, items, revenue), (ec, (en, eitems, erevenue))) in got.iter().zip(&expected) {
+        assert_eq!((c, n, items), (ec, en, eitems));
+        assert!(
+            (revenue - erevenue).abs() < 0.01,
+            "{c}: {revenue} vs {erevenue}"
+        );
+    }
+}
