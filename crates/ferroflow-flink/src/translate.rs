@@ -310,3 +310,96 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
 fn df_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translated(yaml: &str, files: &[(&str, &str)]) -> Result<Translation> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let g = ferroflow_workflow::parse_workflow(yaml, "t.yaml").unwrap();
+        let sub = g.sub_graph("j").unwrap();
+        translate(&sub, Some(dir.path()))
+    }
+
+    const SPEC: &str = r#"
+workflow: w
+project: p
+jobs:
+  j: {type: flink}
+nodes:
+  - {id: src, job: j, read_dataset: {path: in.csv}}
+  - {id: agg, job: j, inputs: [src], transform: {sql: "SELECT k, SUM(v) AS total, COUNT(*) AS n FROM __THIS__ GROUP BY k"}}
+  - {id: out, job: j, inputs: [agg], write_dataset: {path: out.jsonl}}
+"#;
+
+    #[test]
+    fn csv_to_jsonl_with_types_planned_like_a_native_job() {
+        let t = translated(SPEC, &[("in.csv", "k,v,label\na,1.5,x\nb,2,\n")]).unwrap();
+        let s = &t.statements;
+        assert_eq!(s.len(), 5, "{s:#?}");
+        // Every CSV column read as text, the header row filtered, non-text columns cast.
+        assert!(
+            s[0].starts_with(
+                "CREATE TEMPORARY TABLE `src__raw` (`k` STRING, `v` STRING, `label` STRING)"
+            ),
+            "{}",
+            s[0]
+        );
+        assert!(
+            s[1].contains("CAST(NULLIF(`v`, '') AS DOUBLE) AS `v`"),
+            "{}",
+            s[1]
+        );
+        assert!(
+            s[1].contains("WHERE NOT (`k` = 'k' AND `v` = 'v' AND `label` = 'label')"),
+            "{}",
+            s[1]
+        );
+        assert_eq!(
+            s[2],
+            "CREATE TEMPORARY VIEW `agg` AS SELECT k, SUM(v) AS total, COUNT(*) AS n FROM `src` GROUP BY k"
+        );
+        assert!(
+            s[3].contains("(`k` STRING, `total` DOUBLE, `n` BIGINT)")
+                && s[3].contains("'format' = 'json'"),
+            "{}",
+            s[3]
+        );
+        assert_eq!(s[4], "INSERT INTO `out__sink` SELECT * FROM `agg`");
+        assert!(t.outputs[0].ends_with("out.jsonl"));
+        assert!(t.script().contains("\n;\n"));
+    }
+
+    #[test]
+    fn what_cannot_run_on_flink_is_refused_with_the_reason() {
+        let e = translated(&SPEC.replace("in.csv", "in.parquet"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 'src' (read_dataset) cannot run on Flink") && e.contains("Parquet"),
+            "{e}"
+        );
+        let e = translated(SPEC, &[]).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let bad_sql = SPEC.replace("FROM __THIS__ GROUP BY k", "FROM src GROUP BY k");
+        let e = translated(&bad_sql, &[("in.csv", "k,v\na,1\n")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 'agg' (transform)") && e.contains("__THIS__"),
+            "{e}"
+        );
+        let no_sink = SPEC.replace(
+            "  - {id: out, job: j, inputs: [agg], write_dataset: {path: out.jsonl}}\n",
+            "",
+        );
+        let e = translated(&no_sink, &[("in.csv", "k,v\na,1\n")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("writes nothing"), "{e}");
+    }
+}
