@@ -118,23 +118,8 @@ nodes:
   - {{id: n_write, job: native, inputs: [n_agg], write_dataset: {{path: out/native.jsonl}}}}
 "#
     );
-    let path = flow.path("twins.yaml");
-    std::fs::write(&path, spec).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", path.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "twins", "--project", "p"])
-        .trim()
-        .to_string();
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "p",
-        "--timeout",
-        "180s",
-    ]);
+    let exec = flow.launch_text("twins.yaml", &spec, "twins", "p");
+    flow.wait(&exec, "p", &["--timeout", "180s"]);
     let native = rows(&flow.path("out/native.jsonl"));
     let on_flink = rows(&flow.path("out/flink.jsonl"));
     assert_eq!(native.len(), 4, "{native:?}");
@@ -167,14 +152,7 @@ nodes:
   - {{id: write, job: on_flink, inputs: [agg], write_dataset: {{path: out/never.jsonl}}}}
 "#
     );
-    let path = flow.path("bad.yaml");
-    std::fs::write(&path, spec).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", path.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "bad", "--project", "p"])
-        .trim()
-        .to_string();
+    let exec = flow.launch_text("bad.yaml", &spec, "bad", "p");
     let err = flow.fails(&[
         "workflow",
         "wait",
@@ -279,14 +257,7 @@ jobs:
         action: RESTART
 "#
     );
-    let path = flow.path("stream.yaml");
-    std::fs::write(&path, spec).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", path.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "stream", "--project", "p"])
-        .trim()
-        .to_string();
+    let exec = flow.launch_text("stream.yaml", &spec, "stream", "p");
     let running = |n: usize| {
         let ids = flink_ids(&flow, &exec, "counts");
         ids.len() == n && flink_state(&url, &ids[n - 1]) == "RUNNING"
@@ -359,15 +330,7 @@ jobs:
 
     // Stopping the execution stops the Flink job (with a savepoint).
     flow.ok(&["workflow", "stop", &exec, "--project", "p"]);
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "p",
-        "--timeout",
-        "120s",
-    ]);
+    flow.wait(&exec, "p", &["--timeout", "120s"]);
     assert_eq!(flink_state(&url, &ids[2]), "FINISHED");
 }
 
@@ -409,23 +372,8 @@ jobs:
 "#,
         py_out = flow.path("py_out").display()
     );
-    let path = flow.path("own.yaml");
-    std::fs::write(&path, spec).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", path.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "own", "--project", "p"])
-        .trim()
-        .to_string();
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "p",
-        "--timeout",
-        "180s",
-    ]);
+    let exec = flow.launch_text("own.yaml", &spec, "own", "p");
+    flow.wait(&exec, "p", &["--timeout", "180s"]);
     assert_eq!(
         rows(&flow.path("py_out")),
         ["word=\"a\",n=2.000000", "word=\"b\",n=1.000000"]
@@ -509,14 +457,7 @@ jobs:
 "#,
         proxy.url
     );
-    let path = flow.path("gone.yaml");
-    std::fs::write(&path, spec).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", path.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "gone", "--project", "p"])
-        .trim()
-        .to_string();
+    let exec = flow.launch_text("gone.yaml", &spec, "gone", "p");
     wait_until("the Flink job runs", Duration::from_secs(120), || {
         flink_ids(&flow, &exec, "counts")
             .first()
@@ -556,31 +497,12 @@ fn the_native_and_flink_example_runs() {
     common::flow::copy_dir(&root, &dir);
     // The example's flink job uses the default cluster address.
     assert_eq!(url, "http://127.0.0.1:8081");
-    flow.start_scheduler();
-    flow.ok(&[
-        "workflow",
-        "submit",
-        dir.join("workflow.yaml").to_str().unwrap(),
-    ]);
-    let exec = flow
-        .ok(&["workflow", "start", "flink_and_native", "--project", "demo"])
-        .trim()
-        .to_string();
+    let exec = flow.launch(&dir.join("workflow.yaml"), "flink_and_native", "demo");
     // Nothing runs before the event.
     std::thread::sleep(Duration::from_millis(500));
     assert!(flow.jobs("demo", &exec).is_empty());
     flow.ok(&["events", "send", "orders.arrived", "data/orders.csv"]);
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "demo",
-        "--job",
-        "report",
-        "--timeout",
-        "180s",
-    ]);
+    flow.wait(&exec, "demo", &["--job", "report", "--timeout", "180s"]);
     let order: Vec<String> = flow
         .jobs("demo", &exec)
         .iter()

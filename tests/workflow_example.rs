@@ -46,17 +46,7 @@ fn trains_validates_deploys_and_predicts() {
         .trim()
         .to_string();
     assert_eq!(exec, "batch_train_predict-1");
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "demo",
-        "--job",
-        "predict",
-        "--timeout",
-        "240s",
-    ]);
+    flow.wait(&exec, "demo", &["--job", "predict", "--timeout", "240s"]);
 
     // One version, trained by the train job, validated, then deployed.
     let vs = versions(&flow);
@@ -139,15 +129,7 @@ fn trains_validates_deploys_and_predicts() {
     // The train job is periodic: the execution runs until stopped.
     assert_eq!(flow.status("demo", "batch_train_predict", &exec), "RUNNING");
     flow.ok(&["workflow", "stop", &exec, "--project", "demo"]);
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "demo",
-        "--timeout",
-        "60s",
-    ]);
+    flow.wait(&exec, "demo", &["--timeout", "60s"]);
     assert_eq!(flow.status("demo", "batch_train_predict", &exec), "STOPPED");
 }
 
@@ -158,29 +140,8 @@ fn a_version_below_the_threshold_is_deprecated_and_never_deployed() {
     let spec = dir.join("workflow.yaml");
     let text = std::fs::read_to_string(&spec).unwrap();
     std::fs::write(&spec, text.replace("threshold: 0.95", "threshold: 1.5")).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", spec.to_str().unwrap()]);
-    let exec = flow
-        .ok(&[
-            "workflow",
-            "start",
-            "batch_train_predict",
-            "--project",
-            "demo",
-        ])
-        .trim()
-        .to_string();
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "demo",
-        "--job",
-        "validate",
-        "--timeout",
-        "240s",
-    ]);
+    let exec = flow.launch(&spec, "batch_train_predict", "demo");
+    flow.wait(&exec, "demo", &["--job", "validate", "--timeout", "240s"]);
     wait_until("the version is DEPRECATED", Duration::from_secs(10), || {
         versions(&flow)[0]["stage"] == "DEPRECATED"
     });
@@ -235,41 +196,14 @@ fn retrains_periodically_and_deploys_each_new_version() {
     let spec = dir.join("workflow.yaml");
     let text = std::fs::read_to_string(&spec).unwrap();
     std::fs::write(&spec, text.replace("interval: 2m", "interval: 2s")).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", spec.to_str().unwrap()]);
-    let exec = flow
-        .ok(&[
-            "workflow",
-            "start",
-            "batch_train_predict",
-            "--project",
-            "demo",
-        ])
-        .trim()
-        .to_string();
-    flow.ok(&[
-        "workflow",
-        "wait",
+    let exec = flow.launch(&spec, "batch_train_predict", "demo");
+    flow.wait(
         &exec,
-        "--project",
         "demo",
-        "--job",
-        "predict",
-        "--runs",
-        "2",
-        "--timeout",
-        "240s",
-    ]);
+        &["--job", "predict", "--runs", "2", "--timeout", "240s"],
+    );
     flow.ok(&["workflow", "stop", &exec, "--project", "demo"]);
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "demo",
-        "--timeout",
-        "60s",
-    ]);
+    flow.wait(&exec, "demo", &["--timeout", "60s"]);
 
     // Every train run registered a version; the newest pushed one is the only DEPLOYED
     // version, the ones deployed before it were retired, later ones never got that far.

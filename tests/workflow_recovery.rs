@@ -27,11 +27,7 @@ fn a_killed_job_process_is_failed_with_its_event() {
         "workflow: crash\nproject: p\njobs:\n  long: {type: process, command: 'sleep 60'}\n  other: {type: process, command: 'sleep 60'}\n",
     )
     .unwrap();
-    flow.ok(&["workflow", "submit", spec.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "crash", "--project", "p"])
-        .trim()
-        .to_string();
+    let exec = flow.launch(&spec, "crash", "p");
     let mut pid = 0;
     wait_until("long runs", Duration::from_secs(60), || {
         let jobs = flow.jobs("p", &exec);
@@ -94,14 +90,7 @@ fn a_killed_scheduler_neither_loses_nor_repeats_actions() {
         "  last:\n    type: process\n    command: 'echo last >> {}'\n    rules:\n      - when: [ {{after: {{job: j0, status: FINISHED}}}} ]\n        action: START\n",
         ran.display()
     ));
-    let path = flow.path("fanout.yaml");
-    std::fs::write(&path, spec).unwrap();
-    flow.start_scheduler();
-    flow.ok(&["workflow", "submit", path.to_str().unwrap()]);
-    let exec = flow
-        .ok(&["workflow", "start", "fanout", "--project", "p"])
-        .trim()
-        .to_string();
+    let exec = flow.launch_text("fanout.yaml", &spec, "fanout", "p");
     wait_until("execution RUNNING", Duration::from_secs(30), || {
         flow.status("p", "fanout", &exec) == "RUNNING"
     });

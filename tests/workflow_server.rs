@@ -120,17 +120,7 @@ fn cli_through_the_server() {
         "{table}"
     );
     flow.ok(&["workflow", "stop", &exec, "--project", "web", "--server", s]);
-    flow.ok(&[
-        "workflow",
-        "wait",
-        &exec,
-        "--project",
-        "web",
-        "--timeout",
-        "60s",
-        "--server",
-        s,
-    ]);
+    flow.wait(&exec, "web", &["--timeout", "60s", "--server", s]);
     let jobs = flow.json(&[
         "workflow",
         "jobs",

@@ -87,6 +87,31 @@ impl Flow {
         pid
     }
 
+    /// Start a scheduler unless one runs, submit `spec`, start `workflow`: the execution.
+    pub fn launch(&mut self, spec: &Path, workflow: &str, project: &str) -> String {
+        if self.schedulers.is_empty() {
+            self.start_scheduler();
+        }
+        self.ok(&["workflow", "submit", spec.to_str().unwrap()]);
+        self.ok(&["workflow", "start", workflow, "--project", project])
+            .trim()
+            .to_string()
+    }
+
+    /// Write `text` to `name` in the scratch directory, then [`Flow::launch`] it.
+    pub fn launch_text(&mut self, name: &str, text: &str, workflow: &str, project: &str) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        self.launch(&path, workflow, project)
+    }
+
+    /// `ferroflow workflow wait EXEC --project P [more]`, which must succeed.
+    pub fn wait(&self, execution: &str, project: &str, more: &[&str]) -> String {
+        let mut args = vec!["workflow", "wait", execution, "--project", project];
+        args.extend_from_slice(more);
+        self.ok(&args)
+    }
+
     /// kill -9 every scheduler this flow started.
     pub fn kill_schedulers(&mut self) {
         for mut c in self.schedulers.drain(..) {
