@@ -694,13 +694,13 @@ impl NativeJob {
             Ok(_) | Err(MetaError::AlreadyExists { .. }) => {}
             Err(e) => return Err(node_err(n, e)),
         }
-        if value >= threshold {
+        let set_stage = |stage: ModelStage| {
             center
-                .block(
-                    ctx.store
-                        .set_model_stage(model, v.version, ModelStage::Validated),
-                )
-                .map_err(|e| node_err(n, e))?;
+                .block(ctx.store.set_model_stage(model, v.version, stage))
+                .map_err(|e| node_err(n, e))
+        };
+        if value >= threshold {
+            set_stage(ModelStage::Validated)?;
             ctx.log.line(&format!(
                 "[native] {}: {model} version {} {metric} = {value:.4} >= {threshold}: VALIDATED",
                 n.id, v.version
@@ -708,12 +708,7 @@ impl NativeJob {
         } else {
             let deprecate = n.str_config("reject") == Some("deprecate");
             if deprecate {
-                center
-                    .block(
-                        ctx.store
-                            .set_model_stage(model, v.version, ModelStage::Deprecated),
-                    )
-                    .map_err(|e| node_err(n, e))?;
+                set_stage(ModelStage::Deprecated)?;
             }
             ctx.log.line(&format!(
                 "[native] {}: {model} version {} {metric} = {value:.4} < {threshold}: rejected{}",

@@ -50,6 +50,18 @@ fn registry() -> PluginRegistry {
     r
 }
 
+/// 40 rows of a separable binary problem: label 1 when the first feature is over 2.
+fn write_training_data(path: &std::path::Path) {
+    let rows: String = (0..40)
+        .map(|i| {
+            let x = i as f64 / 10.0;
+            let label = if x > 2.0 { 1.0 } else { 0.0 };
+            format!("{{\"features\": [{x}, 1.0], \"label\": {label}}}\n")
+        })
+        .collect();
+    std::fs::write(path, rows).unwrap();
+}
+
 impl Env {
     async fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
@@ -211,19 +223,7 @@ nodes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_registers_a_version_with_lineage_and_predict_uses_a_chosen_version() {
     let env = Env::new().await;
-    std::fs::write(
-        env.dir.path().join("train.jsonl"),
-        (0..40)
-            .map(|i| {
-                let x = i as f64 / 10.0;
-                format!(
-                    "{{\"features\": [{x}, 1.0], \"label\": {}}}\n",
-                    if x > 2.0 { 1.0 } else { 0.0 }
-                )
-            })
-            .collect::<String>(),
-    )
-    .unwrap();
+    write_training_data(&env.dir.path().join("train.jsonl"));
     let (status, jobs) = env
         .run_until(
             r#"
@@ -313,19 +313,7 @@ fn settings_are_checked_at_submission() {
 async fn model_validate_acts_on_the_version_its_event_names() {
     let env = Env::new().await;
     let data = env.dir.path().join("train.jsonl");
-    std::fs::write(
-        &data,
-        (0..40)
-            .map(|i| {
-                let x = i as f64 / 10.0;
-                format!(
-                    "{{\"features\": [{x}, 1.0], \"label\": {}}}\n",
-                    if x > 2.0 { 1.0 } else { 0.0 }
-                )
-            })
-            .collect::<String>(),
-    )
-    .unwrap();
+    write_training_data(&data);
     // One fitted model, registered twice: versions 1 and 2, both GENERATED.
     let ferroflow_ml::stage::AnyStage::Estimator(est) = ferroflow_ml::stage::stage_from_json(
         &serde_json::json!({"className": "LogisticRegression", "paramMap": {"maxIter": 200, "learningRate": 1.0}}),
