@@ -149,6 +149,67 @@ fn logistic_regression_on_breast_cancer() {
 }
 
 #[test]
+fn multinomial_logistic_regression_on_iris() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three classes: `auto` picks multinomial (softmax) regression. Flink ML's linear models
+    // have no intercept; a constant feature gives the model one (scikit-learn fits one).
+    let stage = json!({"className": "Pipeline", "stages": [
+        {"className": "StandardScaler", "paramMap": {"inputCol": "features", "outputCol": "scaled", "withMean": true}},
+        {"className": "SQLTransformer", "paramMap": {"statement": "SELECT *, 1.0 AS bias FROM __THIS__"}},
+        {"className": "VectorAssembler", "paramMap": {"inputCols": ["scaled", "bias"], "inputSizes": [4, 1], "outputCol": "x"}},
+        {"className": "LogisticRegression", "paramMap": {
+            "featuresCol": "x", "maxIter": 500, "learningRate": 0.5, "globalBatchSize": 150}}
+    ]});
+    let out = fit_transform(dir.path(), stage, "iris.jsonl");
+    let acc = accuracy(&out);
+    let want = sklearn("iris_multinomial_lr_accuracy").as_f64().unwrap();
+    assert!(acc >= want - 0.04, "accuracy {acc} vs scikit-learn {want}");
+    for r in &out {
+        // rawPrediction: the three class probabilities; prediction: the most probable.
+        let p: Vec<f64> = r["rawPrediction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(p.len(), 3);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{p:?}");
+        let best = (0..3).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+        assert_eq!(r["prediction"].as_f64(), Some(best as f64));
+    }
+    // The model data: three coefficient vectors of four, and numClasses.
+    let md = fit_model_data(
+        dir.path(),
+        json!({"className": "LogisticRegression", "paramMap": {"multiClass": "multinomial"}}),
+        "iris.jsonl",
+    );
+    assert_eq!(md["numClasses"], 3);
+    assert_eq!(md["coefficient"].as_array().unwrap().len(), 12);
+    // binomial refuses a third class, naming the row.
+    std::fs::write(
+        dir.path().join("bin.json"),
+        json!({"className": "LogisticRegression", "paramMap": {"multiClass": "binomial"}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+        .args(["ml", "fit", "--stage"])
+        .arg(dir.path().join("bin.json"))
+        .arg("--input")
+        .arg(fixtures().join("iris.jsonl"))
+        .arg("--model-dir")
+        .arg(dir.path().join("bin"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("row 100") && err.contains("label 2: multiClass is binomial"),
+        "{err}"
+    );
+}
+
+#[test]
 fn linear_svc_on_breast_cancer() {
     let dir = tempfile::tempdir().unwrap();
     let out = fit_transform(

@@ -1,5 +1,11 @@
-//! Linear models trained with Flink ML's SGD: LogisticRegression (binomial), LinearSVC,
-//! LinearRegression. No intercept term, as in Flink ML.
+//! Linear models trained with Flink ML's SGD: LogisticRegression (binomial, and multinomial,
+//! which Flink ML announces but does not implement), LinearSVC, LinearRegression. No
+//! intercept term, as in Flink ML.
+//!
+//! Multinomial: labels are class indices `0, 1, .., k-1`; `multiClass` `auto` picks it when
+//! a label is not 0 or 1. The model data's `coefficient` then holds the k coefficient
+//! vectors one after the other and `numClasses` says k; `rawPrediction` is the k class
+//! probabilities and `prediction` the most probable class.
 
 use std::sync::Arc;
 
@@ -96,7 +102,10 @@ fn shuffle<T>(v: &mut [T], seed: i64) {
     }
 }
 
-fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> {
+/// Coefficients, and the number of classes of a multinomial model.
+type Fitted = (Vec<f64>, Option<usize>);
+
+fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Fitted> {
     let batch = crate::table::first(inputs)?;
     let features_col = params.str("featuresCol")?;
     let label_col = params.str("labelCol")?;
@@ -106,19 +115,32 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> 
         None => vec![Some(1.0); batch.num_rows()],
     };
     let n = batch.num_rows();
+    let multi_class = if kind == Kind::Logistic {
+        params.str("multiClass")?
+    } else {
+        String::new()
+    };
     let mut label_values = Vec::with_capacity(n);
     let mut weight_values = Vec::with_capacity(n);
     for (row, (l, w)) in labels.into_iter().zip(weights).enumerate() {
         let bad = |m: String| MlError::Row { row, message: m };
         let label = l.ok_or_else(|| bad(format!("column '{label_col}' is null")))?;
-        if kind != Kind::Regression && label != 0.0 && label != 1.0 {
-            return Err(bad(if kind == Kind::Logistic {
-                format!(
-                    "label {label}: Multinomial classification is not supported yet. Supported options: [auto, binomial]."
-                )
-            } else {
-                format!("label {label}: labels must be 0 or 1")
-            }));
+        let binary = label == 0.0 || label == 1.0;
+        match kind {
+            Kind::Svc if !binary => {
+                return Err(bad(format!("label {label}: labels must be 0 or 1")));
+            }
+            Kind::Logistic if !binary && multi_class == "binomial" => {
+                return Err(bad(format!(
+                    "label {label}: multiClass is binomial, so labels must be 0 or 1 (use auto or multinomial for more classes)"
+                )));
+            }
+            Kind::Logistic if !(label >= 0.0 && label.fract() == 0.0 && label < 1e6) => {
+                return Err(bad(format!(
+                    "label {label}: classes are numbered 0, 1, 2, ..."
+                )));
+            }
+            _ => {}
         }
         label_values.push(label);
         weight_values.push(w.unwrap_or(1.0));
@@ -152,12 +174,13 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> 
     if n == 0 {
         return Err(MlError::Invalid("the training table is empty".into()));
     }
-    if kind == Kind::Logistic && params.str("multiClass")? == "multinomial" {
-        return Err(MlError::param(
-            "multiClass",
-            "Multinomial classification is not supported yet. Supported options: [auto, binomial].",
-        ));
-    }
+    let classes = match multi_class.as_str() {
+        "multinomial" | "auto" if kind == Kind::Logistic => {
+            let k = label_values.iter().fold(0.0_f64, |m, l| m.max(*l)) as usize + 1;
+            (multi_class == "multinomial" || k > 2).then_some(k.max(2))
+        }
+        _ => None,
+    };
     let data = Dataset {
         features,
         labels: label_values,
@@ -173,20 +196,25 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Vec<f64>> 
         reg: params.f64("reg")?,
         elastic_net: params.f64("elasticNet")?,
     };
+    if let Some(k) = classes {
+        return Ok((sgd.optimize_softmax(&data, &order, dim, k), Some(k)));
+    }
     let loss = match kind {
         Kind::Logistic => Loss::BinaryLogistic,
         Kind::Svc => Loss::Hinge,
         Kind::Regression => Loss::LeastSquare,
     };
-    Ok(sgd.optimize_dataset(&data, &order, dim, loss))
+    Ok((sgd.optimize_dataset(&data, &order, dim, loss), None))
 }
 
 fn transform(
     kind: Kind,
     params: &Params,
-    coef: &[f64],
+    (coef, classes): (&[f64], Option<usize>),
     inputs: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
+    let k = classes.unwrap_or(1).max(1);
+    let dim = coef.len() / k;
     let batch = crate::table::first(inputs)?;
     let features_col = params.str("featuresCol")?;
     let mut prediction = Vec::with_capacity(batch.num_rows());
@@ -197,15 +225,28 @@ fn transform(
             raw.push(None);
             continue;
         };
-        if f.size() != coef.len() {
+        if f.size() != dim {
             return Err(MlError::Row {
                 row,
                 message: format!(
-                    "column '{features_col}': vector of size {}, the model has {}",
+                    "column '{features_col}': vector of size {}, the model has {dim}",
                     f.size(),
-                    coef.len()
                 ),
             });
+        }
+        if classes.is_some() {
+            let z: Vec<f64> = (0..k)
+                .map(|c| {
+                    let w = &coef[c * dim..(c + 1) * dim];
+                    f.stored().map(|(i, v)| w[i] * v).sum()
+                })
+                .collect();
+            let p = crate::optimizer::softmax(&z);
+            // The most probable class; the lowest index on a tie.
+            let best = (0..k).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+            prediction.push(Some(best as f64));
+            raw.push(Some(p));
+            continue;
         }
         let dot: f64 = f.stored().map(|(i, v)| coef[i] * v).sum();
         match kind {
@@ -232,8 +273,14 @@ fn transform(
     Ok(vec![with_columns(batch, cols)?])
 }
 
-fn model_data(kind: Kind, coef: &[f64]) -> Result<Vec<RecordBatch>> {
+fn model_data(kind: Kind, coef: &[f64], classes: Option<usize>) -> Result<Vec<RecordBatch>> {
     let mut cols = vec![("coefficient", dense_column(&[Some(coef.to_vec())]))];
+    if let Some(k) = classes {
+        cols.push((
+            "numClasses",
+            Arc::new(Int64Array::from(vec![k as i64])) as _,
+        ));
+    }
     if kind == Kind::Logistic {
         cols.push(("startIndex", Arc::new(Int64Array::from(vec![0])) as _));
         cols.push((
@@ -265,9 +312,11 @@ macro_rules! linear_stage {
 
         impl Estimator for $est {
             fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
+                let (coef, classes) = fit($kind, &self.params, inputs)?;
                 Ok(Box::new($model {
                     params: self.params.clone(),
-                    coef: fit($kind, &self.params, inputs)?,
+                    coef,
+                    classes,
                 }))
             }
         }
@@ -277,6 +326,7 @@ macro_rules! linear_stage {
         pub struct $model {
             params: Params,
             coef: Vec<f64>,
+            classes: Option<usize>,
         }
 
         impl Default for $model {
@@ -284,6 +334,7 @@ macro_rules! linear_stage {
                 $model {
                     params: Params::new(specs($kind)),
                     coef: Vec::new(),
+                    classes: None,
                 }
             }
         }
@@ -292,13 +343,13 @@ macro_rules! linear_stage {
 
         impl AlgoOperator for $model {
             fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-                transform($kind, &self.params, &self.coef, inputs)
+                transform($kind, &self.params, (&self.coef, self.classes), inputs)
             }
         }
 
         impl Model for $model {
             fn model_data(&self) -> Result<Vec<RecordBatch>> {
-                model_data($kind, &self.coef)
+                model_data($kind, &self.coef, self.classes)
             }
 
             fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
@@ -306,6 +357,24 @@ macro_rules! linear_stage {
                     .first()
                     .ok_or_else(|| MlError::Invalid("no model data table".into()))?;
                 self.coef = model_vector(t, "coefficient")?;
+                self.classes = match t.column_by_name("numClasses") {
+                    Some(_) => {
+                        let k = doubles(t, "numClasses")?
+                            .first()
+                            .copied()
+                            .flatten()
+                            .ok_or_else(|| MlError::Invalid("numClasses is null".into()))?
+                            as i64;
+                        if k < 2 || self.coef.len() % k as usize != 0 {
+                            return Err(MlError::Invalid(format!(
+                                "numClasses {k} does not divide the {} coefficients",
+                                self.coef.len()
+                            )));
+                        }
+                        Some(k as usize)
+                    }
+                    None => None,
+                };
                 Ok(())
             }
         }
@@ -318,7 +387,7 @@ linear_stage!(
     Kind::Logistic,
     "org.apache.flink.ml.classification.logisticregression.LogisticRegression",
     "org.apache.flink.ml.classification.logisticregression.LogisticRegressionModel",
-    "Binomial logistic regression: `prediction` (0/1) and `rawPrediction` [1 - p, p]."
+    "Logistic regression: binomial (`prediction` 0/1, `rawPrediction` [1 - p, p]) or multinomial (`prediction` the most probable class, `rawPrediction` the class probabilities)."
 );
 
 linear_stage!(

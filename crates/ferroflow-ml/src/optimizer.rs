@@ -6,9 +6,18 @@
 //! sum(gradients)`; then regularises: L2 `coef *= 1 - lr * reg`, L1 `coef -= lr * reg *
 //! sign(coef)`, elastic net the mix of the two by `elasticNet`. Training starts from zero and
 //! stops after `maxIter` rounds or when a round's mean loss falls below `tol`. There is no
-//! intercept term (as in Flink ML).
+//! intercept term (as in Flink ML). Multinomial (softmax) regression, which Flink ML lacks,
+//! follows the same rules over one coefficient vector per class.
 
 use crate::vector::Vector;
+
+/// Probabilities of scores `z` (shifted by their maximum, so large scores do not overflow).
+pub fn softmax(z: &[f64]) -> Vec<f64> {
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
 
 /// A labelled, weighted row.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +191,51 @@ impl Sgd {
         dim: usize,
         loss: Loss,
     ) -> Vec<f64> {
-        let mut coef = vec![0.0; dim];
+        self.descend(order, dim, |i, coef, grad| {
+            let (m, l) = loss.at(data.dot(i, coef), data.labels[i], data.weights[i]);
+            if m != 0.0 {
+                data.axpy(i, m, grad);
+            }
+            (l, data.weights[i])
+        })
+    }
+
+    /// Multinomial logistic (softmax) regression: labels are class indices `0..classes`;
+    /// the result is `classes` coefficient vectors of `dim`, one after the other. Same
+    /// rounds, steps, regularisation and stopping rule as [`Sgd::optimize_dataset`]; the
+    /// loss of a row is `-weight * ln p(label)`.
+    pub fn optimize_softmax(
+        &self,
+        data: &Dataset,
+        order: &[u32],
+        dim: usize,
+        classes: usize,
+    ) -> Vec<f64> {
+        self.descend(order, dim * classes, |i, coef, grad| {
+            let z: Vec<f64> = (0..classes)
+                .map(|c| data.dot(i, &coef[c * dim..(c + 1) * dim]))
+                .collect();
+            let p = softmax(&z);
+            let (label, weight) = (data.labels[i] as usize, data.weights[i]);
+            for (c, pc) in p.iter().enumerate() {
+                let m = weight * (pc - if c == label { 1.0 } else { 0.0 });
+                if m != 0.0 {
+                    data.axpy(i, m, &mut grad[c * dim..(c + 1) * dim]);
+                }
+            }
+            (-weight * p[label].max(f64::MIN_POSITIVE).ln(), weight)
+        })
+    }
+
+    /// The SGD loop: `row(i, coef, grad)` adds row i's weighted gradient to `grad` and
+    /// returns its weighted loss and its weight.
+    fn descend(
+        &self,
+        order: &[u32],
+        len: usize,
+        row: impl Fn(usize, &[f64], &mut [f64]) -> (f64, f64) + Sync,
+    ) -> Vec<f64> {
+        let mut coef = vec![0.0; len];
         let n = order.len();
         if n == 0 {
             return coef;
@@ -195,17 +248,15 @@ impl Sgd {
             // so results do not depend on scheduling.
             let parts = if batch >= 4_096 { threads } else { 1 };
             let chunk = batch.div_ceil(parts);
+            let coef_now = &coef;
             let sum_range = |from: usize, to: usize| {
-                let mut grad = vec![0.0; dim];
+                let mut grad = vec![0.0; len];
                 let (mut weight, mut total_loss) = (0.0, 0.0);
                 for k in from..to {
                     let i = order[(offset + k) % n] as usize;
-                    let (m, l) = loss.at(data.dot(i, &coef), data.labels[i], data.weights[i]);
-                    if m != 0.0 {
-                        data.axpy(i, m, &mut grad);
-                    }
+                    let (l, w) = row(i, coef_now, &mut grad);
                     total_loss += l;
-                    weight += data.weights[i];
+                    weight += w;
                 }
                 (grad, weight, total_loss)
             };
@@ -226,7 +277,7 @@ impl Sgd {
                         .collect()
                 })
             };
-            let mut grad = vec![0.0; dim];
+            let mut grad = vec![0.0; len];
             let (mut weight, mut total_loss) = (0.0, 0.0);
             for (g, w, l) in partials {
                 for (a, b) in grad.iter_mut().zip(g) {
