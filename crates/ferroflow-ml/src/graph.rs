@@ -11,14 +11,27 @@
 //!
 //! Nodes run in the order they were added, which is a topological order because a node can
 //! only read tables that exist when it is added.
+//!
+//! Saved as Flink ML saves graphs: `metadata` with a `graphData` entry (`nodes` with
+//! `nodeId`, `stageType`, `estimatorInputIds`, `algoOpInputIds`, `outputIds`; the graph's
+//! `estimatorInputIds`, `modelInputIds`, `outputIds`) and each node's stage under
+//! `stages/<nodeId>`. Here a node reads the same tables to fit and to transform, and graphs
+//! have no model-data inputs or outputs; a saved graph that needs either is refused.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use arrow_array::RecordBatch;
+use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
 use crate::params::Params;
-use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, Stage};
+use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, Stage, load_stage, save_stage};
+
+/// Flink ML's class of a graph (an estimator).
+pub const GRAPH_CLASS: &str = "org.apache.flink.ml.builder.Graph";
+/// Flink ML's class of a fitted graph.
+pub const GRAPH_MODEL_CLASS: &str = "org.apache.flink.ml.builder.GraphModel";
 
 /// A table in a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,7 +219,7 @@ pub struct Graph {
 
 impl Stage for Graph {
     fn class_name(&self) -> &'static str {
-        "org.apache.flink.ml.builder.Graph"
+        GRAPH_CLASS
     }
     fn params(&self) -> &Params {
         &self.params
@@ -239,7 +252,7 @@ pub struct GraphModel {
 
 impl Stage for GraphModel {
     fn class_name(&self) -> &'static str {
-        "org.apache.flink.ml.builder.GraphModel"
+        GRAPH_MODEL_CLASS
     }
     fn params(&self) -> &Params {
         &self.params
@@ -274,11 +287,195 @@ impl Model for GraphModel {
         ))
     }
 
-    fn save(&self, _dir: &std::path::Path) -> Result<()> {
-        Err(MlError::Invalid(
-            "saving a GraphModel is not supported yet (save a PipelineModel, or its stages)".into(),
-        ))
+    fn save(&self, dir: &Path) -> Result<()> {
+        save_graph(
+            GRAPH_MODEL_CLASS,
+            &self.nodes,
+            &self.inputs,
+            &self.outputs,
+            dir,
+        )
     }
+}
+
+impl Graph {
+    /// Save into `dir` (must not exist): `metadata` with `graphData`, stages under
+    /// `stages/<nodeId>`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        save_graph(GRAPH_CLASS, &self.nodes, &self.inputs, &self.outputs, dir)
+    }
+
+    /// Load what [`Graph::save`] (or Flink ML) wrote; `meta` is its metadata.
+    pub fn load(dir: &Path, meta: &Value) -> Result<Self> {
+        let (nodes, inputs, outputs) = load_graph(dir, meta)?;
+        Ok(Graph {
+            params: Params::new(Vec::new()),
+            nodes,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+impl GraphModel {
+    /// Load what [`Model::save`] of a GraphModel (or Flink ML) wrote; `meta` is its metadata.
+    pub fn load(dir: &Path, meta: &Value) -> Result<Self> {
+        let (nodes, inputs, outputs) = load_graph(dir, meta)?;
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| matches!(n.stage, AnyStage::Estimator(_)))
+        {
+            return Err(MlError::io(
+                dir.join("stages").join(i.to_string()).display(),
+                "a GraphModel's node is an unfitted estimator",
+            ));
+        }
+        Ok(GraphModel {
+            params: Params::new(Vec::new()),
+            nodes,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+fn ids(t: &[TableId]) -> Value {
+    json!(t.iter().map(|t| t.0).collect::<Vec<_>>())
+}
+
+/// `stages/<i>`, zero-padded to the digits of `count` (Flink ML's `getPathForPipelineStage`).
+fn stage_dir(dir: &Path, i: usize, count: usize) -> std::path::PathBuf {
+    let digits = count.max(1).to_string().len();
+    dir.join("stages").join(format!("{i:0digits$}"))
+}
+
+fn save_graph(
+    class: &str,
+    nodes: &[Node],
+    inputs: &[TableId],
+    outputs: &[TableId],
+    dir: &Path,
+) -> Result<()> {
+    if dir.exists() {
+        return Err(MlError::io(dir.display(), "already exists"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| MlError::io(dir.display(), e))?;
+    let node_data: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut v = json!({
+                "nodeId": i,
+                "stageType": if matches!(n.stage, AnyStage::Estimator(_)) { "ESTIMATOR" } else { "ALGO_OPERATOR" },
+                "algoOpInputIds": ids(&n.inputs),
+                "outputIds": ids(&n.outputs),
+            });
+            if matches!(n.stage, AnyStage::Estimator(_)) {
+                v["estimatorInputIds"] = ids(&n.inputs);
+            }
+            v
+        })
+        .collect();
+    let mut graph_data = json!({
+        "nodes": node_data,
+        "modelInputIds": ids(inputs),
+        "outputIds": ids(outputs),
+    });
+    if class == GRAPH_CLASS {
+        graph_data["estimatorInputIds"] = ids(inputs);
+    }
+    let meta = json!({
+        "className": class,
+        "timestamp": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        "paramMap": {},
+        "graphData": graph_data,
+    });
+    let path = dir.join("metadata");
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta).expect("JSON"))
+        .map_err(|e| MlError::io(path.display(), e))?;
+    for (i, n) in nodes.iter().enumerate() {
+        save_stage(&n.stage, &stage_dir(dir, i, nodes.len()))?;
+    }
+    Ok(())
+}
+
+type Loaded = (Vec<Node>, Vec<TableId>, Vec<TableId>);
+
+fn load_graph(dir: &Path, meta: &Value) -> Result<Loaded> {
+    let at = dir.join("metadata").display().to_string();
+    let bad = |m: String| MlError::io(&at, m);
+    let g = meta
+        .get("graphData")
+        .ok_or_else(|| bad("no 'graphData'".into()))?;
+    let table_ids = |v: &Value, key: &str| -> Result<Option<Vec<TableId>>> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_u64()
+                        .map(|n| TableId(n as usize))
+                        .ok_or_else(|| bad(format!("'{key}' holds {x}, not a table id")))
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(other) => Err(bad(format!("'{key}' is {other}, not a list"))),
+        }
+    };
+    for key in ["inputModelDataIds", "outputModelDataIds"] {
+        if table_ids(g, key)?.is_some_and(|v| !v.is_empty()) {
+            return Err(bad(format!(
+                "'{key}': graphs with model-data inputs or outputs are not supported"
+            )));
+        }
+    }
+    let mut specs: Vec<&Value> = g
+        .get("nodes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("'graphData' has no 'nodes' list".into()))?
+        .iter()
+        .collect();
+    specs.sort_by_key(|n| n.get("nodeId").and_then(Value::as_u64).unwrap_or(u64::MAX));
+    let count = specs
+        .iter()
+        .filter_map(|n| n.get("nodeId").and_then(Value::as_u64))
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let mut nodes = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let id = spec
+            .get("nodeId")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad(format!("a node without a 'nodeId': {spec}")))?
+            as usize;
+        let algo = table_ids(spec, "algoOpInputIds")?.unwrap_or_default();
+        if let Some(est) = table_ids(spec, "estimatorInputIds")?
+            && est != algo
+        {
+            return Err(bad(format!(
+                "node {id} fits on other tables than it transforms; not supported here"
+            )));
+        }
+        for key in ["inputModelDataIds", "outputModelDataIds"] {
+            if table_ids(spec, key)?.is_some_and(|v| !v.is_empty()) {
+                return Err(bad(format!("node {id}: '{key}' is not supported")));
+            }
+        }
+        nodes.push(Node {
+            stage: load_stage(&stage_dir(dir, id, count))?,
+            inputs: algo,
+            outputs: table_ids(spec, "outputIds")?.unwrap_or_default(),
+        });
+    }
+    let inputs = match table_ids(g, "estimatorInputIds")? {
+        Some(e) => e,
+        None => table_ids(g, "modelInputIds")?.unwrap_or_default(),
+    };
+    let outputs = table_ids(g, "outputIds")?.unwrap_or_default();
+    Ok((nodes, inputs, outputs))
 }
 
 #[cfg(test)]
@@ -340,6 +537,83 @@ mod tests {
         assert_eq!(s[1].as_ref().unwrap().get(0), 1.0);
         let md = model.model_data().unwrap();
         assert!(md[0].column_by_name("maxVector").is_some());
+    }
+
+    fn x_table(xs: &[f64]) -> RecordBatch {
+        RecordBatch::try_from_iter(vec![(
+            "x",
+            Arc::new(Float64Array::from(xs.to_vec())) as ArrayRef,
+        )])
+        .unwrap()
+    }
+
+    fn scaler_graph() -> (Graph, TableId) {
+        let mut b = GraphBuilder::new();
+        let input = b.create_table_id();
+        let assembled = b
+            .add_algo_operator(
+                operator(json!({"className": "VectorAssembler", "paramMap": {"inputCols": ["x"], "outputCol": "v", "inputSizes": [1]}})),
+                &[input],
+                1,
+            )
+            .unwrap()[0];
+        let scaled = b
+            .add_estimator(
+                estimator(json!({"className": "MinMaxScaler", "paramMap": {"inputCol": "v", "outputCol": "s"}})),
+                &[assembled],
+                1,
+            )
+            .unwrap()[0];
+        (b.build_estimator(&[input], &[scaled]).unwrap(), input)
+    }
+
+    #[test]
+    fn graphs_and_graph_models_save_and_load_in_flink_mls_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, _) = scaler_graph();
+        // The unfitted graph: its estimator node comes back unfitted and fits the same way.
+        graph.save(&dir.path().join("graph")).unwrap();
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("graph/metadata")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["className"], GRAPH_CLASS);
+        let nodes = meta["graphData"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes[0]["stageType"], "ALGO_OPERATOR");
+        assert_eq!(nodes[1]["stageType"], "ESTIMATOR");
+        assert_eq!(nodes[1]["estimatorInputIds"], json!([1]));
+        assert_eq!(meta["graphData"]["outputIds"], json!([2]));
+        let AnyStage::Estimator(loaded) = load_stage(&dir.path().join("graph")).unwrap() else {
+            panic!("a Graph loads as an estimator")
+        };
+        let model = loaded.fit(&[x_table(&[0.0, 5.0, 10.0])]).unwrap();
+        // The fitted graph: saved with its nodes' model data, loaded, same output.
+        model.save(&dir.path().join("model")).unwrap();
+        assert!(dir.path().join("model/stages/1/data/0.arrow").exists());
+        let AnyStage::Model(back) = load_stage(&dir.path().join("model")).unwrap() else {
+            panic!("a GraphModel loads as a model")
+        };
+        let input = [x_table(&[2.5, 10.0])];
+        let (a, b) = (
+            model.transform(&input).unwrap(),
+            back.transform(&input).unwrap(),
+        );
+        assert_eq!(a, b);
+        // Flink ML features this library does not have are refused, not ignored.
+        let mut meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("model/metadata")).unwrap(),
+        )
+        .unwrap();
+        meta["graphData"]["inputModelDataIds"] = json!([7]);
+        std::fs::write(dir.path().join("model/metadata"), meta.to_string()).unwrap();
+        let err = load_stage(&dir.path().join("model"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inputModelDataIds") && err.contains("not supported"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -537,6 +537,19 @@ pub fn load_stage(dir: &Path) -> Result<AnyStage> {
             crate::pipeline::PipelineModel::load(dir, &meta)?,
         )));
     }
+    match meta.get("className").and_then(Value::as_str) {
+        Some(crate::graph::GRAPH_MODEL_CLASS) => {
+            return Ok(AnyStage::Model(Box::new(crate::graph::GraphModel::load(
+                dir, &meta,
+            )?)));
+        }
+        Some(crate::graph::GRAPH_CLASS) => {
+            return Ok(AnyStage::Estimator(Box::new(crate::graph::Graph::load(
+                dir, &meta,
+            )?)));
+        }
+        _ => {}
+    }
     let mut stage = stage_from_json(&meta)?;
     if let AnyStage::Model(m) = &mut stage {
         let mut tables = Vec::new();
