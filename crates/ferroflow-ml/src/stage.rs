@@ -333,6 +333,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
             max_abs_scaler::MaxAbsScalerModel
         ),
         (
+            "org.apache.flink.ml.feature.lsh.MinHashLSH",
+            Estimator,
+            min_hash_lsh::MinHashLsh
+        ),
+        (
+            "org.apache.flink.ml.feature.lsh.MinHashLSHModel",
+            Model,
+            min_hash_lsh::MinHashLshModel
+        ),
+        (
             "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler",
             Estimator,
             min_max_scaler::MinMaxScaler

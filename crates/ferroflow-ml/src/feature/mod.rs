@@ -7,6 +7,7 @@ pub mod imputer;
 pub mod interaction;
 pub mod kbins_discretizer;
 pub mod max_abs_scaler;
+pub mod min_hash_lsh;
 pub mod min_max_scaler;
 pub mod normalizer;
 pub mod one_hot_encoder;
