@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alink;
+pub mod als;
 pub mod classification;
 pub mod clustering;
 pub mod dataflow;

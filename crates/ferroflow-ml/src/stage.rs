@@ -151,6 +151,16 @@ fn registry() -> Vec<(&'static str, Factory)> {
             simple::RandomSplitter
         ),
         (
+            "com.alibaba.alink.pipeline.recommendation.ALS",
+            Estimator,
+            crate::als::Als
+        ),
+        (
+            "com.alibaba.alink.pipeline.recommendation.ALSModel",
+            Model,
+            crate::als::AlsModel
+        ),
+        (
             "com.alibaba.alink.pipeline.feature.PCA",
             Estimator,
             pca::Pca
