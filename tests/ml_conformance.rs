@@ -680,6 +680,17 @@ fn flink_ml_vectors_pass_through_the_command_line() {
         IMPLEMENTED.len(),
         "every implemented algorithm has its vector"
     );
+    // Only the online algorithms are left out: the ML library's issue defers them to a later
+    // one (model data as a stream of versions is ready for them). Anything else must run.
+    assert_eq!(
+        pending,
+        [
+            "OnlineStandardScaler",
+            "OnlineKMeans",
+            "OnlineLogisticRegression"
+        ],
+        "vectors left out"
+    );
     assert!(
         failures.is_empty(),
         "failing vectors:\n{}",

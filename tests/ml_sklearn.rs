@@ -210,6 +210,52 @@ fn multinomial_logistic_regression_on_iris() {
 }
 
 #[test]
+fn gbdt_on_held_out_breast_cancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // scikit-learn's GradientBoostingClassifier trained on the first 400 rows, scored on the
+    // other 169; the same split here.
+    let all = std::fs::read_to_string(fixtures().join("breast_cancer.jsonl")).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    std::fs::write(d.join("train.jsonl"), lines[..400].join("\n") + "\n").unwrap();
+    std::fs::write(d.join("test.jsonl"), lines[400..].join("\n") + "\n").unwrap();
+    std::fs::write(
+        d.join("gbdt.json"),
+        json!({"className": "com.alibaba.alink.pipeline.classification.GbdtClassifier",
+               "paramMap": {"numTrees": 100, "maxDepth": 3, "learningRate": 0.1, "minSamplesPerLeaf": 1}})
+        .to_string(),
+    )
+    .unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    ml(&[
+        "fit",
+        "--stage",
+        &p("gbdt.json"),
+        "--input",
+        &p("train.jsonl"),
+        "--model-dir",
+        &p("m"),
+    ]);
+    ml(&[
+        "transform",
+        "--model-dir",
+        &p("m"),
+        "--input",
+        &p("test.jsonl"),
+        "--output",
+        &p("out.jsonl"),
+    ]);
+    let acc = accuracy(&rows(&d.join("out.jsonl")));
+    let want = sklearn("breast_cancer_gbdt_holdout_accuracy")
+        .as_f64()
+        .unwrap();
+    assert!(
+        acc >= want - 0.04,
+        "held-out accuracy {acc} vs scikit-learn {want}"
+    );
+}
+
+#[test]
 fn linear_svc_on_breast_cancer() {
     let dir = tempfile::tempdir().unwrap();
     let out = fit_transform(

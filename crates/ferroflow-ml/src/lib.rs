@@ -22,6 +22,7 @@ pub mod dataflow;
 mod error;
 pub mod evaluation;
 pub mod feature;
+pub mod gbdt;
 pub mod graph;
 pub mod io;
 pub mod linear;

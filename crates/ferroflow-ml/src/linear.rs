@@ -145,9 +145,30 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Fitted> {
         label_values.push(label);
         weight_values.push(w.unwrap_or(1.0));
     }
-    // Dense rows as one matrix (no per-row allocation); anything else row by row.
-    let (features, dim) = match crate::vector::dense_matrix(column(batch, &features_col)?) {
-        Some((x, dim)) => (Features::Dense { x, dim }, dim),
+    // The order SGD visits rows in: a seeded shuffle of them all.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    shuffle(&mut order, params.i64("seed")?);
+    // Dense rows become one matrix already in visiting order (one copy of the Arrow buffer,
+    // then every round reads memory sequentially instead of jumping between rows); anything
+    // else row by row.
+    let features_array = column(batch, &features_col)?;
+    let dense = if features_array.data_type() == &arrow_schema::DataType::Float64 {
+        None
+    } else {
+        crate::vector::dense_matrix_view(features_array)
+    };
+    let (features, dim) = match dense {
+        Some((x, dim)) => {
+            let mut shuffled = Vec::with_capacity(x.len());
+            for &i in &order {
+                let i = i as usize;
+                shuffled.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+            }
+            label_values = order.iter().map(|&i| label_values[i as usize]).collect();
+            weight_values = order.iter().map(|&i| weight_values[i as usize]).collect();
+            order = (0..n as u32).collect();
+            (Features::Dense { x: shuffled, dim }, dim)
+        }
         None => {
             let mut rows = Vec::with_capacity(n);
             let mut dim = None;
@@ -186,8 +207,6 @@ fn fit(kind: Kind, params: &Params, inputs: &[RecordBatch]) -> Result<Fitted> {
         labels: label_values,
         weights: weight_values,
     };
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    shuffle(&mut order, params.i64("seed")?);
     let sgd = Sgd {
         max_iter: params.i64("maxIter")? as usize,
         learning_rate: params.f64("learningRate")?,

@@ -151,6 +151,26 @@ fn registry() -> Vec<(&'static str, Factory)> {
             simple::RandomSplitter
         ),
         (
+            "com.alibaba.alink.pipeline.classification.GbdtClassifier",
+            Estimator,
+            crate::gbdt::GbdtClassifier
+        ),
+        (
+            "com.alibaba.alink.pipeline.classification.GbdtClassificationModel",
+            Model,
+            crate::gbdt::GbdtClassifierModel
+        ),
+        (
+            "com.alibaba.alink.pipeline.regression.GbdtRegressor",
+            Estimator,
+            crate::gbdt::GbdtRegressor
+        ),
+        (
+            "com.alibaba.alink.pipeline.regression.GbdtRegressionModel",
+            Model,
+            crate::gbdt::GbdtRegressorModel
+        ),
+        (
             "com.alibaba.alink.pipeline.recommendation.ALS",
             Estimator,
             crate::als::Als
