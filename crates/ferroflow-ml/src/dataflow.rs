@@ -1,5 +1,6 @@
 //! ML stages as dataflow nodes: a fitted model (or any transformer) applied to every batch of
-//! a stream, bounded or not.
+//! a stream, bounded or not ([`MlStreamExt::ml_transform`]); an estimator fitted on a bounded
+//! stream as a batch job of the engine ([`MlStreamExt::ml_fit`]).
 //!
 //! The node's output schema is what the stage gives for an empty batch of the input schema,
 //! so a missing or mistyped column fails when the job is built. Vector output columns are
@@ -14,7 +15,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
 use ferroflow_engine::{DataStream, EngineError, InstanceInfo, Operator, OperatorFactory, Output};
 
-use crate::stage::AlgoOperator;
+use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::vector::{is_vector_type, read_vectors, sparse_type, vector_column_general};
 
 /// ML stages on a [`DataStream`].
@@ -26,9 +27,113 @@ pub trait MlStreamExt {
         name: &str,
         stage: Arc<dyn AlgoOperator>,
     ) -> ferroflow_engine::Result<DataStream>;
+
+    /// Fit `estimator` on this bounded stream, as the end of a batch job: node `name`
+    /// gathers every batch and fits at end of input; the model is in the returned
+    /// [`FittedModel`] once the job has finished. A fit error fails the job, naming the node.
+    /// Refused at build time when the stream is unbounded.
+    fn ml_fit(
+        &self,
+        name: &str,
+        estimator: Arc<dyn Estimator>,
+    ) -> ferroflow_engine::Result<FittedModel>;
+}
+
+/// The model a fit node produces; it is there once the job has finished.
+#[derive(Clone, Default)]
+pub struct FittedModel(Arc<parking_lot::Mutex<Option<Box<dyn Model>>>>);
+
+impl FittedModel {
+    /// Take the model (once the job has finished successfully; `None` before, or after a
+    /// failed fit, whose error failed the job).
+    pub fn take(&self) -> Option<Box<dyn Model>> {
+        self.0.lock().take()
+    }
+}
+
+struct FitSink {
+    name: String,
+    estimator: Arc<dyn Estimator>,
+    slot: FittedModel,
+}
+
+struct FitWriter {
+    name: String,
+    estimator: Arc<dyn Estimator>,
+    slot: FittedModel,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+impl ferroflow_engine::Sink for FitSink {
+    // Every batch to one writer: the fit sees the whole table.
+    fn parallelism_hint(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn create_writer(
+        &self,
+        _instance: &InstanceInfo,
+        schema: SchemaRef,
+    ) -> ferroflow_engine::Result<Box<dyn ferroflow_engine::SinkWriter>> {
+        Ok(Box::new(FitWriter {
+            name: self.name.clone(),
+            estimator: self.estimator.clone(),
+            slot: self.slot.clone(),
+            schema,
+            batches: Vec::new(),
+        }))
+    }
+}
+
+impl ferroflow_engine::SinkWriter for FitWriter {
+    fn write(&mut self, batch: RecordBatch) -> ferroflow_engine::Result<()> {
+        if batch.num_rows() > 0 {
+            self.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// End of input: fit on everything that arrived (on the sink's own thread).
+    fn finish(&mut self) -> ferroflow_engine::Result<()> {
+        let table = arrow_select::concat::concat_batches(&self.schema, &self.batches)?;
+        self.batches.clear();
+        let model = self.estimator.fit(&[table]).map_err(|e| {
+            EngineError::Other(format!(
+                "node '{}' ({}): {e}",
+                self.name,
+                self.estimator.class_name()
+            ))
+        })?;
+        *self.slot.0.lock() = Some(model);
+        Ok(())
+    }
 }
 
 impl MlStreamExt for DataStream {
+    fn ml_fit(
+        &self,
+        name: &str,
+        estimator: Arc<dyn Estimator>,
+    ) -> ferroflow_engine::Result<FittedModel> {
+        if !self.is_bounded() {
+            return Err(EngineError::Plan(format!(
+                "node '{name}': fitting {} needs a bounded stream (its input has an unbounded source)",
+                estimator.class_name()
+            )));
+        }
+        let slot = FittedModel::default();
+        self.sink(
+            name,
+            Arc::new(FitSink {
+                name: name.to_string(),
+                estimator,
+                slot: slot.clone(),
+            }),
+        )?;
+        Ok(slot)
+    }
+
     fn ml_transform(
         &self,
         name: &str,

@@ -35,7 +35,7 @@ pub mod stats;
 mod table;
 pub mod vector;
 
-pub use dataflow::MlStreamExt;
+pub use dataflow::{FittedModel, MlStreamExt};
 pub use error::{MlError, Result};
 pub use graph::{Graph, GraphBuilder, GraphModel, TableId};
 pub use params::{ParamSpec, ParamType, Params, Validator};

@@ -98,3 +98,105 @@ fn a_missing_column_fails_when_the_job_is_built() {
     let err = err.to_string();
     assert!(err.contains("scale") && err.contains("'b'"), "{err}");
 }
+
+#[test]
+fn an_estimator_fits_on_a_bounded_stream_as_a_batch_job() {
+    let spec = json!({"className": "Pipeline", "stages": [
+        {"className": "VectorAssembler", "paramMap": {"inputCols": ["a", "b"], "outputCol": "v", "inputSizes": [1, 1]}},
+        {"className": "StandardScaler", "paramMap": {"inputCol": "v", "outputCol": "scaled", "withMean": true}}
+    ]});
+    let AnyStage::Estimator(est) = stage_from_json(&spec).unwrap() else {
+        panic!()
+    };
+    let est: Arc<dyn ferroflow_ml::Estimator> = Arc::from(est);
+    // 40 batches over 2 parallel instances upstream; the fit node sees them all.
+    let batches: Vec<RecordBatch> = (0..40)
+        .map(|i| batch(&[(i as f64, 1.0), (i as f64 + 0.5, 3.0)]))
+        .collect();
+    let all = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let job = JobBuilder::with_config(
+        "fit",
+        JobConfig {
+            parallelism: 2,
+            ..JobConfig::default()
+        },
+    );
+    let model = job
+        .source(
+            "in",
+            Arc::new(MemorySource::new(batches[0].schema(), batches).unwrap()),
+        )
+        .unwrap()
+        .ml_fit("fit_scaler", est.clone())
+        .unwrap();
+    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let model = model.take().expect("the fitted model");
+    // The same model as fitting the whole table directly (row order does not matter to it).
+    let direct = est.fit(&[all.clone()]).unwrap();
+    let (a, b) = (
+        model.transform(std::slice::from_ref(&all)).unwrap(),
+        direct.transform(std::slice::from_ref(&all)).unwrap(),
+    );
+    let scaled = |t: &RecordBatch| {
+        ferroflow_ml::vector::read_vectors("scaled", t.column_by_name("scaled").unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|v| v.unwrap().to_dense())
+            .collect::<Vec<_>>()
+    };
+    for (x, y) in scaled(&a[0]).iter().zip(scaled(&b[0])) {
+        for (p, q) in x.iter().zip(&y) {
+            assert!((p - q).abs() < 1e-9);
+        }
+    }
+}
+
+#[test]
+fn fitting_needs_a_bounded_stream_and_a_fit_error_fails_the_job() {
+    let AnyStage::Estimator(est) =
+        stage_from_json(&json!({"className": "StandardScaler", "paramMap": {"inputCol": "v"}}))
+            .unwrap()
+    else {
+        panic!()
+    };
+    let est: Arc<dyn ferroflow_ml::Estimator> = Arc::from(est);
+    let job = JobBuilder::new("endless");
+    let generator = ferroflow_connectors::GeneratorSource::new(
+        vec![("a".to_string(), ferroflow_connectors::GenColumn::Sequence)],
+        None,
+        7,
+    )
+    .unwrap();
+    let err = match job
+        .source("gen", Arc::new(generator))
+        .unwrap()
+        .ml_fit("fit", est.clone())
+    {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("an unbounded stream was accepted"),
+    };
+    assert!(
+        err.contains("node 'fit'") && err.contains("bounded"),
+        "{err}"
+    );
+    // No column 'v': the fit fails at end of input and fails the job, naming the node.
+    let job = JobBuilder::new("bad");
+    let b = batch(&[(1.0, 2.0)]);
+    let _ = job
+        .source(
+            "in",
+            Arc::new(MemorySource::new(b.schema(), vec![b]).unwrap()),
+        )
+        .unwrap()
+        .ml_fit("fit_v", est)
+        .unwrap();
+    let err = Runtime::new()
+        .unwrap()
+        .run(job.build().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fit_v") && err.contains("StandardScaler"),
+        "{err}"
+    );
+}
