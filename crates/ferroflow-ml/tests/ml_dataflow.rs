@@ -132,7 +132,7 @@ fn an_estimator_fits_on_a_bounded_stream_as_a_batch_job() {
     Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
     let model = model.take().expect("the fitted model");
     // The same model as fitting the whole table directly (row order does not matter to it).
-    let direct = est.fit(&[all.clone()]).unwrap();
+    let direct = est.fit(std::slice::from_ref(&all)).unwrap();
     let (a, b) = (
         model.transform(std::slice::from_ref(&all)).unwrap(),
         direct.transform(std::slice::from_ref(&all)).unwrap(),
