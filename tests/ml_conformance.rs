@@ -978,3 +978,90 @@ fn univariate_feature_selector_agrees_with_the_test_vectors() {
         assert_eq!(got, want, "{algo}");
     }
 }
+
+/// The CLI contract's three table formats carry the same rows: a fit and transform through
+/// Parquet and CSV files give what JSON lines give.
+#[test]
+fn parquet_and_csv_inputs_and_outputs_agree_with_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |n: &str| d.join(n).display().to_string();
+    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ml_fixtures/iris.jsonl");
+    std::fs::write(
+        d.join("scale.json"),
+        json!({"className": "StandardScaler", "paramMap": {"inputCol": "features", "outputCol": "scaled", "withMean": true}}).to_string(),
+    )
+    .unwrap();
+    // The same table as Parquet (the features a vector column), through a no-op transform.
+    std::fs::write(
+        d.join("same.json"),
+        json!({"className": "Normalizer", "paramMap": {"inputCol": "features", "outputCol": "unit"}}).to_string(),
+    )
+    .unwrap();
+    let iris = iris.display().to_string();
+    ferroflow(&[
+        "transform",
+        "--stage",
+        &p("same.json"),
+        "--input",
+        &iris,
+        "--output",
+        &p("iris.parquet"),
+    ])
+    .unwrap();
+    let runs = [
+        (iris.clone(), p("a.jsonl")),
+        (p("iris.parquet"), p("b.jsonl")),
+        (iris.clone(), p("c.csv")),
+    ];
+    for (input, output) in &runs {
+        let model = format!("{output}.model");
+        ferroflow(&[
+            "fit",
+            "--stage",
+            &p("scale.json"),
+            "--input",
+            input,
+            "--model-dir",
+            &model,
+        ])
+        .unwrap();
+        ferroflow(&[
+            "transform",
+            "--model-dir",
+            &model,
+            "--input",
+            input,
+            "--output",
+            output,
+        ])
+        .unwrap();
+    }
+    let scaled_jsonl = |path: &str| -> Vec<Vec<f64>> {
+        read_rows(Path::new(path))
+            .iter()
+            .map(|r| {
+                r["scaled"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let a = scaled_jsonl(&p("a.jsonl"));
+    assert_eq!(a.len(), 150);
+    assert_eq!(scaled_jsonl(&p("b.jsonl")), a, "Parquet input");
+    // CSV output writes a vector cell as its JSON text.
+    let csv = std::fs::read_to_string(d.join("c.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().contains("scaled"));
+    let first = lines.next().unwrap();
+    let text = first.rsplit("\"[").next().unwrap().trim_end_matches("]\"");
+    let got: Vec<f64> = text.split(',').map(|v| v.trim().parse().unwrap()).collect();
+    assert_eq!(got.len(), a[0].len());
+    for (x, y) in got.iter().zip(&a[0]) {
+        assert!((x - y).abs() < 1e-12, "CSV output: {first}");
+    }
+}
