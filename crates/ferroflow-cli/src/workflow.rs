@@ -188,21 +188,19 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), AnyError> {
     Ok(())
 }
 
+/// `HH:MM:SS.mmm` UTC of milliseconds since the epoch, or `-`.
 fn time(ms: Option<i64>) -> String {
-    ms.and_then(chrono_like).unwrap_or_else(|| "-".to_string())
-}
-
-/// `HH:MM:SS.mmm` UTC of milliseconds since the epoch.
-fn chrono_like(ms: i64) -> Option<String> {
-    let s = ms.div_euclid(1000);
-    let day = s.rem_euclid(86_400);
-    Some(format!(
+    let Some(ms) = ms else {
+        return "-".to_string();
+    };
+    let day = ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
         "{:02}:{:02}:{:02}.{:03}",
         day / 3600,
         day % 3600 / 60,
         day % 60,
         ms.rem_euclid(1000)
-    ))
+    )
 }
 
 pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyError> {
@@ -460,8 +458,8 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
                 }
                 if started.elapsed() >= timeout {
                     return Err(format!(
-                        "{execution}: not done within {}",
-                        humantime_like(timeout)
+                        "{execution}: not done within {:.1}s",
+                        timeout.as_secs_f64()
                     )
                     .into());
                 }
@@ -472,14 +470,8 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
     Ok(())
 }
 
-fn humantime_like(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
-}
-
 fn read_spec(path: &Path) -> Result<(String, ferroflow_workflow::AiGraph), AnyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let graph = ferroflow_workflow::load_workflow(path)?;
-    Ok((text, graph))
+    Ok(ferroflow_workflow::load_workflow_text(path)?)
 }
 
 fn executions(client: &Client, p: &str, workflow: &str) -> Result<Vec<ExecutionInfo>, AnyError> {

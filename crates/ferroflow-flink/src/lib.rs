@@ -28,4 +28,4 @@ pub mod translate;
 pub use error::{FlinkError, Result};
 pub use plugin::{FlinkPlugin, PYTHON_DRIVER, RUNNER_CLASS, default_runner_jar};
 pub use rest::FlinkRest;
-pub use translate::{Translation, translate};
+pub use translate::{Translation, check_node, translate};

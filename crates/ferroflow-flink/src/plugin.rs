@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferroflow_workflow::{JobContext, JobPlugin, NodeKind, RunnableJob, SubGraph, WorkflowError};
+use ferroflow_workflow::{JobContext, JobPlugin, RunnableJob, SubGraph, WorkflowError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{FlinkError, Result};
 use crate::rest::{FlinkRest, JobState};
-use crate::translate::translate;
+use crate::translate::{check_node, translate};
 
 /// The runner's entry class (see `java/FerroflowSqlRunner.java`).
 pub const RUNNER_CLASS: &str = "FerroflowSqlRunner";
@@ -121,55 +121,6 @@ fn settings(sub: &SubGraph<'_>) -> std::result::Result<Settings, WorkflowError> 
     Ok(s)
 }
 
-/// Node kinds a flink job translates; the others are refused at submission.
-fn check_nodes(sub: &SubGraph<'_>) -> Result<()> {
-    for n in &sub.nodes {
-        let ok = match n.kind {
-            NodeKind::ReadDataset | NodeKind::WriteDataset => n.str_config("path").is_some(),
-            NodeKind::Transform => {
-                n.str_config("sql").is_some()
-                    || n.config["stage"]["className"]
-                        .as_str()
-                        .is_some_and(|c| c.ends_with("SQLTransformer"))
-            }
-            _ => false,
-        };
-        if !ok {
-            // The translator gives the reason.
-            let one = SubGraph {
-                graph: sub.graph,
-                job: sub.job,
-                nodes: vec![n],
-            };
-            return match translate(&one, None) {
-                Err(e @ FlinkError::Untranslatable { .. }) => Err(e),
-                _ => Err(FlinkError::Untranslatable {
-                    node: n.id.clone(),
-                    kind: n.kind.to_string(),
-                    message: "only read_dataset/write_dataset with `path` and transform with `sql` translate".into(),
-                }),
-            };
-        }
-        if matches!(n.kind, NodeKind::ReadDataset | NodeKind::WriteDataset) {
-            let p = Path::new(n.str_config("path").unwrap_or_default());
-            if !matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("csv" | "jsonl" | "json")
-            ) {
-                return Err(FlinkError::Untranslatable {
-                    node: n.id.clone(),
-                    kind: n.kind.to_string(),
-                    message: format!(
-                        "{}: only .csv and .jsonl files translate (the distribution has no Parquet format)",
-                        p.display()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 impl JobPlugin for FlinkPlugin {
     fn job_type(&self) -> &str {
         "flink"
@@ -177,17 +128,20 @@ impl JobPlugin for FlinkPlugin {
 
     fn validate(&self, sub: &SubGraph<'_>) -> std::result::Result<(), WorkflowError> {
         settings(sub)?;
-        check_nodes(sub).map_err(|e| match e {
-            FlinkError::Untranslatable {
-                node,
-                kind,
-                message,
-            } => WorkflowError::Job {
-                job: sub.job.name.clone(),
-                message: format!("node '{node}' ({kind}) cannot run on Flink: {message}"),
-            },
-            other => job_err(&sub.job.name, other),
-        })
+        sub.nodes
+            .iter()
+            .try_for_each(|n| check_node(n))
+            .map_err(|e| match e {
+                FlinkError::Untranslatable {
+                    node,
+                    kind,
+                    message,
+                } => WorkflowError::Job {
+                    job: sub.job.name.clone(),
+                    message: format!("node '{node}' ({kind}) cannot run on Flink: {message}"),
+                },
+                other => job_err(&sub.job.name, other),
+            })
     }
 
     fn generate(
@@ -309,50 +263,21 @@ pub fn default_runner_jar() -> PathBuf {
 }
 
 impl FlinkJob {
+    /// The jar to upload, its entry class and program arguments.
     fn jar_and_args(&self) -> Result<(PathBuf, Option<String>, Vec<String>)> {
-        use base64::Engine;
-        let translated;
-        let program = match &self.program {
+        match &self.program {
             Program::Nodes { graph, job } => {
                 let sub = graph
                     .sub_graph(job)
                     .map_err(|e| FlinkError::Config(e.to_string()))?;
-                translated = Program::Sql(translate(&sub, self.base_dir.as_deref())?.script());
-                &translated
+                self.sql_runner(&translate(&sub, self.base_dir.as_deref())?.script())
             }
-            other => other,
-        };
-        Ok(match program {
-            Program::Nodes { .. } => unreachable!("translated above"),
-            Program::Sql(script) => {
-                let jar = self
-                    .settings
-                    .runner_jar
-                    .as_deref()
-                    .map(|j| resolve(self.base_dir.as_deref(), j))
-                    .unwrap_or_else(default_runner_jar);
-                if !jar.exists() {
-                    return Err(FlinkError::Config(format!(
-                        "the SQL runner jar {} does not exist: `scripts/flink-local.sh runner-jar` builds it (set `runner_jar` or FERROFLOW_FLINK_RUNNER_JAR to use another)",
-                        jar.display()
-                    )));
-                }
-                let mode = match self.settings.mode {
-                    Mode::Batch => "batch",
-                    Mode::Streaming => "streaming",
-                };
-                let encoded = base64::engine::general_purpose::STANDARD.encode(script.as_bytes());
-                (
-                    jar,
-                    Some(RUNNER_CLASS.to_string()),
-                    vec!["--mode".into(), mode.into(), "--statements".into(), encoded],
-                )
-            }
+            Program::Sql(script) => self.sql_runner(script),
             Program::Jar {
                 jar,
                 entry_class,
                 args,
-            } => (jar.clone(), entry_class.clone(), args.clone()),
+            } => Ok((jar.clone(), entry_class.clone(), args.clone())),
             Program::PyFlink { script, args } => {
                 let jar = match &self.settings.python_jar {
                     Some(j) => resolve(self.base_dir.as_deref(), j),
@@ -360,9 +285,36 @@ impl FlinkJob {
                 };
                 let mut a = vec!["-py".to_string(), script.display().to_string()];
                 a.extend(args.iter().cloned());
-                (jar, Some(PYTHON_DRIVER.to_string()), a)
+                Ok((jar, Some(PYTHON_DRIVER.to_string()), a))
             }
-        })
+        }
+    }
+
+    /// The SQL runner jar and the arguments that make it run `script`.
+    fn sql_runner(&self, script: &str) -> Result<(PathBuf, Option<String>, Vec<String>)> {
+        use base64::Engine;
+        let jar = self
+            .settings
+            .runner_jar
+            .as_deref()
+            .map(|j| resolve(self.base_dir.as_deref(), j))
+            .unwrap_or_else(default_runner_jar);
+        if !jar.exists() {
+            return Err(FlinkError::Config(format!(
+                "the SQL runner jar {} does not exist: `scripts/flink-local.sh runner-jar` builds it (set `runner_jar` or FERROFLOW_FLINK_RUNNER_JAR to use another)",
+                jar.display()
+            )));
+        }
+        let mode = match self.settings.mode {
+            Mode::Batch => "batch",
+            Mode::Streaming => "streaming",
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(script.as_bytes());
+        Ok((
+            jar,
+            Some(RUNNER_CLASS.to_string()),
+            vec!["--mode".into(), mode.into(), "--statements".into(), encoded],
+        ))
     }
 }
 
@@ -448,7 +400,11 @@ impl FlinkJob {
                     continue;
                 }
                 self.wait_terminal(&rest, id)?;
-                ctx.handle_record(&run.name, fields);
+                // Best effort: the Flink job is stopped either way.
+                if let Err(e) = ctx.record_external_of(&run.name, fields) {
+                    ctx.log
+                        .line(&format!("[flink] could not update {}: {e}", run.name));
+                }
             }
         }
         let resume_from = if self.settings.resume {
@@ -602,20 +558,6 @@ impl FlinkJob {
                 )));
             }
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-/// Writing another run's `external` record.
-trait RecordOther {
-    fn handle_record(&self, job_execution: &str, fields: Value);
-}
-
-impl RecordOther for JobContext {
-    fn handle_record(&self, job_execution: &str, fields: Value) {
-        if let Err(e) = self.record_external_of(job_execution, fields) {
-            self.log
-                .line(&format!("[flink] could not update {job_execution}: {e}"));
         }
     }
 }

@@ -95,6 +95,82 @@ fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
+/// A read or write node's path (as written) and its Flink format.
+fn file_of(n: &Node) -> Result<(&str, &'static str)> {
+    let Some(p) = n.str_config("path") else {
+        return Err(refuse(
+            n,
+            match n.kind {
+                NodeKind::ReadDataset => "give `path` (a dataset record is not translated)",
+                _ => "give `path`",
+            },
+        ));
+    };
+    Ok((p, format_of(n, Path::new(p))?))
+}
+
+/// A transform node's SQL (`sql`, or a SQLTransformer's `statement`).
+fn sql_of(n: &Node) -> Result<String> {
+    let sql = match (n.str_config("sql"), n.config.get("stage")) {
+        (Some(sql), _) => sql.to_string(),
+        (None, Some(stage))
+            if stage["className"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("SQLTransformer")) =>
+        {
+            stage["paramMap"]["statement"]
+                .as_str()
+                .ok_or_else(|| refuse(n, "the SQLTransformer has no `statement`"))?
+                .to_string()
+        }
+        (None, Some(stage)) => {
+            return Err(refuse(
+                n,
+                format!(
+                    "stage {} is an ML stage of ferroflow's library; only SQL transforms translate to Flink (run ML stages in a native job)",
+                    stage["className"]
+                ),
+            ));
+        }
+        (None, None) => {
+            return Err(refuse(
+                n,
+                "a saved model (`model_dir`) cannot run on Flink; only `sql`",
+            ));
+        }
+    };
+    if !sql.contains("__THIS__") {
+        return Err(refuse(n, "the SQL must read its input as __THIS__"));
+    }
+    Ok(sql)
+}
+
+/// Why a node of a kind that never translates cannot run on Flink.
+fn refuse_kind(n: &Node) -> FlinkError {
+    refuse(
+        n,
+        match n.kind {
+            NodeKind::DatasetValidate => {
+                "dataset checks run in native jobs; express the check in SQL or move the node"
+            }
+            NodeKind::UserDefined => {
+                "a Rust function cannot run on a Flink cluster; use a native job"
+            }
+            _ => "it needs ferroflow's ML library and the Model Center; run it in a native job",
+        },
+    )
+}
+
+/// What can be checked of a node without its input files (at submission): its kind, its
+/// path's format, its SQL.
+pub fn check_node(n: &Node) -> Result<()> {
+    match n.kind {
+        NodeKind::ReadDataset | NodeKind::WriteDataset => file_of(n).map(|_| ()),
+        NodeKind::Transform => sql_of(n).map(|_| ()),
+        _ => Err(refuse_kind(n)),
+    }
+}
+
 /// Translate a job's nodes; relative paths resolve against `base_dir`.
 pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translation> {
     let resolve = |p: &str| -> PathBuf {
@@ -120,14 +196,8 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
         };
         match n.kind {
             NodeKind::ReadDataset => {
-                let Some(p) = n.str_config("path") else {
-                    return Err(refuse(
-                        n,
-                        "give `path` (a dataset record is not translated)",
-                    ));
-                };
+                let (p, format) = file_of(n)?;
                 let path = resolve(p);
-                let format = format_of(n, &path)?;
                 if !path.exists() {
                     return Err(refuse(n, format!("{} does not exist", path.display())));
                 }
@@ -190,37 +260,7 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 schemas.insert(n.id.clone(), schema.as_ref().clone());
             }
             NodeKind::Transform => {
-                let sql = match (n.str_config("sql"), n.config.get("stage")) {
-                    (Some(sql), _) => sql.to_string(),
-                    (None, Some(stage))
-                        if stage["className"]
-                            .as_str()
-                            .is_some_and(|c| c.ends_with("SQLTransformer")) =>
-                    {
-                        stage["paramMap"]["statement"]
-                            .as_str()
-                            .ok_or_else(|| refuse(n, "the SQLTransformer has no `statement`"))?
-                            .to_string()
-                    }
-                    (None, Some(stage)) => {
-                        return Err(refuse(
-                            n,
-                            format!(
-                                "stage {} is an ML stage of ferroflow's library; only SQL transforms translate to Flink (run ML stages in a native job)",
-                                stage["className"]
-                            ),
-                        ));
-                    }
-                    (None, None) => {
-                        return Err(refuse(
-                            n,
-                            "a saved model (`model_dir`) cannot run on Flink; only `sql`",
-                        ));
-                    }
-                };
-                if !sql.contains("__THIS__") {
-                    return Err(refuse(n, "the SQL must read its input as __THIS__"));
-                }
+                let sql = sql_of(n)?;
                 let from = input()?;
                 planner
                     .query(&format!(
@@ -240,11 +280,8 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 schemas.insert(n.id.clone(), schema.as_ref().clone());
             }
             NodeKind::WriteDataset => {
-                let Some(p) = n.str_config("path") else {
-                    return Err(refuse(n, "give `path`"));
-                };
+                let (p, format) = file_of(n)?;
                 let path = resolve(p);
-                let format = format_of(n, &path)?;
                 let from = input()?;
                 let schema = &schemas[from];
                 let mut cols = vec![];
@@ -269,28 +306,7 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 ));
                 outputs.push(path);
             }
-            NodeKind::Train
-            | NodeKind::Predict
-            | NodeKind::Evaluate
-            | NodeKind::ModelValidate
-            | NodeKind::PushModel => {
-                return Err(refuse(
-                    n,
-                    "it needs ferroflow's ML library and the Model Center; run it in a native job",
-                ));
-            }
-            NodeKind::DatasetValidate => {
-                return Err(refuse(
-                    n,
-                    "dataset checks run in native jobs; express the check in SQL or move the node",
-                ));
-            }
-            NodeKind::UserDefined => {
-                return Err(refuse(
-                    n,
-                    "a Rust function cannot run on a Flink cluster; use a native job",
-                ));
-            }
+            _ => return Err(refuse_kind(n)),
         }
     }
     if inserts.is_empty() {

@@ -506,32 +506,9 @@ mod tests {
     /// table; the model then assembles and scales other tables.
     #[test]
     fn a_graph_fits_on_one_branch_and_transforms_another() {
-        let table = |xs: &[f64]| {
-            RecordBatch::try_from_iter(vec![(
-                "x",
-                Arc::new(Float64Array::from(xs.to_vec())) as ArrayRef,
-            )])
-            .unwrap()
-        };
-        let mut b = GraphBuilder::new();
-        let input = b.create_table_id();
-        let assembled = b
-            .add_algo_operator(
-                operator(json!({"className": "VectorAssembler", "paramMap": {"inputCols": ["x"], "outputCol": "v", "inputSizes": [1]}})),
-                &[input],
-                1,
-            )
-            .unwrap()[0];
-        let scaled = b
-            .add_estimator(
-                estimator(json!({"className": "MinMaxScaler", "paramMap": {"inputCol": "v", "outputCol": "s"}})),
-                &[assembled],
-                1,
-            )
-            .unwrap()[0];
-        let graph = b.build_estimator(&[input], &[scaled]).unwrap();
-        let model = graph.fit(&[table(&[0.0, 5.0, 10.0])]).unwrap();
-        let out = model.transform(&[table(&[2.5, 10.0])]).unwrap();
+        let graph = scaler_graph();
+        let model = graph.fit(&[x_table(&[0.0, 5.0, 10.0])]).unwrap();
+        let out = model.transform(&[x_table(&[2.5, 10.0])]).unwrap();
         let s = crate::vector::read_vectors("s", out[0].column_by_name("s").unwrap()).unwrap();
         assert_eq!(s[0].as_ref().unwrap().get(0), 0.25);
         assert_eq!(s[1].as_ref().unwrap().get(0), 1.0);
@@ -547,7 +524,8 @@ mod tests {
         .unwrap()
     }
 
-    fn scaler_graph() -> (Graph, TableId) {
+    /// x -> VectorAssembler -> v -> MinMaxScaler -> s.
+    fn scaler_graph() -> Graph {
         let mut b = GraphBuilder::new();
         let input = b.create_table_id();
         let assembled = b
@@ -564,13 +542,13 @@ mod tests {
                 1,
             )
             .unwrap()[0];
-        (b.build_estimator(&[input], &[scaled]).unwrap(), input)
+        b.build_estimator(&[input], &[scaled]).unwrap()
     }
 
     #[test]
     fn graphs_and_graph_models_save_and_load_in_flink_mls_layout() {
         let dir = tempfile::tempdir().unwrap();
-        let (graph, _) = scaler_graph();
+        let graph = scaler_graph();
         // The unfitted graph: its estimator node comes back unfitted and fits the same way.
         graph.save(&dir.path().join("graph")).unwrap();
         let meta: Value = serde_json::from_str(

@@ -358,15 +358,19 @@ fn first_metric(n: &Node, metrics: &RecordBatch, name: &str) -> Result<f64> {
     Ok(col.value(0))
 }
 
+/// A numeric metric column as doubles (arrow's cast kernel: any integer or float type).
 fn arrow_cast_f64(col: &Arc<dyn Array>) -> std::result::Result<arrow_array::Float64Array, String> {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float32Type, Float64Type, Int64Type};
-    Ok(match col.data_type() {
-        DataType::Float64 => col.as_primitive::<Float64Type>().clone(),
-        DataType::Float32 => col.as_primitive::<Float32Type>().unary(|v| v as f64),
-        DataType::Int64 => col.as_primitive::<Int64Type>().unary(|v| v as f64),
-        other => return Err(format!("a metric of type {other} is not a number")),
-    })
+    if !col.data_type().is_numeric() {
+        return Err(format!(
+            "a metric of type {} is not a number",
+            col.data_type()
+        ));
+    }
+    let doubles = arrow_cast::cast(col, &DataType::Float64).map_err(|e| e.to_string())?;
+    Ok(doubles
+        .as_primitive::<arrow_array::types::Float64Type>()
+        .clone())
 }
 
 fn metrics_map(metrics: &RecordBatch) -> std::collections::BTreeMap<String, f64> {

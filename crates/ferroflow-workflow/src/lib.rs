@@ -40,7 +40,7 @@ pub use process::ProcessPlugin;
 pub use records::{SharedStore, log_path};
 pub use runner::{RunnerOptions, run_job_execution};
 pub use scheduler::{Launcher, Scheduler, SchedulerConfig, SchedulerStats};
-pub use spec::{check_job_types, load_workflow, parse_workflow, to_yaml};
+pub use spec::{check_job_types, load_workflow, load_workflow_text, parse_workflow, to_yaml};
 pub use status::{
     EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
     JobState, JobStatus, Trigger, WORKFLOW_SUBMITTED,

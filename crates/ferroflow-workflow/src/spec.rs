@@ -294,6 +294,12 @@ pub fn check_job_types(
 
 /// Read, parse and check a spec file; relative paths in it resolve against its directory.
 pub fn load_workflow(path: &Path) -> Result<AiGraph> {
+    Ok(load_workflow_text(path)?.1)
+}
+
+/// [`load_workflow`], also returning the file's text (for [`check_job_types`], which points
+/// at its lines).
+pub fn load_workflow_text(path: &Path) -> Result<(String, AiGraph)> {
     let text = std::fs::read_to_string(path).map_err(|e| WorkflowError::io(path, e))?;
     let mut g = parse_workflow(&text, &path.display().to_string())?;
     let dir = path
@@ -301,7 +307,7 @@ pub fn load_workflow(path: &Path) -> Result<AiGraph> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     g.base_dir = Some(std::path::absolute(dir).map_err(|e| WorkflowError::io(dir, e))?);
-    Ok(g)
+    Ok((text, g))
 }
 
 /// Write a graph as a YAML spec (what is stored with the workflow).
