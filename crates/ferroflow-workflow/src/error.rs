@@ -47,6 +47,17 @@ pub enum WorkflowError {
 }
 
 impl WorkflowError {
+    /// The store could not answer now (its database failed or is unavailable): the same
+    /// request may succeed later. Every other error is about the item at hand.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            WorkflowError::Meta(
+                ferroflow_meta::MetaError::Storage(_) | ferroflow_meta::MetaError::Unavailable(_)
+            )
+        )
+    }
+
     pub(crate) fn spec(at: impl Into<String>, message: impl Into<String>) -> Self {
         WorkflowError::Spec {
             at: at.into(),

@@ -21,6 +21,7 @@ mod graph;
 mod periodic;
 mod plugin;
 mod process;
+pub mod process_id;
 mod records;
 pub mod rules;
 mod runner;
@@ -43,5 +44,5 @@ pub use scheduler::{Launcher, Scheduler, SchedulerConfig, SchedulerStats};
 pub use spec::{check_job_types, load_workflow, load_workflow_text, parse_workflow, to_yaml};
 pub use status::{
     EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
-    JobState, JobStatus, Trigger, WORKFLOW_SUBMITTED,
+    JobState, JobStatus, SCHEDULER_ITEM_PARKED, Trigger, WORKFLOW_SUBMITTED,
 };

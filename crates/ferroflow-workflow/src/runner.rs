@@ -61,6 +61,7 @@ pub async fn run_job_execution(
         }
         b.status = JobStatus::Running;
         b.pid = Some(pid);
+        b.process = crate::process_id::ProcessIdentity::current();
         b.heartbeat = Some(now_ms());
         b.start_time = Some(now_ms());
         true
@@ -91,10 +92,11 @@ pub async fn run_job_execution(
         );
         let period = opts.heartbeat;
         tokio::spawn(async move {
+            let mut wait = period;
             loop {
                 tokio::select! {
                     _ = &mut done_rx => break,
-                    _ = tokio::time::sleep(period) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 let r = update_job_execution(&*store, &project, &name, SENDER, |b| {
                     if b.status == JobStatus::Stopping {
@@ -109,11 +111,14 @@ pub async fn run_job_execution(
                     true
                 })
                 .await;
-                if r.is_err() {
-                    // A store hiccup: the next beat tries again; a long outage shows as a
-                    // missed heartbeat, which is the truth.
-                    continue;
-                }
+                // A failed write (a store hiccup) is retried soon, not a period later, so a
+                // short stall does not look like a dead runner; a long outage shows as a
+                // missed heartbeat, which is the truth.
+                wait = if r.is_err() {
+                    (period / 5).max(Duration::from_millis(10))
+                } else {
+                    period
+                };
             }
         })
     };

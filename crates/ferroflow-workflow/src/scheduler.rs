@@ -31,6 +31,7 @@ use crate::error::{Result, WorkflowError};
 use crate::graph::AiGraph;
 use crate::periodic::{Clock, SystemClock};
 use crate::plugin::{CancelToken, PluginRegistry};
+use crate::process_id::signal_recorded;
 use crate::records::{
     get_job_execution, load_snapshot, log_path, now_ms, parse_body, status_event, to_body,
     update_job_execution,
@@ -40,10 +41,15 @@ use crate::runner::{RunnerOptions, run_job_execution};
 use crate::service::{EXECUTION_STOP_REQUESTED, execution_event, new_execution_writes};
 use crate::status::{
     EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
-    JobState, JobStatus, Trigger, WORKFLOW_SUBMITTED,
+    JobState, JobStatus, SCHEDULER_ITEM_PARKED, Trigger, WORKFLOW_SUBMITTED,
 };
 
 const SENDER: &str = "scheduler";
+
+/// One line on the scheduler's standard error (its log).
+fn log(line: &str) {
+    eprintln!("[ferroflow scheduler] {line}");
+}
 
 /// How job executions are run.
 #[derive(Clone)]
@@ -81,7 +87,9 @@ pub struct SchedulerConfig {
     /// How often records are rescanned for new executions and workflow rules (new ones are
     /// also noticed at once through their events).
     pub rescan: Duration,
-    /// A running job execution without a heartbeat for this long is FAILED.
+    /// A running job execution whose heartbeat has not changed for this long, as measured
+    /// on this scheduler's monotonic clock (a wall-clock step or a paused VM does not count),
+    /// is FAILED.
     pub heartbeat_timeout: Duration,
     /// A launched job execution that does not report RUNNING within this long is FAILED.
     pub start_timeout: Duration,
@@ -168,6 +176,11 @@ pub struct Scheduler {
     handles: HashMap<String, Handle>,
     launched: HashMap<String, Instant>,
     stopping: HashMap<String, Instant>,
+    /// Per running job execution: the last heartbeat value read and when it was first seen.
+    beats: HashMap<String, (i64, Instant)>,
+    /// Executions (`project/name`) and workflows (`workflow:project/name`) set aside after an
+    /// error of their own that could not even be recorded; skipped until restart.
+    parked: HashSet<String>,
     global_offset: i64,
     last_scan: Option<Instant>,
     last_health: Instant,
@@ -203,6 +216,8 @@ impl Scheduler {
             handles: HashMap::new(),
             launched: HashMap::new(),
             stopping: HashMap::new(),
+            beats: HashMap::new(),
+            parked: HashSet::new(),
             global_offset: 0,
             last_scan: None,
             last_health: Instant::now(),
@@ -224,19 +239,59 @@ impl Scheduler {
 
     /// Run until `shutdown` resolves. Running jobs keep running (they are not this
     /// process's to stop); a new scheduler adopts them.
+    ///
+    /// It ends only then: an error of one execution, workflow or job execution fails or parks
+    /// that item (with an event and a log line) inside [`Scheduler::step`]; a store that
+    /// fails is retried with backoff, after which the scheduler reloads its state from the
+    /// store as a restarted one would.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        let mut backoff = Duration::ZERO;
         loop {
-            let busy = self.step().await?;
-            if !busy {
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(self.cfg.poll) => {}
+            let pause = match self.step().await {
+                Ok(true) => {
+                    backoff = Duration::ZERO;
+                    continue;
                 }
+                Ok(false) => {
+                    backoff = Duration::ZERO;
+                    self.cfg.poll
+                }
+                Err(e) => {
+                    backoff =
+                        (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+                    log(&format!(
+                        "{} ({e}); retrying in {backoff:?}",
+                        if e.is_transient() {
+                            "the store failed"
+                        } else {
+                            "unexpected error"
+                        }
+                    ));
+                    self.forget_state();
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
-        self.flush_offsets(true).await?;
+        if let Err(e) = self.flush_offsets(true).await {
+            // Nothing is lost: the offsets not flushed are re-read (rule states are stored
+            // with every decision).
+            log(&format!("flushing offsets at shutdown failed: {e}"));
+        }
         Ok(())
+    }
+
+    /// Drop what is held in memory about executions and workflows (not the handles of
+    /// launched runners): the next scan reloads them from the store.
+    fn forget_state(&mut self) {
+        self.execs.clear();
+        self.workflows.clear();
+        self.global_offset = 0;
+        self.last_scan = None;
     }
 
     /// One round: rescan, apply new events, fire periodic triggers, check liveness. Returns
@@ -273,24 +328,161 @@ impl Scheduler {
             .await?
         {
             let key = format!("{}/{}", r.project, r.name);
-            if self.workflows.contains_key(&key) {
+            if self.workflows.contains_key(&key) || self.parked.contains(&format!("workflow:{key}"))
+            {
                 continue;
             }
-            self.load_workflow(&r).await?;
+            if let Err(e) = self.load_workflow(&r).await {
+                self.item_failed(&format!("workflow:{key}"), &r.project, e)
+                    .await?;
+            }
         }
         for r in store
             .list_records(RecordKind::Execution, None, None, 0, u32::MAX)
             .await?
         {
             let key = format!("{}/{}", r.project, r.name);
-            if self.execs.contains_key(&key) {
+            if self.execs.contains_key(&key) || self.parked.contains(&key) {
                 continue;
             }
-            let body: ExecutionBody = parse_body(&r)?;
-            if body.status.is_terminal() {
-                continue;
+            let loaded = match parse_body::<ExecutionBody>(&r) {
+                Ok(body) if body.status.is_terminal() => continue,
+                Ok(body) => self.load_execution(r.clone(), body).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = loaded {
+                if e.is_transient() {
+                    return Err(e);
+                }
+                self.fail_record(&r, &e.to_string()).await?;
             }
-            self.load_execution(r, body).await?;
+        }
+        Ok(())
+    }
+
+    /// An error of a workflow or a job execution: transient ones go up (retried), others
+    /// park the item with an event and a log line.
+    async fn item_failed(&mut self, key: &str, project: &str, e: WorkflowError) -> Result<()> {
+        if e.is_transient() {
+            return Err(e);
+        }
+        log(&format!(
+            "{key}: {e}; set aside until the scheduler restarts"
+        ));
+        self.parked.insert(key.to_string());
+        self.store
+            .send_event(NewEvent {
+                key: key.to_string(),
+                value: e.to_string(),
+                event_type: SCHEDULER_ITEM_PARKED.into(),
+                namespace: project.to_string(),
+                sender: SENDER.into(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// An execution that cannot be driven (unreadable record, missing snapshot, a trigger
+    /// that can never fire): FAILED with the reason, and its event. The record keeps the
+    /// fields it had; when even that write is refused, the execution is parked.
+    async fn fail_record(&mut self, r: &Record, reason: &str) -> Result<()> {
+        let key = format!("{}/{}", r.project, r.name);
+        log(&format!("execution {key} FAILED: {reason}"));
+        let error = format!("the scheduler could not drive this execution: {reason}");
+        let body = match parse_body::<ExecutionBody>(r) {
+            Ok(mut b) => {
+                b.status = ExecutionStatus::Failed;
+                b.error = Some(error);
+                b.end_time = Some(now_ms());
+                to_body(&b)
+            }
+            // Replaced by a readable body (so listings and later scans can read it), the
+            // unreadable one kept beside it.
+            Err(_) => {
+                let mut b = to_body(&ExecutionBody {
+                    status: ExecutionStatus::Failed,
+                    snapshot: r.body["snapshot"].as_str().unwrap_or_default().to_string(),
+                    offset: 0,
+                    stop_requested: false,
+                    jobs: Default::default(),
+                    create_time: r.create_time,
+                    end_time: Some(now_ms()),
+                    error: Some(error),
+                });
+                b["unreadable_body"] = r.body.clone();
+                b
+            }
+        };
+        let write = RecordWrite::Update {
+            kind: RecordKind::Execution,
+            project: r.project.clone(),
+            name: r.name.clone(),
+            body,
+            expected_revision: Some(r.revision),
+        };
+        let event = execution_event(
+            &r.project,
+            r.parent.as_deref().unwrap_or_default(),
+            &r.name,
+            ExecutionStatus::Failed,
+        );
+        match self.store.commit(vec![write], vec![event]).await {
+            Ok(_) => {
+                // Its runs must not outlive it.
+                if let Ok(b) = parse_body::<ExecutionBody>(r) {
+                    for js in b.jobs.values() {
+                        if let (Some(je), true) = (&js.current, active(js.status)) {
+                            self.stop_job_execution(&r.project, je).await;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = WorkflowError::from(e);
+                if e.is_transient() {
+                    return Err(e);
+                }
+                self.item_failed(&key, &r.project, e).await
+            }
+        }
+    }
+
+    /// A loaded execution hit an error of its own: transient errors go up (the state is
+    /// reloaded); a stale revision reloads it; anything else stops its jobs and fails it.
+    async fn exec_failed(&mut self, mut exec: Exec, e: WorkflowError) -> Result<()> {
+        if e.is_transient() {
+            return Err(e);
+        }
+        let key = format!("{}/{}", exec.project, exec.name);
+        if matches!(e, WorkflowError::Meta(MetaError::Conflict(_))) {
+            log(&format!("execution {key}: {e}; reloading it"));
+            return Ok(()); // not re-inserted: the next scan loads the stored state
+        }
+        let reason = e.to_string();
+        log(&format!("execution {key} FAILED: {reason}"));
+        let mut p = Pending::default();
+        let jobs: Vec<String> = exec.body.jobs.keys().cloned().collect();
+        for j in jobs {
+            self.act(&mut exec, &j, Action::Stop, &mut p);
+        }
+        exec.body.status = ExecutionStatus::Failed;
+        exec.body.error = Some(format!(
+            "the scheduler could not drive this execution: {reason}"
+        ));
+        exec.body.end_time = Some(now_ms());
+        p.events.push(execution_event(
+            &exec.project,
+            &exec.workflow,
+            &exec.name,
+            ExecutionStatus::Failed,
+        ));
+        if let Err(e) = self.commit(&mut exec, p).await {
+            if e.is_transient() {
+                return Err(e);
+            }
+            return self.item_failed(&key, &exec.project, e).await;
         }
         Ok(())
     }
@@ -431,6 +623,7 @@ impl Scheduler {
                     status_seq: 1,
                     launch_id: String::new(),
                     pid: None,
+                    process: None,
                     heartbeat: None,
                     create_time: now_ms(),
                     start_time: None,
@@ -667,10 +860,10 @@ impl Scheduler {
             true
         })
         .await;
-        let pid = match r {
-            Ok(Some(b)) => b.pid,
+        let body = match r {
+            Ok(Some(b)) => b,
             Ok(None) => match get_job_execution(&*self.store, project, je).await {
-                Ok((_, b)) if b.status == JobStatus::Stopping => b.pid,
+                Ok((_, b)) if b.status == JobStatus::Stopping => b,
                 _ => return,
             },
             Err(_) => return,
@@ -678,22 +871,12 @@ impl Scheduler {
         self.stopping
             .entry(key.clone())
             .or_insert_with(Instant::now);
-        match self.handles.get(&key) {
-            Some(Handle::Task { cancel, .. }) => cancel.cancel(),
-            Some(Handle::Child(c)) => {
-                if let Some(id) = c.id() {
-                    // SAFETY: kill(2) on our own child's pid.
-                    unsafe { libc::kill(id as i32, libc::SIGTERM) };
-                }
-            }
-            None => {
-                // Adopted from an earlier scheduler: the runner also sees STOPPING on its
-                // next heartbeat; the signal only makes it quicker.
-                if let Some(pid) = pid {
-                    // SAFETY: kill(2); the pid was recorded by the runner itself.
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                }
-            }
+        if let Some(Handle::Task { cancel, .. }) = self.handles.get(&key) {
+            cancel.cancel();
+        } else {
+            // An adopted runner also sees STOPPING on its next heartbeat; the signal only
+            // makes it quicker.
+            self.signal_runner(&key, &body, libc::SIGTERM);
         }
     }
 
@@ -730,11 +913,13 @@ impl Scheduler {
                 let Some(mut exec) = self.execs.remove(&k) else {
                     continue;
                 };
-                let r = self.apply_to_execution(&mut exec, e).await;
-                if !exec.body.status.is_terminal() {
-                    self.execs.insert(k, exec);
+                match self.apply_to_execution(&mut exec, e).await {
+                    Ok(()) if !exec.body.status.is_terminal() => {
+                        self.execs.insert(k, exec);
+                    }
+                    Ok(()) => {}
+                    Err(err) => self.exec_failed(exec, err).await?,
                 }
-                r?;
             }
         }
         Ok(true)
@@ -743,15 +928,30 @@ impl Scheduler {
     async fn apply_to_workflows(&mut self, e: &Event) -> Result<()> {
         let keys: Vec<String> = self.workflows.keys().cloned().collect();
         for k in keys {
-            let Some(wf) = self.workflows.get_mut(&k) else {
-                continue;
+            if let Err(err) = self.apply_to_workflow(&k, e).await {
+                let project = self
+                    .workflows
+                    .remove(&k)
+                    .map(|w| w.project)
+                    .unwrap_or_default();
+                self.item_failed(&format!("workflow:{k}"), &project, err)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_to_workflow(&mut self, k: &str, e: &Event) -> Result<()> {
+        {
+            let Some(wf) = self.workflows.get_mut(k) else {
+                return Ok(());
             };
             if e.offset <= wf.offset {
-                continue;
+                return Ok(());
             }
             wf.offset = e.offset;
             let Some(action) = evaluate(&wf.rules, &mut wf.states, e) else {
-                continue;
+                return Ok(());
             };
             let (project, name) = (wf.project.clone(), wf.name.clone());
             loop {
@@ -759,7 +959,7 @@ impl Scheduler {
                     .store
                     .get_record(RecordKind::Workflow, &project, &name)
                     .await?;
-                let wf = &self.workflows[&k];
+                let wf = &self.workflows[k];
                 let mut body = rec.body.clone();
                 body["scheduler"] = serde_json::json!({"offset": wf.offset, "rules": wf.states});
                 let mut rec2 = rec.clone();
@@ -802,7 +1002,7 @@ impl Scheduler {
                 }
             }
             self.stats.actions.fetch_add(1, Ordering::Relaxed);
-            if let Some(wf) = self.workflows.get_mut(&k) {
+            if let Some(wf) = self.workflows.get_mut(k) {
                 wf.committed_offset = wf.offset;
             }
         }
@@ -904,41 +1104,46 @@ impl Scheduler {
             let Some(mut exec) = self.execs.remove(&k) else {
                 continue;
             };
-            let mut p = Pending::default();
-            let mut changed = false;
-            if exec.body.status == ExecutionStatus::Running && !exec.body.stop_requested {
-                let graph = exec.graph.clone();
-                for (name, job) in &graph.jobs {
-                    let Some(per) = &job.periodic else { continue };
-                    let due = exec
-                        .body
-                        .jobs
-                        .get(name)
-                        .and_then(|j| j.next_tick)
-                        .is_some_and(|t| t <= now);
-                    if due {
-                        // One run per tick that passed, however many passed while down.
-                        exec.body.jobs.entry(name.clone()).or_default().next_tick =
-                            Some(per.next_after(now)?);
-                        self.act(&mut exec, name, Action::Restart, &mut p);
-                        changed = true;
-                    }
+            match self.tick_execution(&mut exec, now).await {
+                Ok(()) => {
+                    self.execs.insert(k, exec);
+                }
+                Err(e) => self.exec_failed(exec, e).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn tick_execution(&mut self, exec: &mut Exec, now: i64) -> Result<()> {
+        let mut p = Pending::default();
+        let mut changed = false;
+        if exec.body.status == ExecutionStatus::Running && !exec.body.stop_requested {
+            let graph = exec.graph.clone();
+            for (name, job) in &graph.jobs {
+                let Some(per) = &job.periodic else { continue };
+                let due = exec
+                    .body
+                    .jobs
+                    .get(name)
+                    .and_then(|j| j.next_tick)
+                    .is_some_and(|t| t <= now);
+                if due {
+                    // One run per tick that passed, however many passed while down.
+                    exec.body.jobs.entry(name.clone()).or_default().next_tick =
+                        Some(per.next_after(now)?);
+                    self.act(exec, name, Action::Restart, &mut p);
+                    changed = true;
                 }
             }
-            let r = if changed {
-                self.commit(&mut exec, p).await
-            } else {
-                Ok(())
-            };
-            self.execs.insert(k, exec);
-            r?;
+        }
+        if changed {
+            self.commit(exec, p).await?;
         }
         Ok(())
     }
 
     /// Heartbeats, exited children, stuck launches and stops.
     async fn check_health(&mut self) -> Result<()> {
-        let now = now_ms();
         let mut work: Vec<(String, String)> = vec![];
         for exec in self.execs.values() {
             for js in exec.body.jobs.values() {
@@ -947,95 +1152,155 @@ impl Scheduler {
                 }
             }
         }
+        let live: HashSet<String> = work.iter().map(|(p, je)| format!("{p}/{je}")).collect();
+        self.beats.retain(|k, _| live.contains(k));
         for (project, je) in work {
-            let key = format!("{project}/{je}");
-            let Ok((_, b)) = get_job_execution(&*self.store, &project, &je).await else {
-                continue;
-            };
-            if b.status.is_terminal() {
-                continue;
-            }
-            let exited = match self.handles.get_mut(&key) {
-                Some(Handle::Child(c)) => c.try_wait().ok().flatten().map(|s| s.to_string()),
-                Some(Handle::Task { join, .. }) => join.is_finished().then(|| "ended".to_string()),
-                None => None,
-            };
-            let reason = if let Some(how) = exited {
-                // Give a runner that just wrote its end a moment to be read.
-                let (_, again) = get_job_execution(&*self.store, &project, &je).await?;
-                if again.status.is_terminal() {
-                    continue;
+            if let Err(e) = self.check_job_health(&project, &je).await {
+                if e.is_transient() {
+                    return Err(e);
                 }
-                Some(format!(
-                    "the job process (pid {}) exited ({how}) without reporting an end",
-                    again
-                        .pid
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "?".into())
-                ))
-            } else {
-                match b.status {
-                    JobStatus::Running | JobStatus::Stopping => {
-                        let last = b.heartbeat.unwrap_or(b.create_time);
-                        (now - last > self.cfg.heartbeat_timeout.as_millis() as i64).then(|| {
-                            format!(
-                                "no heartbeat for {} ms: the job process (pid {}) is gone",
-                                now - last,
-                                b.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
-                            )
-                        })
+                // This run's own trouble (a launch that cannot start, an unreadable record):
+                // it fails; the rest go on.
+                log(&format!("job execution {project}/{je}: {e}"));
+                let msg = e.to_string();
+                update_job_execution(&*self.store, &project, &je, SENDER, |b| {
+                    if b.status.is_terminal() {
+                        return false;
                     }
-                    JobStatus::Starting => match self.launched.get(&key) {
-                        Some(t) if t.elapsed() > self.cfg.start_timeout => Some(format!(
-                            "the job process did not report in within {:?}",
-                            self.cfg.start_timeout
-                        )),
-                        Some(_) => None,
-                        None => {
-                            // Launched by a scheduler that is gone: launch again.
-                            self.launch(&project, &je).await?;
-                            None
-                        }
-                    },
-                    JobStatus::Init => {
-                        self.launch(&project, &je).await?;
-                        None
-                    }
-                    _ => None,
-                }
-            };
-            let stuck_stop = b.status == JobStatus::Stopping
-                && self
-                    .stopping
-                    .get(&key)
-                    .is_some_and(|t| t.elapsed() > self.cfg.stop_timeout);
-            if reason.is_none() && !stuck_stop {
-                continue;
+                    b.status = JobStatus::Failed;
+                    b.error = Some(msg.clone());
+                    true
+                })
+                .await
+                .or_else(|e| if e.is_transient() { Err(e) } else { Ok(None) })?;
             }
-            if let Some(pid) = b.pid {
-                // Make sure a hung runner is gone before its run is declared over.
-                // SAFETY: kill(2) on the pid the runner recorded.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-            if let Some(Handle::Task { cancel, join }) = self.handles.get(&key) {
-                cancel.cancel();
-                join.abort();
-            }
-            let (status, error) = match reason {
-                Some(r) if b.status != JobStatus::Stopping => (JobStatus::Failed, Some(r)),
-                Some(_) | None => (JobStatus::Stopped, None),
-            };
-            update_job_execution(&*self.store, &project, &je, SENDER, |b| {
-                if b.status.is_terminal() {
-                    return false;
-                }
-                b.status = status;
-                b.error = error.clone();
-                true
-            })
-            .await?;
         }
         Ok(())
+    }
+
+    async fn check_job_health(&mut self, project: &str, je: &str) -> Result<()> {
+        let key = format!("{project}/{je}");
+        let (_, b) = get_job_execution(&*self.store, project, je).await?;
+        if b.status.is_terminal() {
+            return Ok(());
+        }
+        let exited = match self.handles.get_mut(&key) {
+            Some(Handle::Child(c)) => c.try_wait().ok().flatten().map(|s| s.to_string()),
+            Some(Handle::Task { join, .. }) => join.is_finished().then(|| "ended".to_string()),
+            None => None,
+        };
+        let reason = if let Some(how) = exited {
+            // Give a runner that just wrote its end a moment to be read.
+            let (_, again) = get_job_execution(&*self.store, project, je).await?;
+            if again.status.is_terminal() {
+                return Ok(());
+            }
+            Some(format!(
+                "the job process (pid {}) exited ({how}) without reporting an end",
+                again
+                    .pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into())
+            ))
+        } else {
+            match b.status {
+                JobStatus::Running | JobStatus::Stopping => {
+                    // Time since the heartbeat last *changed*, on our monotonic clock: the
+                    // runner's wall clock and ours may disagree or jump.
+                    let beat = b.heartbeat.unwrap_or(b.create_time);
+                    let seen = self
+                        .beats
+                        .entry(key.clone())
+                        .or_insert((beat, Instant::now()));
+                    if seen.0 != beat {
+                        *seen = (beat, Instant::now());
+                    }
+                    let silent = seen.1.elapsed();
+                    (silent > self.cfg.heartbeat_timeout).then(|| {
+                        format!(
+                            "no heartbeat for {} ms: the job process (pid {}) is gone or hung",
+                            silent.as_millis(),
+                            b.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                        )
+                    })
+                }
+                JobStatus::Starting => match self.launched.get(&key) {
+                    Some(t) if t.elapsed() > self.cfg.start_timeout => Some(format!(
+                        "the job process did not report in within {:?}",
+                        self.cfg.start_timeout
+                    )),
+                    Some(_) => None,
+                    None => {
+                        // Launched by a scheduler that is gone: launch again.
+                        self.launch(project, je).await?;
+                        None
+                    }
+                },
+                JobStatus::Init => {
+                    self.launch(project, je).await?;
+                    None
+                }
+                _ => None,
+            }
+        };
+        let stuck_stop = b.status == JobStatus::Stopping
+            && self
+                .stopping
+                .get(&key)
+                .is_some_and(|t| t.elapsed() > self.cfg.stop_timeout);
+        if reason.is_none() && !stuck_stop {
+            return Ok(());
+        }
+        // Make sure a hung runner is gone before its run is declared over.
+        self.signal_runner(&key, &b, libc::SIGKILL);
+        if let Some(Handle::Task { cancel, join }) = self.handles.get(&key) {
+            cancel.cancel();
+            join.abort();
+        }
+        let (status, error) = match reason {
+            Some(r) if b.status != JobStatus::Stopping => (JobStatus::Failed, Some(r)),
+            Some(_) | None => (JobStatus::Stopped, None),
+        };
+        update_job_execution(&*self.store, project, je, SENDER, |b| {
+            if b.status.is_terminal() {
+                return false;
+            }
+            b.status = status;
+            b.error = error.clone();
+            true
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Signal a job execution's runner: our own child through its handle (its pid, and the
+    /// group it leads, stay ours until we reap it), in-process runners not at all (they are
+    /// cancelled), and a runner launched by an earlier scheduler only when the process with
+    /// its pid is provably the one it recorded (see [`crate::process_id`]).
+    fn signal_runner(&mut self, key: &str, b: &JobExecutionBody, signal: libc::c_int) {
+        match self.handles.get(key) {
+            Some(Handle::Child(c)) => {
+                if let Some(id) = c.id() {
+                    // Its own group (launched with process_group(0)): a SIGKILL also ends
+                    // the commands it started; a SIGTERM goes to the runner, which stops them.
+                    let target = if signal == libc::SIGKILL {
+                        -(id as i32)
+                    } else {
+                        id as i32
+                    };
+                    // SAFETY: kill(2) on our own child, not yet reaped (`id` is `None` after).
+                    unsafe { libc::kill(target, signal) };
+                }
+            }
+            Some(Handle::Task { .. }) => {}
+            None => {
+                if let Err(why) = signal_recorded(b.process.as_ref(), signal) {
+                    log(&format!(
+                        "job execution {key}: not signalling its runner: {why}"
+                    ));
+                }
+            }
+        }
     }
 
     /// Commit offsets that moved without a decision (so a restart re-reads less).
@@ -1051,8 +1316,12 @@ impl Scheduler {
             } else {
                 Ok(())
             };
-            self.execs.insert(k, exec);
-            r?;
+            match r {
+                Ok(()) => {
+                    self.execs.insert(k, exec);
+                }
+                Err(e) => self.exec_failed(exec, e).await?,
+            }
         }
         let keys: Vec<String> = self.workflows.keys().cloned().collect();
         for k in keys {
@@ -1069,10 +1338,19 @@ impl Scheduler {
                 )
             };
             loop {
-                let rec = self
+                let rec = match self
                     .store
                     .get_record(RecordKind::Workflow, &project, &name)
-                    .await?;
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.workflows.remove(&k);
+                        return self
+                            .item_failed(&format!("workflow:{k}"), &project, e.into())
+                            .await;
+                    }
+                };
                 let mut body = rec.body.clone();
                 body["scheduler"] = serde_json::json!({"offset": offset, "rules": states});
                 match self
@@ -1088,7 +1366,12 @@ impl Scheduler {
                 {
                     Ok(_) => break,
                     Err(MetaError::Conflict(_)) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        self.workflows.remove(&k);
+                        return self
+                            .item_failed(&format!("workflow:{k}"), &project, e.into())
+                            .await;
+                    }
                 }
             }
             if let Some(w) = self.workflows.get_mut(&k) {

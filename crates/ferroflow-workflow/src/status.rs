@@ -14,6 +14,9 @@ pub const JOB_STATUS_CHANGED: &str = "JOB_STATUS_CHANGED";
 pub const EXECUTION_STATUS_CHANGED: &str = "EXECUTION_STATUS_CHANGED";
 /// The event type a workflow submission writes (key: the workflow).
 pub const WORKFLOW_SUBMITTED: &str = "WORKFLOW_SUBMITTED";
+/// The scheduler set an item aside after an error of its own that it could not record on
+/// the item (key: `project/execution` or `workflow:project/name`; value: the reason).
+pub const SCHEDULER_ITEM_PARKED: &str = "SCHEDULER_ITEM_PARKED";
 
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),* $(,)? }) => {
@@ -234,6 +237,10 @@ pub struct JobExecutionBody {
     /// Process id of its runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Its runner as the kernel knows it (pid, start time, process group, boot id): the
+    /// scheduler signals a runner it did not start only when all of these still match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::process_id::ProcessIdentity>,
     /// Last sign of life of its runner, milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<i64>,
