@@ -24,8 +24,21 @@ fn start(config: ServerConfig) -> (tokio::runtime::Runtime, String) {
     (rt, base)
 }
 
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+/// Sends the admin token on every request.
+fn with_token(
+    mut req: ureq::http::Request<ureq::SendBody>,
+    next: ureq::middleware::MiddlewareNext,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    next.handle(req)
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
+        .middleware(with_token)
         .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into()
@@ -140,7 +153,7 @@ fn main() {
             bind: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             database_url,
-            token: None,
+            token: Some(TOKEN.into()),
             body_limit: 64 << 20,
             ..Default::default()
         });

@@ -154,9 +154,17 @@ fn the_api_refuses_bad_specs_with_their_line_and_documents_its_routes() {
         .http_status_as_error(false)
         .build()
         .into();
+    // The admin token the server made at first start.
+    let auth = format!(
+        "Bearer {}",
+        std::fs::read_to_string(flow.data_dir.join("token"))
+            .unwrap()
+            .trim()
+    );
     let bad = SPEC.replace("job: greet", "job: greeet");
     let mut resp = agent
         .post(&format!("{}/api/workflows", srv.1))
+        .header("authorization", &auth)
         .send_json(serde_json::json!({"spec": bad, "file": "hello.yaml"}))
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
@@ -169,11 +177,13 @@ fn the_api_refuses_bad_specs_with_their_line_and_documents_its_routes() {
     );
     let resp = agent
         .post(&format!("{}/api/workflows/web/nothing/executions", srv.1))
+        .header("authorization", &auth)
         .send_empty()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     let mut resp = agent
         .get(&format!("{}/api/openapi.json", srv.1))
+        .header("authorization", &auth)
         .call()
         .unwrap();
     let doc: serde_json::Value = resp.body_mut().read_json().unwrap();

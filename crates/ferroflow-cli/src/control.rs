@@ -20,7 +20,8 @@ pub(crate) struct Target {
     /// Server URL (e.g. http://127.0.0.1:8420); without it the embedded store is opened.
     #[arg(long, env = "FERROFLOW_SERVER", global = true)]
     pub(crate) server: Option<String>,
-    /// Bearer token for the server.
+    /// Bearer token for the server (default: the `token` file of the data directory, which
+    /// a server makes at first start).
     #[arg(long, env = "FERROFLOW_TOKEN", hide_env_values = true, global = true)]
     pub(crate) token: Option<String>,
     /// Data directory of the embedded store.
@@ -196,7 +197,10 @@ impl Client {
                     .build()
                     .into(),
                 base: url.trim_end_matches('/').to_string(),
-                token: t.token.clone(),
+                token: match &t.token {
+                    Some(tok) => Some(tok.clone()),
+                    None => read_token_file(&t.data_dir)?,
+                },
             },
             None => {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -266,6 +270,95 @@ impl Client {
         }
         Ok(body)
     }
+}
+
+/// The data directory's token, if there is one (a file others may read is refused, as the
+/// server refuses it).
+fn read_token_file(data_dir: &std::path::Path) -> Result<Option<String>, AnyError> {
+    let path = ferroflow_server::auth::token_file(data_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    ferroflow_server::auth::load_or_create_token(data_dir)
+        .map(Some)
+        .map_err(Into::into)
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// Create a token; prints its secret (shown this once).
+    Create {
+        /// Unique name of its holder.
+        name: String,
+        /// viewer (reads), operator (writes; workflows without commands or user code) or
+        /// admin (everything).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// List tokens (names and roles, never secrets).
+    List,
+    /// Revoke a token: its secret stops working at once.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+pub(crate) fn tokens(target: &Target, cmd: TokensCommand) -> Result<(), AnyError> {
+    let client = Client::open(target)?;
+    match cmd {
+        TokensCommand::Create { name, role } => {
+            let role: ferroflow_meta::Role = role.parse()?;
+            let created = match &client {
+                Client::Http { .. } => client.call(
+                    "POST",
+                    "/api/tokens",
+                    Some(&json!({"name": name, "role": role})),
+                )?,
+                Client::Embedded { store, rt, .. } => {
+                    let secret = ferroflow_meta::new_secret()?;
+                    let t = rt.block_on(store.create_token(
+                        &name,
+                        role,
+                        &ferroflow_meta::secret_hash(&secret),
+                    ))?;
+                    json!({"name": t.name, "role": t.role, "create_time": t.create_time, "secret": secret})
+                }
+            };
+            eprintln!(
+                "token '{}' ({}) created; its secret is shown this once:",
+                created["name"].as_str().unwrap_or_default(),
+                created["role"].as_str().unwrap_or_default()
+            );
+            println!("{}", created["secret"].as_str().unwrap_or_default());
+        }
+        TokensCommand::List => {
+            let list = match &client {
+                Client::Http { .. } => client.call("GET", "/api/tokens", None)?,
+                Client::Embedded { store, rt, .. } => {
+                    serde_json::to_value(rt.block_on(store.list_tokens())?)?
+                }
+            };
+            for t in list.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<9} created {}",
+                    t["name"].as_str().unwrap_or_default(),
+                    t["role"].as_str().unwrap_or_default(),
+                    t["create_time"]
+                );
+            }
+        }
+        TokensCommand::Revoke { name } => {
+            match &client {
+                Client::Http { .. } => {
+                    client.call("DELETE", &format!("/api/tokens/{name}"), None)?;
+                }
+                Client::Embedded { store, rt, .. } => rt.block_on(store.revoke_token(&name))?,
+            }
+            println!("revoked token '{name}'");
+        }
+    }
+    Ok(())
 }
 
 fn print(v: &Value) {

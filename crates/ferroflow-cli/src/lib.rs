@@ -61,7 +61,7 @@ enum Command {
     },
     /// Run the control-plane server (Notification Service, Model Center; HTTP/JSON).
     Server {
-        /// Address to listen on; a non-loopback address needs a token.
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8420")]
         bind: std::net::SocketAddr,
         /// Directory of the embedded SQLite database.
@@ -70,9 +70,18 @@ enum Command {
         /// PostgreSQL URL, to share state between several servers (instead of SQLite).
         #[arg(long, env = "FERROFLOW_DATABASE_URL")]
         database_url: Option<String>,
-        /// Bearer token clients must send.
+        /// The admin token (default: the data directory's `token` file, made at first start
+        /// with mode 0600; `ferroflow tokens create` makes tokens with fewer rights).
         #[arg(long, env = "FERROFLOW_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Another host name clients reach this server by (requests naming any other `Host`
+        /// are refused). Repeatable.
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
+        /// Another browser origin (`https://ui.example:443`) allowed to call this server.
+        /// Repeatable.
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
         /// Largest accepted request body, in bytes.
         #[arg(long, default_value_t = 1 << 20)]
         body_limit: usize,
@@ -95,6 +104,13 @@ enum Command {
     Meta {
         #[command(subcommand)]
         command: control::MetaCommand,
+        #[command(flatten)]
+        target: control::Target,
+    },
+    /// API tokens and their roles: create, list, revoke.
+    Tokens {
+        #[command(subcommand)]
+        command: control::TokensCommand,
         #[command(flatten)]
         target: control::Target,
     },
@@ -193,6 +209,8 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             data_dir,
             database_url,
             token,
+            allowed_hosts,
+            allowed_origins,
             body_limit,
         } => {
             let config = ferroflow_server::ServerConfig {
@@ -200,6 +218,8 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 data_dir,
                 database_url,
                 token,
+                allowed_hosts,
+                allowed_origins,
                 body_limit,
                 job_types: crate::workflow::job_types(),
             };
@@ -223,6 +243,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Events { command, target } => control::events(&target, command),
         Command::Models { command, target } => control::models(&target, command),
         Command::Meta { command, target } => control::meta(&target, command),
+        Command::Tokens { command, target } => control::tokens(&target, command),
         Command::Ml { command } => ml::run(command),
         Command::Workflow { command, target } => workflow::workflow(&target, command),
         Command::Scheduler(args) => workflow::scheduler(args),

@@ -144,6 +144,27 @@ impl JobPlugin for FlinkPlugin {
             })
     }
 
+    /// Translated nodes run only ferroflow's SQL runner; a jar, a PyFlink script, Flink SQL
+    /// as written (it can load function jars) or another runner jar is user code.
+    fn host_access(&self, sub: &SubGraph<'_>) -> Option<String> {
+        let s = match settings(sub) {
+            Ok(s) => s,
+            Err(e) => return Some(e.to_string()),
+        };
+        let what = if s.jar.is_some() {
+            "runs a user jar"
+        } else if s.pyflink.is_some() {
+            "runs a PyFlink script"
+        } else if s.sql.is_some() {
+            "runs Flink SQL as written (it can load user function jars)"
+        } else if s.runner_jar.is_some() || s.python_jar.is_some() {
+            "names its own runner jar"
+        } else {
+            return None;
+        };
+        Some(format!("a flink job that {what}"))
+    }
+
     fn generate(
         &self,
         sub: &SubGraph<'_>,

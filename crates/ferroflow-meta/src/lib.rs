@@ -14,6 +14,7 @@
 //!   against their kind, with optimistic concurrency by revision.
 //! - [`ArtifactStore`] keeps artifact files under one root (paths confined to it) and
 //!   hashes their content.
+//! - API tokens ([`ApiToken`], [`Role`]) are stored as hashes of their secrets.
 //! - [`Notifier`] adds waiting: long-poll `listen` and in-process subscriptions.
 //!
 //! Backends: [`SqliteStore`] (embedded default, one file, WAL, synced commits) and
@@ -27,6 +28,7 @@ mod notify;
 mod records;
 mod sql_store;
 mod store;
+mod tokens;
 mod types;
 
 pub use artifacts::{ArtifactStore, StoredArtifact};
@@ -35,6 +37,7 @@ pub use notify::Notifier;
 pub use records::{NewRecord, Record, RecordKind};
 pub use sql_store::{PostgresStore, SqliteStore};
 pub use store::{Committed, MetaStore, RecordWrite};
+pub use tokens::{ApiToken, Role, check_secret, new_secret, secret_hash, secrets_match};
 pub use types::{
     Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };

@@ -82,6 +82,19 @@ impl RecordKind {
         }
     }
 
+    /// Records the control layer keeps for itself: written only by workflow submission and
+    /// the scheduler and runners, never through the generic metadata routes (a forged job
+    /// execution could name a log file to read or a process to signal).
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            RecordKind::Workflow
+                | RecordKind::WorkflowSnapshot
+                | RecordKind::Execution
+                | RecordKind::JobExecution
+        )
+    }
+
     /// Snapshots never change once written.
     pub fn immutable(&self) -> bool {
         matches!(self, RecordKind::WorkflowSnapshot)
@@ -163,17 +176,35 @@ fn empty_object() -> Value {
 /// Check a record's name, project and body against its kind.
 pub(crate) fn validate(kind: RecordKind, r: &NewRecord) -> Result<()> {
     let invalid = |field: &'static str, message: String| Err(MetaError::Invalid { field, message });
-    if r.name.trim().is_empty() || r.name.contains('/') {
+    // Names become path components (logs, artifacts, model files): no separators, no
+    // `.`/`..`, no control characters.
+    let path_safe = |s: &str| {
+        !s.trim().is_empty()
+            && !s.contains(['/', '\\'])
+            && s != "."
+            && s != ".."
+            && !s.chars().any(char::is_control)
+    };
+    if !path_safe(&r.name) {
         return invalid(
             "name",
             format!(
-                "'{}': a {kind} name must be non-empty and contain no '/'",
-                r.name
+                "'{}': a {kind} name must be non-empty, not '.' or '..', and contain no '/', '\\' or control characters",
+                r.name.escape_debug()
             ),
         );
     }
     if r.project.trim().is_empty() {
         return invalid("project", format!("a {kind} needs a project"));
+    }
+    if !path_safe(&r.project) {
+        return invalid(
+            "project",
+            format!(
+                "'{}': a project name must not be '.' or '..' and contain no '/', '\\' or control characters",
+                r.project.escape_debug()
+            ),
+        );
     }
     if kind == RecordKind::Project && r.project != r.name {
         return invalid(

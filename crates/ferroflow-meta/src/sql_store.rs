@@ -24,6 +24,7 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 use crate::error::{MetaError, Result};
 use crate::records::{NewRecord, Record, RecordKind, validate};
 use crate::store::{Committed, MetaStore, RecordWrite};
+use crate::tokens::{ApiToken, Role, check_token_name};
 use crate::types::{
     Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };
@@ -37,6 +38,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_metadata_records.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_tokens_and_indexes.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
@@ -47,6 +52,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../migrations/postgres/0002_metadata_records.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_tokens_and_indexes.sql"),
     ),
 ];
 
@@ -324,6 +333,15 @@ macro_rules! sql_store {
                     .fetch_optional(&mut **tx)
                     .await?;
                 Ok(id.is_some())
+            }
+
+            fn token_from_row(r: &$row) -> Result<ApiToken> {
+                let role: String = r.try_get("role")?;
+                Ok(ApiToken {
+                    name: r.try_get("name")?,
+                    role: role.parse()?,
+                    create_time: r.try_get("create_time")?,
+                })
             }
 
             fn model_from_row(r: &$row) -> Result<Model> {
@@ -660,6 +678,56 @@ macro_rules! sql_store {
                 sqlx::query(&q).bind(model_id).execute(&mut *tx).await?;
                 let q = self.sql("DELETE FROM models WHERE id = ?");
                 sqlx::query(&q).bind(model_id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_token(&self, name: &str, role: Role, secret_hash: &str) -> Result<ApiToken> {
+                check_token_name(name)?;
+                let (_writer, mut tx) = self.write().await?;
+                let q = self.sql("SELECT name FROM api_tokens WHERE name = ?");
+                let exists: Option<String> = sqlx::query_scalar(&q).bind(name).fetch_optional(&mut *tx).await?;
+                if exists.is_some() {
+                    return Err(MetaError::AlreadyExists { kind: "token", name: name.to_string() });
+                }
+                let now = now_ms();
+                let q = self.sql("INSERT INTO api_tokens (name, role, secret_hash, create_time) VALUES (?, ?, ?, ?)");
+                sqlx::query(&q)
+                    .bind(name)
+                    .bind(role.as_str())
+                    .bind(secret_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| if unique_violation(&e) {
+                        MetaError::Conflict("a token with this secret exists already".into())
+                    } else {
+                        e.into()
+                    })?;
+                tx.commit().await?;
+                Ok(ApiToken { name: name.to_string(), role, create_time: now })
+            }
+
+            async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<ApiToken>> {
+                let q = self.sql("SELECT name, role, create_time FROM api_tokens WHERE secret_hash = ?");
+                let row = sqlx::query(&q).bind(secret_hash).fetch_optional(&self.pool).await?;
+                row.map(|r| Self::token_from_row(&r)).transpose()
+            }
+
+            async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+                let rows = sqlx::query("SELECT name, role, create_time FROM api_tokens ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::token_from_row).collect()
+            }
+
+            async fn revoke_token(&self, name: &str) -> Result<()> {
+                let (_writer, mut tx) = self.write().await?;
+                let q = self.sql("DELETE FROM api_tokens WHERE name = ?");
+                let done = sqlx::query(&q).bind(name).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Err(MetaError::NotFound { kind: "token", name: name.to_string() });
+                }
                 tx.commit().await?;
                 Ok(())
             }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::records::{NewRecord, Record, RecordKind};
+use crate::tokens::{ApiToken, Role};
 use crate::types::{
     Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };
@@ -143,4 +144,16 @@ pub trait MetaStore: Send + Sync {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<Record>>;
+
+    /// Store a token: its name, role and the hash of its secret ([`crate::secret_hash`]).
+    async fn create_token(&self, name: &str, role: Role, secret_hash: &str) -> Result<ApiToken>;
+
+    /// The token whose secret has this hash, if any.
+    async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<ApiToken>>;
+
+    /// Every token, by name.
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
+
+    /// Remove a token: its secret stops working at once.
+    async fn revoke_token(&self, name: &str) -> Result<()>;
 }

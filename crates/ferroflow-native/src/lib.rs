@@ -257,6 +257,18 @@ impl JobPlugin for NativePlugin {
         Ok(())
     }
 
+    /// Native nodes run ferroflow's stages, SQL and the functions compiled into the binary
+    /// (`user_defined` names one registered in Rust; a spec cannot bring code), but a node
+    /// with a `path`, `model_dir` or `dataset` reads or writes files the spec names.
+    fn host_access(&self, sub: &SubGraph<'_>) -> Option<String> {
+        sub.nodes.iter().find_map(|n| {
+            ["path", "model_dir", "dataset"]
+                .into_iter()
+                .find(|k| n.str_config(k).is_some())
+                .map(|k| format!("node '{}' reads or writes host files (its '{k}')", n.id))
+        })
+    }
+
     fn generate(&self, sub: &SubGraph<'_>) -> Result<Box<dyn RunnableJob>> {
         self.validate(sub)?;
         Ok(Box::new(NativeJob {

@@ -14,8 +14,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use ferroflow_meta::{
-    ArtifactStore, Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
-    NewRecord, Notifier, Record, RecordKind,
+    ApiToken, ArtifactStore, Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent,
+    NewModelVersion, NewRecord, Notifier, Record, RecordKind, Role,
 };
 use futures::Stream;
 use prometheus_client::encoding::text::encode;
@@ -28,6 +28,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use crate::auth::{AuthConfig, Caller, forbidden, required_role};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::workflows::*;
 use ferroflow_workflow::PluginRegistry;
@@ -44,7 +45,8 @@ pub struct AppState {
     notifier: Notifier,
     job_types: PluginRegistry,
     artifacts: ArtifactStore,
-    token: Option<Arc<str>>,
+    auth: AuthConfig,
+    log_root: Arc<std::path::Path>,
     metrics: Arc<Metrics>,
 }
 
@@ -55,9 +57,14 @@ struct Metrics {
 }
 
 impl AppState {
-    /// State over a notifier (and its store) and an artifact directory; `token` enables
-    /// bearer authentication.
-    pub fn new(notifier: Notifier, artifacts: ArtifactStore, token: Option<String>) -> Self {
+    /// State over a notifier (and its store) and an artifact directory, checking requests
+    /// with `auth`; job logs are served only from under `log_root`.
+    pub fn new(
+        notifier: Notifier,
+        artifacts: ArtifactStore,
+        auth: AuthConfig,
+        log_root: std::path::PathBuf,
+    ) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         let events_sent = Counter::<u64, AtomicU64>::default();
@@ -75,7 +82,8 @@ impl AppState {
             notifier,
             job_types: PluginRegistry::with_builtin(),
             artifacts,
-            token: token.map(Arc::from),
+            auth,
+            log_root: Arc::from(log_root),
             metrics: Arc::new(Metrics {
                 registry,
                 requests,
@@ -96,6 +104,10 @@ impl AppState {
 
     pub(crate) fn job_types(&self) -> &PluginRegistry {
         &self.job_types
+    }
+
+    pub(crate) fn log_root(&self) -> &std::path::Path {
+        &self.log_root
     }
 
     pub(crate) async fn after_write(&self) {
@@ -465,15 +477,34 @@ fn kind(k: &str) -> ApiResult<RecordKind> {
     Ok(k.parse::<RecordKind>()?)
 }
 
+/// A kind the generic routes may write: not one of the control layer's own records.
+fn writable_kind(k: &str) -> ApiResult<RecordKind> {
+    let kind = kind(k)?;
+    if kind.is_internal() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "internal_record",
+            format!(
+                "{kind} records are the control layer's own: they are written by workflow submission and the scheduler, not through /api/meta (use /api/workflows and /api/executions)"
+            ),
+        ));
+    }
+    Ok(kind)
+}
+
 #[utoipa::path(post, path = "/api/meta/{kind}", tag = "metadata", request_body = NewRecord,
-    params(("kind" = String, Path, description = "project, dataset, workflow, workflow_snapshot, execution, job_execution, artifact, metric")),
+    params(("kind" = String, Path, description = "project, dataset, artifact, metric (workflow, workflow_snapshot, execution and job_execution are read-only here: 403)")),
     responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_record(
     State(s): State<AppState>,
     ApiPath(k): ApiPath<String>,
     ApiJson(r): ApiJson<NewRecord>,
 ) -> ApiResult<(StatusCode, Json<Record>)> {
-    let rec = s.notifier.store().create_record(kind(&k)?, r).await?;
+    let rec = s
+        .notifier
+        .store()
+        .create_record(writable_kind(&k)?, r)
+        .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -547,7 +578,7 @@ async fn update_record(
     let rec = s
         .notifier
         .store()
-        .update_record(kind(&k)?, &project, &name, u.body, u.revision)
+        .update_record(writable_kind(&k)?, &project, &name, u.body, u.revision)
         .await?;
     Ok(Json(rec))
 }
@@ -561,7 +592,7 @@ async fn delete_record(
 ) -> ApiResult<StatusCode> {
     s.notifier
         .store()
-        .delete_record(kind(&k)?, &project, &name)
+        .delete_record(writable_kind(&k)?, &project, &name)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -658,30 +689,37 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// Bearer-token check (when a token is configured) and request counting.
-async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let open = req.uri().path() == "/api/health";
-    if let (Some(token), false) = (&s.token, open) {
-        let ok = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.as_bytes() == token.as_bytes());
-        if !ok {
-            s.metrics
-                .requests
-                .get_or_create(&vec![("status".into(), "4xx".into())])
-                .inc();
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this server requires 'Authorization: Bearer <token>'",
-            )
-            .into_response();
+/// `Host`/`Origin` checks, authentication, the route's role, and request counting. The
+/// caller goes to the handlers as a [`Caller`] extension.
+async fn guard(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    // The body is not `Sync`: check on copies of what the checks read.
+    let (headers, method, path) = (
+        req.headers().clone(),
+        req.method().clone(),
+        req.uri().path().to_string(),
+    );
+    let checked = async {
+        s.auth.check_origin(&headers)?;
+        if path == "/api/health" {
+            return Ok(None);
         }
+        let caller = s.auth.authenticate(&headers, s.store()).await?;
+        let need = required_role(&method, &path);
+        if caller.role < need {
+            return Err(forbidden(&caller.role, need, &format!("{method} {path}")));
+        }
+        Ok::<_, ApiError>(Some(caller))
     }
-    let resp = next.run(req).await;
+    .await;
+    let resp = match checked {
+        Ok(caller) => {
+            if let Some(c) = caller {
+                req.extensions_mut().insert(c);
+            }
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    };
     let class = format!("{}xx", resp.status().as_u16() / 100);
     s.metrics
         .requests
@@ -690,12 +728,74 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
+/// A token to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct NewToken {
+    /// Unique name of its holder.
+    name: String,
+    /// viewer, operator or admin.
+    role: Role,
+}
+
+/// A created token: the secret is shown this once and never again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CreatedToken {
+    #[serde(flatten)]
+    token: ApiToken,
+    /// Send as `Authorization: Bearer <secret>`.
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, description = "Created; the secret is in this answer only", body = CreatedToken),
+              (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn create_token(
+    State(s): State<AppState>,
+    ApiJson(t): ApiJson<NewToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let secret = ferroflow_meta::new_secret()?;
+    let token = s
+        .store()
+        .create_token(&t.name, t.role, &ferroflow_meta::secret_hash(&secret))
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })))
+}
+
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+    responses((status = 200, description = "Names and roles (never secrets)", body = Vec<ApiToken>)))]
+async fn list_tokens(State(s): State<AppState>) -> ApiResult<Json<Vec<ApiToken>>> {
+    Ok(Json(s.store().list_tokens().await?))
+}
+
+#[utoipa::path(delete, path = "/api/tokens/{name}", tag = "tokens",
+    params(("name" = String, Path, description = "Token name")),
+    responses((status = 204, description = "Revoked: its secret stops working at once"), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.store().revoke_token(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The authenticated caller (set by the guard on every route but `/api/health`).
+pub(crate) fn caller(ext: Option<axum::Extension<Caller>>) -> ApiResult<Caller> {
+    ext.map(|e| e.0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no authenticated caller",
+        )
+    })
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ferroflow control plane", description = "Notification Service and Model Center"),
     tags((name = "events", description = "Notification Service"), (name = "models", description = "Model Center"),
          (name = "metadata", description = "Metadata Service"),
-         (name = "workflows", description = "Workflows: submit, start, stop, executions, job logs"))
+         (name = "workflows", description = "Workflows: submit, start, stop, executions, job logs"),
+         (name = "tokens", description = "API tokens and their roles (admin only)"))
 )]
 struct ApiDoc;
 
@@ -721,6 +821,8 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
         .routes(routes!(stop_execution))
         .routes(routes!(list_job_executions))
         .routes(routes!(job_log))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
         .with_state(state.clone())
         .split_for_parts();
     let doc = Arc::new(api.clone());

@@ -2,8 +2,12 @@
 //! Metadata Service and workflows (submit, start, stop, list) over HTTP/JSON (axum on tokio), described by an OpenAPI document generated from the handlers
 //! and served at `/api/openapi.json`.
 //!
-//! - Binds 127.0.0.1 by default; bound to any other address it refuses to start without a
-//!   bearer token, and with a token every `/api` route but `/api/health` requires it.
+//! - Authentication is always on: every route but `/api/health` needs a bearer token with a
+//!   role (viewer, operator, admin; see [`auth`]). The admin token is `--token` or, at first
+//!   start, a new one written to `<data_dir>/token` (mode 0600) where the CLI finds it.
+//! - Binds 127.0.0.1 by default and then answers only requests whose `Host` is a loopback
+//!   name (or one allowed with `--allowed-host`); a browser request must come from the
+//!   server's own origin (DNS rebinding and cross-site requests are refused).
 //! - Errors are JSON `{code, message, details}` with a 4xx status for anything the client got
 //!   wrong; request bodies are limited in size.
 //! - `/metrics` serves Prometheus text; shutdown is graceful.
@@ -11,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod api;
+pub mod auth;
 mod error;
 mod workflows;
 
@@ -33,8 +38,13 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// PostgreSQL URL; when set it is used instead of the SQLite file.
     pub database_url: Option<String>,
-    /// Bearer token clients must send; required when `bind` is not a loopback address.
+    /// The admin token; `None`: the data directory's `token` file (made at first start).
     pub token: Option<String>,
+    /// Host names requests may be addressed to besides the loopback names (bound to
+    /// loopback); bound elsewhere, the only names allowed when any are given.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed besides the server's own (`http://host:port`).
+    pub allowed_origins: Vec<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     /// Job types workflow submissions are checked against.
@@ -48,6 +58,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from(".ferroflow"),
             database_url: None,
             token: None,
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
             body_limit: 1 << 20,
             job_types: ferroflow_workflow::PluginRegistry::with_builtin(),
         }
@@ -63,6 +75,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] ferroflow_meta::MetaError),
+    /// The admin token could not be read or made.
+    #[error(transparent)]
+    Token(#[from] auth::TokenFileError),
     /// The address could not be bound or the server failed.
     #[error("{context}: {source}")]
     Io {
@@ -91,15 +106,23 @@ pub struct Server {
 impl Server {
     /// Check the settings, open the store and bind the address.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        if !config.bind.ip().is_loopback() && config.token.is_none() {
-            return Err(ServerError::Config(format!(
-                "refusing to listen on {} without a token: set FERROFLOW_TOKEN (or --token), or bind 127.0.0.1",
-                config.bind
-            )));
+        let admin = match &config.token {
+            Some(t) => t.clone(),
+            None => auth::load_or_create_token(&config.data_dir)?,
+        };
+        let mut hosts = config.allowed_hosts.clone();
+        if config.bind.ip().is_loopback() {
+            hosts.extend(auth::LOOPBACK_HOSTS.iter().map(|h| h.to_string()));
         }
+        let auth = auth::AuthConfig::new(&admin, hosts, config.allowed_origins.clone())
+            .map_err(|e| ServerError::Config(format!("the admin token: {e}")))?;
         let store = open_store(&config).await?;
         let artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))?;
-        let state = AppState::new(Notifier::new(store), artifacts, config.token.clone())
+        let data_dir = std::path::absolute(&config.data_dir).map_err(|e| ServerError::Io {
+            context: format!("resolving {}", config.data_dir.display()),
+            source: e,
+        })?;
+        let state = AppState::new(Notifier::new(store), artifacts, auth, data_dir.join("logs"))
             .with_job_types(config.job_types.clone());
         let (app, _) = router(state, config.body_limit);
         let listener = tokio::net::TcpListener::bind(config.bind)

@@ -1,6 +1,8 @@
 //! Workflow routes: submit a spec, start and stop executions, list them, read job logs.
 //! The server only writes what the scheduler acts on (`ferroflow scheduler` runs the jobs).
 
+use std::path::PathBuf;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -9,8 +11,10 @@ use ferroflow_workflow::WorkflowError;
 use ferroflow_workflow::service::{self, ExecutionInfo, JobExecutionInfo, WorkflowInfo};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::api::{ApiJson, ApiPath, ApiQuery, AppState, caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use ferroflow_meta::Role;
 
 /// Largest log answered in one response; longer logs are cut from the front.
 const LOG_LIMIT: u64 = 4 << 20;
@@ -50,14 +54,33 @@ pub(crate) struct SubmitRequest {
 
 #[utoipa::path(post, path = "/api/workflows", tag = "workflows", request_body = SubmitRequest,
     responses((status = 201, description = "Stored; new executions run this snapshot", body = WorkflowInfo),
-              (status = 400, description = "The spec is invalid; the message points at file:line", body = ErrorBody)))]
+              (status = 400, description = "The spec is invalid; the message points at file:line", body = ErrorBody),
+              (status = 403, description = "A job runs commands or user code and the caller is not admin", body = ErrorBody)))]
 pub(crate) async fn submit_workflow(
     State(s): State<AppState>,
+    who: Option<axum::Extension<Caller>>,
     ApiJson(r): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<WorkflowInfo>)> {
+    let who = caller(who)?;
     let file = r.file.as_deref().unwrap_or("spec.yaml");
     let mut graph = ferroflow_workflow::parse_workflow(&r.spec, file)?;
     ferroflow_workflow::check_job_types(&r.spec, file, &graph, s.job_types())?;
+    let user_code = s.job_types().host_access_jobs(&graph);
+    if !user_code.is_empty() && who.role < Role::Admin {
+        let jobs: Vec<String> = user_code
+            .iter()
+            .map(|(job, why)| format!("job '{job}': {why}"))
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "submitting this workflow needs the admin role (this token is {}): {}",
+                who.role,
+                jobs.join("; ")
+            ),
+        ));
+    }
     graph.base_dir = r.base_dir.filter(|d| !d.is_empty()).map(Into::into);
     let info = service::submit(s.store(), s.job_types(), &graph).await?;
     s.after_write().await;
@@ -172,7 +195,8 @@ pub(crate) async fn job_log(
     ApiPath((project, execution, job)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let path = service::job_log(s.store(), &project, &execution, &job, q.attempt).await?;
+    let recorded = service::job_log(s.store(), &project, &execution, &job, q.attempt).await?;
+    let path = confine(s.log_root(), &recorded).await?;
     let text = read_tail(&path, LOG_LIMIT).await.map_err(|e| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -181,6 +205,42 @@ pub(crate) async fn job_log(
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}
+
+/// The recorded log path, resolved (symbolic links included), if it lies under the log
+/// root; anything else is refused without saying whether it exists.
+async fn confine(root: &std::path::Path, recorded: &std::path::Path) -> ApiResult<PathBuf> {
+    let outside = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "log_outside_root",
+            format!(
+                "the recorded log {} is not under this server's log directory",
+                recorded.display()
+            ),
+        )
+    };
+    let root = tokio::fs::canonicalize(root).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no job logs here yet ({}: {e})", root.display()),
+        )
+    })?;
+    if !recorded.is_absolute() {
+        return Err(outside());
+    }
+    match tokio::fs::canonicalize(recorded).await {
+        Ok(p) if p.starts_with(&root) => Ok(p),
+        Ok(_) => Err(outside()),
+        // Not there (yet): answer 404 only when the name itself is under the root.
+        Err(e) if recorded.starts_with(&root) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("log {}: {e}", recorded.display()),
+        )),
+        Err(_) => Err(outside()),
+    }
 }
 
 async fn read_tail(path: &std::path::Path, limit: u64) -> std::io::Result<String> {

@@ -183,6 +183,18 @@ pub trait JobPlugin: Send + Sync {
 
     /// Turn a job's sub-graph into a runnable job.
     fn generate(&self, sub: &SubGraph<'_>) -> Result<Box<dyn RunnableJob>>;
+
+    /// What this job does on a host that its spec decides: runs a command or user code (a
+    /// shell command, a jar, a script) or reads or writes files the spec names; `None` when
+    /// it runs only ferroflow's own code on the control plane's state. Submitting a workflow
+    /// with such a job needs the admin role. A job type that does not say is taken to do so.
+    fn host_access(&self, sub: &SubGraph<'_>) -> Option<String> {
+        let _ = sub;
+        Some(format!(
+            "job type '{}' does not say that it runs no user code",
+            self.job_type()
+        ))
+    }
 }
 
 /// The job types a scheduler and its runners know.
@@ -229,6 +241,22 @@ impl PluginRegistry {
     /// Known job types.
     pub fn job_types(&self) -> Vec<&str> {
         self.plugins.keys().map(String::as_str).collect()
+    }
+
+    /// The jobs of `graph` that run commands or user code or touch host files, each with
+    /// the reason (see [`JobPlugin::host_access`]); unknown job types count as doing so.
+    pub fn host_access_jobs(&self, graph: &AiGraph) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for job in graph.jobs.values() {
+            let why = match (self.get(&job.job_type), graph.sub_graph(&job.name)) {
+                (Ok(plugin), Ok(sub)) => plugin.host_access(&sub),
+                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                out.push((job.name.clone(), why));
+            }
+        }
+        out
     }
 
     /// Check every job's type and let its plugin check the job; errors name the job through

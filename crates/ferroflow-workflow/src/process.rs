@@ -94,6 +94,10 @@ impl JobPlugin for ProcessPlugin {
         config(sub).map(|_| ())
     }
 
+    fn host_access(&self, _sub: &SubGraph<'_>) -> Option<String> {
+        Some("a process job runs a command on the scheduler's host".into())
+    }
+
     fn generate(&self, sub: &SubGraph<'_>) -> Result<Box<dyn RunnableJob>> {
         let cfg = config(sub)?;
         let argv = match cfg.command {
