@@ -58,6 +58,10 @@ pub fn time_column_index(schema: &Schema, column: &str, node: &str) -> Result<us
 }
 
 /// Event times of `array` in milliseconds since the epoch. Nulls are an error naming `column`.
+///
+/// Event times must lie within ±[`MAX_EVENT_TIME_MS`] (about 285 000 years around 1970):
+/// a value outside is refused naming the column and row, so window and watermark
+/// arithmetic (`t + size`, `end - 1`, seconds times 1000) can never overflow.
 pub fn event_time_millis(array: &ArrayRef, column: &str) -> Result<Vec<i64>> {
     if array.null_count() > 0 {
         return Err(EngineError::Other(format!(
@@ -75,7 +79,7 @@ pub fn event_time_millis(array: &ArrayRef, column: &str) -> Result<Vec<i64>> {
             .as_primitive::<TimestampSecondType>()
             .values()
             .iter()
-            .map(|v| v * 1000)
+            .map(|v| v.saturating_mul(1000))
             .collect(),
         DataType::Timestamp(TimeUnit::Microsecond, _) => array
             .as_primitive::<TimestampMicrosecondType>()
@@ -95,8 +99,22 @@ pub fn event_time_millis(array: &ArrayRef, column: &str) -> Result<Vec<i64>> {
             )));
         }
     };
+    if let Some(row) = out
+        .iter()
+        .position(|t| t.unsigned_abs() > MAX_EVENT_TIME_MS as u64)
+    {
+        return Err(EngineError::Other(format!(
+            "time column '{column}', row {row}: event time {} ms is outside ±{MAX_EVENT_TIME_MS} ms",
+            out[row]
+        )));
+    }
     Ok(out)
 }
+
+/// The largest event time (and, negated, the smallest) records may carry, in milliseconds
+/// since the epoch: 2^53. Window sizes, gaps and lateness are bounded by it too, so their
+/// sums stay far from `i64`'s limits.
+pub const MAX_EVENT_TIME_MS: i64 = 1 << 53;
 
 pub(crate) fn column_names(schema: &Schema) -> String {
     schema
@@ -110,4 +128,34 @@ pub(crate) fn column_names(schema: &Schema) -> String {
 /// Milliseconds in a duration, saturating.
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, TimestampSecondArray};
+
+    use super::*;
+
+    #[test]
+    fn extreme_event_times_are_refused_with_their_row() {
+        let ok: ArrayRef = Arc::new(Int64Array::from(vec![
+            0,
+            MAX_EVENT_TIME_MS,
+            -MAX_EVENT_TIME_MS,
+        ]));
+        assert_eq!(event_time_millis(&ok, "ts").unwrap()[1], MAX_EVENT_TIME_MS);
+        for bad in [i64::MAX, i64::MIN, MAX_EVENT_TIME_MS + 1] {
+            let a: ArrayRef = Arc::new(Int64Array::from(vec![1, bad]));
+            let e = event_time_millis(&a, "ts").unwrap_err().to_string();
+            assert!(
+                e.contains("'ts', row 1") && e.contains(&bad.to_string()),
+                "{e}"
+            );
+        }
+        // Seconds times 1000 would overflow: refused, not wrapped.
+        let secs: ArrayRef = Arc::new(TimestampSecondArray::from(vec![i64::MAX / 10]));
+        assert!(event_time_millis(&secs, "ts").is_err());
+    }
 }

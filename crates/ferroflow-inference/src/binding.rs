@@ -252,13 +252,32 @@ impl Binding {
                         probe = Some(binding.probe(model)?);
                     }
                     let t = &probe.as_ref().expect("probed")[index];
+                    let Some(tail) = t.shape.get(1..) else {
+                        return Err(InferenceError::binding(
+                            node,
+                            format!(
+                                "model output '{}' is a scalar (rank 0): a model node needs a first dimension of one entry per row",
+                                m.output
+                            ),
+                        ));
+                    };
                     (
                         t.data.elem(),
-                        t.shape[1..].iter().product::<usize>(),
-                        t.shape.len() == 1,
+                        tail.iter().product::<usize>(),
+                        tail.is_empty(),
                     )
                 }
             };
+            if width == 0 || width > i32::MAX as usize {
+                return Err(InferenceError::binding(
+                    node,
+                    format!(
+                        "model output '{}' has {width} value(s) per row: a zero-size dimension or more than {} values cannot be a column",
+                        m.output,
+                        i32::MAX
+                    ),
+                ));
+            }
             let width = match (m.shape, rank1, width) {
                 (OutputShape::Auto, true, _) | (OutputShape::Auto, false, 1) => None,
                 (_, _, w) => Some(w),
@@ -774,4 +793,84 @@ fn stack<'b>(
         }
         ElementType::Str => unreachable!("handled above"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelSignature, TensorSpec};
+
+    /// A model whose output shape is not declared and whose trial run answers `shape`.
+    struct Odd {
+        sig: ModelSignature,
+        shape: Vec<usize>,
+    }
+
+    impl InferenceModel for Odd {
+        fn signature(&self) -> &ModelSignature {
+            &self.sig
+        }
+        fn run(&self, _: &[InputTensor<'_>]) -> Result<Vec<OutputTensor>> {
+            Ok(vec![OutputTensor {
+                name: "y".into(),
+                shape: self.shape.clone(),
+                data: OutputData::F32(vec![0.0; self.shape.iter().product()]),
+            }])
+        }
+        fn describe(&self) -> String {
+            "odd".into()
+        }
+    }
+
+    fn bind(out_shape: Option<Vec<Option<usize>>>, trial: Vec<usize>) -> Result<Binding> {
+        let sig = ModelSignature {
+            inputs: vec![TensorSpec {
+                name: "x".into(),
+                kind: ValueKind::Tensor {
+                    elem: ElementType::F32,
+                    shape: vec![None, Some(2)],
+                },
+            }],
+            outputs: vec![TensorSpec {
+                name: "y".into(),
+                kind: ValueKind::Tensor {
+                    elem: ElementType::F32,
+                    shape: out_shape.unwrap_or_default(),
+                },
+            }],
+        };
+        let schema = Schema::new(vec![Field::new(
+            "x",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), 2),
+            false,
+        )]);
+        Binding::new(
+            "score",
+            &schema,
+            &Odd { sig, shape: trial },
+            &[InputMapping {
+                input: "x".into(),
+                columns: vec!["x".into()],
+            }],
+            &[OutputMapping {
+                output: "y".into(),
+                column: "y".into(),
+                shape: OutputShape::Auto,
+            }],
+        )
+    }
+
+    #[test]
+    fn scalar_and_empty_outputs_are_refused_not_panicked_on() {
+        let e = bind(None, vec![]).err().unwrap().to_string();
+        assert!(e.contains("rank 0") && e.contains("'score'"), "{e}");
+        let e = bind(None, vec![1, 0]).err().unwrap().to_string();
+        assert!(e.contains("zero-size"), "{e}");
+        let e = bind(Some(vec![None, Some(0)]), vec![1, 0])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("zero-size"), "{e}");
+        assert!(bind(None, vec![1, 3]).is_ok());
+    }
 }

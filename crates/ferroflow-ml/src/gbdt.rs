@@ -418,6 +418,18 @@ fn read_model(data: &[RecordBatch]) -> Result<(f64, Vec<Vec<TreeNode>>)> {
             init = value[i].unwrap_or(0.0);
             continue;
         }
+        // A model of n rows has fewer than n trees and nodes per tree: larger (or negative)
+        // indices are refused before anything is allocated for them.
+        let rows = t.num_rows() as i64;
+        if tree[i] >= rows || !(0..rows).contains(&node[i]) {
+            return Err(MlError::Row {
+                row: i,
+                message: format!(
+                    "model data: tree {} node {} is outside a model of {rows} rows",
+                    tree[i], node[i]
+                ),
+            });
+        }
         let (ti, ni) = (tree[i] as usize, node[i] as usize);
         if trees.len() <= ti {
             trees.resize(ti + 1, vec![]);
@@ -444,10 +456,16 @@ fn read_model(data: &[RecordBatch]) -> Result<(f64, Vec<Vec<TreeNode>>)> {
         };
     }
     for (ti, nodes) in trees.iter().enumerate() {
-        for n in nodes {
-            if n.feature >= 0 && (n.left >= nodes.len() || n.right >= nodes.len()) {
+        for (ni, n) in nodes.iter().enumerate() {
+            // Nodes are stored parent first: a child's index is greater than its parent's,
+            // which also rules out cycles (scoring would never end).
+            let child_ok = |c: usize| c > ni && c < nodes.len();
+            if n.feature >= 0 && !(child_ok(n.left) && child_ok(n.right)) {
                 return Err(MlError::Invalid(format!(
-                    "tree {ti}: a split points past the tree's nodes"
+                    "model data: tree {ti} node {ni}: a split must point at later nodes of the tree (left {}, right {}, {} nodes)",
+                    n.left,
+                    n.right,
+                    nodes.len()
                 )));
             }
         }
@@ -544,6 +562,52 @@ gbdt_stage!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Model data rows as a table (tree, node, feature, left, right).
+    fn hostile(rows: &[(i64, i64, i64, i64, i64)]) -> Vec<RecordBatch> {
+        let col = |f: fn(&(i64, i64, i64, i64, i64)) -> i64| {
+            Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef
+        };
+        let zeros = Arc::new(Float64Array::from(vec![0.0; rows.len()])) as ArrayRef;
+        vec![
+            RecordBatch::try_from_iter(vec![
+                ("tree", col(|r| r.0)),
+                ("node", col(|r| r.1)),
+                ("feature", col(|r| r.2)),
+                ("threshold", zeros.clone()),
+                ("left", col(|r| r.3)),
+                ("right", col(|r| r.4)),
+                ("value", zeros),
+            ])
+            .unwrap(),
+        ]
+    }
+
+    #[test]
+    fn hostile_model_data_is_refused_not_allocated_or_looped() {
+        // A huge tree or node index would allocate without bound.
+        for rows in [
+            vec![(1 << 40, 0, -1, 0, 0)],
+            vec![(0, 1 << 40, -1, 0, 0)],
+            vec![(0, -5, -1, 0, 0)],
+        ] {
+            let e = read_model(&hostile(&rows)).unwrap_err().to_string();
+            assert!(e.contains("outside a model of 1 rows"), "{e}");
+        }
+        // A split that points at itself or backwards would loop forever when scoring.
+        for (l, r) in [(0, 1), (1, 0), (2, 3)] {
+            let rows = [(0, 0, 0, l, r), (0, 1, -1, 0, 0)];
+            let e = read_model(&hostile(&rows)).unwrap_err().to_string();
+            assert!(e.contains("must point at later nodes"), "{e}");
+        }
+        let (_, trees) = read_model(&hostile(&[
+            (0, 0, 0, 1, 2),
+            (0, 1, -1, 0, 0),
+            (0, 2, -1, 0, 0),
+        ]))
+        .unwrap();
+        assert_eq!(trees[0].len(), 3);
+    }
 
     fn table(x: Vec<Option<Vec<f64>>>, y: Vec<f64>) -> RecordBatch {
         RecordBatch::try_from_iter(vec![

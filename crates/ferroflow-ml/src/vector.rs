@@ -263,21 +263,35 @@ pub fn read_vectors(name: &str, col: &ArrayRef) -> Result<Vec<Option<Vector>>> {
                     out.push(Some(Vector::Dense(vals)));
                     continue;
                 }
+                let row_err = |message: String| MlError::Row {
+                    row: i,
+                    message: format!("column '{name}': {message}"),
+                };
+                // Flink ML's sizes and indices are Java ints: 0 to 2^31 - 1. A negative one
+                // must not become a huge usize.
+                let sz = size.value(i);
+                if !(0..=i32::MAX as i64).contains(&sz) {
+                    return Err(row_err(format!(
+                        "sparse vector size {sz} is outside 0..={}",
+                        i32::MAX
+                    )));
+                }
                 let idx = arrow_cast::cast(&indices.value(i), &DataType::Int64)?;
                 let idx: Vec<usize> = idx
                     .as_primitive::<arrow_array::types::Int64Type>()
                     .values()
                     .iter()
-                    .map(|&x| x as usize)
-                    .collect();
-                out.push(Some(
-                    Vector::sparse(size.value(i) as usize, idx, vals).map_err(|e| {
-                        MlError::Row {
-                            row: i,
-                            message: format!("column '{name}': {e}"),
-                        }
-                    })?,
-                ));
+                    .map(|&x| {
+                        usize::try_from(x)
+                            .map_err(|_| row_err(format!("sparse vector index {x} is negative")))
+                    })
+                    .collect::<Result<_>>()?;
+                out.push(Some(Vector::sparse(sz as usize, idx, vals).map_err(
+                    |e| MlError::Row {
+                        row: i,
+                        message: format!("column '{name}': {e}"),
+                    },
+                )?));
             }
         }
         other => {

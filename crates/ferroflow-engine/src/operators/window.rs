@@ -107,15 +107,26 @@ impl WindowSpec {
     }
 
     fn validate(&self, node: &str) -> Result<()> {
+        let bounded = |d: Duration, what: &str| {
+            if millis(d) > crate::time::MAX_EVENT_TIME_MS {
+                plan_err(format!(
+                    "node '{node}': window {what} {d:?} is longer than {} ms",
+                    crate::time::MAX_EVENT_TIME_MS
+                ))
+            } else {
+                Ok(())
+            }
+        };
         let positive = |d: Duration, what: &str| {
             if millis(d) <= 0 {
                 plan_err(format!(
                     "node '{node}': window {what} must be at least 1 ms"
                 ))
             } else {
-                Ok(())
+                bounded(d, what)
             }
         };
+        bounded(self.allowed_lateness, "allowed lateness")?;
         match self.kind {
             WindowKind::Tumbling { size } => positive(size, "size"),
             WindowKind::Sliding { size, slide } => {

@@ -34,10 +34,28 @@ crate::impl_stage!(
     "org.apache.flink.ml.feature.polynomialexpansion.PolynomialExpansion"
 );
 
-/// C(n + d, d): monomials of n variables up to degree d, the constant included.
+/// Most values one expanded row may have (a 128 MiB row): beyond it the expansion is
+/// refused naming the row, not attempted.
+const MAX_TERMS: usize = 1 << 24;
+
+/// C(n + d, d): monomials of n variables up to degree d, the constant included; `None` when
+/// it exceeds [`MAX_TERMS`] (checked at every step, so it never overflows).
+fn checked_poly_size(n: usize, d: usize) -> Option<usize> {
+    let (k, m) = (d.min(n), n.checked_add(d)?);
+    let mut acc = 1u128;
+    for i in 0..k {
+        // C(m, i + 1) = C(m, i) * (m - i) / (i + 1), exact at every step.
+        acc = acc.checked_mul((m - i) as u128)? / (i + 1) as u128;
+        if acc > MAX_TERMS as u128 + 1 {
+            return None;
+        }
+    }
+    Some(acc as usize)
+}
+
+/// [`checked_poly_size`] for sizes already checked.
 fn poly_size(n: usize, d: usize) -> usize {
-    let (k, m) = (d.min(n), n + d);
-    (0..k).fold(1u128, |acc, i| acc * (m - i) as u128 / (i + 1) as u128) as usize
+    checked_poly_size(n, d).expect("checked before expanding")
 }
 
 /// Spark's recursive expansion; returns the next free position.
@@ -76,8 +94,19 @@ impl AlgoOperator for PolynomialExpansion {
         let degree = self.params.i64("degree")? as usize;
         let out: Vec<Option<Vector>> = vectors(batch, &input)?
             .into_iter()
-            .map(|v| {
-                v.map(|v| {
+            .enumerate()
+            .map(|(row, v)| {
+                let Some(v) = v else { return Ok(None) };
+                if checked_poly_size(v.size(), degree).is_none() {
+                    return Err(crate::error::MlError::Row {
+                        row,
+                        message: format!(
+                            "column '{input}': a vector of size {} expanded to degree {degree} has more than {MAX_TERMS} terms",
+                            v.size()
+                        ),
+                    });
+                }
+                Ok(Some({
                     let x = v.to_dense();
                     let mut poly = vec![0.0; poly_size(x.len(), degree) - 1];
                     expand(&x, x.len() as isize - 1, degree, 1.0, &mut poly, -1);
@@ -97,9 +126,9 @@ impl AlgoOperator for PolynomialExpansion {
                             }
                         }
                     }
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(vec![with_columns(
             batch,
             vec![(output, vector_column(&out))],
@@ -117,5 +146,8 @@ mod tests {
         expand(&[2.0, 3.0], 1, 2, 1.0, &mut out, -1);
         assert_eq!(out, vec![2.0, 4.0, 3.0, 6.0, 9.0]);
         assert_eq!(poly_size(3, 3), 20);
+        assert_eq!(checked_poly_size(10, 1_000_000), None);
+        assert_eq!(checked_poly_size(usize::MAX, 3), None);
+        assert_eq!(checked_poly_size(1 << 30, 1), None);
     }
 }
