@@ -46,4 +46,4 @@ pub use operators::join::JoinType;
 pub use operators::sort::SortKey;
 pub use operators::window::{LATE_OUTPUT, LatePolicy, WindowKind, WindowSpec};
 pub use runtime::{JobHandle, JobReport, JobStatus, Runtime, RuntimeConfig};
-pub use time::{WatermarkStrategy, event_time_millis, time_column_index};
+pub use time::{MAX_EVENT_TIME_MS, WatermarkStrategy, event_time_millis, time_column_index};

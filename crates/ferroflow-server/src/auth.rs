@@ -92,7 +92,7 @@ impl AuthConfig {
             let own = ["http://", "https://"]
                 .iter()
                 .any(|s| origin.strip_prefix(s) == Some(host.as_str()));
-            if !own && !self.allowed_origins.iter().any(|o| *o == origin) {
+            if !own && !self.allowed_origins.contains(&origin) {
                 return Err(refused(format!(
                     "Origin '{origin}' is not this server's ('{host}'); allow others with --allowed-origin"
                 )));
