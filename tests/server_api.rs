@@ -839,3 +839,105 @@ fn sigterm_shuts_down_gracefully() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// An SSE connection opened by hand: (socket, the first bytes of the answer).
+fn open_stream(server: &ServerProc) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let addr = server.base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/events/stream?after=0 HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn waiting_clients_are_capped_and_released_when_they_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--max-listeners",
+        "2",
+    ]);
+    let (first, head) = open_stream(&server);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (_second, head) = open_stream(&server);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (s, body) = get(&agent(), &server.url("/api/events/listen?timeout_ms=10"));
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (429, Some("too_many_listeners"))
+    );
+    let (_, head) = open_stream(&server);
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    // Sends are not slowed or refused by the waiting clients.
+    assert_eq!(
+        post(&agent(), &server.url("/api/events"), &json!({"key": "k"})).0,
+        200
+    );
+    // A client that leaves gives its place back.
+    drop(first);
+    let t = Instant::now();
+    loop {
+        let (s, _) = get(
+            &agent(),
+            &server.url("/api/events/listen?after=1000&timeout_ms=10"),
+        );
+        if s == 200 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the stream of a client that left still holds its place"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_ends_streams_and_long_polls_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let streams: Vec<_> = (0..5).map(|_| open_stream(&server)).collect();
+    for (_, head) in &streams {
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let polls: Vec<_> = (0..5)
+        .map(|_| {
+            let url = server.url("/api/events/listen?after=0&timeout_ms=60000");
+            thread::spawn(move || get(&agent(), &url))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the server did not stop on SIGTERM with streams and long polls open"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    for p in polls {
+        assert_eq!(
+            p.join().unwrap(),
+            (200, json!([])),
+            "a long poll ends empty"
+        );
+    }
+}

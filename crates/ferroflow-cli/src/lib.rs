@@ -85,6 +85,9 @@ enum Command {
         /// Largest accepted request body, in bytes.
         #[arg(long, default_value_t = 1 << 20)]
         body_limit: usize,
+        /// Waiting clients (long-poll listeners, event streams) served at once; more get 429.
+        #[arg(long, default_value_t = ferroflow_server::DEFAULT_MAX_LISTENERS)]
+        max_listeners: usize,
     },
     /// Notification Service: send, list and listen to events.
     Events {
@@ -212,6 +215,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             allowed_hosts,
             allowed_origins,
             body_limit,
+            max_listeners,
         } => {
             let config = ferroflow_server::ServerConfig {
                 bind,
@@ -221,6 +225,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 allowed_hosts,
                 allowed_origins,
                 body_limit,
+                max_listeners,
                 job_types: crate::workflow::job_types(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()

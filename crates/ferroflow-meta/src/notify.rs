@@ -9,9 +9,9 @@ use crate::error::{MetaError, Result};
 use crate::store::MetaStore;
 use crate::types::{Event, EventFilter, NewEvent};
 
-/// How often a waiting listener re-checks the store for events written by other processes
-/// (sends through this notifier wake listeners at once).
-const POLL: Duration = Duration::from_millis(10);
+/// Longest one wait of the watcher on the store (it loops; a shorter wait only makes it
+/// notice sooner that nobody listens any more).
+const WATCH_WAIT: Duration = Duration::from_millis(500);
 
 /// Most sends committed together by the group-commit writer.
 const GROUP_COMMIT_MAX: usize = 512;
@@ -26,11 +26,17 @@ struct PendingSend {
 /// Sends are group-committed: concurrent [`Notifier::send`] calls queue to one writer task,
 /// which stores everything waiting in one transaction (one disk sync) and then answers each
 /// caller. A send still returns only after its event is durable.
+///
+/// Listeners never poll the store: they wait on the newest known offset, which local sends
+/// advance at once and one watcher task per notifier advances for events written by other
+/// processes ([`MetaStore::wait_for_events`]: PostgreSQL `NOTIFY`, SQLite a cheap poll),
+/// only while someone listens. A listener queries the store only when the offset moved.
 #[derive(Clone)]
 pub struct Notifier {
     store: Arc<dyn MetaStore>,
     latest: Arc<watch::Sender<i64>>,
     writer: Arc<OnceLock<mpsc::Sender<PendingSend>>>,
+    watcher: Arc<OnceLock<()>>,
 }
 
 impl Notifier {
@@ -40,7 +46,42 @@ impl Notifier {
             store,
             latest: Arc::new(watch::Sender::new(0)),
             writer: Arc::default(),
+            watcher: Arc::default(),
         }
+    }
+
+    /// Start the watcher (once): it follows the store's newest offset while this notifier
+    /// has listeners, and ends when every handle on the notifier is gone.
+    fn watch_store(&self) {
+        self.watcher.get_or_init(|| {
+            let store = self.store.clone();
+            let latest = Arc::downgrade(&self.latest);
+            tokio::spawn(async move {
+                loop {
+                    let Some(tx) = latest.upgrade() else { return };
+                    if tx.receiver_count() == 0 {
+                        drop(tx);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    let known = *tx.borrow();
+                    drop(tx);
+                    match store.wait_for_events(known, WATCH_WAIT).await {
+                        Ok(offset) => {
+                            if let Some(tx) = latest.upgrade() {
+                                tx.send_if_modified(|cur| {
+                                    let newer = offset > *cur;
+                                    *cur = (*cur).max(offset);
+                                    newer
+                                });
+                            }
+                        }
+                        // The store is failing: listeners keep waiting, the watcher retries.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            });
+        });
     }
 
     /// The store underneath.
@@ -99,18 +140,18 @@ impl Notifier {
     ) -> Result<Vec<Event>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.latest.subscribe();
+        self.watch_store();
         loop {
+            // Marked seen before the query: an event stored after it wakes us again.
+            rx.borrow_and_update();
             let events = self.store.list_events(filter, after, limit).await?;
             if !events.is_empty() {
                 return Ok(events);
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
             }
-            let wait = (deadline - now).min(POLL);
-            // Woken by a local send, or re-check after the poll interval.
-            let _ = tokio::time::timeout(wait, rx.changed()).await;
         }
     }
 
@@ -122,10 +163,12 @@ impl Notifier {
         tokio::spawn(async move {
             let mut next = after;
             loop {
-                match this
-                    .listen(&filter, next, 1000, Duration::from_secs(30))
-                    .await
-                {
+                // Ends as soon as the receiver is gone, not after the wait.
+                let got = tokio::select! {
+                    _ = tx.closed() => return,
+                    got = this.listen(&filter, next, 1000, Duration::from_secs(30)) => got,
+                };
+                match got {
                     Ok(events) => {
                         for e in events {
                             next = e.offset;

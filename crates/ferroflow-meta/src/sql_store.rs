@@ -59,6 +59,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// How often a SQLite store looks for events written by other processes while someone waits.
+const SQLITE_POLL: Duration = Duration::from_millis(10);
+
 /// Held while a write transaction is open.
 type WriteGuard = tokio::sync::OwnedMutexGuard<()>;
 
@@ -178,6 +181,25 @@ impl SqliteStore {
         Cow::Borrowed(s)
     }
 
+    /// Nothing to announce: other processes notice new events through
+    /// [`MetaStore::wait_for_events`]'s polling of the newest offset.
+    async fn announce(&self, _tx: &mut Transaction<'static, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Poll the newest offset: `MAX` over the primary key reads one B-tree page, so one
+    /// query per period for the whole process (not per listener) costs next to nothing.
+    async fn wait_for_events_impl(&self, known: i64, max: Duration) -> Result<i64> {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let latest = self.latest_offset().await?;
+            if latest > known || tokio::time::Instant::now() >= deadline {
+                return Ok(latest);
+            }
+            tokio::time::sleep(SQLITE_POLL.min(deadline - tokio::time::Instant::now())).await;
+        }
+    }
+
     /// A write transaction holding the database's write lock from its first statement, so
     /// concurrent writers queue instead of failing on a lock upgrade. Writers of this process
     /// queue first on an in-process lock (held as long as the returned guard), so they wait
@@ -193,6 +215,7 @@ impl SqliteStore {
 pub struct PostgresStore {
     pool: PgPool,
     writer: Arc<tokio::sync::Mutex<()>>,
+    listener: Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
 }
 
 impl PostgresStore {
@@ -207,9 +230,45 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             writer: Arc::default(),
+            listener: Arc::default(),
         };
         store.migrate(POSTGRES_MIGRATIONS).await?;
         Ok(store)
+    }
+
+    /// Tell every server listening (`LISTEN ferroflow_events`) that events were written;
+    /// PostgreSQL delivers it at commit, once per transaction (equal payloads fold).
+    async fn announce(&self, tx: &mut Transaction<'static, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_notify('ferroflow_events', '')")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Wait for a notification on `ferroflow_events` (one listening connection per store,
+    /// re-made when it drops), then read the newest offset.
+    async fn wait_for_events_impl(&self, known: i64, max: Duration) -> Result<i64> {
+        let mut guard = self.listener.lock().await;
+        if guard.is_none() {
+            let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+            l.listen("ferroflow_events").await?;
+            *guard = Some(l);
+        }
+        // Listening before reading: an event committed in between is not missed.
+        let latest = self.latest_offset().await?;
+        if latest > known {
+            return Ok(latest);
+        }
+        let listener = guard.as_mut().expect("made above");
+        match tokio::time::timeout(max, listener.recv()).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => {
+                *guard = None;
+                return Err(e.into());
+            }
+        }
+        drop(guard);
+        self.latest_offset().await
     }
 
     /// Rewrite `?` placeholders to PostgreSQL's `$1, $2, ...` (no statement here has a `?`
@@ -386,6 +445,7 @@ macro_rules! sql_store {
                     .bind(e.sequence)
                     .execute(&mut **tx)
                     .await?;
+                self.announce(tx).await?;
                 Ok(Event {
                     offset,
                     key: e.key.clone(),
@@ -606,6 +666,10 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT COALESCE(MAX(event_offset), 0) FROM events")
                     .fetch_one(&self.pool)
                     .await?)
+            }
+
+            async fn wait_for_events(&self, known: i64, max: Duration) -> Result<i64> {
+                self.wait_for_events_impl(known, max).await
             }
 
             async fn register_model(&self, name: &str, description: &str) -> Result<Model> {

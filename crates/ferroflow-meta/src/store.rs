@@ -65,6 +65,20 @@ pub trait MetaStore: Send + Sync {
     /// The offset of the newest event (0 when there is none).
     async fn latest_offset(&self) -> Result<i64>;
 
+    /// Wait until the newest offset is past `known` (events written by any process or
+    /// server), at most `max`; returns the newest offset. PostgreSQL is woken by
+    /// `LISTEN/NOTIFY`; SQLite polls the newest offset. The default polls every 10 ms.
+    async fn wait_for_events(&self, known: i64, max: std::time::Duration) -> Result<i64> {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let latest = self.latest_offset().await?;
+            if latest > known || tokio::time::Instant::now() >= deadline {
+                return Ok(latest);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Register a model under a unique name.
     async fn register_model(&self, name: &str, description: &str) -> Result<Model>;
 

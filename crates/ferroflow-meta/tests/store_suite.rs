@@ -226,6 +226,64 @@ async fn listen_wakes_on_a_new_event_and_times_out_empty(backend: Backend) {
     assert_eq!(sub.recv().await.unwrap().unwrap().key, "later");
 }
 
+/// Two handles on one database stand for two servers (or a server and a scheduler): a
+/// listener on one is woken by a send through the other (PostgreSQL through NOTIFY, SQLite
+/// through its offset watch), and tokens made through one work through the other.
+async fn listeners_wake_on_events_written_elsewhere(backend: Backend) {
+    let place = Place::new(backend).await;
+    let here = Notifier::new(place.open().await);
+    let there = place.open().await;
+    let f = EventFilter {
+        keys: vec!["remote".into()],
+        ..Default::default()
+    };
+    for round in 0..3 {
+        let listener = {
+            let (n, f) = (here.clone(), f.clone());
+            tokio::spawn(async move { n.listen(&f, round, 10, Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        there
+            .send_event(NewEvent::new("remote", &round.to_string(), "T"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), listener)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 1, "round {round}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "woken after {:?}",
+            t.elapsed()
+        );
+    }
+    let hash = ferroflow_meta::secret_hash("fft_example-secret-0123456789");
+    there
+        .create_token("bot", ferroflow_meta::Role::Operator, &hash)
+        .await
+        .unwrap();
+    let t = here.store().token_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(
+        (t.name.as_str(), t.role),
+        ("bot", ferroflow_meta::Role::Operator)
+    );
+    assert!(matches!(
+        here.store()
+            .create_token("bot", ferroflow_meta::Role::Viewer, "other")
+            .await,
+        Err(MetaError::AlreadyExists { .. })
+    ));
+    here.store().revoke_token("bot").await.unwrap();
+    assert!(there.token_by_hash(&hash).await.unwrap().is_none());
+    assert!(matches!(
+        there.revoke_token("bot").await,
+        Err(MetaError::NotFound { .. })
+    ));
+}
+
 async fn events_survive_reopening(backend: Backend) {
     let place = Place::new(backend).await;
     {
@@ -790,6 +848,7 @@ both_backends!(
     concurrent_senders_with_retries_get_gap_free_unique_offsets,
     filters_and_offsets,
     listen_wakes_on_a_new_event_and_times_out_empty,
+    listeners_wake_on_events_written_elsewhere,
     events_survive_reopening,
     versions_are_numbered_per_model_under_concurrency,
     stage_changes_follow_the_rules_and_write_their_events,

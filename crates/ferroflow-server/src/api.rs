@@ -48,7 +48,15 @@ pub struct AppState {
     auth: AuthConfig,
     log_root: Arc<std::path::Path>,
     metrics: Arc<Metrics>,
+    /// Permits for waiting clients (long polls and streams): beyond them, 429.
+    listeners: Arc<tokio::sync::Semaphore>,
+    /// Becomes `true` when the server shuts down: waits and streams end.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
+
+/// Waiting clients (long-poll listeners and event streams) a server serves at once by
+/// default.
+pub const DEFAULT_MAX_LISTENERS: usize = 1024;
 
 struct Metrics {
     registry: Registry,
@@ -84,12 +92,38 @@ impl AppState {
             artifacts,
             auth,
             log_root: Arc::from(log_root),
+            listeners: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_LISTENERS)),
+            shutdown: tokio::sync::watch::channel(false).1,
             metrics: Arc::new(Metrics {
                 registry,
                 requests,
                 events_sent,
             }),
         }
+    }
+
+    /// At most `n` waiting clients at once (default [`DEFAULT_MAX_LISTENERS`]).
+    pub fn with_max_listeners(mut self, n: usize) -> Self {
+        self.listeners = Arc::new(tokio::sync::Semaphore::new(n));
+        self
+    }
+
+    /// End long polls and event streams when `shutdown` becomes `true` (graceful shutdown
+    /// otherwise waits for them).
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// A permit for one more waiting client, or 429.
+    fn listener_permit(&self) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+        self.listeners.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_listeners",
+                "this server has as many waiting listeners as it serves; retry later",
+            )
+        })
     }
 
     /// Job types workflow submissions are checked against (default: the built-in ones).
@@ -270,40 +304,62 @@ async fn list_events(
 }
 
 #[utoipa::path(get, path = "/api/events/listen", tag = "events", params(EventQuery),
-    responses((status = 200, description = "Events after `after`; empty when the timeout passed first", body = Vec<Event>),
-              (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "Events after `after`; empty when the timeout passed first (or the server is shutting down)", body = Vec<Event>),
+              (status = 400, body = ErrorBody), (status = 429, description = "Too many waiting listeners", body = ErrorBody)))]
 async fn listen_events(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<Json<Vec<Event>>> {
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000)).min(MAX_LISTEN);
-    let events = s
-        .notifier
-        .listen(&q.filter(), q.after.unwrap_or(0), q.limit()?, timeout)
-        .await?;
+    let (filter, after, limit) = (q.filter(), q.after.unwrap_or(0), q.limit()?);
+    let _permit = s.listener_permit()?;
+    let mut shutdown = s.shutdown.clone();
+    let events = tokio::select! {
+        got = s.notifier.listen(&filter, after, limit, timeout) => got?,
+        _ = shutdown.wait_for(|down| *down) => vec![],
+    };
     Ok(Json(events))
 }
 
 #[utoipa::path(get, path = "/api/events/stream", tag = "events", params(EventQuery),
-    responses((status = 200, description = "Server-sent events, one per event (`id` = offset, data = the event as JSON)")))]
+    responses((status = 200, description = "Server-sent events, one per event (`id` = offset, data = the event as JSON); ends when the server shuts down"),
+              (status = 429, description = "Too many waiting listeners", body = ErrorBody)))]
 async fn stream_events(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<EventQuery>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    // Already shutting down: do not start.
+    if *s.shutdown.borrow() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    let permit = s.listener_permit()?;
     let rx = s.notifier.subscribe(q.filter(), q.after.unwrap_or(0));
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let item = rx.recv().await?;
-        let ev = match item {
-            Ok(e) => SseEvent::default()
-                .id(e.offset.to_string())
-                .event("event")
-                .json_data(&e)
-                .unwrap_or_else(|_| SseEvent::default().event("error")),
-            Err(e) => SseEvent::default().event("error").data(e.to_string()),
-        };
-        Some((Ok(ev), rx))
+    let shutdown = s.shutdown.clone();
+    // The permit lives as long as the stream; the subscription ends when the stream is
+    // dropped (the client went away) or the server shuts down.
+    let stream = futures::stream::unfold((rx, permit), move |(mut rx, permit)| {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let item = tokio::select! {
+                item = rx.recv() => item?,
+                _ = shutdown.wait_for(|down| *down) => return None,
+            };
+            let ev = match item {
+                Ok(e) => SseEvent::default()
+                    .id(e.offset.to_string())
+                    .event("event")
+                    .json_data(&e)
+                    .unwrap_or_else(|_| SseEvent::default().event("error")),
+                Err(e) => SseEvent::default().event("error").data(e.to_string()),
+            };
+            Some((Ok(ev), (rx, permit)))
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// A model to register.

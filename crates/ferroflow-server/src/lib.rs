@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use ferroflow_meta::{ArtifactStore, MetaStore, Notifier, PostgresStore, SqliteStore};
 
-pub use api::{AppState, router};
+pub use api::{AppState, DEFAULT_MAX_LISTENERS, router};
 pub use error::{ApiError, ErrorBody};
 
 /// Settings of a server.
@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Waiting clients (long polls, event streams) served at once; more get 429.
+    pub max_listeners: usize,
     /// Job types workflow submissions are checked against.
     pub job_types: ferroflow_workflow::PluginRegistry,
 }
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             allowed_hosts: vec![],
             allowed_origins: vec![],
             body_limit: 1 << 20,
+            max_listeners: api::DEFAULT_MAX_LISTENERS,
             job_types: ferroflow_workflow::PluginRegistry::with_builtin(),
         }
     }
@@ -101,6 +104,7 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn MetaStore>, Ser
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -122,8 +126,11 @@ impl Server {
             context: format!("resolving {}", config.data_dir.display()),
             source: e,
         })?;
+        let (down, shutdown) = tokio::sync::watch::channel(false);
         let state = AppState::new(Notifier::new(store), artifacts, auth, data_dir.join("logs"))
-            .with_job_types(config.job_types.clone());
+            .with_job_types(config.job_types.clone())
+            .with_max_listeners(config.max_listeners)
+            .with_shutdown(shutdown);
         let (app, _) = router(state, config.body_limit);
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -131,7 +138,11 @@ impl Server {
                 context: format!("binding {}", config.bind),
                 source: e,
             })?;
-        Ok(Server { listener, app })
+        Ok(Server {
+            listener,
+            app,
+            down,
+        })
     }
 
     /// The address actually bound.
@@ -142,13 +153,18 @@ impl Server {
         })
     }
 
-    /// Serve until `shutdown` completes, then finish in-flight requests and return.
+    /// Serve until `shutdown` completes, then end long polls and event streams, finish
+    /// in-flight requests and return.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let down = self.down;
         axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = down.send(true);
+            })
             .await
             .map_err(|e| ServerError::Io {
                 context: "serving".into(),
