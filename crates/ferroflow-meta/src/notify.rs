@@ -1,9 +1,11 @@
 //! Waiting for events: long-poll `listen` and in-process subscriptions.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::{MetaError, Result};
 use crate::store::MetaStore;
@@ -21,20 +23,49 @@ struct PendingSend {
     reply: oneshot::Sender<Result<Event>>,
 }
 
+/// One waiting listener: woken only when an event it wants arrives.
+struct Waiter {
+    filter: EventFilter,
+    after: i64,
+    wake: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    next_id: u64,
+    by_id: HashMap<u64, Waiter>,
+}
+
+/// Removes its waiter when the listen ends (returns, times out or is dropped).
+struct Registration<'a> {
+    waiters: &'a Mutex<Waiters>,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.waiters.lock().by_id.remove(&self.id);
+    }
+}
+
 /// Sends and waits on the event log of a [`MetaStore`].
 ///
 /// Sends are group-committed: concurrent [`Notifier::send`] calls queue to one writer task,
 /// which stores everything waiting in one transaction (one disk sync) and then answers each
 /// caller. A send still returns only after its event is durable.
 ///
-/// Listeners never poll the store: they wait on the newest known offset, which local sends
-/// advance at once and one watcher task per notifier advances for events written by other
-/// processes ([`MetaStore::wait_for_events`]: PostgreSQL `NOTIFY`, SQLite a cheap poll),
-/// only while someone listens. A listener queries the store only when the offset moved.
+/// Listeners neither poll the store nor wake on every event: they register their filter,
+/// and one watcher task per notifier (running only while someone waits) follows the log —
+/// woken by local sends at once and, for events other processes write, by
+/// [`MetaStore::wait_for_events`] (PostgreSQL `NOTIFY`; SQLite one `stat` of its
+/// write-ahead log per 10 ms) — reads each new event once and wakes just the listeners
+/// whose filter it passes.
 #[derive(Clone)]
 pub struct Notifier {
     store: Arc<dyn MetaStore>,
-    latest: Arc<watch::Sender<i64>>,
+    waiters: Arc<Mutex<Waiters>>,
+    /// Something was written through this notifier (or [`Notifier::written`] was called).
+    poke: Arc<Notify>,
     writer: Arc<OnceLock<mpsc::Sender<PendingSend>>>,
     watcher: Arc<OnceLock<()>>,
 }
@@ -44,44 +75,11 @@ impl Notifier {
     pub fn new(store: Arc<dyn MetaStore>) -> Self {
         Notifier {
             store,
-            latest: Arc::new(watch::Sender::new(0)),
+            waiters: Arc::default(),
+            poke: Arc::new(Notify::new()),
             writer: Arc::default(),
             watcher: Arc::default(),
         }
-    }
-
-    /// Start the watcher (once): it follows the store's newest offset while this notifier
-    /// has listeners, and ends when every handle on the notifier is gone.
-    fn watch_store(&self) {
-        self.watcher.get_or_init(|| {
-            let store = self.store.clone();
-            let latest = Arc::downgrade(&self.latest);
-            tokio::spawn(async move {
-                loop {
-                    let Some(tx) = latest.upgrade() else { return };
-                    if tx.receiver_count() == 0 {
-                        drop(tx);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    let known = *tx.borrow();
-                    drop(tx);
-                    match store.wait_for_events(known, WATCH_WAIT).await {
-                        Ok(offset) => {
-                            if let Some(tx) = latest.upgrade() {
-                                tx.send_if_modified(|cur| {
-                                    let newer = offset > *cur;
-                                    *cur = (*cur).max(offset);
-                                    newer
-                                });
-                            }
-                        }
-                        // The store is failing: listeners keep waiting, the watcher retries.
-                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                    }
-                }
-            });
-        });
     }
 
     /// The store underneath.
@@ -90,14 +88,65 @@ impl Notifier {
     }
 
     /// Tell listeners that something was written (after a model-center change, say).
-    pub fn written(&self, offset: i64) {
-        self.latest.send_if_modified(|cur| {
-            if offset > *cur {
-                *cur = offset;
-                true
-            } else {
-                false
-            }
+    pub fn written(&self, _offset: i64) {
+        self.poke.notify_one();
+    }
+
+    /// Start the watcher (once). While listeners wait it reads new events and wakes those
+    /// they match; it ends when every handle on the notifier is gone.
+    fn watch_store(&self) {
+        self.watcher.get_or_init(|| {
+            let store = self.store.clone();
+            let (waiters, poke) = (Arc::downgrade(&self.waiters), Arc::downgrade(&self.poke));
+            tokio::spawn(async move {
+                let mut known: Option<i64> = None;
+                loop {
+                    let (Some(waiters), Some(poke)) = (waiters.upgrade(), poke.upgrade()) else {
+                        return;
+                    };
+                    if waiters.lock().by_id.is_empty() {
+                        // Nobody waits: forget the position (a new listener queries first).
+                        known = None;
+                        drop((waiters, poke));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    let from = match known {
+                        Some(k) => k,
+                        None => match store.latest_offset().await {
+                            Ok(o) => {
+                                // Events up to `o` may have come after a waiting listener's
+                                // query: each queries once more (later listeners query after
+                                // this read, so they see them anyway).
+                                for w in waiters.lock().by_id.values() {
+                                    w.wake.notify_one();
+                                }
+                                known = Some(o);
+                                o
+                            }
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let latest = tokio::select! {
+                        _ = poke.notified() => store.latest_offset().await,
+                        r = store.wait_for_events(from, WATCH_WAIT) => r,
+                    };
+                    match latest {
+                        Ok(latest) if latest > from => {
+                            match wake_matching(&*store, &waiters, from, latest).await {
+                                Ok(upto) => known = Some(upto),
+                                // The store is failing: listeners keep waiting; retry.
+                                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            });
         });
     }
 
@@ -107,7 +156,7 @@ impl Notifier {
         event.validate()?;
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = mpsc::channel(4 * GROUP_COMMIT_MAX);
-            tokio::spawn(group_commit(self.store.clone(), self.latest.clone(), rx));
+            tokio::spawn(group_commit(self.store.clone(), self.poke.clone(), rx));
             tx
         });
         let (reply, answer) = oneshot::channel();
@@ -123,9 +172,7 @@ impl Notifier {
     /// Store several events in one transaction and wake listeners.
     pub async fn send_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
         let stored = self.store.send_events(events).await?;
-        if let Some(last) = stored.iter().map(|e| e.offset).max() {
-            self.written(last);
-        }
+        self.poke.notify_one();
         Ok(stored)
     }
 
@@ -139,18 +186,37 @@ impl Notifier {
         timeout: Duration,
     ) -> Result<Vec<Event>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut rx = self.latest.subscribe();
+        let wake = Arc::new(Notify::new());
+        // Registered before the first query: an event stored while it runs either shows in
+        // the query or wakes us; none falls between.
+        let _registration = {
+            let mut w = self.waiters.lock();
+            let id = w.next_id;
+            w.next_id += 1;
+            w.by_id.insert(
+                id,
+                Waiter {
+                    filter: filter.clone(),
+                    after,
+                    wake: wake.clone(),
+                },
+            );
+            Registration {
+                waiters: &self.waiters,
+                id,
+            }
+        };
         self.watch_store();
         loop {
-            // Marked seen before the query: an event stored after it wakes us again.
-            rx.borrow_and_update();
             let events = self.store.list_events(filter, after, limit).await?;
             if !events.is_empty() {
                 return Ok(events);
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
+            if tokio::time::timeout_at(deadline, wake.notified())
+                .await
+                .is_err()
+            {
+                return Ok(Vec::new());
             }
         }
     }
@@ -191,10 +257,39 @@ impl Notifier {
     }
 }
 
+/// Read the events after `from` up to `latest` (one query per 1000 events for the whole
+/// notifier) and wake the listeners each one matches; returns the offset read up to.
+async fn wake_matching(
+    store: &dyn MetaStore,
+    waiters: &Mutex<Waiters>,
+    from: i64,
+    latest: i64,
+) -> Result<i64> {
+    let mut from = from;
+    while from < latest {
+        let batch = store
+            .list_events(&EventFilter::default(), from, 1000)
+            .await?;
+        let Some(last) = batch.last().map(|e| e.offset) else {
+            break;
+        };
+        for w in waiters.lock().by_id.values() {
+            if batch
+                .iter()
+                .any(|e| e.offset > w.after && w.filter.matches(e))
+            {
+                w.wake.notify_one();
+            }
+        }
+        from = last;
+    }
+    Ok(from)
+}
+
 /// The writer task: takes every waiting send, stores them in one transaction, answers each.
 async fn group_commit(
     store: Arc<dyn MetaStore>,
-    latest: Arc<watch::Sender<i64>>,
+    poke: Arc<Notify>,
     mut rx: mpsc::Receiver<PendingSend>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -208,13 +303,7 @@ async fn group_commit(
         let events = group.iter().map(|p| p.event.clone()).collect();
         match store.send_events(events).await {
             Ok(stored) => {
-                if let Some(last) = stored.iter().map(|e| e.offset).max() {
-                    latest.send_if_modified(|cur| {
-                        let newer = last > *cur;
-                        *cur = (*cur).max(last);
-                        newer
-                    });
-                }
+                poke.notify_one();
                 for (p, e) in group.into_iter().zip(stored) {
                     let _ = p.reply.send(Ok(e));
                 }

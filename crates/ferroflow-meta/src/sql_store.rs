@@ -145,6 +145,9 @@ fn check_new_version(v: &NewModelVersion) -> Result<()> {
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The database's write-ahead log: its size and modification time change with every
+    /// commit of any process, a change counter read with one `stat`.
+    wal: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -169,9 +172,12 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         let store = SqliteStore {
             pool,
             writer: Arc::default(),
+            wal: wal.into(),
         };
         store.migrate(SQLITE_MIGRATIONS).await?;
         Ok(store)
@@ -187,16 +193,27 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Poll the newest offset: `MAX` over the primary key reads one B-tree page, so one
-    /// query per period for the whole process (not per listener) costs next to nothing.
+    /// Watch the write-ahead log's size and modification time (one `stat` per period) and
+    /// read the newest offset only when they changed: another process committed.
     async fn wait_for_events_impl(&self, known: i64, max: Duration) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + max;
+        let stamp = || {
+            std::fs::metadata(&self.wal)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        let mut last = stamp();
+        let mut latest = self.latest_offset().await?;
         loop {
-            let latest = self.latest_offset().await?;
             if latest > known || tokio::time::Instant::now() >= deadline {
                 return Ok(latest);
             }
             tokio::time::sleep(SQLITE_POLL.min(deadline - tokio::time::Instant::now())).await;
+            let now = stamp();
+            if now != last {
+                last = now;
+                latest = self.latest_offset().await?;
+            }
         }
     }
 
