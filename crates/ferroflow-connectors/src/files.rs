@@ -98,12 +98,18 @@ impl FileFormat {
             }
             FileFormat::ArrowIpc => {
                 let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-                let r = arrow_ipc::reader::FileReader::try_new(f, None)
-                    .map_err(|e| ConnectorError::format(&display, e))?;
+                let r = open_ipc(f, &display)?;
                 Ok(r.schema())
             }
         }
     }
+}
+
+/// Open an Arrow IPC file checked by [`crate::ipc::check_ipc_file`] first.
+fn open_ipc(mut f: File, display: &str) -> Result<arrow_ipc::reader::FileReader<File>> {
+    crate::ipc::check_ipc_file(&mut f, display)?;
+    crate::ipc::guard_decode(display, || arrow_ipc::reader::FileReader::try_new(f, None))?
+        .map_err(|e| ConnectorError::format(display, e))
 }
 
 /// Is this a file a reader should skip: hidden, or still being written by convention.
@@ -198,8 +204,7 @@ impl FileReader {
             }
             FileFormat::ArrowIpc => {
                 let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-                let r = arrow_ipc::reader::FileReader::try_new(f, None)
-                    .map_err(|e| ConnectorError::format(&display, e))?;
+                let r = open_ipc(f, &display)?;
                 check(&r.schema())?;
                 FileReader::Ipc(r, display)
             }
@@ -214,9 +219,9 @@ impl FileReader {
                 .next()
                 .transpose()
                 .map_err(|e| ConnectorError::format(&*p, e))?,
-            FileReader::Ipc(r, p) => r
-                .next()
-                .transpose()
+            // arrow-ipc trusts a file's buffer offsets and panics on some corrupt files:
+            // a damaged file must fail its read, naming it, not the process.
+            FileReader::Ipc(r, p) => crate::ipc::guard_decode(p, || r.next().transpose())?
                 .map_err(|e| ConnectorError::format(&*p, e))?,
         };
         // Files may differ from the declared schema in metadata or nullability only.

@@ -24,6 +24,8 @@ mod json;
 mod memory;
 mod print;
 
+pub mod ipc;
+
 pub use crate::csv::CsvOptions;
 pub use deadletter::DeadLetter;
 pub use dirwatch::DirectoryWatchSource;

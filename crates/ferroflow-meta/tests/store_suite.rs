@@ -245,7 +245,7 @@ async fn listeners_wake_on_events_written_elsewhere(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = Instant::now();
         there
-            .send_event(NewEvent::new("remote", &round.to_string(), "T"))
+            .send_event(NewEvent::new("remote", round.to_string(), "T"))
             .await
             .unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), listener)

@@ -46,6 +46,9 @@ pub enum MlError {
     /// An Arrow kernel failed.
     #[error(transparent)]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// A model data file could not be read (corrupt, unsupported).
+    #[error(transparent)]
+    File(#[from] ferroflow_connectors::ConnectorError),
 }
 
 impl MlError {

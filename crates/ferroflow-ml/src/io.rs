@@ -97,6 +97,13 @@ fn vector_of(v: &Value, row: usize, col: &str) -> Result<Vector> {
                 .get("size")
                 .and_then(Value::as_u64)
                 .ok_or_else(|| bad("sparse vector without an integer 'size'"))?;
+            // Flink ML's sizes are Java ints.
+            if size > i32::MAX as u64 {
+                return Err(bad(&format!(
+                    "sparse vector size {size} is larger than {}",
+                    i32::MAX
+                )));
+            }
             let indices = o
                 .get("indices")
                 .and_then(Value::as_array)

@@ -598,11 +598,17 @@ pub fn load_stage(dir: &Path) -> Result<AnyStage> {
             if !path.exists() {
                 break;
             }
-            let file = std::fs::File::open(&path).map_err(|e| MlError::io(path.display(), e))?;
-            let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
-            let schema = reader.schema();
-            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-            tables.push(arrow_select::concat::concat_batches(&schema, &batches)?);
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| MlError::io(path.display(), e))?;
+            let shown = path.display().to_string();
+            ferroflow_connectors::ipc::check_ipc_file(&mut file, &shown)?;
+            let read = ferroflow_connectors::ipc::guard_decode(&shown, || {
+                let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
+                let schema = reader.schema();
+                let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok::<_, MlError>(arrow_select::concat::concat_batches(&schema, &batches)?)
+            })?;
+            tables.push(read?);
         }
         m.set_model_data(&tables)?;
     }

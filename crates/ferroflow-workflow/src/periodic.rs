@@ -88,7 +88,7 @@ impl Periodic {
     /// The first tick strictly after `after_ms` (milliseconds since the epoch).
     pub fn next_after(&self, after_ms: i64) -> Result<i64> {
         if let Some(d) = self.interval {
-            return Ok(after_ms + d.as_millis().max(1) as i64);
+            return Ok(after_ms.saturating_add(d.as_millis().clamp(1, i64::MAX as u128) as i64));
         }
         let expr = self.cron.as_deref().unwrap_or_default();
         let schedule = cron::Schedule::from_str(expr)
@@ -143,6 +143,17 @@ impl Clock for ManualClock {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_next_tick_never_overflows() {
+        let p = Periodic {
+            cron: None,
+            interval: Some(std::time::Duration::from_secs(u64::MAX / 4)),
+            run_at_start: false,
+        };
+        assert_eq!(p.next_after(i64::MAX - 1).unwrap(), i64::MAX);
+    }
+
     use super::*;
 
     #[test]

@@ -165,8 +165,35 @@ impl Model for StandardScalerModel {
 
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
         let t = first(data)?;
-        self.mean = model_vector(t, "mean")?;
-        self.std = model_vector(t, "std")?;
+        let (mean, std) = (model_vector(t, "mean")?, model_vector(t, "std")?);
+        if mean.len() != std.len() {
+            return Err(MlError::Invalid(format!(
+                "model data: 'mean' has {} values but 'std' has {}",
+                mean.len(),
+                std.len()
+            )));
+        }
+        (self.mean, self.std) = (mean, std);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vector::dense_column;
+
+    /// Regression for what fuzzing found: model data whose `mean` and `std` differ in
+    /// length indexed past the shorter one at transform time.
+    #[test]
+    fn model_data_of_mismatched_lengths_is_refused() {
+        let data = RecordBatch::try_from_iter(vec![
+            ("mean", dense_column(&[Some(vec![1.0, 2.0])])),
+            ("std", dense_column(&[Some(vec![1.0])])),
+        ])
+        .unwrap();
+        let mut m = StandardScalerModel::default();
+        let e = m.set_model_data(&[data]).unwrap_err().to_string();
+        assert!(e.contains("'mean' has 2 values but 'std' has 1"), "{e}");
     }
 }
