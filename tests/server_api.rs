@@ -941,3 +941,59 @@ fn sigterm_ends_streams_and_long_polls_within_the_grace_period() {
         );
     }
 }
+
+#[test]
+fn concurrent_uploads_of_one_artifact_leave_a_file_that_matches_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    post(
+        &agent(),
+        &server.url("/api/meta/project"),
+        &json!({"project": "ads", "name": "ads"}),
+    );
+    let url = Arc::new(server.url("/api/artifacts/ads/model.bin"));
+    // Eight different contents of 3 MB each, uploaded at once to the same name.
+    let uploads: Vec<_> = (0..8u8)
+        .map(|i| {
+            let url = url.clone();
+            thread::spawn(move || {
+                let payload = vec![i; 3 << 20];
+                let r = agent().put(url.as_str()).send(&payload[..]).unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    for u in uploads {
+        assert_eq!(u.join().unwrap(), 200);
+    }
+    let (_, rec) = get(&agent(), &server.url("/api/meta/artifact/ads/model.bin"));
+    let uri = rec["body"]["uri"].as_str().unwrap();
+    let bytes = std::fs::read(uri.strip_prefix("file://").unwrap()).unwrap();
+    assert_eq!(bytes.len(), 3 << 20);
+    assert!(
+        bytes.iter().all(|b| *b == bytes[0]),
+        "one upload's bytes, whole"
+    );
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(rec["body"]["content_hash"], format!("sha256:{hash}"));
+    // No temporary file is left beside it.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("artifacts/ads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["model.bin".to_string()]);
+    // What is read back streams the same bytes.
+    let mut r = agent().get(url.as_str()).call().unwrap();
+    assert_eq!(
+        r.body_mut()
+            .with_config()
+            .limit(8 << 20)
+            .read_to_vec()
+            .unwrap(),
+        bytes
+    );
+}

@@ -67,20 +67,35 @@ impl ArtifactStore {
 
     /// Write `bytes` at `relative` (atomically: temporary file, then rename) and hash them.
     pub fn put(&self, relative: &str, bytes: &[u8]) -> Result<StoredArtifact> {
+        let mut up = self.begin(relative)?;
+        up.write(bytes)?;
+        up.finish()
+    }
+
+    /// Start writing `relative`: a temporary file of its own (a unique name beside the
+    /// target, so concurrent uploads never share one), hashed as it is written. Nothing is
+    /// visible at `relative` until [`Upload::finish`]; a dropped upload leaves nothing.
+    /// Blocking I/O: call it (and the upload's methods) off async worker threads.
+    pub fn begin(&self, relative: &str) -> Result<Upload> {
         let path = self.resolve(relative)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        }
-        let tmp = path.with_extension("ff-upload.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-        Ok(StoredArtifact {
-            uri: format!("file://{}", path.display()),
-            sha256: hex(&Sha256::digest(bytes)),
-            size: bytes.len() as u64,
+        let dir = path
+            .parent()
+            .ok_or_else(|| MetaError::Invalid {
+                field: "path",
+                message: format!("'{relative}' names no file"),
+            })?
+            .to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix(".ff-upload-")
+            .tempfile_in(&dir)
+            .map_err(|e| io(&dir, e))?;
+        Ok(Upload {
+            file,
+            path,
+            dir,
+            hash: Sha256::new(),
+            size: 0,
         })
     }
 
@@ -97,14 +112,64 @@ impl ArtifactStore {
     }
 }
 
+/// An artifact being written; see [`ArtifactStore::begin`].
+#[derive(Debug)]
+pub struct Upload {
+    file: tempfile::NamedTempFile,
+    path: PathBuf,
+    dir: PathBuf,
+    hash: Sha256,
+    size: u64,
+}
+
+impl Upload {
+    /// Append a chunk.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.file
+            .write_all(chunk)
+            .map_err(|e| io(self.file.path(), e))?;
+        self.hash.update(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Sync the content, rename it into place and sync the directory: once this returns,
+    /// the artifact survives a crash, and its hash is the hash of exactly what is there.
+    pub fn finish(self) -> Result<StoredArtifact> {
+        let Upload {
+            file,
+            path,
+            dir,
+            hash,
+            size,
+        } = self;
+        file.as_file().sync_all().map_err(|e| io(file.path(), e))?;
+        file.persist(&path).map_err(|e| io(&path, e.error))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(&dir, e))?;
+        Ok(StoredArtifact {
+            uri: format!("file://{}", path.display()),
+            sha256: hex(&hash.finalize()),
+            size,
+        })
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A file-system failure: the server's trouble, never the client's.
 fn io(p: &Path, e: std::io::Error) -> MetaError {
-    MetaError::Invalid {
-        field: "path",
-        message: format!("{}: {e}", p.display()),
+    MetaError::Io {
+        path: p.display().to_string(),
+        source: e,
     }
 }
 

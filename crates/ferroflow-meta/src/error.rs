@@ -53,6 +53,15 @@ pub enum MetaError {
     /// The database failed.
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),
+    /// A file of the store (an artifact) could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result alias for the store.

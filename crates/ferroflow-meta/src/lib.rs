@@ -31,7 +31,7 @@ mod store;
 mod tokens;
 mod types;
 
-pub use artifacts::{ArtifactStore, StoredArtifact};
+pub use artifacts::{ArtifactStore, StoredArtifact, Upload};
 pub use error::{MetaError, Result};
 pub use notify::Notifier;
 pub use records::{NewRecord, Record, RecordKind};

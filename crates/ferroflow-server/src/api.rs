@@ -52,6 +52,8 @@ pub struct AppState {
     listeners: Arc<tokio::sync::Semaphore>,
     /// Becomes `true` when the server shuts down: waits and streams end.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Held while an upload is renamed into place and its record written.
+    artifact_commits: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Waiting clients (long-poll listeners and event streams) a server serves at once by
@@ -94,6 +96,7 @@ impl AppState {
             log_root: Arc::from(log_root),
             listeners: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_LISTENERS)),
             shutdown: tokio::sync::watch::channel(false).1,
+            artifact_commits: Arc::default(),
             metrics: Arc::new(Metrics {
                 registry,
                 requests,
@@ -664,31 +667,82 @@ struct ArtifactQuery {
 #[utoipa::path(put, path = "/api/artifacts/{project}/{name}", tag = "metadata",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     params(("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Artifact name"), ArtifactQuery),
-    responses((status = 200, description = "Stored under the artifact root; its artifact record (uri, kind, content_hash, size) created or updated", body = Record),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 200, description = "Stored under the artifact root (streamed to a temporary file of its own, hashed as it arrives, synced, renamed); its artifact record (uri, kind, content_hash, size) created or updated", body = Record),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 503, description = "The disk failed", body = ErrorBody), (status = 507, description = "The disk is full", body = ErrorBody)))]
 async fn put_artifact(
     State(s): State<AppState>,
     ApiPath((project, name)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<ArtifactQuery>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Json<Record>> {
+    use futures::StreamExt;
     // Validate the record first (project exists, name well-formed), then write the file.
     let store = s.notifier.store();
     store
         .get_record(RecordKind::Project, &project, &project)
         .await?;
-    let draft = NewRecord {
-        project: project.clone(),
-        name: name.clone(),
-        parent: None,
-        body: serde_json::json!({"uri": ""}),
-    };
     if name.contains('/') || name.is_empty() || name == ".." || name == "." {
         return Err(ApiError::bad_request(format!(
             "artifact name '{name}' is not a plain file name"
         )));
     }
-    let stored = s.artifacts.put(&format!("{project}/{name}"), &body)?;
+    // The body goes to a writer on a blocking thread through a small bounded channel:
+    // memory stays bounded whatever the size, and no async worker blocks on the disk.
+    let upload = {
+        let (artifacts, rel) = (s.artifacts.clone(), format!("{project}/{name}"));
+        tokio::task::spawn_blocking(move || artifacts.begin(&rel))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut upload = upload;
+        while let Some(chunk) = rx.blocking_recv() {
+            upload.write(&chunk)?;
+        }
+        Ok::<_, ferroflow_meta::MetaError>(upload)
+    });
+    let mut stream = body.into_data_stream();
+    let mut received = 0usize;
+    let mut failed: Option<ApiError> = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                failed = Some(ApiError::bad_request(format!("reading the upload: {e}")));
+                break;
+            }
+        };
+        received += chunk.len();
+        if received > ARTIFACT_LIMIT {
+            failed = Some(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("artifacts are at most {ARTIFACT_LIMIT} bytes"),
+            ));
+            break;
+        }
+        if tx.send(chunk).await.is_err() {
+            break; // the writer failed: its error is below
+        }
+    }
+    drop(tx);
+    let upload = writer.await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })??;
+    if let Some(e) = failed {
+        return Err(e); // the temporary file goes with `upload`
+    }
+    // One commit at a time: the file renamed last is the one the record describes.
+    let _commit = s.artifact_commits.lock().await;
+    let stored = tokio::task::spawn_blocking(move || upload.finish())
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     let doc = serde_json::json!({
         "uri": stored.uri, "kind": q.kind.unwrap_or_else(|| "file".into()),
         "content_hash": format!("sha256:{}", stored.sha256), "size": stored.size,
@@ -704,7 +758,15 @@ async fn put_artifact(
         }
         Err(_) => {
             store
-                .create_record(RecordKind::Artifact, NewRecord { body: doc, ..draft })
+                .create_record(
+                    RecordKind::Artifact,
+                    NewRecord {
+                        project: project.clone(),
+                        name: name.clone(),
+                        parent: None,
+                        body: doc,
+                    },
+                )
                 .await?
         }
     };
@@ -713,7 +775,7 @@ async fn put_artifact(
 
 #[utoipa::path(get, path = "/api/artifacts/{project}/{name}", tag = "metadata",
     params(("project" = String, Path, description = "Project"), ("name" = String, Path, description = "Artifact name")),
-    responses((status = 200, description = "The artifact's bytes", content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The artifact's bytes (streamed)", content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
 async fn get_artifact(
     State(s): State<AppState>,
     ApiPath((project, name)): ApiPath<(String, String)>,
@@ -722,8 +784,36 @@ async fn get_artifact(
         .store()
         .get_record(RecordKind::Artifact, &project, &name)
         .await?;
-    let bytes = s.artifacts.get(&format!("{project}/{name}"))?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    let path = s.artifacts.resolve(&format!("{project}/{name}"))?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::from(match e.kind() {
+            std::io::ErrorKind::NotFound => ferroflow_meta::MetaError::NotFound {
+                kind: "artifact file",
+                name: format!("{project}/{name}"),
+            },
+            _ => ferroflow_meta::MetaError::Io {
+                path: path.display().to_string(),
+                source: e,
+            },
+        })
+    })?;
+    let stream = futures::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {
@@ -870,7 +960,7 @@ pub fn router(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::O
         .routes(routes!(set_stage))
         .routes(routes!(create_record, list_records))
         .routes(routes!(get_record, update_record, delete_record))
-        .routes(routes!(put_artifact, get_artifact).layer(DefaultBodyLimit::max(ARTIFACT_LIMIT)))
+        .routes(routes!(put_artifact, get_artifact).layer(DefaultBodyLimit::disable()))
         .routes(routes!(submit_workflow, list_workflows))
         .routes(routes!(start_execution, list_executions))
         .routes(routes!(get_execution))

@@ -71,6 +71,11 @@ impl From<MetaError> for ApiError {
                 err.body.details = Some(serde_json::json!({"field": field}));
                 err
             }
+            MetaError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", message)
+            }
             // The store is busy or failing: the client may retry.
             _ => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
