@@ -815,11 +815,8 @@ fn stream_delivers_events_as_server_sent_events() {
     );
 }
 
-#[test]
-fn sigterm_shuts_down_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
-    post(&agent(), &server.url("/api/events"), &json!({"key": "k"}));
+/// SIGTERM the server and wait for it to exit, at most `within`.
+fn sigterm(server: &mut ServerProc, within: Duration) -> std::process::ExitStatus {
     let st = Command::new("kill")
         .arg("-TERM")
         .arg(server.child.id().to_string())
@@ -827,16 +824,24 @@ fn sigterm_shuts_down_gracefully() {
         .unwrap();
     assert!(st.success());
     let t = Instant::now();
-    let status = loop {
+    loop {
         if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
+            return s;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "server did not stop on SIGTERM"
+            t.elapsed() < within,
+            "the server did not stop on SIGTERM within {within:?}"
         );
         thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    post(&agent(), &server.url("/api/events"), &json!({"key": "k"}));
+    let status = sigterm(&mut server, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
 }
 
@@ -915,23 +920,8 @@ fn sigterm_ends_streams_and_long_polls_within_the_grace_period() {
         })
         .collect();
     thread::sleep(Duration::from_millis(300));
-    let st = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the server did not stop on SIGTERM with streams and long polls open"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    // Within the grace period, though streams and long polls are open.
+    let status = sigterm(&mut server, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
     for p in polls {
         assert_eq!(

@@ -6,42 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Stdio};
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::flow::{Flow, wait_until};
+use common::flow::{Flow, Server, wait_until};
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server(flow: &Flow, extra: &[&str]) -> Server {
-    let mut child = flow
-        .cmd(&["server", "--bind", "127.0.0.1:0"])
-        .args(extra)
-        .env_remove("FERROFLOW_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Server { child, url }
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -139,7 +108,7 @@ const NATIVE_MODEL_SPEC: &str = "workflow: promote\nproject: sec\njobs:\n  j: {t
 #[test]
 fn every_route_needs_a_token_with_the_right_role() {
     let flow = Flow::new();
-    let srv = server(&flow, &[]);
+    let srv = flow.server(&[]);
     let admin = admin_token(&flow);
     let viewer = create_token(&flow, &srv, "dashboard", "viewer");
     let operator = create_token(&flow, &srv, "pipeline-bot", "operator");
@@ -266,7 +235,7 @@ fn every_route_needs_a_token_with_the_right_role() {
 #[test]
 fn foreign_hosts_and_origins_are_refused() {
     let flow = Flow::new();
-    let srv = server(&flow, &["--allowed-host", "ferroflow.internal"]);
+    let srv = flow.server(&["--allowed-host", "ferroflow.internal"]);
     let admin = admin_token(&flow);
     let auth = format!("Bearer {admin}");
     let port = srv.url.rsplit(':').next().unwrap().to_string();
@@ -334,7 +303,7 @@ fn foreign_hosts_and_origins_are_refused() {
 #[test]
 fn internal_records_and_logs_belong_to_the_server() {
     let mut flow = Flow::new();
-    let srv = server(&flow, &[]);
+    let srv = flow.server(&[]);
     let admin = admin_token(&flow);
     flow.start_scheduler();
     let spec = flow.path("shell.yaml");
@@ -395,20 +364,7 @@ fn internal_records_and_logs_belong_to_the_server() {
     // A record forged behind the server's back (here: the embedded store) still cannot make
     // it read a file outside its log directory, directly or through a link.
     let je = format!("{exec}.j.1");
-    let forge = |log: &str| {
-        let rec = flow.json(&["meta", "get", "job_execution", "sec", &je]);
-        let mut body = rec["body"].clone();
-        body["log"] = log.into();
-        flow.ok(&[
-            "meta",
-            "update",
-            "job_execution",
-            "sec",
-            &je,
-            "--body",
-            &body.to_string(),
-        ]);
-    };
+    let forge = |log: &str| flow.forge_job_execution("sec", &je, |b| b["log"] = log.into());
     forge("/proc/self/environ");
     let (s, b) = call("GET", &log_url, Some(&admin), None);
     assert_eq!(
@@ -466,18 +422,11 @@ fn a_recycled_pid_is_never_signalled() {
         .arg("120")
         .spawn()
         .unwrap();
-    let mut body = rec["body"].clone();
-    body["pid"] = bystander.id().into();
-    body["process"]["pid"] = bystander.id().into();
-    flow.ok(&[
-        "meta",
-        "update",
-        "job_execution",
-        "sec",
-        &je,
-        "--body",
-        &body.to_string(),
-    ]);
+    let pid = bystander.id();
+    flow.forge_job_execution("sec", &je, |b| {
+        b["pid"] = pid.into();
+        b["process"]["pid"] = pid.into();
+    });
     flow.start_scheduler();
     wait_until(
         "the run is declared failed",

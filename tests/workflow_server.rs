@@ -3,35 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::flow::{Flow, wait_until};
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn server(flow: &Flow) -> Server {
-    let mut child = flow
-        .cmd(&["server", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Server(child, url)
-}
 
 const SPEC: &str = r#"
 workflow: hello
@@ -49,11 +23,11 @@ jobs:
 #[test]
 fn cli_through_the_server() {
     let mut flow = Flow::new();
-    let srv = server(&flow);
+    let srv = flow.server(&[]);
     flow.start_scheduler();
     let spec = flow.path("hello.yaml");
     std::fs::write(&spec, SPEC).unwrap();
-    let s = &srv.1;
+    let s = &srv.url;
     let out = flow.ok(&["workflow", "submit", spec.to_str().unwrap(), "--server", s]);
     assert!(
         out.contains("submitted workflow 'hello' to project 'web'"),
@@ -149,7 +123,7 @@ fn cli_through_the_server() {
 #[test]
 fn the_api_refuses_bad_specs_with_their_line_and_documents_its_routes() {
     let flow = Flow::new();
-    let srv = server(&flow);
+    let srv = flow.server(&[]);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -163,7 +137,7 @@ fn the_api_refuses_bad_specs_with_their_line_and_documents_its_routes() {
     );
     let bad = SPEC.replace("job: greet", "job: greeet");
     let mut resp = agent
-        .post(&format!("{}/api/workflows", srv.1))
+        .post(&format!("{}/api/workflows", srv.url))
         .header("authorization", &auth)
         .send_json(serde_json::json!({"spec": bad, "file": "hello.yaml"}))
         .unwrap();
@@ -176,13 +150,13 @@ fn the_api_refuses_bad_specs_with_their_line_and_documents_its_routes() {
         "{msg}"
     );
     let resp = agent
-        .post(&format!("{}/api/workflows/web/nothing/executions", srv.1))
+        .post(&format!("{}/api/workflows/web/nothing/executions", srv.url))
         .header("authorization", &auth)
         .send_empty()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     let mut resp = agent
-        .get(&format!("{}/api/openapi.json", srv.1))
+        .get(&format!("{}/api/openapi.json", srv.url))
         .header("authorization", &auth)
         .call()
         .unwrap();

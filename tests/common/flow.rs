@@ -162,6 +162,43 @@ impl Flow {
             .unwrap()
     }
 
+    /// `ferroflow server` on this data directory (loopback, a free port; `extra` flags), as
+    /// started for the first time: no token given, so it makes `<data_dir>/token`.
+    pub fn server(&self, extra: &[&str]) -> Server {
+        let mut child = self
+            .cmd(&["server", "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("FERROFLOW_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        Server { child, url }
+    }
+
+    /// Replace fields of a job execution's body behind the server's back (the embedded
+    /// store: whoever holds the data directory).
+    pub fn forge_job_execution(&self, project: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        let rec = self.json(&["meta", "get", "job_execution", project, name]);
+        let mut body = rec["body"].clone();
+        edit(&mut body);
+        self.ok(&[
+            "meta",
+            "update",
+            "job_execution",
+            project,
+            name,
+            "--body",
+            &body.to_string(),
+        ]);
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -170,6 +207,20 @@ impl Flow {
 impl Drop for Flow {
     fn drop(&mut self) {
         self.kill_schedulers();
+    }
+}
+
+/// A running `ferroflow server`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

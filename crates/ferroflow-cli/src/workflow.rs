@@ -130,8 +130,9 @@ pub(crate) struct SchedulerArgs {
     /// A STOPPING job still alive after this long is killed.
     #[arg(long, value_parser = crate::parse_duration, default_value = "20s")]
     stop_timeout: Duration,
-    /// Wait between polls of the event log when idle.
-    #[arg(long, value_parser = crate::parse_duration, default_value = "10ms")]
+    /// Longest idle wait (new events wake the scheduler at once; this bounds periodic
+    /// triggers and liveness checks).
+    #[arg(long, value_parser = crate::parse_duration, default_value = "50ms")]
     poll: Duration,
 }
 

@@ -59,8 +59,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-/// How often a SQLite store looks for events written by other processes while someone waits.
-const SQLITE_POLL: Duration = Duration::from_millis(10);
+/// How often a SQLite store looks (one `stat` of its log) for events written by other
+/// processes while someone waits.
+const SQLITE_POLL: Duration = Duration::from_millis(2);
 
 /// Held while a write transaction is open.
 type WriteGuard = tokio::sync::OwnedMutexGuard<()>;
@@ -145,8 +146,8 @@ fn check_new_version(v: &NewModelVersion) -> Result<()> {
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<tokio::sync::Mutex<()>>,
-    /// The database's write-ahead log: its size and modification time change with every
-    /// commit of any process, a change counter read with one `stat`.
+    /// The database's write-ahead log: its size and modification time change with the
+    /// commits of any process (read with `stat`, never opened).
     wal: std::path::PathBuf,
 }
 
@@ -193,14 +194,22 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Watch the write-ahead log's size and modification time (one `stat` per period) and
-    /// read the newest offset only when they changed: another process committed.
+    /// Watch the write-ahead log's size and modification time (one `stat` per period; the
+    /// file is never opened: closing a descriptor of it would drop SQLite's POSIX locks) and
+    /// read the newest offset only when they changed, or while the log was written in the
+    /// last few milliseconds (file times move in kernel ticks, and a reset log is rewritten in
+    /// place at the same size, so two commits in one tick can look like one).
     async fn wait_for_events_impl(&self, known: i64, max: Duration) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + max;
         let stamp = || {
             std::fs::metadata(&self.wal)
                 .ok()
                 .map(|m| (m.len(), m.modified().ok()))
+        };
+        let recent = |s: &Option<(u64, Option<std::time::SystemTime>)>| {
+            s.and_then(|(_, t)| t)
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < Duration::from_millis(20))
         };
         let mut last = stamp();
         let mut latest = self.latest_offset().await?;
@@ -210,7 +219,7 @@ impl SqliteStore {
             }
             tokio::time::sleep(SQLITE_POLL.min(deadline - tokio::time::Instant::now())).await;
             let now = stamp();
-            if now != last {
+            if now != last || recent(&now) {
                 last = now;
                 latest = self.latest_offset().await?;
             }

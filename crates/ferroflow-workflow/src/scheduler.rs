@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferroflow_meta::{
-    Event, EventFilter, MetaError, MetaStore, NewEvent, NewRecord, Record, RecordKind, RecordWrite,
+    Event, EventFilter, MetaError, MetaStore, NewEvent, NewRecord, Notifier, Record, RecordKind,
+    RecordWrite,
 };
 
 use crate::error::{Result, WorkflowError};
@@ -82,7 +83,9 @@ impl std::fmt::Debug for Launcher {
 /// Scheduler settings.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// Wait between polls of the event log when idle.
+    /// Longest wait when idle. New events end the wait at once (the store's notifier: local
+    /// writes, PostgreSQL `NOTIFY`, a 2 ms check of the SQLite log), so this only bounds how
+    /// late periodic triggers and liveness checks may run.
     pub poll: Duration,
     /// How often records are rescanned for new executions and workflow rules (new ones are
     /// also noticed at once through their events).
@@ -104,7 +107,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
-            poll: Duration::from_millis(10),
+            poll: Duration::from_millis(50),
             rescan: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(60),
@@ -168,6 +171,7 @@ pub struct SchedulerStats {
 /// The scheduler. Run one per store.
 pub struct Scheduler {
     store: Arc<dyn MetaStore>,
+    notifier: Notifier,
     launcher: Launcher,
     clock: Arc<dyn Clock>,
     cfg: SchedulerConfig,
@@ -207,6 +211,7 @@ impl Scheduler {
     /// A scheduler over `store` launching jobs with `launcher`.
     pub fn new(store: Arc<dyn MetaStore>, launcher: Launcher, cfg: SchedulerConfig) -> Self {
         Scheduler {
+            notifier: Notifier::new(store.clone()),
             store,
             launcher,
             clock: Arc::new(SystemClock),
@@ -272,9 +277,19 @@ impl Scheduler {
                     backoff
                 }
             };
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(pause) => {}
+            if backoff.is_zero() {
+                // Idle: woken by the first event after the newest one seen.
+                let (notifier, after) = (self.notifier.clone(), self.global_offset);
+                let all = EventFilter::default();
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = notifier.listen(&all, after, 1, pause) => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
             }
         }
         if let Err(e) = self.flush_offsets(true).await {
