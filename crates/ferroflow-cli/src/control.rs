@@ -199,7 +199,7 @@ impl Client {
                 base: url.trim_end_matches('/').to_string(),
                 token: match &t.token {
                     Some(tok) => Some(tok.clone()),
-                    None => read_token_file(&t.data_dir)?,
+                    None => ferroflow_server::auth::read_token(&t.data_dir)?,
                 },
             },
             None => {
@@ -270,18 +270,6 @@ impl Client {
         }
         Ok(body)
     }
-}
-
-/// The data directory's token, if there is one (a file others may read is refused, as the
-/// server refuses it).
-fn read_token_file(data_dir: &std::path::Path) -> Result<Option<String>, AnyError> {
-    let path = ferroflow_server::auth::token_file(data_dir);
-    if !path.exists() {
-        return Ok(None);
-    }
-    ferroflow_server::auth::load_or_create_token(data_dir)
-        .map(Some)
-        .map_err(Into::into)
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,7 +37,9 @@ pub use notify::Notifier;
 pub use records::{NewRecord, Record, RecordKind};
 pub use sql_store::{PostgresStore, SqliteStore};
 pub use store::{Committed, MetaStore, RecordWrite};
-pub use tokens::{ApiToken, Role, check_secret, new_secret, secret_hash, secrets_match};
+pub use tokens::{
+    ApiToken, Role, check_secret, hashes_match, new_secret, secret_hash, secrets_match,
+};
 pub use types::{
     Event, EventFilter, FLAVORS, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
 };

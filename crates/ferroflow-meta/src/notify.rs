@@ -66,6 +66,8 @@ pub struct Notifier {
     waiters: Arc<Mutex<Waiters>>,
     /// Something was written through this notifier (or [`Notifier::written`] was called).
     poke: Arc<Notify>,
+    /// A listener registered (the watcher sleeps on it while nobody waits).
+    arrival: Arc<Notify>,
     writer: Arc<OnceLock<mpsc::Sender<PendingSend>>>,
     watcher: Arc<OnceLock<()>>,
 }
@@ -77,6 +79,7 @@ impl Notifier {
             store,
             waiters: Arc::default(),
             poke: Arc::new(Notify::new()),
+            arrival: Arc::new(Notify::new()),
             writer: Arc::default(),
             watcher: Arc::default(),
         }
@@ -88,7 +91,7 @@ impl Notifier {
     }
 
     /// Tell listeners that something was written (after a model-center change, say).
-    pub fn written(&self, _offset: i64) {
+    pub fn written(&self) {
         self.poke.notify_one();
     }
 
@@ -97,20 +100,29 @@ impl Notifier {
     fn watch_store(&self) {
         self.watcher.get_or_init(|| {
             let store = self.store.clone();
-            let (waiters, poke) = (Arc::downgrade(&self.waiters), Arc::downgrade(&self.poke));
+            let (waiters, poke, arrival) = (
+                Arc::downgrade(&self.waiters),
+                Arc::downgrade(&self.poke),
+                Arc::downgrade(&self.arrival),
+            );
             tokio::spawn(async move {
                 let mut known: Option<i64> = None;
                 loop {
-                    let (Some(waiters), Some(poke)) = (waiters.upgrade(), poke.upgrade()) else {
+                    let (Some(waiters), Some(poke), Some(arrival)) =
+                        (waiters.upgrade(), poke.upgrade(), arrival.upgrade())
+                    else {
                         return;
                     };
                     if waiters.lock().by_id.is_empty() {
-                        // Nobody waits: forget the position (a new listener queries first).
+                        // Nobody waits: forget the position (a new listener queries first)
+                        // and sleep until one comes, looking now and then whether the
+                        // notifier is gone.
                         known = None;
                         drop((waiters, poke));
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let _ = tokio::time::timeout(WATCH_WAIT, arrival.notified()).await;
                         continue;
                     }
+                    drop(arrival);
                     let from = match known {
                         Some(k) => k,
                         None => match store.latest_offset().await {
@@ -208,6 +220,7 @@ impl Notifier {
             }
         };
         self.watch_store();
+        self.arrival.notify_one();
         loop {
             let events = self.store.list_events(filter, after, limit).await?;
             if !events.is_empty() {

@@ -98,9 +98,12 @@ pub fn secret_hash(secret: &str) -> String {
 /// Whether `presented` is `expected`, in time that does not depend on where they differ
 /// (both are hashed first, so the lengths leak nothing either).
 pub fn secrets_match(presented: &str, expected: &str) -> bool {
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    bool::from(a.ct_eq(&b)) && !expected.is_empty()
+    hashes_match(&secret_hash(presented), &secret_hash(expected)) && !expected.is_empty()
+}
+
+/// Whether two [`secret_hash`]es are equal, in constant time.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// Refuse secrets that are empty, padded or too short to resist guessing.

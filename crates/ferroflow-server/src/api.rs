@@ -147,10 +147,10 @@ impl AppState {
         &self.log_root
     }
 
-    pub(crate) async fn after_write(&self) {
-        if let Ok(o) = self.notifier.store().latest_offset().await {
-            self.notifier.written(o);
-        }
+    /// Wake listeners after a write that did not go through the notifier (its events were
+    /// written by the store itself).
+    pub(crate) fn after_write(&self) {
+        self.notifier.written();
     }
 }
 
@@ -466,7 +466,7 @@ async fn create_version(
     ApiJson(v): ApiJson<NewModelVersion>,
 ) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
     let created = s.notifier.store().create_model_version(&name, v).await?;
-    s.after_write().await;
+    s.after_write();
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -528,7 +528,7 @@ async fn set_stage(
         .store()
         .set_model_stage(&name, version, c.stage)
         .await?;
-    s.after_write().await;
+    s.after_write();
     Ok(Json(v))
 }
 
@@ -691,11 +691,7 @@ async fn put_artifact(
     // memory stays bounded whatever the size, and no async worker blocks on the disk.
     let upload = {
         let (artifacts, rel) = (s.artifacts.clone(), format!("{project}/{name}"));
-        tokio::task::spawn_blocking(move || artifacts.begin(&rel))
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })??
+        tokio::task::spawn_blocking(move || artifacts.begin(&rel)).await??
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);
     let writer = tokio::task::spawn_blocking(move || {
@@ -730,19 +726,13 @@ async fn put_artifact(
         }
     }
     drop(tx);
-    let upload = writer.await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })??;
+    let upload = writer.await??;
     if let Some(e) = failed {
         return Err(e); // the temporary file goes with `upload`
     }
     // One commit at a time: the file renamed last is the one the record describes.
     let _commit = s.artifact_commits.lock().await;
-    let stored = tokio::task::spawn_blocking(move || upload.finish())
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let stored = tokio::task::spawn_blocking(move || upload.finish()).await??;
     let doc = serde_json::json!({
         "uri": stored.uri, "kind": q.kind.unwrap_or_else(|| "file".into()),
         "content_hash": format!("sha256:{}", stored.sha256), "size": stored.size,

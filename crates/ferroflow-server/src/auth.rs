@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use ferroflow_meta::{MetaStore, Role, check_secret, new_secret, secret_hash, secrets_match};
+use ferroflow_meta::{MetaStore, Role, check_secret, hashes_match, new_secret, secret_hash};
 
 use crate::error::ApiError;
 
@@ -36,7 +36,8 @@ pub(crate) fn forbidden(have: &Role, need: Role, what: &str) -> ApiError {
 /// How requests are checked.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    admin_secret: Arc<str>,
+    /// [`secret_hash`] of the start-up admin token (the secret itself is not kept).
+    admin_hash: Arc<str>,
     /// Host names (without port) a request's `Host` may name; empty: any.
     allowed_hosts: Arc<[String]>,
     /// Origins (`scheme://host[:port]`) allowed besides the server's own.
@@ -57,7 +58,7 @@ impl AuthConfig {
     ) -> Result<Self, ferroflow_meta::MetaError> {
         check_secret(admin_secret)?;
         Ok(AuthConfig {
-            admin_secret: Arc::from(admin_secret),
+            admin_hash: Arc::from(secret_hash(admin_secret)),
             allowed_hosts: allowed_hosts
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
@@ -128,13 +129,16 @@ impl AuthConfig {
         if secret.is_empty() {
             return Err(unauthorized("an empty token is not a token"));
         }
-        if secrets_match(secret, &self.admin_secret) {
+        // One hash per request: compared (in constant time) with the admin token's, or
+        // looked up.
+        let hash = secret_hash(secret);
+        if hashes_match(&hash, &self.admin_hash) {
             return Ok(Caller {
                 name: "admin".into(),
                 role: Role::Admin,
             });
         }
-        match store.token_by_hash(&secret_hash(secret)).await? {
+        match store.token_by_hash(&hash).await? {
             Some(t) => Ok(Caller {
                 name: t.name,
                 role: t.role,
@@ -194,49 +198,61 @@ pub enum TokenFileError {
 /// The admin token of a data directory: read from `<data_dir>/token`, or made and written
 /// there (mode 0600, created exclusively) at first start. A file others may read is refused.
 pub fn load_or_create_token(data_dir: &Path) -> Result<String, TokenFileError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(token) = read_token(data_dir)? {
+        return Ok(token);
+    }
     let path = token_file(data_dir);
     let io = |source| TokenFileError::Io {
         path: path.clone(),
         source,
     };
     std::fs::create_dir_all(data_dir).map_err(io)?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(TokenFileError::Unsafe {
-                    path,
-                    message: format!(
-                        "mode {:o} lets others read it; run chmod 600 on it",
-                        mode & 0o777
-                    ),
-                });
-            }
-            let token = text.trim().to_string();
-            check_secret(&token).map_err(|e| TokenFileError::Unsafe {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            Ok(token)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = new_secret().map_err(|e| TokenFileError::Unsafe {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io)?;
-            writeln!(f, "{token}").map_err(io)?;
-            f.sync_all().map_err(io)?;
-            Ok(token)
-        }
-        Err(e) => Err(io(e)),
+    let token = new_secret().map_err(|e| TokenFileError::Unsafe {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    writeln!(f, "{token}").map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(token)
+}
+
+/// The token in `<data_dir>/token`, if the file exists (what a client on this machine
+/// sends). A file others may read, or one holding no usable token, is refused.
+pub fn read_token(data_dir: &Path) -> Result<Option<String>, TokenFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = token_file(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(TokenFileError::Io { path, source }),
+    };
+    let unsafe_file = |message: String| TokenFileError::Unsafe {
+        path: path.clone(),
+        message,
+    };
+    let mode = std::fs::metadata(&path)
+        .map_err(|source| TokenFileError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(unsafe_file(format!(
+            "mode {:o} lets others read it; run chmod 600 on it",
+            mode & 0o777
+        )));
     }
+    let token = text.trim().to_string();
+    check_secret(&token).map_err(|e| unsafe_file(e.to_string()))?;
+    Ok(Some(token))
 }
 
 #[cfg(test)]

@@ -86,6 +86,13 @@ impl From<MetaError> for ApiError {
     }
 }
 
+/// A blocking task (file I/O) panicked or was cancelled: the server's fault.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let status = r.status();

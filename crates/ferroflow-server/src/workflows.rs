@@ -83,7 +83,7 @@ pub(crate) async fn submit_workflow(
     }
     graph.base_dir = r.base_dir.filter(|d| !d.is_empty()).map(Into::into);
     let info = service::submit(s.store(), s.job_types(), &graph).await?;
-    s.after_write().await;
+    s.after_write();
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -124,7 +124,7 @@ pub(crate) async fn start_execution(
     ApiPath((project, workflow)): ApiPath<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Started>)> {
     let execution = service::start(s.store(), &project, &workflow).await?;
-    s.after_write().await;
+    s.after_write();
     Ok((StatusCode::CREATED, Json(Started { project, execution })))
 }
 
@@ -162,7 +162,7 @@ pub(crate) async fn stop_execution(
     ApiPath((project, execution)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     service::stop(s.store(), &project, &execution).await?;
-    s.after_write().await;
+    s.after_write();
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -47,6 +47,11 @@ use crate::status::{
 
 const SENDER: &str = "scheduler";
 
+/// The `error` of an execution the scheduler had to fail for a reason of its own.
+fn undrivable(reason: &str) -> String {
+    format!("the scheduler could not drive this execution: {reason}")
+}
+
 /// One line on the scheduler's standard error (its log).
 fn log(line: &str) {
     eprintln!("[ferroflow scheduler] {line}");
@@ -404,9 +409,10 @@ impl Scheduler {
     async fn fail_record(&mut self, r: &Record, reason: &str) -> Result<()> {
         let key = format!("{}/{}", r.project, r.name);
         log(&format!("execution {key} FAILED: {reason}"));
-        let error = format!("the scheduler could not drive this execution: {reason}");
-        let body = match parse_body::<ExecutionBody>(r) {
-            Ok(mut b) => {
+        let error = undrivable(reason);
+        let readable = parse_body::<ExecutionBody>(r).ok();
+        let body = match readable.clone() {
+            Some(mut b) => {
                 b.status = ExecutionStatus::Failed;
                 b.error = Some(error);
                 b.end_time = Some(now_ms());
@@ -414,7 +420,7 @@ impl Scheduler {
             }
             // Replaced by a readable body (so listings and later scans can read it), the
             // unreadable one kept beside it.
-            Err(_) => {
+            None => {
                 let mut b = to_body(&ExecutionBody {
                     status: ExecutionStatus::Failed,
                     snapshot: r.body["snapshot"].as_str().unwrap_or_default().to_string(),
@@ -445,22 +451,14 @@ impl Scheduler {
         match self.store.commit(vec![write], vec![event]).await {
             Ok(_) => {
                 // Its runs must not outlive it.
-                if let Ok(b) = parse_body::<ExecutionBody>(r) {
-                    for js in b.jobs.values() {
-                        if let (Some(je), true) = (&js.current, active(js.status)) {
-                            self.stop_job_execution(&r.project, je).await;
-                        }
+                for js in readable.iter().flat_map(|b| b.jobs.values()) {
+                    if let (Some(je), true) = (&js.current, active(js.status)) {
+                        self.stop_job_execution(&r.project, je).await;
                     }
                 }
                 Ok(())
             }
-            Err(e) => {
-                let e = WorkflowError::from(e);
-                if e.is_transient() {
-                    return Err(e);
-                }
-                self.item_failed(&key, &r.project, e).await
-            }
+            Err(e) => self.item_failed(&key, &r.project, e.into()).await,
         }
     }
 
@@ -483,9 +481,7 @@ impl Scheduler {
             self.act(&mut exec, &j, Action::Stop, &mut p);
         }
         exec.body.status = ExecutionStatus::Failed;
-        exec.body.error = Some(format!(
-            "the scheduler could not drive this execution: {reason}"
-        ));
+        exec.body.error = Some(undrivable(&reason));
         exec.body.end_time = Some(now_ms());
         p.events.push(execution_event(
             &exec.project,
@@ -493,13 +489,10 @@ impl Scheduler {
             &exec.name,
             ExecutionStatus::Failed,
         ));
-        if let Err(e) = self.commit(&mut exec, p).await {
-            if e.is_transient() {
-                return Err(e);
-            }
-            return self.item_failed(&key, &exec.project, e).await;
+        match self.commit(&mut exec, p).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.item_failed(&key, &exec.project, e).await,
         }
-        Ok(())
     }
 
     async fn load_workflow(&mut self, r: &Record) -> Result<()> {
@@ -957,69 +950,67 @@ impl Scheduler {
     }
 
     async fn apply_to_workflow(&mut self, k: &str, e: &Event) -> Result<()> {
-        {
-            let Some(wf) = self.workflows.get_mut(k) else {
-                return Ok(());
-            };
-            if e.offset <= wf.offset {
-                return Ok(());
-            }
-            wf.offset = e.offset;
-            let Some(action) = evaluate(&wf.rules, &mut wf.states, e) else {
-                return Ok(());
-            };
-            let (project, name) = (wf.project.clone(), wf.name.clone());
-            loop {
-                let rec = self
-                    .store
-                    .get_record(RecordKind::Workflow, &project, &name)
-                    .await?;
-                let wf = &self.workflows[k];
-                let mut body = rec.body.clone();
-                body["scheduler"] = serde_json::json!({"offset": wf.offset, "rules": wf.states});
-                let mut rec2 = rec.clone();
-                rec2.body = body.clone();
-                let (mut writes, mut events) = (vec![], vec![]);
-                match action {
-                    Action::Start => {
-                        let (_, w, ev) = new_execution_writes(&rec2, e.offset)?;
-                        writes = w;
-                        events.push(ev);
-                    }
-                    Action::Stop => {
-                        writes.push(RecordWrite::Update {
-                            kind: RecordKind::Workflow,
-                            project: project.clone(),
-                            name: name.clone(),
-                            body,
-                            expected_revision: Some(rec.revision),
+        let Some(wf) = self.workflows.get_mut(k) else {
+            return Ok(());
+        };
+        if e.offset <= wf.offset {
+            return Ok(());
+        }
+        wf.offset = e.offset;
+        let Some(action) = evaluate(&wf.rules, &mut wf.states, e) else {
+            return Ok(());
+        };
+        let (project, name) = (wf.project.clone(), wf.name.clone());
+        loop {
+            let rec = self
+                .store
+                .get_record(RecordKind::Workflow, &project, &name)
+                .await?;
+            let wf = &self.workflows[k];
+            let mut body = rec.body.clone();
+            body["scheduler"] = serde_json::json!({"offset": wf.offset, "rules": wf.states});
+            let mut rec2 = rec.clone();
+            rec2.body = body.clone();
+            let (mut writes, mut events) = (vec![], vec![]);
+            match action {
+                Action::Start => {
+                    let (_, w, ev) = new_execution_writes(&rec2, e.offset)?;
+                    writes = w;
+                    events.push(ev);
+                }
+                Action::Stop => {
+                    writes.push(RecordWrite::Update {
+                        kind: RecordKind::Workflow,
+                        project: project.clone(),
+                        name: name.clone(),
+                        body,
+                        expected_revision: Some(rec.revision),
+                    });
+                    for ex in self.execs.values().filter(|x| {
+                        x.project == project && x.workflow == name && !x.body.stop_requested
+                    }) {
+                        events.push(NewEvent {
+                            key: name.clone(),
+                            value: "STOP".into(),
+                            event_type: EXECUTION_STOP_REQUESTED.into(),
+                            namespace: project.clone(),
+                            sender: SENDER.into(),
+                            context: Some(ex.name.clone()),
+                            ..Default::default()
                         });
-                        for ex in self.execs.values().filter(|x| {
-                            x.project == project && x.workflow == name && !x.body.stop_requested
-                        }) {
-                            events.push(NewEvent {
-                                key: name.clone(),
-                                value: "STOP".into(),
-                                event_type: EXECUTION_STOP_REQUESTED.into(),
-                                namespace: project.clone(),
-                                sender: SENDER.into(),
-                                context: Some(ex.name.clone()),
-                                ..Default::default()
-                            });
-                        }
                     }
-                    _ => {}
                 }
-                match self.store.commit(writes, events).await {
-                    Ok(_) => break,
-                    Err(MetaError::Conflict(_)) => continue,
-                    Err(err) => return Err(err.into()),
-                }
+                _ => {}
             }
-            self.stats.actions.fetch_add(1, Ordering::Relaxed);
-            if let Some(wf) = self.workflows.get_mut(k) {
-                wf.committed_offset = wf.offset;
+            match self.store.commit(writes, events).await {
+                Ok(_) => break,
+                Err(MetaError::Conflict(_)) => continue,
+                Err(err) => return Err(err.into()),
             }
+        }
+        self.stats.actions.fetch_add(1, Ordering::Relaxed);
+        if let Some(wf) = self.workflows.get_mut(k) {
+            wf.committed_offset = wf.offset;
         }
         Ok(())
     }
@@ -1292,7 +1283,7 @@ impl Scheduler {
     /// group it leads, stay ours until we reap it), in-process runners not at all (they are
     /// cancelled), and a runner launched by an earlier scheduler only when the process with
     /// its pid is provably the one it recorded (see [`crate::process_id`]).
-    fn signal_runner(&mut self, key: &str, b: &JobExecutionBody, signal: libc::c_int) {
+    fn signal_runner(&self, key: &str, b: &JobExecutionBody, signal: libc::c_int) {
         match self.handles.get(key) {
             Some(Handle::Child(c)) => {
                 if let Some(id) = c.id() {
