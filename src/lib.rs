@@ -49,7 +49,8 @@ pub mod prelude {
         MemorySource, PrintSink,
     };
     pub use ferroflow_engine::{
-        AggFunc, Aggregate, DataStream, JobBuilder, JobConfig, JobHandle, JobReport, JobStatus,
-        JoinType, Runtime, SortKey, WatermarkStrategy, WindowSpec,
+        AggFunc, Aggregate, CheckpointConfig, DataStream, EmitMode, JobBuilder, JobConfig,
+        JobHandle, JobReport, JobStatus, JoinType, RestoreFrom, Runtime, SortKey,
+        WatermarkStrategy, WindowSpec,
     };
 }

@@ -143,7 +143,7 @@ fn unbounded_spec_runs_until_its_duration() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("job Cancelled"), "{stderr}");
+    assert!(stderr.contains("job Stopped"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("mean"));
 }
 

@@ -53,6 +53,19 @@ enum Command {
         /// Print metrics every interval while the job runs (e.g. 5s).
         #[arg(long, value_parser = parse_duration)]
         metrics_interval: Option<Duration>,
+        /// Take checkpoints in this directory (instead of the spec's `checkpoint.dir`); a
+        /// re-run of the same command resumes from the newest complete one.
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints (e.g. 1s; default: the spec's, else 1s).
+        #[arg(long, value_parser = parse_duration)]
+        checkpoint_interval: Option<Duration>,
+        /// Start from scratch, ignoring the checkpoints in the directory.
+        #[arg(long)]
+        fresh: bool,
+        /// Resume from this savepoint or checkpoint directory (`<dir>/chk-<n>`).
+        #[arg(long, conflicts_with = "fresh")]
+        from_savepoint: Option<PathBuf>,
     },
     /// Check a YAML job spec and print its nodes without running it.
     Check {
@@ -187,6 +200,10 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             parallelism,
             quiet,
             metrics_interval,
+            checkpoint_dir,
+            checkpoint_interval,
+            fresh,
+            from_savepoint,
         } => {
             let text =
                 std::fs::read_to_string(&spec).map_err(|e| format!("{}: {e}", spec.display()))?;
@@ -196,11 +213,44 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 parsed.parallelism = parallelism;
             }
             let base = spec.parent().map(PathBuf::from).unwrap_or_default();
-            let job = ferroflow_jobspec::build_spec(&parsed, &text, &origin, &base)?;
+            let mut job = ferroflow_jobspec::build_spec(&parsed, &text, &origin, &base)?;
+            let checkpointing = checkpoint_settings(
+                job.checkpointing().cloned(),
+                checkpoint_dir,
+                checkpoint_interval,
+                fresh,
+                from_savepoint,
+            )?;
+            job.set_checkpointing(checkpointing);
             let bounded = job.is_bounded();
             let runtime = Runtime::new()?;
             let handle = runtime.execute(job)?;
-            install_ctrl_c(handle.clone());
+            if let Some(r) = handle.restored() {
+                for s in &r.skipped {
+                    eprintln!("passed over a checkpoint: {s}");
+                }
+                if r.finished {
+                    eprintln!(
+                        "job '{}' already finished (checkpoint {} in {}); its output is committed and nothing runs again (--fresh runs it anew)",
+                        handle.name(),
+                        r.id,
+                        r.path.display()
+                    );
+                } else {
+                    eprintln!(
+                        "restored job '{}' from {} {} ({})",
+                        handle.name(),
+                        if r.savepoint {
+                            "savepoint"
+                        } else {
+                            "checkpoint"
+                        },
+                        r.id,
+                        r.path.display()
+                    );
+                }
+            }
+            install_stop_signals(handle.clone());
             let report = supervise(&handle, bounded, duration, quiet, metrics_interval)?;
             if !quiet {
                 print_metrics(&report);
@@ -303,6 +353,7 @@ fn write_batches(
         node: "output".into(),
         index: 0,
         parallelism: 1,
+        run: String::new(),
     };
     use ferroflow_engine::Sink;
     let mut w = sink.create_writer(&info, first.schema())?;
@@ -335,7 +386,45 @@ async fn shutdown_signal() {
     }
 }
 
-fn install_ctrl_c(handle: JobHandle) {
+/// Checkpoint settings of `ferroflow run`: the spec's, adjusted by the flags.
+fn checkpoint_settings(
+    spec: Option<ferroflow_engine::CheckpointConfig>,
+    dir: Option<PathBuf>,
+    interval: Option<Duration>,
+    fresh: bool,
+    from_savepoint: Option<PathBuf>,
+) -> Result<Option<ferroflow_engine::CheckpointConfig>, AnyError> {
+    use ferroflow_engine::{CheckpointConfig, RestoreFrom};
+    let mut cfg = spec;
+    if let Some(d) = dir {
+        let c = cfg.get_or_insert_with(CheckpointConfig::default);
+        c.dir = Some(d);
+        c.interval = c.interval.or(Some(Duration::from_secs(1)));
+    }
+    if let Some(i) = interval {
+        match cfg.as_mut().filter(|c| c.dir.is_some()) {
+            Some(c) if !i.is_zero() => c.interval = Some(i),
+            Some(_) => return Err("--checkpoint-interval must be above 0".into()),
+            None => {
+                return Err(
+                    "--checkpoint-interval needs a checkpoint directory (--checkpoint-dir or the spec's checkpoint.dir)"
+                        .into(),
+                );
+            }
+        }
+    }
+    if fresh && let Some(c) = cfg.as_mut() {
+        c.restore = RestoreFrom::Fresh;
+    }
+    if let Some(p) = from_savepoint {
+        cfg.get_or_insert_with(CheckpointConfig::default).restore = RestoreFrom::Path(p);
+    }
+    Ok(cfg)
+}
+
+/// Ctrl-C or SIGTERM stops the job with a savepoint (its output committed); a second one
+/// aborts it.
+fn install_stop_signals(handle: JobHandle) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -344,9 +433,18 @@ fn install_ctrl_c(handle: JobHandle) {
             return;
         };
         rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping job '{}'...", handle.name());
-                handle.cancel();
+            for n in 0..2 {
+                shutdown_signal().await;
+                if n == 0 {
+                    eprintln!(
+                        "\nstopping job '{}' (a savepoint, then its output is committed)...",
+                        handle.name()
+                    );
+                    handle.stop();
+                } else {
+                    eprintln!("\naborting job '{}'", handle.name());
+                    handle.cancel();
+                }
             }
         });
     });
@@ -372,8 +470,18 @@ fn supervise(
         b
     });
     let mut last_metrics = Instant::now();
+    let mut stop_asked: Option<Instant> = None;
+    let mut shown = 0;
     loop {
-        if let Some(report) = handle.wait_timeout(Duration::from_millis(100))? {
+        let done = handle.wait_timeout(Duration::from_millis(100))?;
+        if !quiet {
+            let cks = handle.checkpoints();
+            for c in cks.iter().skip(shown) {
+                eprintln!("{}", checkpoint_line(c));
+            }
+            shown = cks.len();
+        }
+        if let Some(report) = done {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
@@ -388,7 +496,15 @@ fn supervise(
         if let Some(d) = duration
             && started.elapsed() >= d
         {
-            handle.cancel();
+            match stop_asked {
+                None => {
+                    handle.stop();
+                    stop_asked = Some(Instant::now());
+                }
+                // A stop that cannot complete (a task stuck) must not hang the command.
+                Some(t) if t.elapsed() > Duration::from_secs(60) => handle.cancel(),
+                Some(_) => {}
+            }
         }
         if let Some(i) = metrics_interval
             && last_metrics.elapsed() >= i
@@ -419,6 +535,21 @@ fn metrics_table(m: &[(String, MetricsSnapshot)]) -> String {
         ));
     }
     s
+}
+
+fn checkpoint_line(c: &ferroflow_engine::CheckpointStats) -> String {
+    format!(
+        "{} {} complete: {:.1} ms, {} bytes, alignment {:.1} ms",
+        if c.savepoint {
+            "savepoint"
+        } else {
+            "checkpoint"
+        },
+        c.id,
+        c.duration.as_secs_f64() * 1e3,
+        c.bytes,
+        c.alignment.as_secs_f64() * 1e3
+    )
 }
 
 fn print_metrics(report: &JobReport) {

@@ -4,7 +4,7 @@
 //! were the same at two consecutive polls (or it was renamed into place, the recommended way
 //! to publish a file); hidden files and `*.tmp`, `*.inprogress`, `*.partial` are ignored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,8 @@ use ferroflow_engine::{InstanceInfo, Source, SourceEvent, SourceReader};
 
 use crate::error::{ConnectorError, Result};
 use crate::files::{FileFormat, FileSetReader, Unit, is_ignored, list_files};
+use crate::splits::FileSplit;
+use ferroflow_engine::state::{StateDecoder, StateEncoder};
 
 /// Watches `dir` for files of one format; unbounded.
 #[derive(Debug, Clone)]
@@ -76,25 +78,124 @@ impl Source for DirectoryWatchSource {
         &self,
         instance: &InstanceInfo,
     ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
-        Ok(Box::new(WatchReader {
+        Ok(Box::new(self.reader(instance, WatchState::default())))
+    }
+
+    fn supports_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn restore_reader(
+        &self,
+        instance: &InstanceInfo,
+        splits: Vec<Vec<u8>>,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        let state = WatchState::merge(&splits, &instance.node)?;
+        Ok(Box::new(self.reader(instance, state)))
+    }
+
+    /// Every new instance skips every file taken before; a file half read goes on at the
+    /// instance that owns its name now.
+    fn assign_splits(
+        &self,
+        splits: Vec<Vec<u8>>,
+        parallelism: usize,
+    ) -> ferroflow_engine::Result<Vec<Vec<Vec<u8>>>> {
+        let all = WatchState::merge(&splits, "directory watch")?;
+        (0..parallelism)
+            .map(|i| {
+                let mine = WatchState {
+                    seen: all.seen.clone(),
+                    pending: all
+                        .pending
+                        .iter()
+                        .filter(|u| owner(&u.path, parallelism) == i)
+                        .cloned()
+                        .collect(),
+                };
+                Ok(vec![mine.encode()?])
+            })
+            .collect()
+    }
+}
+
+impl DirectoryWatchSource {
+    fn reader(&self, instance: &InstanceInfo, state: WatchState) -> WatchReader {
+        let units: Vec<Unit> = state.pending.into_iter().map(Unit::from_split).collect();
+        let total = units.iter().map(|u| u.bytes).sum();
+        WatchReader {
             source: self.clone(),
             instance: instance.index,
             parallelism: instance.parallelism,
-            seen: HashSet::new(),
+            seen: state.seen,
             candidates: HashMap::new(),
-            files: FileSetReader {
-                files: VecDeque::new(),
-                current: None,
-                format: self.format,
-                schema: self.schema.clone(),
-                batch_size: self.batch_size,
-                dead_letter: None,
-                done_bytes: 0,
-                current_size: 0,
-                total: 0,
-            },
+            files: FileSetReader::new(
+                units,
+                self.format,
+                self.schema.clone(),
+                self.batch_size,
+                None,
+                total,
+            ),
             last_poll: None,
-        }))
+        }
+    }
+}
+
+/// The instance of `parallelism` that reads the file at `p` (by a hash of its name).
+fn owner(p: &Path, parallelism: usize) -> usize {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let h = name
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    (h % parallelism.max(1) as u64) as usize
+}
+
+/// A watch reader's checkpointed position: the files taken, and what is left of them.
+#[derive(Debug, Default)]
+struct WatchState {
+    seen: HashSet<PathBuf>,
+    pending: Vec<FileSplit>,
+}
+
+impl WatchState {
+    fn encode(&self) -> ferroflow_engine::Result<Vec<u8>> {
+        let mut e = StateEncoder::new();
+        let mut seen: Vec<&PathBuf> = self.seen.iter().collect();
+        seen.sort();
+        e.u64(seen.len() as u64);
+        for p in seen {
+            FileSplit {
+                path: p.clone(),
+                row_groups: None,
+                skip_rows: 0,
+            }
+            .write(&mut e)?;
+        }
+        e.u64(self.pending.len() as u64);
+        for s in &self.pending {
+            s.write(&mut e)?;
+        }
+        Ok(e.finish())
+    }
+
+    /// The union of several readers' positions.
+    fn merge(splits: &[Vec<u8>], what: &str) -> ferroflow_engine::Result<Self> {
+        let mut out = WatchState::default();
+        for b in splits {
+            let mut d = StateDecoder::new(b, what);
+            for _ in 0..d.count(18)? {
+                out.seen.insert(FileSplit::read(&mut d)?.path);
+            }
+            for _ in 0..d.count(18)? {
+                out.pending.push(FileSplit::read(&mut d)?);
+            }
+            d.end()?;
+        }
+        Ok(out)
     }
 }
 
@@ -112,14 +213,7 @@ struct WatchReader {
 
 impl WatchReader {
     fn owns(&self, p: &Path) -> bool {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let h = name
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-        (h % self.parallelism as u64) as usize == self.instance
+        owner(p, self.parallelism) == self.instance
     }
 
     fn poll(&mut self) -> Result<()> {
@@ -168,5 +262,19 @@ impl SourceReader for WatchReader {
             }
         }
         Ok(SourceEvent::Idle(self.source.poll_interval))
+    }
+
+    fn snapshot(&mut self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        let pending = self
+            .files
+            .splits()?
+            .iter()
+            .map(|b| FileSplit::decode(b, "directory watch"))
+            .collect::<ferroflow_engine::Result<Vec<_>>>()?;
+        let state = WatchState {
+            seen: self.seen.clone(),
+            pending,
+        };
+        Ok(vec![state.encode()?])
     }
 }

@@ -17,6 +17,7 @@ use crate::csv::{CsvFileReader, CsvOptions};
 use crate::deadletter::DeadLetter;
 use crate::error::{ConnectorError, Result};
 use crate::json::JsonFileReader;
+use crate::splits::FileSplit;
 
 /// A file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +347,8 @@ pub(crate) struct Unit {
     pub(crate) path: PathBuf,
     pub(crate) row_groups: Option<Vec<usize>>,
     pub(crate) bytes: u64,
+    /// Rows already read (restored from a checkpoint): skipped when the unit is opened.
+    pub(crate) skip_rows: u64,
 }
 
 impl Unit {
@@ -355,6 +358,25 @@ impl Unit {
             path,
             row_groups: None,
             bytes,
+            skip_rows: 0,
+        }
+    }
+
+    pub(crate) fn from_split(s: FileSplit) -> Self {
+        let bytes = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0);
+        Unit {
+            path: s.path,
+            row_groups: s.row_groups,
+            bytes,
+            skip_rows: s.skip_rows,
+        }
+    }
+
+    pub(crate) fn split(&self, rows_read: u64) -> FileSplit {
+        FileSplit {
+            path: self.path.clone(),
+            row_groups: self.row_groups.clone(),
+            skip_rows: rows_read,
         }
     }
 }
@@ -377,6 +399,7 @@ impl FileSource {
                     path: f.clone(),
                     row_groups: Some(vec![i]),
                     bytes: rg.compressed_size().max(0) as u64,
+                    skip_rows: 0,
                 });
             }
         }
@@ -424,22 +447,41 @@ impl Source for FileSource {
             .filter(|(i, _)| i % instance.parallelism == instance.index)
             .map(|(_, u)| u)
             .collect();
+        self.reader(files)
+    }
+
+    fn supports_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn restore_reader(
+        &self,
+        instance: &InstanceInfo,
+        splits: Vec<Vec<u8>>,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        let units = splits
+            .iter()
+            .map(|b| FileSplit::decode(b, &instance.node).map(Unit::from_split))
+            .collect::<ferroflow_engine::Result<Vec<_>>>()?;
+        self.reader(units)
+    }
+}
+
+impl FileSource {
+    fn reader(&self, files: Vec<Unit>) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
         let total = files.iter().map(|u| u.bytes).sum();
         let dead_letter = match &self.dead_letter {
             Some(p) => Some(Arc::new(DeadLetter::open(p)?)),
             None => None,
         };
-        Ok(Box::new(FileSetReader {
-            files: files.into_iter().collect(),
-            current: None,
-            format: self.format,
-            schema: self.schema.clone(),
-            batch_size: self.batch_size,
+        Ok(Box::new(FileSetReader::new(
+            files,
+            self.format,
+            self.schema.clone(),
+            self.batch_size,
             dead_letter,
-            done_bytes: 0,
-            current_size: 0,
             total,
-        }))
+        )))
     }
 }
 
@@ -447,6 +489,8 @@ impl Source for FileSource {
 pub(crate) struct FileSetReader {
     pub(crate) files: std::collections::VecDeque<Unit>,
     pub(crate) current: Option<FileReader>,
+    /// The unit being read and the rows it has given so far (its checkpointed position).
+    current_unit: Option<(Unit, u64)>,
     pub(crate) format: FileFormat,
     pub(crate) schema: SchemaRef,
     pub(crate) batch_size: usize,
@@ -457,6 +501,28 @@ pub(crate) struct FileSetReader {
 }
 
 impl FileSetReader {
+    pub(crate) fn new(
+        files: Vec<Unit>,
+        format: FileFormat,
+        schema: SchemaRef,
+        batch_size: usize,
+        dead_letter: Option<Arc<DeadLetter>>,
+        total: u64,
+    ) -> Self {
+        FileSetReader {
+            files: files.into_iter().collect(),
+            current: None,
+            current_unit: None,
+            format,
+            schema,
+            batch_size,
+            dead_letter,
+            done_bytes: 0,
+            current_size: 0,
+            total,
+        }
+    }
+
     /// Next batch from the files, `None` when all are read.
     pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
@@ -471,19 +537,58 @@ impl FileSetReader {
                     &self.schema,
                     self.batch_size,
                     self.dead_letter.clone(),
-                    unit.row_groups,
+                    unit.row_groups.clone(),
                 )?);
+                self.current_unit = Some((unit, 0));
             }
             let r = self.current.as_mut().expect("opened above");
+            let (unit, read) = self.current_unit.as_mut().expect("opened above");
             match r.next_batch(&self.schema)? {
-                Some(b) => return Ok(Some(b)),
+                Some(b) => {
+                    let n = b.num_rows() as u64;
+                    let start = *read;
+                    *read += n;
+                    // Rows before the restored position were emitted by an earlier run.
+                    if *read <= unit.skip_rows {
+                        continue;
+                    }
+                    let skip = unit.skip_rows.saturating_sub(start);
+                    return Ok(Some(if skip > 0 {
+                        b.slice(skip as usize, (n - skip) as usize)
+                    } else {
+                        b
+                    }));
+                }
                 None => {
+                    if let Some((unit, read)) = self.current_unit.take()
+                        && read < unit.skip_rows
+                    {
+                        return Err(ConnectorError::format(
+                            unit.path.display(),
+                            format!(
+                                "has {read} rows, fewer than the {} a checkpoint says were read: the file changed since",
+                                unit.skip_rows
+                            ),
+                        ));
+                    }
                     self.current = None;
                     self.done_bytes += self.current_size;
                     self.current_size = 0;
                 }
             }
         }
+    }
+
+    /// What is left to read, as checkpoint splits.
+    pub(crate) fn splits(&self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        if let Some((unit, read)) = &self.current_unit {
+            out.push(unit.split((*read).max(unit.skip_rows)).encode()?);
+        }
+        for u in &self.files {
+            out.push(u.split(u.skip_rows).encode()?);
+        }
+        Ok(out)
     }
 }
 
@@ -493,6 +598,10 @@ impl SourceReader for FileSetReader {
             Some(b) => SourceEvent::Batch(b),
             None => SourceEvent::End,
         })
+    }
+
+    fn snapshot(&mut self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        self.splits()
     }
 
     fn progress(&self) -> Option<Progress> {
@@ -587,16 +696,142 @@ impl Sink for FileSink {
                 self.format.extension()
             ))
         };
-        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir.display(), e))?;
+        let dir = match target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(dir.display(), e))?;
+        let mut w = FileSinkWriter {
+            format: self.format,
+            schema,
+            current: None,
+            target,
+            single,
+            dir,
+            run: instance.run.clone(),
+            index: instance.index,
+            opened: 0,
+            committing: false,
+        };
+        // Jobs without checkpoints write their one file even when no row arrives.
+        w.open()?;
+        Ok(Box::new(w))
+    }
+
+    fn commit(&self, committables: &[Vec<u8>]) -> ferroflow_engine::Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for c in committables {
+            let (pending, visible) = decode_commit(c)?;
+            if pending.exists() {
+                std::fs::rename(&pending, &visible)
+                    .map_err(|e| ConnectorError::io(visible.display(), e))?;
+            } else if !visible.exists() {
+                return Err(ConnectorError::format(
+                    pending.display(),
+                    "a pre-committed part file is gone: output of a completed checkpoint was lost",
+                )
+                .into());
+            }
+            if let Some(d) = visible.parent() {
+                dirs.insert(d.to_path_buf());
+            }
         }
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let tmp = target.with_file_name(format!(".{name}.inprogress"));
+        for d in dirs {
+            sync_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    fn recover(&self, run: &str, committables: &[Vec<u8>]) -> ferroflow_engine::Result<()> {
+        self.commit(committables)?;
+        // Hidden files of this run not committed by the restored checkpoint were written
+        // after it: that output will be written again.
+        let dir = if self.path.extension().is_some() {
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        } else {
+            self.path.clone()
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let prefix = format!(".part-{run}-");
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                let p = e.path();
+                std::fs::remove_file(&p).map_err(|e| ConnectorError::io(p.display(), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(d: &Path) -> Result<()> {
+    File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ConnectorError::io(d.display(), e))
+}
+
+fn encode_commit(pending: &Path, visible: &Path) -> Result<Vec<u8>> {
+    let mut e = ferroflow_engine::state::StateEncoder::new();
+    for p in [pending, visible] {
+        e.str(p.to_str().ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "{}: a path that is not UTF-8 cannot be committed",
+                p.display()
+            ))
+        })?);
+    }
+    Ok(e.finish())
+}
+
+fn decode_commit(b: &[u8]) -> ferroflow_engine::Result<(PathBuf, PathBuf)> {
+    let mut d = ferroflow_engine::state::StateDecoder::new(b, "file sink commit");
+    let pending = PathBuf::from(d.str()?);
+    let visible = PathBuf::from(d.str()?);
+    d.end()?;
+    Ok((pending, visible))
+}
+
+enum Writer {
+    Csv(arrow_csv::Writer<BufWriter<File>>),
+    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
+    Parquet(ArrowWriter<File>),
+    Ipc(arrow_ipc::writer::FileWriter<BufWriter<File>>),
+}
+
+/// Writes one instance's part files. Without checkpoints: one file, renamed into place at
+/// `finish`. With checkpoints: a file per epoch, closed and synced under a hidden name at
+/// each barrier (`pre_commit`) and renamed to `part-<run>-<instance>-<epoch>` when the
+/// checkpoint completes (`Sink::commit`).
+struct FileSinkWriter {
+    format: FileFormat,
+    schema: SchemaRef,
+    /// The open file, its temporary path and rows written to it.
+    current: Option<(Writer, PathBuf, u64)>,
+    target: PathBuf,
+    single: bool,
+    dir: PathBuf,
+    run: String,
+    index: usize,
+    /// Files opened so far (names temporaries uniquely).
+    opened: u64,
+    /// Pre-committed at least once: output goes out through commits, not `finish`.
+    committing: bool,
+}
+
+impl FileSinkWriter {
+    fn open(&mut self) -> ferroflow_engine::Result<()> {
+        self.opened += 1;
+        let tmp = self.dir.join(format!(
+            ".part-{}-{}-{}.inprogress",
+            self.run, self.index, self.opened
+        ));
         let file = File::create(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
-        let display = target.display().to_string();
+        let display = self.target.display().to_string();
         let fmt_err = |e: &dyn std::fmt::Display| ConnectorError::format(&display, e);
         let writer = match self.format {
             FileFormat::Csv(o) => Writer::Csv(
@@ -609,38 +844,55 @@ impl Sink for FileSink {
                 Writer::Json(arrow_json::LineDelimitedWriter::new(BufWriter::new(file)))
             }
             FileFormat::Parquet => Writer::Parquet(
-                ArrowWriter::try_new(file, schema.clone(), None).map_err(|e| fmt_err(&e))?,
+                ArrowWriter::try_new(file, self.schema.clone(), None).map_err(|e| fmt_err(&e))?,
             ),
             FileFormat::ArrowIpc => Writer::Ipc(
-                arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &schema)
+                arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &self.schema)
                     .map_err(|e| fmt_err(&e))?,
             ),
         };
-        Ok(Box::new(FileSinkWriter {
-            writer: Some(writer),
-            tmp,
-            target,
-        }))
+        self.current = Some((writer, tmp, 0));
+        Ok(())
     }
-}
 
-enum Writer {
-    Csv(arrow_csv::Writer<BufWriter<File>>),
-    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
-    Parquet(ArrowWriter<File>),
-    Ipc(arrow_ipc::writer::FileWriter<BufWriter<File>>),
-}
-
-struct FileSinkWriter {
-    writer: Option<Writer>,
-    tmp: PathBuf,
-    target: PathBuf,
+    /// Finish the open file's format, flush and sync it; returns its temporary path.
+    fn close(&mut self) -> ferroflow_engine::Result<Option<(PathBuf, u64)>> {
+        let Some((writer, tmp, rows)) = self.current.take() else {
+            return Ok(None);
+        };
+        let display = self.target.display().to_string();
+        let file = match writer {
+            Writer::Csv(w) => w.into_inner().into_inner().map_err(|e| e.to_string()),
+            Writer::Json(mut w) => w
+                .finish()
+                .map_err(|e| e.to_string())
+                .and_then(|_| w.into_inner().into_inner().map_err(|e| e.to_string())),
+            Writer::Parquet(mut w) => w
+                .finish()
+                .map_err(|e| e.to_string())
+                .and_then(|_| w.inner_mut().try_clone().map_err(|e| e.to_string())),
+            Writer::Ipc(mut w) => w
+                .finish()
+                .map_err(|e| e.to_string())
+                .and_then(|_| w.into_inner().map_err(|e| e.to_string()))
+                .and_then(|b| b.into_inner().map_err(|e| e.to_string())),
+        }
+        .map_err(|e| ConnectorError::format(&display, e))?;
+        file.sync_all()
+            .map_err(|e| ConnectorError::io(tmp.display(), e))?;
+        Ok(Some((tmp, rows)))
+    }
 }
 
 impl SinkWriter for FileSinkWriter {
     fn write(&mut self, batch: RecordBatch) -> ferroflow_engine::Result<()> {
+        if self.current.is_none() {
+            self.open()?;
+        }
         let display = self.target.display().to_string();
-        let r = match self.writer.as_mut().expect("write after finish") {
+        let (w, _, rows) = self.current.as_mut().expect("opened above");
+        *rows += batch.num_rows() as u64;
+        let r = match w {
             Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string()),
             Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string()),
             Writer::Parquet(w) => w.write(&batch).map_err(|e| e.to_string()),
@@ -650,30 +902,49 @@ impl SinkWriter for FileSinkWriter {
     }
 
     fn finish(&mut self) -> ferroflow_engine::Result<()> {
+        if self.committing {
+            // Everything went out through pre-commits; an unflushed tail is a bug upstream.
+            self.abort();
+            return Ok(());
+        }
+        if self.current.is_none() {
+            self.open()?;
+        }
         let display = self.target.display().to_string();
-        let r = match self.writer.take().expect("finish once") {
-            Writer::Csv(w) => w
-                .into_inner()
-                .into_inner()
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Writer::Json(mut w) => w.finish().map_err(|e| e.to_string()).and_then(|_| {
-                w.into_inner()
-                    .into_inner()
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
-            Writer::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-            Writer::Ipc(mut w) => w.finish().map_err(|e| e.to_string()),
-        };
-        r.map_err(|e| ConnectorError::format(&display, e))?;
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| ConnectorError::io(&display, e))?;
+        let (tmp, _) = self.close()?.expect("opened above");
+        std::fs::rename(&tmp, &self.target).map_err(|e| ConnectorError::io(&display, e))?;
         Ok(())
     }
 
+    fn pre_commit(&mut self, epoch: u64) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        if self.single {
+            return Err(ConnectorError::Config(format!(
+                "{}: a sink writing one file cannot commit output at checkpoints or a stop; name a directory instead",
+                self.target.display()
+            ))
+            .into());
+        }
+        self.committing = true;
+        let Some((tmp, rows)) = self.close()? else {
+            return Ok(Vec::new());
+        };
+        if rows == 0 {
+            std::fs::remove_file(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
+            return Ok(Vec::new());
+        }
+        let ext = self.format.extension();
+        let name = format!("part-{}-{}-{epoch}.{ext}", self.run, self.index);
+        let pending = self.dir.join(format!(".{name}.pending"));
+        std::fs::rename(&tmp, &pending).map_err(|e| ConnectorError::io(pending.display(), e))?;
+        sync_dir(&self.dir)?;
+        Ok(vec![encode_commit(&pending, &self.dir.join(name))?])
+    }
+
     fn abort(&mut self) {
-        self.writer = None;
         // Best effort: the temporary file is hidden and ignored by readers anyway.
-        let _ = std::fs::remove_file(&self.tmp);
+        // Pre-committed files stay: a restore commits or removes them.
+        if let Some((_, tmp, _)) = self.current.take() {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }

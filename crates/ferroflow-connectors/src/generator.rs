@@ -13,6 +13,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use ferroflow_engine::{InstanceInfo, Progress, Source, SourceEvent, SourceReader};
 
 use crate::error::{ConnectorError, Result};
+use crate::splits::{Progression, Progressions};
 
 /// How one generated column is filled.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,10 +132,52 @@ impl Source for GeneratorSource {
         &self,
         instance: &InstanceInfo,
     ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        self.reader(
+            instance,
+            Progressions(vec![Progression {
+                next: instance.index as u64,
+                stride: instance.parallelism as u64,
+            }]),
+        )
+    }
+
+    fn supports_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn restore_reader(
+        &self,
+        instance: &InstanceInfo,
+        splits: Vec<Vec<u8>>,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        self.reader(instance, Progressions::decode(&splits, &instance.node)?)
+    }
+
+    fn assign_splits(
+        &self,
+        splits: Vec<Vec<u8>>,
+        parallelism: usize,
+    ) -> ferroflow_engine::Result<Vec<Vec<Vec<u8>>>> {
+        Progression::assign(splits, parallelism, "generator", |p| self.exhausted(p))
+    }
+}
+
+impl GeneratorSource {
+    fn exhausted(&self, p: &Progression) -> bool {
+        self.rows
+            .is_some_and(|total| p.next.saturating_mul(self.batch_size as u64) >= total)
+    }
+
+    fn reader(
+        &self,
+        instance: &InstanceInfo,
+        mut blocks: Progressions,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        blocks.retain(|p| !self.exhausted(p));
         Ok(Box::new(GeneratorReader {
             source: self.clone(),
-            block: instance.index as u64,
-            step: instance.parallelism as u64,
+            blocks,
+            share: instance.parallelism as u64,
             rate: self.rate.map(|r| r / instance.parallelism as f64),
             started: None,
             emitted: 0,
@@ -144,9 +187,10 @@ impl Source for GeneratorSource {
 
 struct GeneratorReader {
     source: GeneratorSource,
-    /// Next block of `batch_size` rows this instance generates.
-    block: u64,
-    step: u64,
+    /// Blocks of `batch_size` rows this instance generates next.
+    blocks: Progressions,
+    /// Parallelism: this instance's share of the rows is about `1 / share`.
+    share: u64,
     rate: Option<f64>,
     started: Option<Instant>,
     emitted: u64,
@@ -193,7 +237,10 @@ impl GeneratorReader {
 impl SourceReader for GeneratorReader {
     fn next(&mut self) -> ferroflow_engine::Result<SourceEvent> {
         let bs = self.source.batch_size as u64;
-        let first = self.block * bs;
+        let Some(block) = self.blocks.peek() else {
+            return Ok(SourceEvent::End);
+        };
+        let first = block.saturating_mul(bs);
         let n = match self.source.rows {
             Some(total) if first >= total => return Ok(SourceEvent::End),
             Some(total) => (total - first).min(bs),
@@ -215,7 +262,9 @@ impl SourceReader for GeneratorReader {
             .map(|(ci, (_, c))| self.column(ci, c, first, n))
             .collect();
         let batch = RecordBatch::try_new(self.source.schema.clone(), cols)?;
-        self.block += self.step;
+        self.blocks.advance(block);
+        let source = &self.source;
+        self.blocks.retain(|p| !source.exhausted(p));
         self.emitted += n as u64;
         Ok(SourceEvent::Batch(batch))
     }
@@ -223,7 +272,11 @@ impl SourceReader for GeneratorReader {
     fn progress(&self) -> Option<Progress> {
         self.source.rows.map(|total| Progress {
             done: self.emitted,
-            total: Some(total.div_ceil(self.step)),
+            total: Some(total.div_ceil(self.share)),
         })
+    }
+
+    fn snapshot(&mut self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        Ok(self.blocks.encode())
     }
 }

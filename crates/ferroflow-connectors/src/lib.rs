@@ -23,6 +23,7 @@ mod generator;
 mod json;
 mod memory;
 mod print;
+mod splits;
 
 pub mod ipc;
 

@@ -9,6 +9,7 @@ use ferroflow_engine::{InstanceInfo, Sink, SinkWriter, Source, SourceEvent, Sour
 use parking_lot::Mutex;
 
 use crate::error::{ConnectorError, Result};
+use crate::splits::{Progression, Progressions};
 
 /// A bounded source over batches held in memory; instances share the batches round robin.
 #[derive(Debug, Clone)]
@@ -56,27 +57,61 @@ impl Source for MemorySource {
     ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
         Ok(Box::new(MemoryReader {
             batches: self.batches.clone(),
-            next: instance.index,
-            step: instance.parallelism,
+            next: Progressions(vec![Progression {
+                next: instance.index as u64,
+                stride: instance.parallelism as u64,
+            }]),
         }))
+    }
+
+    fn supports_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn restore_reader(
+        &self,
+        instance: &InstanceInfo,
+        splits: Vec<Vec<u8>>,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        Ok(Box::new(MemoryReader {
+            batches: self.batches.clone(),
+            next: Progressions::decode(&splits, &instance.node)?,
+        }))
+    }
+
+    fn assign_splits(
+        &self,
+        splits: Vec<Vec<u8>>,
+        parallelism: usize,
+    ) -> ferroflow_engine::Result<Vec<Vec<Vec<u8>>>> {
+        let n = self.batches.len() as u64;
+        Progression::assign(splits, parallelism, "memory source", |p| p.next >= n)
     }
 }
 
 struct MemoryReader {
     batches: Arc<Vec<RecordBatch>>,
-    next: usize,
-    step: usize,
+    /// Indices of the batches still to send.
+    next: Progressions,
 }
 
 impl SourceReader for MemoryReader {
     fn next(&mut self) -> ferroflow_engine::Result<SourceEvent> {
-        match self.batches.get(self.next) {
-            Some(b) => {
-                self.next += self.step;
+        match self
+            .next
+            .peek()
+            .and_then(|i| Some((i, self.batches.get(usize::try_from(i).ok()?)?)))
+        {
+            Some((i, b)) => {
+                self.next.advance(i);
                 Ok(SourceEvent::Batch(b.clone()))
             }
             None => Ok(SourceEvent::End),
         }
+    }
+
+    fn snapshot(&mut self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        Ok(self.next.encode())
     }
 }
 

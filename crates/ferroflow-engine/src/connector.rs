@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 
 use crate::error::Result;
-use crate::operator::InstanceInfo;
+use crate::operator::{InstanceInfo, StateKind};
 
 /// What a source reader produced.
 #[derive(Debug)]
@@ -45,6 +45,38 @@ pub trait Source: Send + Sync {
 
     /// Open the reader of one parallel instance; instances split the input between them.
     fn create_reader(&self, instance: &InstanceInfo) -> Result<Box<dyn SourceReader>>;
+
+    /// `true` when its readers report positions ([`SourceReader::snapshot`]) and can resume
+    /// from them ([`Source::restore_reader`]). A job with checkpoints refuses a source that
+    /// cannot, naming it.
+    fn supports_checkpoints(&self) -> bool {
+        false
+    }
+
+    /// Open the reader of one instance resuming from `splits` (positions taken by
+    /// [`SourceReader::snapshot`], possibly of other instances after rescaling). Called instead
+    /// of [`Source::create_reader`] when a job restores a checkpoint.
+    fn restore_reader(
+        &self,
+        _instance: &InstanceInfo,
+        _splits: Vec<Vec<u8>>,
+    ) -> Result<Box<dyn SourceReader>> {
+        Err(crate::EngineError::Plan(
+            "this source cannot resume from a checkpoint".into(),
+        ))
+    }
+
+    /// Share the splits of every old instance out among `parallelism` new instances (the
+    /// parallelism changed at a restore). The default deals them out in turn; sources whose
+    /// splits can be cut further (generators, partitions) may split them so every instance
+    /// gets work.
+    fn assign_splits(&self, splits: Vec<Vec<u8>>, parallelism: usize) -> Result<Vec<Vec<Vec<u8>>>> {
+        let mut out = vec![Vec::new(); parallelism.max(1)];
+        for (i, s) in splits.into_iter().enumerate() {
+            out[i % parallelism.max(1)].push(s);
+        }
+        Ok(out)
+    }
 }
 
 /// Reads one instance's share of a source. Runs on an I/O thread, never on the CPU pool.
@@ -55,6 +87,16 @@ pub trait SourceReader: Send {
     /// Progress of a bounded reader.
     fn progress(&self) -> Option<Progress> {
         None
+    }
+
+    /// The position reached, at a checkpoint barrier: one entry per split this reader holds
+    /// (what is read next), encoded by the source. Called between two calls of `next`; the
+    /// batches returned so far belong to the checkpoint. Only called when
+    /// [`Source::supports_checkpoints`] says so.
+    fn snapshot(&mut self) -> Result<Vec<Vec<u8>>> {
+        Err(crate::EngineError::Plan(
+            "this source cannot report its position".into(),
+        ))
     }
 }
 
@@ -78,6 +120,27 @@ pub trait Sink: Send + Sync {
         false
     }
 
+    /// What the sink keeps between barriers: [`StateKind::Unsupported`] for sinks that
+    /// gather rows in memory (a model fitted at end of input), which a job with checkpoints
+    /// refuses. Sinks that write at once or pre-commit their files keep the default.
+    fn state_kind(&self) -> StateKind {
+        StateKind::Stateless
+    }
+
+    /// Make the output `committables` describe visible (called once their checkpoint is
+    /// complete, and again with the restored checkpoint's when a job restores, so it must be
+    /// idempotent). Sinks that write at once (memory, print) have nothing to commit: their
+    /// output is at-least-once.
+    fn commit(&self, _committables: &[Vec<u8>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// A job restores a checkpoint of run `run`: commit the checkpoint's `committables`, and
+    /// drop output of that run that was written after it (it will be written again).
+    fn recover(&self, _run: &str, committables: &[Vec<u8>]) -> Result<()> {
+        self.commit(committables)
+    }
+
     /// Open the writer of one parallel instance.
     fn create_writer(
         &self,
@@ -91,8 +154,16 @@ pub trait SinkWriter: Send {
     /// Write a batch.
     fn write(&mut self, batch: RecordBatch) -> Result<()>;
 
-    /// All input has arrived: flush and close.
+    /// All input has arrived: flush and close (jobs without checkpoints).
     fn finish(&mut self) -> Result<()>;
+
+    /// A checkpoint barrier (or, with checkpoints, the end of input, just before `finish`)
+    /// arrived: make what was written so far durable but not yet visible, and say what
+    /// [`Sink::commit`] must do to publish it. `epoch` is unique per instance and run. The
+    /// default (sinks that write at once) flushes nothing and has nothing to commit.
+    fn pre_commit(&mut self, _epoch: u64) -> Result<Vec<Vec<u8>>> {
+        Ok(Vec::new())
+    }
 
     /// The job was cancelled or failed: drop what is half written (temporary files).
     fn abort(&mut self) {}

@@ -47,6 +47,17 @@ pub enum EngineError {
         /// The panic payload, when it was a string.
         message: String,
     },
+    /// Checkpointed state could not be encoded, decoded or used (names the node or file).
+    #[error("checkpoint state: {0}")]
+    State(String),
+    /// A checkpoint could not be written, found or restored.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory or file at fault.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Any other failure, with its message.
     #[error("{0}")]
     Other(String),

@@ -7,7 +7,7 @@ use arrow_select::take::take_record_batch;
 
 use crate::channel::{Channel, SendError};
 use crate::error::{EngineError, Result};
-use crate::hash::hash_rows;
+use crate::hash::{hash_rows, key_group, key_group_owner};
 use crate::message::Message;
 
 /// Resolved partitioning of one edge.
@@ -16,7 +16,8 @@ pub(crate) enum Route {
     /// One channel (instance i to instance i, or everything to instance 0).
     Forward,
     RoundRobin,
-    Hash(Vec<usize>),
+    /// Key columns and the job's number of key groups.
+    Hash(Vec<usize>, u32),
     Broadcast,
 }
 
@@ -56,10 +57,10 @@ impl Router {
                 vec![(i, Message::Data(batch))]
             }
             Route::Broadcast => (0..n).map(|i| (i, Message::Data(batch.clone()))).collect(),
-            Route::Hash(keys) => {
+            Route::Hash(keys, max) => {
                 let cols: Vec<_> = keys.iter().map(|&k| batch.column(k).clone()).collect();
                 hash_rows(&cols, batch.num_rows(), &mut self.hashes)?;
-                split_by_partition(&batch, &self.hashes, n)?
+                split_by_partition(&batch, &self.hashes, n, *max)?
                     .into_iter()
                     .map(|(i, b)| (i, Message::Data(b)))
                     .collect()
@@ -80,10 +81,11 @@ fn split_by_partition(
     batch: &RecordBatch,
     hashes: &[u64],
     n: usize,
+    max: u32,
 ) -> Result<Vec<(usize, RecordBatch)>> {
     let mut idx: Vec<Vec<u32>> = vec![Vec::new(); n];
     for (row, h) in hashes.iter().enumerate() {
-        idx[(*h % n as u64) as usize].push(row as u32);
+        idx[key_group_owner(key_group(*h, max), max, n)].push(row as u32);
     }
     let mut out = Vec::new();
     for (p, rows) in idx.into_iter().enumerate() {

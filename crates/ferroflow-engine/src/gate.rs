@@ -25,7 +25,8 @@ pub(crate) enum GateEvent {
     Watermark(Watermark),
     /// All inputs idle (`true`) or some active again (`false`).
     Idle(bool),
-    Barrier(CheckpointBarrier),
+    /// A barrier aligned on every channel, and how long alignment took.
+    Barrier(CheckpointBarrier, std::time::Duration),
     /// Every channel of this input ended.
     InputEnded(usize),
     /// Every channel ended.
@@ -53,6 +54,8 @@ pub(crate) struct InputGate {
     inputs: usize,
     inputs_ended: Vec<bool>,
     pending_barrier: Option<CheckpointBarrier>,
+    /// When the first channel delivered the pending barrier.
+    pending_since: Option<std::time::Instant>,
     next: usize,
     done: bool,
     report_drained: bool,
@@ -70,6 +73,7 @@ impl InputGate {
             inputs,
             inputs_ended: vec![false; inputs],
             pending_barrier: None,
+            pending_since: None,
             next: 0,
             done: false,
             report_drained: false,
@@ -143,7 +147,12 @@ impl InputGate {
             for c in &mut self.channels {
                 c.at_barrier = false;
             }
-            return Some(GateEvent::Barrier(b));
+            let waited = self
+                .pending_since
+                .take()
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
+            return Some(GateEvent::Barrier(b, waited));
         }
         let all_idle =
             self.channels.iter().all(|c| c.idle && !c.ended) && !self.channels.is_empty();
@@ -228,7 +237,11 @@ impl InputGate {
                                 b.id, p.id
                             ))));
                         }
-                        _ => self.pending_barrier = Some(b),
+                        Some(_) => {}
+                        None => {
+                            self.pending_barrier = Some(b);
+                            self.pending_since = Some(std::time::Instant::now());
+                        }
                     }
                 }
                 Message::EndOfInput => c.ended = true,
@@ -301,12 +314,16 @@ mod tests {
         let b = CheckpointBarrier {
             id: 1,
             timestamp_ms: 0,
+            stop: false,
         };
         c[0].try_send(Message::Barrier(b)).unwrap();
         c[0].try_send(Message::EndOfInput).unwrap();
         c[1].try_send(Message::Barrier(b)).unwrap();
         c[1].try_send(Message::EndOfInput).unwrap();
-        assert!(matches!(block_on(g.next()).unwrap(), GateEvent::Barrier(_)));
+        assert!(matches!(
+            block_on(g.next()).unwrap(),
+            GateEvent::Barrier(..)
+        ));
         let mut events = Vec::new();
         loop {
             let e = block_on(g.next()).unwrap();

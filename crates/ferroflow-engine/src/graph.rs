@@ -9,6 +9,7 @@ use arrow_schema::{Schema, SchemaRef};
 use parking_lot::Mutex;
 
 use crate::channel::ChannelBound;
+use crate::checkpoint::{CheckpointConfig, DEFAULT_MAX_PARALLELISM};
 use crate::connector::{Sink, Source};
 use crate::error::{EngineError, Result, plan_err};
 use crate::operator::OperatorFactory;
@@ -100,6 +101,8 @@ pub(crate) struct GraphInner {
     pub(crate) name: String,
     pub(crate) config: JobConfig,
     pub(crate) nodes: Vec<Node>,
+    pub(crate) checkpoint: Option<CheckpointConfig>,
+    pub(crate) max_parallelism: u32,
 }
 
 impl GraphInner {
@@ -144,8 +147,23 @@ impl JobBuilder {
                 name: name.into(),
                 config,
                 nodes: Vec::new(),
+                checkpoint: None,
+                max_parallelism: DEFAULT_MAX_PARALLELISM,
             })),
         }
+    }
+
+    /// Take checkpoints (and restore from them at start) as `config` says.
+    pub fn with_checkpointing(self, config: CheckpointConfig) -> Self {
+        self.inner.lock().checkpoint = Some(config);
+        self
+    }
+
+    /// Number of key groups (the most parallel instances keyed state can be restored at;
+    /// default 128). Must stay the same across restores.
+    pub fn with_max_parallelism(self, n: u32) -> Self {
+        self.inner.lock().max_parallelism = n;
+        self
     }
 
     /// Add a source node.
@@ -183,10 +201,18 @@ impl JobBuilder {
                 name: String::new(),
                 config: JobConfig::default(),
                 nodes: Vec::new(),
+                checkpoint: None,
+                max_parallelism: DEFAULT_MAX_PARALLELISM,
             },
         );
         if inner.config.parallelism == 0 {
             return plan_err("job parallelism must be at least 1");
+        }
+        if inner.max_parallelism == 0 || inner.max_parallelism > 32_768 {
+            return plan_err(format!(
+                "max parallelism {} is outside 1..=32768",
+                inner.max_parallelism
+            ));
         }
         if !inner
             .nodes
@@ -231,6 +257,16 @@ impl JobGraph {
             NodeKind::Source { source, .. } => source.is_bounded(),
             _ => true,
         })
+    }
+
+    /// Checkpointing settings, if any.
+    pub fn checkpointing(&self) -> Option<&CheckpointConfig> {
+        self.inner.checkpoint.as_ref()
+    }
+
+    /// Replace the checkpointing settings (e.g. from command-line flags).
+    pub fn set_checkpointing(&mut self, config: Option<CheckpointConfig>) {
+        self.inner.checkpoint = config;
     }
 
     /// Node names in the order they were added.

@@ -117,6 +117,18 @@ pub(crate) fn hash_rows(columns: &[ArrayRef], num_rows: usize, out: &mut Vec<u64
     Ok(())
 }
 
+/// The key group of a row hash: keyed state and keyed routing go through a fixed number of
+/// key groups (the job's max parallelism), so state can be split again at another
+/// parallelism.
+pub(crate) fn key_group(hash: u64, max_parallelism: u32) -> u32 {
+    (hash % max_parallelism.max(1) as u64) as u32
+}
+
+/// The instance of `parallelism` that owns key group `kg` (contiguous ranges, as Flink).
+pub(crate) fn key_group_owner(kg: u32, max_parallelism: u32, parallelism: usize) -> usize {
+    (kg as u64 * parallelism as u64 / max_parallelism.max(1) as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

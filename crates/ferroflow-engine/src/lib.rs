@@ -16,7 +16,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod channel;
+pub mod checkpoint;
 mod connector;
+mod coordinator;
 mod error;
 mod exchange;
 mod gate;
@@ -27,9 +29,11 @@ mod metrics;
 mod operator;
 pub mod operators;
 mod runtime;
+pub mod state;
 mod time;
 
 pub use channel::{ChannelBound, HighWater};
+pub use checkpoint::{CheckpointConfig, CheckpointStats, RestoreContext, RestoreFrom, Restored};
 pub use connector::{Progress, Sink, SinkWriter, Source, SourceEvent, SourceReader};
 pub use error::{EngineError, Result};
 pub use graph::{
@@ -39,7 +43,7 @@ pub use graph::{
 pub use message::{CheckpointBarrier, MAX_WATERMARK, Message, Watermark};
 pub use metrics::{MetricsSnapshot, OperatorMetrics};
 pub use operator::{
-    InstanceInfo, Operator, OperatorContext, OperatorFactory, OperatorState, Output,
+    InstanceInfo, Operator, OperatorContext, OperatorFactory, OperatorState, Output, StateKind,
 };
 pub use operators::aggregate::{AggFunc, Aggregate, EmitMode};
 pub use operators::join::JoinType;

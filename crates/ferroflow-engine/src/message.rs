@@ -16,6 +16,9 @@ pub struct CheckpointBarrier {
     pub id: u64,
     /// When the checkpoint was triggered (milliseconds since the epoch).
     pub timestamp_ms: i64,
+    /// A stop's savepoint: every task ends after this barrier, without end-of-input (no
+    /// window fires early; the state is in the savepoint).
+    pub stop: bool,
 }
 
 /// One element on a channel.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use crate::checkpoint::RestoreContext;
 use crate::error::Result;
 use crate::message::Watermark;
 use crate::metrics::OperatorMetrics;
@@ -23,6 +24,10 @@ pub struct InstanceInfo {
     pub index: usize,
     /// Number of parallel instances of the node.
     pub parallelism: usize,
+    /// Names this run of the job; kept across restores from checkpoints, new on a fresh
+    /// start. Sinks put it in the names of the files they commit, so runs never overwrite
+    /// each other's output.
+    pub run: String,
 }
 
 /// Context given to an operator when it opens.
@@ -105,15 +110,36 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Capture state at a checkpoint barrier (`None`: stateless).
+    /// Capture state at a checkpoint barrier (`None`: stateless). Called between two calls
+    /// of the other hooks, once every input delivered the barrier; what was emitted before
+    /// belongs to the checkpoint, the state must hold everything else.
     fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
         Ok(None)
     }
 
-    /// Restore state captured by `snapshot_state`, before `open`.
-    fn restore_state(&mut self, _state: OperatorState) -> Result<()> {
+    /// Restore state captured by `snapshot_state`, before `open`. `states` is this
+    /// instance's own state when the parallelism is unchanged; after rescaling it is the
+    /// states of the old instances that held keys this instance now owns
+    /// ([`StateKind::Keyed`]: keep the rows `ctx.owns_keys` accepts) or a share of the old
+    /// instances' states ([`StateKind::Instance`]: merge them).
+    fn restore_state(&mut self, _states: Vec<OperatorState>, _ctx: &RestoreContext) -> Result<()> {
         Ok(())
     }
+}
+
+/// What state a node's operators keep, for checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateKind {
+    /// None: nothing to save.
+    Stateless,
+    /// State per key of a keyed input: redistributed by key group when rescaled.
+    Keyed,
+    /// State per instance: on rescaling, the old instances' states are shared out among the
+    /// new instances (each old state to one new instance).
+    Instance,
+    /// State that cannot be checkpointed yet: a job with checkpoints is refused, naming the
+    /// node and this reason.
+    Unsupported(String),
 }
 
 /// Makes the operator instances of a node and states their output schema.
@@ -128,4 +154,10 @@ pub trait OperatorFactory: Send + Sync {
 
     /// Create the operator for one parallel instance.
     fn create(&self, instance: &InstanceInfo) -> Result<Box<dyn Operator>>;
+
+    /// The state its operators keep (default: none; stateful operators must say so, or
+    /// their state is lost at a restore).
+    fn state_kind(&self) -> StateKind {
+        StateKind::Stateless
+    }
 }

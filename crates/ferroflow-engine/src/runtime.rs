@@ -6,6 +6,7 @@
 //! `Pending` and frees its thread. Sources and sinks do I/O, so they run on tokio's blocking
 //! threads and never on the CPU pool or on a tokio worker.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +17,20 @@ use futures::executor::ThreadPool;
 use parking_lot::{Condvar, Mutex};
 
 use crate::channel::{Channel, HighWater};
+use crate::checkpoint::{
+    CheckpointStats, LoadedCheckpoint, NodeRole, RestoreContext, RestoreFrom, Restored,
+    SourcePosition, Storage, decode_committables, encode_committables, new_run_id,
+    overlapping_instances,
+};
 use crate::connector::{Progress, SinkWriter, SourceEvent, SourceReader};
+use crate::coordinator::{Coordinator, NodeMeta};
 use crate::error::{EngineError, Result};
 use crate::exchange::{Route, Router};
 use crate::gate::{GateEvent, InputGate};
 use crate::graph::{JobGraph, NodeId, NodeKind, Partitioning, SourceTime};
 use crate::message::Message;
 use crate::metrics::{JobMetrics, MetricsSnapshot, OperatorMetrics};
-use crate::operator::{InstanceInfo, Operator, OperatorContext, Output};
+use crate::operator::{InstanceInfo, Operator, OperatorContext, OperatorState, Output, StateKind};
 use crate::time::{WatermarkStrategy, event_time_millis, millis};
 
 /// Settings of a [`Runtime`].
@@ -42,13 +49,37 @@ pub struct Runtime {
     cpu_threads: usize,
     io: tokio::runtime::Handle,
     owned_io: Option<tokio::runtime::Runtime>,
+    /// Jobs started here (to keep the I/O runtime for those still running at drop).
+    jobs: Mutex<Vec<std::sync::Weak<JobShared>>>,
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if let Some(rt) = self.owned_io.take() {
+        let Some(rt) = self.owned_io.take() else {
+            return;
+        };
+        // Jobs still running need the I/O threads (checkpoint writes, their end): keep them
+        // until those jobs are over.
+        let running: Vec<Arc<JobShared>> = self
+            .jobs
+            .lock()
+            .drain(..)
+            .filter_map(|w| w.upgrade())
+            .filter(|j| !j.state.lock().finished)
+            .collect();
+        if running.is_empty() {
             rt.shutdown_background();
+            return;
         }
+        std::thread::spawn(move || {
+            for j in running {
+                let mut st = j.state.lock();
+                while !st.finished {
+                    j.cond.wait(&mut st);
+                }
+            }
+            rt.shutdown_background();
+        });
     }
 }
 
@@ -87,6 +118,7 @@ impl Runtime {
             cpu_threads,
             io,
             owned_io,
+            jobs: Mutex::new(Vec::new()),
         })
     }
 
@@ -105,15 +137,157 @@ impl Runtime {
     /// Everything that can fail before data flows (opening files, creating operators) fails
     /// here, before any task starts.
     pub fn execute(&self, job: JobGraph) -> Result<JobHandle> {
-        let plan = Plan::new(&job)?;
         let g = &job.inner;
+        let max_par = g.max_parallelism;
+        for id in 0..g.nodes.len() {
+            if job.parallelism(id) > max_par as usize {
+                return Err(EngineError::Plan(format!(
+                    "node '{}': parallelism {} is above the job's max parallelism {max_par} (its number of key groups)",
+                    g.nodes[id].name,
+                    job.parallelism(id)
+                )));
+            }
+        }
+        let cfg = g.checkpoint.clone().unwrap_or_default();
+        let storage = match &cfg.dir {
+            Some(d) => Some(Storage::new(d.clone(), cfg.retain)?),
+            None => None,
+        };
+        if storage.is_some() {
+            check_checkpointable(g)?;
+        }
+        let (loaded, skipped, from_own_dir) = match (&storage, &cfg.restore) {
+            (_, RestoreFrom::Fresh) | (None, RestoreFrom::Latest) => (None, Vec::new(), false),
+            (Some(s), RestoreFrom::Latest) => {
+                let (c, skipped) = LoadedCheckpoint::latest(&s.dir, &g.name)?;
+                (c, skipped, true)
+            }
+            (_, RestoreFrom::Path(p)) => {
+                let c = LoadedCheckpoint::load(p)?;
+                if c.manifest.job != g.name {
+                    return Err(EngineError::Checkpoint {
+                        path: p.display().to_string(),
+                        message: format!(
+                            "is a checkpoint of job '{}', not '{}'",
+                            c.manifest.job, g.name
+                        ),
+                    });
+                }
+                (Some(c), Vec::new(), false)
+            }
+        };
+        if let Some(c) = &loaded {
+            check_restorable(g, c)?;
+        }
+        let newest_on_disk = match &storage {
+            Some(s) => s.newest_id()?,
+            None => 0,
+        };
+        let next_id = match &loaded {
+            Some(c) if from_own_dir => {
+                // Checkpoints newer than the one restored never completed: reuse their ids.
+                if let Some(s) = &storage {
+                    s.discard_after(c.manifest.id)?;
+                }
+                c.manifest.id + 1
+            }
+            Some(c) => c.manifest.id.max(newest_on_disk) + 1,
+            None => newest_on_disk + 1,
+        };
+        // A run that crashed before its first checkpoint committed nothing: the next start
+        // takes its id over and removes what it left.
+        let mut reused_run = false;
+        let run = match (&loaded, &storage) {
+            (Some(c), _) => c.manifest.run.clone(),
+            (None, Some(s)) if cfg.restore == RestoreFrom::Latest => match s.last_run()? {
+                Some(r) => {
+                    reused_run = true;
+                    r
+                }
+                None => new_run_id(),
+            },
+            _ => new_run_id(),
+        };
+        if let Some(s) = &storage {
+            s.record_run(&run)?;
+        }
+        if reused_run {
+            for node in &g.nodes {
+                if let NodeKind::Sink { sink } = &node.kind {
+                    sink.recover(&run, &[]).map_err(|e| e.in_node(&node.name))?;
+                }
+            }
+        }
+        let restored = loaded.as_ref().map(|c| Restored {
+            id: c.manifest.id,
+            path: c.path.clone(),
+            savepoint: c.manifest.savepoint,
+            finished: c.manifest.finished,
+            skipped: skipped.clone(),
+        });
+        // The restored checkpoint's output is committed before anything runs again.
+        if let Some(c) = &loaded {
+            for node in &g.nodes {
+                if let NodeKind::Sink { sink } = &node.kind {
+                    let mut all = Vec::new();
+                    if let Some(entry) = c.node(&node.name) {
+                        for inst in &entry.instances {
+                            if let Some((_, Some(s))) =
+                                c.states.get(&(node.name.clone(), inst.index))
+                            {
+                                all.extend(decode_committables(s, &node.name)?);
+                            }
+                        }
+                    }
+                    sink.recover(&c.manifest.run, &all)
+                        .map_err(|e| e.in_node(&node.name))?;
+                }
+            }
+        }
+
+        let plan = Plan::new(&job)?;
+        let nodes_meta = g
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, n)| NodeMeta {
+                name: n.name.clone(),
+                role: match n.kind {
+                    NodeKind::Source { .. } => NodeRole::Source,
+                    NodeKind::Operator { .. } => NodeRole::Operator,
+                    NodeKind::Sink { .. } => NodeRole::Sink,
+                },
+                parallelism: job.parallelism(id),
+            })
+            .collect();
+        let sinks = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, n)| match &n.kind {
+                NodeKind::Sink { sink } => Some((id, sink.clone())),
+                _ => None,
+            })
+            .collect();
+        let already_finished = loaded.as_ref().is_some_and(|c| c.manifest.finished);
+        let coord = Arc::new(Coordinator::new(
+            storage,
+            cfg.interval,
+            run.clone(),
+            max_par,
+            g.name.clone(),
+            nodes_meta,
+            sinks,
+            self.io.clone(),
+            next_id,
+        ));
         let shared = Arc::new(JobShared {
             name: g.name.clone(),
             cancelled: AtomicBool::new(false),
             state: Mutex::new(JobState {
-                remaining: plan.task_count,
+                remaining: if already_finished { 0 } else { plan.task_count },
                 error: None,
-                finished: false,
+                finished: already_finished,
             }),
             cond: Condvar::new(),
             channels: plan.channels.clone(),
@@ -127,8 +301,20 @@ impl Runtime {
             },
             progress: Mutex::new(Vec::new()),
             started: Instant::now(),
-            finished_at: Mutex::new(None),
+            finished_at: Mutex::new(already_finished.then(Instant::now)),
+            coord: coord.clone(),
+            restored,
         });
+        {
+            let mut jobs = self.jobs.lock();
+            jobs.retain(|w| w.strong_count() > 0);
+            jobs.push(Arc::downgrade(&shared));
+        }
+        if already_finished {
+            // A bounded job that completed: its output was committed above; nothing runs.
+            shared.coord.release();
+            return Ok(JobHandle { shared });
+        }
         let Plan {
             mut gates,
             mut routers,
@@ -136,9 +322,11 @@ impl Runtime {
             tasks,
             ..
         } = plan;
+        let last_barrier = next_id - 1;
 
         // Create every reader, operator and writer first: a failure here starts nothing.
         let mut launches: Vec<Launch> = Vec::new();
+        let mut split_cache: HashMap<NodeId, RescaledSource> = HashMap::new();
         for task in &tasks {
             let par = job.parallelism(task.nodes[0]);
             for i in 0..par {
@@ -147,13 +335,45 @@ impl Runtime {
                     node: g.nodes[id].name.clone(),
                     index: i,
                     parallelism: par,
+                    run: run.clone(),
                 };
                 let task_routers = std::mem::take(&mut routers[task.id][i]);
                 match &g.nodes[head].kind {
                     NodeKind::Source { source, time } => {
-                        let reader = source
-                            .create_reader(&info(head))
-                            .map_err(|e| e.in_node(&g.nodes[head].name))?;
+                        let name = &g.nodes[head].name;
+                        let resume = match &loaded {
+                            Some(c) => source_resume(
+                                c,
+                                name,
+                                par,
+                                i,
+                                source.as_ref(),
+                                &mut split_cache,
+                                head,
+                            )
+                            .map_err(|e| e.in_node(name))?,
+                            None => None,
+                        };
+                        let (reader, max_ts, last_wm): (Box<dyn SourceReader>, i64, i64) =
+                            match resume {
+                                None => (
+                                    source
+                                        .create_reader(&info(head))
+                                        .map_err(|e| e.in_node(name))?,
+                                    i64::MIN,
+                                    i64::MIN,
+                                ),
+                                Some(SourceResume::Finished) => {
+                                    (Box::new(EndedReader), i64::MIN, i64::MIN)
+                                }
+                                Some(SourceResume::At(pos)) => (
+                                    source
+                                        .restore_reader(&info(head), pos.splits)
+                                        .map_err(|e| e.in_node(name))?,
+                                    pos.max_ts,
+                                    pos.last_wm,
+                                ),
+                            };
                         let time = match time {
                             SourceTime::None => TaskTime::None,
                             SourceTime::Event(s) => TaskTime::Event(
@@ -165,42 +385,78 @@ impl Runtime {
                             }
                         };
                         launches.push(Launch::Source(SourceTask {
-                            name: g.nodes[head].name.clone(),
+                            name: name.clone(),
+                            node: head,
+                            index: i,
                             reader,
                             routers: task_routers.into_iter().map(|(_, r)| r).collect(),
                             time,
                             metrics: metrics[head][i].clone(),
                             progress_slot: None,
+                            max_ts,
+                            last_wm,
+                            last_barrier,
                         }));
                     }
                     NodeKind::Sink { sink } => {
+                        let name = &g.nodes[head].name;
+                        let finished = loaded
+                            .as_ref()
+                            .is_some_and(|c| restored_finished(c, name, par, i));
                         let writer = sink
                             .create_writer(&info(head), g.nodes[head].schema.clone())
-                            .map_err(|e| e.in_node(&g.nodes[head].name))?;
+                            .map_err(|e| e.in_node(name))?;
                         launches.push(Launch::Sink(SinkTask {
-                            name: g.nodes[head].name.clone(),
+                            name: name.clone(),
+                            node: head,
+                            index: i,
                             writer,
                             gate: gates[task.id][i].take().expect("sink gate"),
                             metrics: metrics[head][i].clone(),
+                            restored_finished: finished,
+                            last_barrier,
                         }));
                     }
                     NodeKind::Operator { .. } => {
                         let mut chain = Vec::new();
+                        let mut all_finished = true;
                         for &id in &task.nodes {
-                            let op: Box<dyn Operator> = match &g.nodes[id].kind {
-                                NodeKind::Operator { factory } => factory
-                                    .create(&info(id))
-                                    .map_err(|e| e.in_node(&g.nodes[id].name))?,
-                                NodeKind::Sink { sink } => Box::new(InlineSink {
-                                    writer: sink
-                                        .create_writer(&info(id), g.nodes[id].schema.clone())
-                                        .map_err(|e| e.in_node(&g.nodes[id].name))?,
-                                    finished: false,
-                                }),
+                            let name = &g.nodes[id].name;
+                            let (op, is_sink): (Box<dyn Operator>, bool) = match &g.nodes[id].kind {
+                                NodeKind::Operator { factory } => {
+                                    let mut op =
+                                        factory.create(&info(id)).map_err(|e| e.in_node(name))?;
+                                    if let Some(c) = &loaded {
+                                        restore_operator(
+                                            c,
+                                            op.as_mut(),
+                                            &factory.state_kind(),
+                                            info(id),
+                                            max_par,
+                                        )
+                                        .map_err(|e| e.in_node(name))?;
+                                    }
+                                    (op, false)
+                                }
+                                NodeKind::Sink { sink } => (
+                                    Box::new(InlineSink {
+                                        writer: sink
+                                            .create_writer(&info(id), g.nodes[id].schema.clone())
+                                            .map_err(|e| e.in_node(name))?,
+                                        finished: false,
+                                        durable: coord.durable(),
+                                        epoch: last_barrier,
+                                        final_commit: None,
+                                    }),
+                                    true,
+                                ),
                                 NodeKind::Source { .. } => {
                                     unreachable!("chains hold operators and inline sinks")
                                 }
                             };
+                            all_finished &= loaded
+                                .as_ref()
+                                .is_some_and(|c| restored_finished(c, name, par, i));
                             let mut main = Vec::new();
                             let mut side = Vec::new();
                             for (r, ((node, tag), _)) in task_routers.iter().enumerate() {
@@ -212,8 +468,10 @@ impl Runtime {
                                 }
                             }
                             chain.push(ChainOp {
+                                node: id,
                                 info: info(id),
                                 op,
+                                is_sink,
                                 metrics: metrics[id][i].clone(),
                                 main_routers: main,
                                 side_routers: side,
@@ -223,6 +481,7 @@ impl Runtime {
                             chain,
                             routers: task_routers.into_iter().map(|(_, r)| r).collect(),
                             gate: gates[task.id][i].take().expect("operator gate"),
+                            skip_finish: all_finished,
                         }));
                     }
                 }
@@ -247,7 +506,8 @@ impl Runtime {
                     let shared = shared.clone();
                     self.io.spawn_blocking(move || {
                         let name = t.name.clone();
-                        let r = std::panic::catch_unwind(AssertUnwindSafe(move || t.run()))
+                        let s2 = shared.clone();
+                        let r = std::panic::catch_unwind(AssertUnwindSafe(move || t.run(&s2)))
                             .unwrap_or_else(|p| Err(panic_error(&name, p)));
                         shared.task_done(r);
                     });
@@ -256,7 +516,7 @@ impl Runtime {
                     let shared = shared.clone();
                     let name = t.chain[0].info.node.clone();
                     self.cpu.spawn_ok(async move {
-                        let r = AssertUnwindSafe(t.run())
+                        let r = AssertUnwindSafe(t.run(shared.clone()))
                             .catch_unwind()
                             .await
                             .unwrap_or_else(|p| Err(panic_error(&name, p)));
@@ -265,7 +525,232 @@ impl Runtime {
                 }
             }
         }
+        if let Some(interval) = coord.interval.filter(|_| coord.durable()) {
+            let weak = Arc::downgrade(&shared);
+            self.io.spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    if shared.state.lock().finished {
+                        return;
+                    }
+                    shared.coord.trigger(false);
+                }
+            });
+        }
         Ok(JobHandle { shared })
+    }
+}
+
+/// Refuse checkpoints for a job with a node whose state cannot be saved.
+fn check_checkpointable(g: &crate::graph::GraphInner) -> Result<()> {
+    for n in &g.nodes {
+        match &n.kind {
+            NodeKind::Source { source, .. } if !source.supports_checkpoints() => {
+                return Err(EngineError::Plan(format!(
+                    "node '{}': this source cannot record its position, so the job cannot take checkpoints",
+                    n.name
+                )));
+            }
+            NodeKind::Sink { sink } => {
+                if let StateKind::Unsupported(why) = sink.state_kind() {
+                    return Err(EngineError::Plan(format!(
+                        "node '{}': this sink cannot be checkpointed ({why}), so the job cannot take checkpoints",
+                        n.name
+                    )));
+                }
+            }
+            NodeKind::Operator { factory } => {
+                if let StateKind::Unsupported(why) = factory.state_kind() {
+                    return Err(EngineError::Plan(format!(
+                        "node '{}': its state cannot be checkpointed yet ({why}), so the job cannot take checkpoints",
+                        n.name
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoint must fit the job: same key groups, and every node it holds state for is
+/// still there in the same role.
+fn check_restorable(g: &crate::graph::GraphInner, c: &LoadedCheckpoint) -> Result<()> {
+    let err = |message: String| EngineError::Checkpoint {
+        path: c.path.display().to_string(),
+        message,
+    };
+    if c.manifest.max_parallelism != g.max_parallelism {
+        return Err(err(format!(
+            "was taken with max parallelism {}, the job has {}; it cannot change across restores",
+            c.manifest.max_parallelism, g.max_parallelism
+        )));
+    }
+    for entry in &c.manifest.nodes {
+        let has_state = entry.instances.iter().any(|i| i.file.is_some());
+        match g.nodes.iter().find(|n| n.name == entry.name) {
+            None if has_state => {
+                return Err(err(format!(
+                    "holds state of node '{}', which the job no longer has (restore with --fresh to drop it)",
+                    entry.name
+                )));
+            }
+            None => {}
+            Some(n) => {
+                let role = match n.kind {
+                    NodeKind::Source { .. } => NodeRole::Source,
+                    NodeKind::Operator { .. } => NodeRole::Operator,
+                    NodeKind::Sink { .. } => NodeRole::Sink,
+                };
+                if role != entry.role {
+                    return Err(err(format!(
+                        "node '{}' was a {:?} and is now a {:?}; its state cannot be used",
+                        entry.name, entry.role, role
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Did this node's instance (or, after rescaling, every old instance) end before the
+/// checkpoint?
+fn restored_finished(c: &LoadedCheckpoint, name: &str, par: usize, index: usize) -> bool {
+    let Some(entry) = c.node(name) else {
+        return false;
+    };
+    if entry.parallelism == par {
+        entry
+            .instances
+            .iter()
+            .any(|x| x.index == index && x.finished)
+    } else {
+        !entry.instances.is_empty() && entry.instances.iter().all(|x| x.finished)
+    }
+}
+
+enum SourceResume {
+    Finished,
+    At(SourcePosition),
+}
+
+/// The old instances' splits of a rescaled source, shared out once per node.
+struct RescaledSource {
+    assigned: Vec<Vec<Vec<u8>>>,
+    max_ts: i64,
+    last_wm: i64,
+    all_finished: bool,
+}
+
+fn source_resume(
+    c: &LoadedCheckpoint,
+    name: &str,
+    par: usize,
+    index: usize,
+    source: &dyn crate::connector::Source,
+    cache: &mut HashMap<NodeId, RescaledSource>,
+    node: NodeId,
+) -> Result<Option<SourceResume>> {
+    let Some(entry) = c.node(name) else {
+        return Ok(None);
+    };
+    let position = |i: usize| -> Result<Option<SourcePosition>> {
+        match c.states.get(&(name.to_string(), i)) {
+            Some((false, Some(s))) => Ok(Some(SourcePosition::decode(s, name)?)),
+            _ => Ok(None),
+        }
+    };
+    if entry.parallelism == par {
+        if restored_finished(c, name, par, index) {
+            return Ok(Some(SourceResume::Finished));
+        }
+        return Ok(position(index)?.map(SourceResume::At));
+    }
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(node) {
+        let mut splits = Vec::new();
+        let mut max_ts = i64::MAX;
+        let mut last_wm = i64::MAX;
+        let mut any = false;
+        for inst in &entry.instances {
+            if let Some(p) = position(inst.index)? {
+                any = true;
+                splits.extend(p.splits);
+                max_ts = max_ts.min(p.max_ts);
+                last_wm = last_wm.min(p.last_wm);
+            }
+        }
+        let assigned = source.assign_splits(splits, par)?;
+        if assigned.len() != par {
+            return Err(EngineError::Plan(format!(
+                "the source shared its splits among {} instances, not {par}",
+                assigned.len()
+            )));
+        }
+        slot.insert(RescaledSource {
+            assigned,
+            max_ts: if any { max_ts } else { i64::MIN },
+            last_wm: if any { last_wm } else { i64::MIN },
+            all_finished: !any,
+        });
+    }
+    let r = cache.get_mut(&node).expect("inserted");
+    if r.all_finished {
+        return Ok(Some(SourceResume::Finished));
+    }
+    Ok(Some(SourceResume::At(SourcePosition {
+        splits: std::mem::take(&mut r.assigned[index]),
+        max_ts: r.max_ts,
+        last_wm: r.last_wm,
+    })))
+}
+
+/// Give an operator its part of the checkpointed state.
+fn restore_operator(
+    c: &LoadedCheckpoint,
+    op: &mut dyn Operator,
+    kind: &StateKind,
+    info: InstanceInfo,
+    max_par: u32,
+) -> Result<()> {
+    let Some(entry) = c.node(&info.node) else {
+        return Ok(());
+    };
+    let old = entry.parallelism;
+    let from: Vec<usize> = if old == info.parallelism {
+        vec![info.index]
+    } else if *kind == StateKind::Keyed {
+        overlapping_instances(max_par, old, info.parallelism, info.index)
+    } else {
+        (0..old)
+            .filter(|j| j % info.parallelism == info.index)
+            .collect()
+    };
+    let states: Vec<OperatorState> = from
+        .iter()
+        .filter_map(|j| match c.states.get(&(info.node.clone(), *j)) {
+            Some((_, Some(s))) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    if states.is_empty() {
+        return Ok(());
+    }
+    let ctx = RestoreContext {
+        instance: info,
+        old_parallelism: old,
+        max_parallelism: max_par,
+    };
+    op.restore_state(states, &ctx)
+}
+
+/// The reader of a source instance that had ended before the restored checkpoint.
+struct EndedReader;
+
+impl SourceReader for EndedReader {
+    fn next(&mut self) -> Result<SourceEvent> {
+        Ok(SourceEvent::End)
     }
 }
 
@@ -294,8 +779,11 @@ pub enum JobStatus {
     Running,
     /// Every input ended and every sink finished.
     Finished,
-    /// Stopped by [`JobHandle::cancel`].
+    /// Stopped by [`JobHandle::cancel`]: nothing pending was committed.
     Cancelled,
+    /// Stopped by [`JobHandle::stop`]: a last checkpoint (savepoint) was taken and the
+    /// sinks' output committed.
+    Stopped,
     /// A node failed; [`JobHandle::wait`] returns its error.
     Failed,
 }
@@ -309,6 +797,10 @@ pub struct JobReport {
     pub elapsed: Duration,
     /// Metrics per node, in graph order.
     pub metrics: Vec<(String, MetricsSnapshot)>,
+    /// Checkpoints completed, in order.
+    pub checkpoints: Vec<CheckpointStats>,
+    /// The checkpoint the job resumed from.
+    pub restored: Option<Restored>,
 }
 
 impl JobReport {
@@ -324,7 +816,7 @@ struct JobState {
     finished: bool,
 }
 
-struct JobShared {
+pub(crate) struct JobShared {
     name: String,
     cancelled: AtomicBool,
     state: Mutex<JobState>,
@@ -334,6 +826,8 @@ struct JobShared {
     progress: Mutex<Vec<Arc<Mutex<Option<Progress>>>>>,
     started: Instant,
     finished_at: Mutex<Option<Instant>>,
+    pub(crate) coord: Arc<Coordinator>,
+    restored: Option<Restored>,
 }
 
 impl JobShared {
@@ -347,23 +841,47 @@ impl JobShared {
         }
     }
 
-    fn task_done(&self, result: Result<()>) {
+    /// Fail the job with `e` (the first error wins) and stop every task.
+    pub(crate) fn fail(self: &Arc<Self>, e: EngineError) {
         let mut st = self.state.lock();
-        if let Err(e) = result {
-            let shutdown_echo = matches!(e, EngineError::Cancelled);
-            if st.error.is_none() && !shutdown_echo {
-                st.error = Some(e);
-                drop(st);
-                // Stop everything else; the tasks that were blocked see their channels close.
-                self.close_all();
-                st = self.state.lock();
-            }
+        if st.error.is_none() {
+            st.error = Some(e);
         }
+        let done = st.remaining == 0;
+        drop(st);
+        self.coord.abort();
+        // Stop everything else; the tasks that were blocked see their channels close.
+        self.close_all();
+        if done {
+            self.coord.finish_after_io(self);
+        }
+    }
+
+    /// The job is over: wake its waiters.
+    pub(crate) fn mark_finished(&self) {
+        let mut st = self.state.lock();
+        if st.finished {
+            return;
+        }
+        st.finished = true;
+        *self.finished_at.lock() = Some(Instant::now());
+        self.coord.release();
+        self.cond.notify_all();
+    }
+
+    fn task_done(self: &Arc<Self>, result: Result<()>) {
+        if let Err(e) = result
+            && !matches!(e, EngineError::Cancelled)
+        {
+            self.fail(e);
+        }
+        let mut st = self.state.lock();
         st.remaining -= 1;
         if st.remaining == 0 {
-            st.finished = true;
-            *self.finished_at.lock() = Some(Instant::now());
-            self.cond.notify_all();
+            let ok = st.error.is_none() && !self.is_cancelled();
+            drop(st);
+            // With checkpoints the job ends once its last checkpoint is committed.
+            self.coord.tasks_ended(self, ok);
         }
     }
 }
@@ -380,11 +898,31 @@ impl JobHandle {
         &self.shared.name
     }
 
-    /// Stop the job: sources stop reading, every task ends, [`JobHandle::wait`] returns
-    /// [`JobStatus::Cancelled`].
+    /// Abort the job: sources stop reading, every task ends, nothing pending is committed
+    /// (output already committed stays); [`JobHandle::wait`] returns
+    /// [`JobStatus::Cancelled`]. A later run restores the last complete checkpoint.
     pub fn cancel(&self) {
         self.shared.cancelled.store(true, Ordering::Release);
+        self.shared.coord.abort();
         self.shared.close_all();
+    }
+
+    /// Stop the job keeping its work: a last checkpoint (a savepoint, when the job has a
+    /// checkpoint directory) is taken, the sinks commit what they wrote, every task ends
+    /// without end-of-input (no window fires early); [`JobHandle::wait`] then returns
+    /// [`JobStatus::Stopped`]. Returns at once.
+    pub fn stop(&self) {
+        self.shared.coord.request_stop();
+    }
+
+    /// The checkpoint this job resumed from.
+    pub fn restored(&self) -> Option<&Restored> {
+        self.shared.restored.as_ref()
+    }
+
+    /// Checkpoints completed so far.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.shared.coord.stats()
     }
 
     /// The job's status now.
@@ -396,6 +934,8 @@ impl JobHandle {
             JobStatus::Failed
         } else if self.shared.is_cancelled() {
             JobStatus::Cancelled
+        } else if self.shared.coord.stopped() {
+            JobStatus::Stopped
         } else {
             JobStatus::Finished
         }
@@ -452,6 +992,8 @@ impl JobHandle {
             status: self.status(),
             elapsed: end - self.shared.started,
             metrics: self.metrics(),
+            checkpoints: self.shared.coord.stats(),
+            restored: self.shared.restored.clone(),
         }
     }
 
@@ -606,7 +1148,7 @@ impl Plan {
                 let route = match &e.partitioning {
                     _ if forward => Route::Forward,
                     Partitioning::Auto | Partitioning::Rebalance => Route::RoundRobin,
-                    Partitioning::Hash(keys) => Route::Hash(keys.clone()),
+                    Partitioning::Hash(keys) => Route::Hash(keys.clone(), g.max_parallelism),
                     Partitioning::Broadcast => Route::Broadcast,
                     Partitioning::Single => Route::Forward,
                 };
@@ -675,22 +1217,63 @@ fn now_ms() -> i64 {
 
 struct SourceTask {
     name: String,
+    node: NodeId,
+    index: usize,
     reader: Box<dyn SourceReader>,
     routers: Vec<Router>,
     time: TaskTime,
     metrics: Arc<OperatorMetrics>,
     progress_slot: Option<Arc<Mutex<Option<Progress>>>>,
+    /// Event-time clock (restored from a checkpoint).
+    max_ts: i64,
+    last_wm: i64,
+    last_barrier: u64,
 }
 
 impl SourceTask {
-    fn run(&mut self, shared: &JobShared) -> Result<()> {
-        let mut max_ts = i64::MIN;
-        let mut last_wm = i64::MIN;
+    fn run(&mut self, shared: &Arc<JobShared>) -> Result<()> {
         let mut last_data = Instant::now();
         let mut idle = false;
+        if self.last_wm > i64::MIN {
+            // Restored: downstream gates start from nothing; a source with nothing new to
+            // read must not hold their watermark back.
+            let mut outbox = Vec::new();
+            broadcast(
+                &mut outbox,
+                self.routers.len(),
+                Message::Watermark(self.last_wm),
+            );
+            self.flush(outbox)?;
+        }
         loop {
             if shared.is_cancelled() {
                 return Err(EngineError::Cancelled);
+            }
+            if let Some(b) = shared.coord.source_barrier(self.last_barrier) {
+                // Between two reads: everything sent so far belongs to checkpoint b.
+                self.last_barrier = b.id;
+                let state = if shared.coord.durable() {
+                    let splits = self.reader.snapshot().map_err(|e| e.in_node(&self.name))?;
+                    Some(
+                        SourcePosition {
+                            splits,
+                            max_ts: self.max_ts,
+                            last_wm: self.last_wm,
+                        }
+                        .encode(),
+                    )
+                } else {
+                    None
+                };
+                shared
+                    .coord
+                    .ack(shared, b.id, self.node, self.index, state, Duration::ZERO);
+                let mut outbox = Vec::new();
+                broadcast(&mut outbox, self.routers.len(), Message::Barrier(b));
+                self.flush(outbox)?;
+                if b.stop {
+                    return Ok(());
+                }
             }
             let started = Instant::now();
             let event = self.reader.next().map_err(|e| e.in_node(&self.name))?;
@@ -715,9 +1298,10 @@ impl SourceTask {
                             let ts = event_time_millis(b.column(*col), &s.time_column)
                                 .map_err(|e| e.in_node(&self.name))?;
                             if let Some(m) = ts.iter().max() {
-                                max_ts = max_ts.max(*m);
+                                self.max_ts = self.max_ts.max(*m);
                             }
-                            let wm = max_ts
+                            let wm = self
+                                .max_ts
                                 .saturating_sub(millis(s.max_out_of_orderness))
                                 .saturating_sub(1);
                             (b, Some(wm))
@@ -736,9 +1320,9 @@ impl SourceTask {
                     };
                     broadcast(&mut outbox, self.routers.len(), Message::Data(b));
                     if let Some(wm) = wm
-                        && wm > last_wm
+                        && wm > self.last_wm
                     {
-                        last_wm = wm;
+                        self.last_wm = wm;
                         broadcast(&mut outbox, self.routers.len(), Message::Watermark(wm));
                     }
                 }
@@ -746,8 +1330,8 @@ impl SourceTask {
                     if let TaskTime::Ingestion(_) = self.time {
                         // Processing time passes while idle: windows must still close.
                         let wm = now_ms() - 1;
-                        if wm > last_wm {
-                            last_wm = wm;
+                        if wm > self.last_wm {
+                            self.last_wm = wm;
                             broadcast(&mut outbox, self.routers.len(), Message::Watermark(wm));
                         }
                     }
@@ -762,7 +1346,8 @@ impl SourceTask {
                     if !outbox.is_empty() {
                         self.flush(outbox)?;
                     }
-                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    // Short naps keep a requested barrier waiting little.
+                    std::thread::sleep(wait.min(Duration::from_millis(20)));
                     continue;
                 }
                 SourceEvent::End => break,
@@ -771,7 +1356,11 @@ impl SourceTask {
         }
         let mut outbox = Vec::new();
         broadcast(&mut outbox, self.routers.len(), Message::EndOfInput);
-        self.flush(outbox)
+        self.flush(outbox)?;
+        shared
+            .coord
+            .instance_finished(shared, self.node, self.index, None);
+        Ok(())
     }
 
     fn flush(&mut self, outbox: Vec<(usize, Message)>) -> Result<()> {
@@ -786,21 +1375,26 @@ impl SourceTask {
 
 struct SinkTask {
     name: String,
+    node: NodeId,
+    index: usize,
     writer: Box<dyn SinkWriter>,
     gate: InputGate,
     metrics: Arc<OperatorMetrics>,
+    /// The instance had ended before the restored checkpoint: its output is committed.
+    restored_finished: bool,
+    last_barrier: u64,
 }
 
 impl SinkTask {
-    fn run(mut self) -> Result<()> {
-        let r = self.consume();
+    fn run(mut self, shared: &Arc<JobShared>) -> Result<()> {
+        let r = self.consume(shared);
         if r.is_err() {
             self.writer.abort();
         }
         r
     }
 
-    fn consume(&mut self) -> Result<()> {
+    fn consume(&mut self, shared: &Arc<JobShared>) -> Result<()> {
         loop {
             match futures::executor::block_on(self.gate.next())? {
                 GateEvent::Batch(_, b) => {
@@ -811,8 +1405,46 @@ impl SinkTask {
                         .busy_ns
                         .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
+                GateEvent::Barrier(b, aligned) => {
+                    self.last_barrier = b.id;
+                    let c = self
+                        .writer
+                        .pre_commit(b.id)
+                        .map_err(|e| e.in_node(&self.name))?;
+                    shared.coord.ack(
+                        shared,
+                        b.id,
+                        self.node,
+                        self.index,
+                        Some(encode_committables(&c)),
+                        aligned,
+                    );
+                    if b.stop {
+                        self.writer.abort();
+                        return Ok(());
+                    }
+                }
                 GateEvent::End => {
-                    return self.writer.finish().map_err(|e| e.in_node(&self.name));
+                    let state = if self.restored_finished {
+                        self.writer.abort();
+                        None
+                    } else if shared.coord.durable() {
+                        // Committed with the job's final checkpoint, not before: a crash
+                        // now must not leave this output visible and then written again.
+                        let c = self
+                            .writer
+                            .pre_commit(self.last_barrier + 1)
+                            .map_err(|e| e.in_node(&self.name))?;
+                        self.writer.finish().map_err(|e| e.in_node(&self.name))?;
+                        Some(encode_committables(&c))
+                    } else {
+                        self.writer.finish().map_err(|e| e.in_node(&self.name))?;
+                        None
+                    };
+                    shared
+                        .coord
+                        .instance_finished(shared, self.node, self.index, state);
+                    return Ok(());
                 }
                 _ => {}
             }
@@ -824,6 +1456,12 @@ impl SinkTask {
 struct InlineSink {
     writer: Box<dyn SinkWriter>,
     finished: bool,
+    /// With checkpoints, output is pre-committed at barriers and at the end.
+    durable: bool,
+    /// Last pre-commit epoch (unique per instance and run).
+    epoch: u64,
+    /// What the pre-commit at the end of input left to commit.
+    final_commit: Option<Vec<Vec<u8>>>,
 }
 
 impl Operator for InlineSink {
@@ -838,7 +1476,20 @@ impl Operator for InlineSink {
 
     fn finish(&mut self, _out: &mut Output) -> Result<()> {
         self.finished = true;
+        if self.durable {
+            self.epoch += 1;
+            self.final_commit = Some(self.writer.pre_commit(self.epoch)?);
+        }
         self.writer.finish()
+    }
+
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        if let Some(c) = self.final_commit.take() {
+            return Ok(Some(encode_committables(&c)));
+        }
+        self.epoch += 1;
+        let c = self.writer.pre_commit(self.epoch)?;
+        Ok(Some(encode_committables(&c)))
     }
 }
 
@@ -852,8 +1503,10 @@ impl Drop for InlineSink {
 }
 
 struct ChainOp {
+    node: NodeId,
     info: InstanceInfo,
     op: Box<dyn Operator>,
+    is_sink: bool,
     metrics: Arc<OperatorMetrics>,
     main_routers: Vec<usize>,
     side_routers: Vec<(String, usize)>,
@@ -863,10 +1516,12 @@ struct ChainTask {
     chain: Vec<ChainOp>,
     routers: Vec<Router>,
     gate: InputGate,
+    /// Every operator had ended before the restored checkpoint: `finish` already ran.
+    skip_finish: bool,
 }
 
 impl ChainTask {
-    async fn run(mut self) -> Result<()> {
+    async fn run(mut self, shared: Arc<JobShared>) -> Result<()> {
         self.gate.report_drained(true);
         for c in &mut self.chain {
             let ctx = OperatorContext {
@@ -880,6 +1535,7 @@ impl ChainTask {
             let event = self.gate.next_from(selected).await?;
             let mut outbox = Vec::new();
             let mut end = false;
+            let mut stopped = false;
             match event {
                 GateEvent::Batch(input, b) => self.push(0, input, b, &mut outbox)?,
                 GateEvent::Watermark(wm) => {
@@ -904,23 +1560,46 @@ impl ChainTask {
                         self.route(i, out, &mut outbox)?;
                     }
                 }
-                GateEvent::Barrier(b) => {
+                GateEvent::Barrier(b, aligned) => {
+                    // Operators that gather rows (inference) emit them before the snapshot,
+                    // so their buffers need no state.
+                    for i in 0..self.chain.len() {
+                        let mut out = Output::default();
+                        let c = &mut self.chain[i];
+                        c.op.input_drained(&mut out)
+                            .map_err(|e| e.in_node(&c.info.node))?;
+                        self.route(i, out, &mut outbox)?;
+                    }
                     for c in &mut self.chain {
-                        // State storage arrives with checkpointing; the snapshot call is made
-                        // now so operators are exercised at the barrier like they will be.
-                        c.op.snapshot_state().map_err(|e| e.in_node(&c.info.node))?;
+                        let state = if shared.coord.durable() || c.is_sink {
+                            c.op.snapshot_state().map_err(|e| e.in_node(&c.info.node))?
+                        } else {
+                            None
+                        };
+                        shared
+                            .coord
+                            .ack(&shared, b.id, c.node, c.info.index, state, aligned);
                     }
                     broadcast(&mut outbox, self.routers.len(), Message::Barrier(b));
+                    if b.stop {
+                        end = true;
+                        stopped = true;
+                    }
                 }
                 GateEvent::InputEnded(input) => {
-                    let mut out = Output::default();
-                    let c = &mut self.chain[0];
-                    c.op.end_input(input, &mut out)
-                        .map_err(|e| e.in_node(&c.info.node))?;
-                    self.route(0, out, &mut outbox)?;
+                    if !self.skip_finish {
+                        let mut out = Output::default();
+                        let c = &mut self.chain[0];
+                        c.op.end_input(input, &mut out)
+                            .map_err(|e| e.in_node(&c.info.node))?;
+                        self.route(0, out, &mut outbox)?;
+                    }
                 }
                 GateEvent::End => {
                     for i in 0..self.chain.len() {
+                        if self.skip_finish {
+                            break;
+                        }
                         let mut out = Output::default();
                         let c = &mut self.chain[i];
                         if i > 0 {
@@ -943,6 +1622,18 @@ impl ChainTask {
                     .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
             if end {
+                if !stopped {
+                    for c in &mut self.chain {
+                        let state = if c.is_sink && shared.coord.durable() && !self.skip_finish {
+                            c.op.snapshot_state().map_err(|e| e.in_node(&c.info.node))?
+                        } else {
+                            None
+                        };
+                        shared
+                            .coord
+                            .instance_finished(&shared, c.node, c.info.index, state);
+                    }
+                }
                 return Ok(());
             }
         }

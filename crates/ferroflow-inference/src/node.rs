@@ -331,6 +331,16 @@ impl ModelFactory {
 }
 
 impl OperatorFactory for ModelFactory {
+    fn state_kind(&self) -> ferroflow_engine::StateKind {
+        if self.shared.has_versions {
+            ferroflow_engine::StateKind::Unsupported(
+                "the model version in use is not saved yet".into(),
+            )
+        } else {
+            ferroflow_engine::StateKind::Stateless
+        }
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.shared.output_schema.clone()
     }

@@ -10,8 +10,8 @@ use ferroflow_connectors::{
     DirectoryWatchSource, FileFormat, FileSink, FileSource, GenColumn, GeneratorSource, PrintSink,
 };
 use ferroflow_engine::{
-    AggFunc, Aggregate, ChannelBound, DataStream, JobBuilder, JobConfig, JobGraph, JoinType,
-    SortKey, WatermarkStrategy, WindowSpec,
+    AggFunc, Aggregate, ChannelBound, CheckpointConfig, DataStream, JobBuilder, JobConfig,
+    JobGraph, JoinType, SortKey, WatermarkStrategy, WindowSpec,
 };
 use ferroflow_sql::{ExprStreamExt, StreamingSql, split_alias};
 
@@ -256,7 +256,26 @@ impl Compiler<'_> {
             }
             config.channel_bound = bound;
         }
-        let job = JobBuilder::with_config(&spec.name, config);
+        let mut job = JobBuilder::with_config(&spec.name, config);
+        if let Some(c) = &spec.checkpoint {
+            let interval = self.duration("checkpoint", &c.interval)?;
+            if interval.is_zero() {
+                return Err(self.err("checkpoint", "checkpoint interval must be above 0"));
+            }
+            if c.retain == Some(0) {
+                return Err(self.err("checkpoint", "retain must be at least 1"));
+            }
+            if c.dir.trim().is_empty() {
+                return Err(self.err("checkpoint", "checkpoint dir must not be empty"));
+            }
+            job = job.with_checkpointing(
+                CheckpointConfig::new(self.path(&c.dir), interval)
+                    .with_retain(c.retain.unwrap_or(3)),
+            );
+            if let Some(m) = c.max_parallelism {
+                job = job.with_max_parallelism(m);
+            }
+        }
         let mut streams: HashMap<String, DataStream> = HashMap::new();
         let mut names = std::collections::HashSet::new();
         for n in spec

@@ -16,6 +16,9 @@ pub struct JobSpec {
     /// Exchange channel bounds.
     #[serde(default)]
     pub channel: Option<ChannelSpec>,
+    /// Checkpoints: `{interval: 1s, dir: ckpt, retain: 3}` (dir relative to the spec).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
     /// Sources.
     pub sources: Vec<SourceSpec>,
     /// Operators, in any order (each names its input).
@@ -23,6 +26,22 @@ pub struct JobSpec {
     pub nodes: Vec<NodeSpec>,
     /// Sinks.
     pub sinks: Vec<SinkSpec>,
+}
+
+/// Checkpointing of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Time between checkpoints, e.g. `1s`.
+    pub interval: String,
+    /// Directory of the checkpoints (relative to the spec file).
+    pub dir: String,
+    /// Complete checkpoints kept (default 3).
+    #[serde(default)]
+    pub retain: Option<usize>,
+    /// Number of key groups: the most instances keyed state can be rescaled to (default 128).
+    #[serde(default)]
+    pub max_parallelism: Option<u32>,
 }
 
 /// Channel bounds.

@@ -66,6 +66,12 @@ struct FitWriter {
 }
 
 impl ferroflow_engine::Sink for FitSink {
+    fn state_kind(&self) -> ferroflow_engine::StateKind {
+        ferroflow_engine::StateKind::Unsupported(
+            "an estimator fitted at end of input holds its rows in memory".into(),
+        )
+    }
+
     // Every batch to one writer: the fit sees the whole table.
     fn parallelism_hint(&self) -> Option<usize> {
         Some(1)

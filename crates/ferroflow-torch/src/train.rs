@@ -216,6 +216,12 @@ struct TrainerFactory {
 }
 
 impl OperatorFactory for TrainerFactory {
+    fn state_kind(&self) -> ferroflow_engine::StateKind {
+        ferroflow_engine::StateKind::Unsupported(
+            "the trainer's weights, optimizer state and version counter are not saved yet".into(),
+        )
+    }
+
     fn output_schema(&self) -> SchemaRef {
         trainer_output_schema()
     }

@@ -17,9 +17,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow_select::take::take;
 use hashbrown::{HashSet, HashTable};
 
+use crate::checkpoint::RestoreContext;
 use crate::error::{EngineError, Result, plan_err};
 use crate::graph::{DataStream, KeyedStream};
-use crate::operator::{InstanceInfo, Operator, OperatorFactory, Output};
+use crate::operator::{InstanceInfo, Operator, OperatorFactory, OperatorState, Output, StateKind};
 use crate::time::column_names;
 
 /// An aggregate function.
@@ -197,6 +198,12 @@ trait GroupAcc: Send {
     fn merge(&mut self, dst: u32, src: u32);
     fn reset(&mut self, g: u32);
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
+    /// Types of the columns `state` returns (checked when a state is loaded).
+    fn state_types(&self) -> Vec<DataType>;
+    /// The state of `groups` as columns, one row per group.
+    fn state(&self, groups: &[u32]) -> Vec<ArrayRef>;
+    /// Load row `i` of `cols` (as `state` wrote them) into group `groups[i]`.
+    fn load(&mut self, groups: &[u32], cols: &[ArrayRef]) -> Result<()>;
 }
 
 struct CountAcc(Vec<i64>);
@@ -233,6 +240,21 @@ impl GroupAcc for CountAcc {
             groups.iter().map(|g| self.0[*g as usize]),
         )))
     }
+    fn state_types(&self) -> Vec<DataType> {
+        vec![DataType::Int64]
+    }
+    fn state(&self, groups: &[u32]) -> Vec<ArrayRef> {
+        vec![Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| self.0[*g as usize]),
+        ))]
+    }
+    fn load(&mut self, groups: &[u32], cols: &[ArrayRef]) -> Result<()> {
+        let v = cols[0].as_primitive::<Int64Type>();
+        for (i, g) in groups.iter().enumerate() {
+            self.0[*g as usize] = v.value(i);
+        }
+        Ok(())
+    }
 }
 
 /// Sum, min, max and avg share one shape: a value and a count per group.
@@ -253,6 +275,7 @@ struct FoldAcc<T> {
 }
 
 trait FoldValue: Copy + Send + PartialOrd + Default + 'static {
+    const TYPE: DataType;
     fn add(self, o: Self) -> Self;
     fn column(values: Vec<Option<Self>>) -> ArrayRef;
     fn read(a: &ArrayRef) -> Result<ArrayRef>;
@@ -260,6 +283,7 @@ trait FoldValue: Copy + Send + PartialOrd + Default + 'static {
 }
 
 impl FoldValue for i64 {
+    const TYPE: DataType = DataType::Int64;
     fn add(self, o: Self) -> Self {
         self.wrapping_add(o)
     }
@@ -275,6 +299,7 @@ impl FoldValue for i64 {
 }
 
 impl FoldValue for f64 {
+    const TYPE: DataType = DataType::Float64;
     fn add(self, o: Self) -> Self {
         self + o
     }
@@ -379,6 +404,31 @@ impl<T: FoldValue> GroupAcc for FoldAcc<T> {
             Ok(cast(&col, &self.output)?)
         }
     }
+    fn state_types(&self) -> Vec<DataType> {
+        vec![T::TYPE, DataType::Int64]
+    }
+    fn state(&self, groups: &[u32]) -> Vec<ArrayRef> {
+        vec![
+            T::column(
+                groups
+                    .iter()
+                    .map(|g| Some(self.values[*g as usize]))
+                    .collect(),
+            ),
+            Arc::new(Int64Array::from_iter_values(
+                groups.iter().map(|g| self.counts[*g as usize]),
+            )),
+        ]
+    }
+    fn load(&mut self, groups: &[u32], cols: &[ArrayRef]) -> Result<()> {
+        let vals = T::values(&cols[0]);
+        let counts = cols[1].as_primitive::<Int64Type>();
+        for (i, g) in groups.iter().enumerate() {
+            self.values[*g as usize] = vals[i];
+            self.counts[*g as usize] = counts.value(i);
+        }
+        Ok(())
+    }
 }
 
 struct DistinctAcc {
@@ -415,6 +465,51 @@ impl GroupAcc for DistinctAcc {
         Ok(Arc::new(Int64Array::from_iter_values(
             groups.iter().map(|g| self.sets[*g as usize].len() as i64),
         )))
+    }
+    fn state_types(&self) -> Vec<DataType> {
+        vec![DataType::Binary]
+    }
+    fn state(&self, groups: &[u32]) -> Vec<ArrayRef> {
+        // Each set as length-prefixed row-encoded values, sorted so equal sets encode equally.
+        let encoded: Vec<Vec<u8>> = groups
+            .iter()
+            .map(|g| {
+                let mut vals: Vec<&Box<[u8]>> = self.sets[*g as usize].iter().collect();
+                vals.sort();
+                let mut out = Vec::new();
+                for v in vals {
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                }
+                out
+            })
+            .collect();
+        vec![Arc::new(arrow_array::BinaryArray::from_iter_values(
+            encoded.iter().map(|v| v.as_slice()),
+        ))]
+    }
+    fn load(&mut self, groups: &[u32], cols: &[ArrayRef]) -> Result<()> {
+        let bin = cols[0].as_binary::<i32>();
+        for (i, g) in groups.iter().enumerate() {
+            let mut b = bin.value(i);
+            let set = &mut self.sets[*g as usize];
+            while !b.is_empty() {
+                if b.len() < 4 {
+                    return Err(EngineError::State(
+                        "a distinct-value set is cut short".into(),
+                    ));
+                }
+                let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+                if b.len() - 4 < n {
+                    return Err(EngineError::State(
+                        "a distinct-value set is cut short".into(),
+                    ));
+                }
+                set.insert(b[4..4 + n].into());
+                b = &b[4 + n..];
+            }
+        }
+        Ok(())
     }
 }
 
@@ -665,6 +760,135 @@ impl GroupTable {
         self.free.push(g);
     }
 
+    /// The state of `groups`: key columns, `__start`, `__end`, each aggregate's state
+    /// columns, then `extra` (operator-specific per-group columns).
+    pub(crate) fn state_batch(
+        &self,
+        groups: &[u32],
+        extra: Vec<(&str, ArrayRef)>,
+    ) -> Result<RecordBatch> {
+        let parser = self.converter.parser();
+        let mut cols: Vec<ArrayRef> = if self.key_cols.is_empty() {
+            Vec::new()
+        } else {
+            self.converter.convert_rows(
+                groups
+                    .iter()
+                    .map(|g| parser.parse(&self.slots[*g as usize].key)),
+            )?
+        };
+        let mut fields: Vec<Field> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("__key{i}"), c.data_type().clone(), true))
+            .collect();
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| self.slots[*g as usize].start),
+        )));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| self.slots[*g as usize].end),
+        )));
+        fields.push(Field::new("__start", DataType::Int64, false));
+        fields.push(Field::new("__end", DataType::Int64, false));
+        for (a, acc) in self.accs.iter().enumerate() {
+            for (j, c) in acc.state(groups).into_iter().enumerate() {
+                fields.push(Field::new(
+                    format!("__agg{a}_{j}"),
+                    c.data_type().clone(),
+                    true,
+                ));
+                cols.push(c);
+            }
+        }
+        for (name, c) in extra {
+            fields.push(Field::new(name, c.data_type().clone(), true));
+            cols.push(c);
+        }
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+    }
+
+    /// Load groups saved by [`GroupTable::state_batch`] (the rows `keep` accepts, all when
+    /// `None`), checking that the columns fit this table's keys and aggregates. Returns
+    /// (row, group) for each loaded row; the `extra` columns follow at `extra_from()`.
+    pub(crate) fn load_state(
+        &mut self,
+        batch: &RecordBatch,
+        keep: Option<&[bool]>,
+        extra: usize,
+    ) -> Result<Vec<(usize, u32)>> {
+        let mut expected: Vec<DataType> = self
+            .key_cols
+            .iter()
+            .map(|_| DataType::Null)
+            .chain([DataType::Int64, DataType::Int64])
+            .collect();
+        for acc in &self.accs {
+            expected.extend(acc.state_types());
+        }
+        let nk = self.key_cols.len();
+        let cols = batch.columns();
+        let fits = cols.len() == expected.len() + extra
+            && cols
+                .iter()
+                .zip(&expected)
+                .skip(nk)
+                .all(|(c, t)| c.data_type() == t)
+            && self.converter.convert_columns(&cols[..nk]).is_ok();
+        if !fits {
+            return Err(EngineError::State(format!(
+                "saved groups ({}) do not fit this operator's keys and aggregates; was the job changed?",
+                batch.schema()
+            )));
+        }
+        let keys = self.key_rows_of(&cols[..nk])?;
+        let starts = cols[nk].as_primitive::<Int64Type>();
+        let ends = cols[nk + 1].as_primitive::<Int64Type>();
+        let mut loaded = Vec::new();
+        for i in 0..batch.num_rows() {
+            if keep.is_some_and(|k| !k[i]) {
+                continue;
+            }
+            let (g, _) = self.group(keys.get(i), starts.value(i), ends.value(i));
+            loaded.push((i, g));
+        }
+        let rows = UInt32Array::from(loaded.iter().map(|(i, _)| *i as u32).collect::<Vec<_>>());
+        let groups: Vec<u32> = loaded.iter().map(|(_, g)| *g).collect();
+        let mut at = nk + 2;
+        for acc in &mut self.accs {
+            let w = acc.state_types().len();
+            let taken: Vec<ArrayRef> = cols[at..at + w]
+                .iter()
+                .map(|c| take(c, &rows, None))
+                .collect::<std::result::Result<_, _>>()?;
+            acc.load(&groups, &taken)?;
+            at += w;
+        }
+        Ok(loaded)
+    }
+
+    /// Index of the first `extra` column of a state batch.
+    pub(crate) fn extra_from(&self) -> usize {
+        self.key_cols.len()
+            + 2
+            + self
+                .accs
+                .iter()
+                .map(|a| a.state_types().len())
+                .sum::<usize>()
+    }
+
+    /// Key columns of a state batch (for [`crate::RestoreContext::owns_keys`]).
+    pub(crate) fn state_keys<'a>(&self, batch: &'a RecordBatch) -> &'a [ArrayRef] {
+        &batch.columns()[..self.key_cols.len()]
+    }
+
+    fn key_rows_of(&self, cols: &[ArrayRef]) -> Result<KeyRows> {
+        if self.key_cols.is_empty() {
+            return Ok(KeyRows::Empty);
+        }
+        Ok(KeyRows::Rows(self.converter.convert_columns(cols)?))
+    }
+
     /// Key columns, then (if `windows`) window_start and window_end, then the aggregates.
     pub(crate) fn emit(
         &self,
@@ -743,6 +967,9 @@ struct KeyedAggFactory {
 }
 
 impl OperatorFactory for KeyedAggFactory {
+    fn state_kind(&self) -> StateKind {
+        StateKind::Keyed
+    }
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -761,7 +988,40 @@ struct KeyedAgg {
     mode: EmitMode,
 }
 
+/// The rows of a saved group batch this instance keeps: all at the old parallelism, those
+/// whose keys it now owns after rescaling.
+pub(crate) fn owned_rows(
+    ctx: &RestoreContext,
+    table: &GroupTable,
+    batch: &RecordBatch,
+) -> Result<Option<Vec<bool>>> {
+    if ctx.same_parallelism() {
+        return Ok(None);
+    }
+    Ok(Some(
+        ctx.owns_keys(table.state_keys(batch), batch.num_rows())?,
+    ))
+}
+
 impl Operator for KeyedAgg {
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        let groups = self.table.live_groups();
+        Ok(Some(OperatorState {
+            batches: vec![self.table.state_batch(&groups, Vec::new())?],
+            bytes: Vec::new(),
+        }))
+    }
+
+    fn restore_state(&mut self, states: Vec<OperatorState>, ctx: &RestoreContext) -> Result<()> {
+        for s in states {
+            for b in &s.batches {
+                let keep = owned_rows(ctx, &self.table, b)?;
+                self.table.load_state(b, keep.as_deref(), 0)?;
+            }
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, _: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let rows = self.table.key_rows(&batch)?;
         let mut groups = Vec::with_capacity(batch.num_rows());

@@ -10,10 +10,12 @@ use arrow_select::concat::concat_batches;
 use arrow_select::interleave::interleave_record_batch;
 use arrow_select::take::take;
 
+use crate::checkpoint::RestoreContext;
 use crate::error::{EngineError, Result, plan_err};
 use crate::graph::DataStream;
 use crate::message::Watermark;
-use crate::operator::{InstanceInfo, Operator, OperatorFactory, Output};
+use crate::operator::{InstanceInfo, Operator, OperatorFactory, OperatorState, Output, StateKind};
+use crate::state::{StateDecoder, StateEncoder};
 use crate::time::{event_time_millis, time_column_index};
 
 /// Which rows a hash join keeps.
@@ -116,6 +118,9 @@ struct HashJoinFactory {
 }
 
 impl OperatorFactory for HashJoinFactory {
+    fn state_kind(&self) -> StateKind {
+        StateKind::Keyed
+    }
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -154,6 +159,11 @@ impl HashJoin {
     fn build(&mut self) -> Result<()> {
         let left = concat_batches(&self.left_schema, &self.left_batches)?;
         self.left_batches.clear();
+        let n = left.num_rows();
+        self.build_from(left, vec![false; n])
+    }
+
+    fn build_from(&mut self, left: RecordBatch, matched: Vec<bool>) -> Result<()> {
         let (rows, nulls) = encode_keys(&self.conv, &left, &self.left_keys)?;
         let mut table: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
         for (i, null) in nulls.iter().enumerate() {
@@ -165,11 +175,37 @@ impl HashJoin {
             }
         }
         self.build = Some(Built {
-            matched: vec![false; left.num_rows()],
+            matched,
             left,
             table,
         });
         Ok(())
+    }
+
+    /// The build side's rows with a `__matched` column.
+    fn state_batch(&self) -> Result<RecordBatch> {
+        let (left, matched) = match &self.build {
+            Some(b) => (b.left.clone(), b.matched.clone()),
+            None => {
+                let left = concat_batches(&self.left_schema, &self.left_batches)?;
+                let n = left.num_rows();
+                (left, vec![false; n])
+            }
+        };
+        let mut fields: Vec<Field> = self
+            .left_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(
+            "__matched",
+            arrow_schema::DataType::Boolean,
+            false,
+        ));
+        let mut cols = left.columns().to_vec();
+        cols.push(Arc::new(arrow_array::BooleanArray::from(matched)));
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
     }
 
     fn probe(&mut self, right: &RecordBatch, out: &mut Output) -> Result<()> {
@@ -205,6 +241,70 @@ impl HashJoin {
 }
 
 impl Operator for HashJoin {
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        let mut e = StateEncoder::new();
+        e.bool(self.build.is_some());
+        Ok(Some(OperatorState {
+            batches: vec![self.state_batch()?],
+            bytes: e.finish(),
+        }))
+    }
+
+    fn restore_state(&mut self, states: Vec<OperatorState>, ctx: &RestoreContext) -> Result<()> {
+        let mut built = false;
+        let mut parts = Vec::new();
+        let mut matched = Vec::new();
+        for s in &states {
+            let mut d = StateDecoder::new(&s.bytes, &ctx.instance.node);
+            built |= d.bool()?;
+            d.end()?;
+            for b in &s.batches {
+                let n = self.left_schema.fields().len();
+                if b.num_columns() != n + 1
+                    || b.schema().fields()[..n]
+                        .iter()
+                        .zip(self.left_schema.fields())
+                        .any(|(a, x)| a.data_type() != x.data_type())
+                {
+                    return Err(EngineError::State(format!(
+                        "saved build side ({}) does not fit this join's left input ({}); was the job changed?",
+                        b.schema(),
+                        self.left_schema
+                    )));
+                }
+                let rows = b.project(&(0..n).collect::<Vec<_>>())?;
+                let keep = if ctx.same_parallelism() {
+                    vec![true; b.num_rows()]
+                } else {
+                    let keys: Vec<ArrayRef> = self
+                        .left_keys
+                        .iter()
+                        .map(|&k| rows.column(k).clone())
+                        .collect();
+                    ctx.owns_keys(&keys, rows.num_rows())?
+                };
+                let idx: Vec<u32> = (0..b.num_rows() as u32)
+                    .filter(|i| keep[*i as usize])
+                    .collect();
+                let rows = RecordBatch::try_new(self.left_schema.clone(), rows.columns().to_vec())?;
+                parts.push(take_batch(&rows, &idx)?);
+                let m = b
+                    .column(n)
+                    .as_any()
+                    .downcast_ref::<arrow_array::BooleanArray>()
+                    .ok_or_else(|| EngineError::State("__matched is not boolean".into()))?;
+                matched.extend(idx.iter().map(|i| m.value(*i as usize)));
+            }
+        }
+        if built {
+            let left = concat_batches(&self.left_schema, &parts)?;
+            self.build_from(left, matched)?;
+        } else {
+            self.left_batches = parts;
+        }
+        Ok(())
+    }
+
     fn selected_input(&self) -> Option<usize> {
         // Build side first; the probe side waits in its channels (backpressure).
         self.build.is_none().then_some(0)
@@ -304,6 +404,9 @@ struct IntervalJoinFactory {
 }
 
 impl OperatorFactory for IntervalJoinFactory {
+    fn state_kind(&self) -> StateKind {
+        StateKind::Keyed
+    }
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -333,6 +436,41 @@ struct IntervalJoin {
 }
 
 impl IntervalJoin {
+    /// Keep the rows of `batch` (side `side`) for future matches, without matching them.
+    fn buffer(&mut self, side: usize, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let ts = event_time_millis(batch.column(self.times[side]), &self.time_names[side])?;
+        let (rows, nulls) = encode_keys(&self.conv, &batch, &self.keys[side])?;
+        self.buffer_encoded(side, batch, &rows, &nulls, &ts);
+        Ok(())
+    }
+
+    fn buffer_encoded(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        rows: &Rows,
+        nulls: &[bool],
+        ts: &[i64],
+    ) {
+        let buf = &mut self.sides[side];
+        let b = buf.batches.len() as u32;
+        let mut live = 0;
+        for i in 0..batch.num_rows() {
+            if !nulls[i] {
+                buf.index
+                    .entry(rows.row(i).data().into())
+                    .or_default()
+                    .push((b, i as u32, ts[i]));
+                live += 1;
+            }
+        }
+        buf.batches.push((live > 0).then_some(batch));
+        buf.live.push(live);
+    }
+
     /// Does a left row at `lt` match a right row at `rt`?
     fn matches(&self, lt: i64, rt: i64) -> bool {
         rt >= lt.saturating_add(self.lower) && rt <= lt.saturating_add(self.upper)
@@ -395,20 +533,85 @@ impl Operator for IntervalJoin {
             cols.extend(r.columns().iter().cloned());
             out.emit(RecordBatch::try_new(self.schema.clone(), cols)?);
         }
-        let buf = &mut self.sides[side];
-        let b = buf.batches.len() as u32;
-        let mut live = 0;
-        for i in 0..batch.num_rows() {
-            if !nulls[i] {
-                buf.index
-                    .entry(rows.row(i).data().into())
-                    .or_default()
-                    .push((b, i as u32, ts[i]));
-                live += 1;
+        self.buffer_encoded(side, batch, &rows, &nulls, &ts);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        let mut batches = Vec::new();
+        for side in &self.sides {
+            let mut refs: Vec<(u32, u32)> = side
+                .index
+                .values()
+                .flat_map(|rows| rows.iter().map(|&(b, r, _)| (b, r)))
+                .collect();
+            refs.sort_unstable();
+            let ids: Vec<u32> = {
+                let mut v: Vec<u32> = refs.iter().map(|x| x.0).collect();
+                v.dedup();
+                v
+            };
+            let pos: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+            let stored: Vec<&RecordBatch> = ids
+                .iter()
+                .map(|b| {
+                    side.batches[*b as usize]
+                        .as_ref()
+                        .expect("indexed batch is kept")
+                })
+                .collect();
+            batches.push(if stored.is_empty() {
+                None
+            } else {
+                Some(interleave_record_batch(
+                    &stored,
+                    &refs
+                        .iter()
+                        .map(|(b, r)| (pos[b], *r as usize))
+                        .collect::<Vec<_>>(),
+                )?)
+            });
+        }
+        let mut e = StateEncoder::new();
+        e.bool(batches[0].is_some()).bool(batches[1].is_some());
+        Ok(Some(OperatorState {
+            batches: batches.into_iter().flatten().collect(),
+            bytes: e.finish(),
+        }))
+    }
+
+    fn restore_state(&mut self, states: Vec<OperatorState>, ctx: &RestoreContext) -> Result<()> {
+        for s in states {
+            let mut d = StateDecoder::new(&s.bytes, &ctx.instance.node);
+            let present = [d.bool()?, d.bool()?];
+            d.end()?;
+            let mut batches = s.batches.into_iter();
+            for (side, present) in present.into_iter().enumerate() {
+                if !present {
+                    continue;
+                }
+                let b = batches.next().ok_or_else(|| {
+                    EngineError::State(format!(
+                        "{}: a saved join side is missing",
+                        ctx.instance.node
+                    ))
+                })?;
+                let keep: Vec<u32> = if ctx.same_parallelism() {
+                    (0..b.num_rows() as u32).collect()
+                } else {
+                    let keys: Vec<ArrayRef> = self.keys[side]
+                        .iter()
+                        .map(|&k| b.column(k).clone())
+                        .collect();
+                    let own = ctx.owns_keys(&keys, b.num_rows())?;
+                    (0..b.num_rows() as u32)
+                        .filter(|i| own[*i as usize])
+                        .collect()
+                };
+                let b = take_batch(&b, &keep)?;
+                self.buffer(side, b)?;
             }
         }
-        buf.batches.push((live > 0).then_some(batch));
-        buf.live.push(live);
         Ok(())
     }
 

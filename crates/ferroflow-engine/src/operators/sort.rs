@@ -8,9 +8,11 @@ use arrow_schema::SchemaRef;
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 
+use crate::checkpoint::RestoreContext;
+use crate::error::EngineError;
 use crate::error::Result;
 use crate::graph::DataStream;
-use crate::operator::{InstanceInfo, Operator, OperatorFactory, Output};
+use crate::operator::{InstanceInfo, Operator, OperatorFactory, OperatorState, Output, StateKind};
 
 /// One sort key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,9 @@ struct SortFactory {
 }
 
 impl OperatorFactory for SortFactory {
+    fn state_kind(&self) -> StateKind {
+        StateKind::Instance
+    }
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -88,6 +93,30 @@ impl SortOperator {
 }
 
 impl Operator for SortOperator {
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        Ok(Some(OperatorState {
+            batches: self.batches.clone(),
+            bytes: Vec::new(),
+        }))
+    }
+
+    fn restore_state(&mut self, states: Vec<OperatorState>, _: &RestoreContext) -> Result<()> {
+        for s in states {
+            for b in s.batches {
+                if b.schema().fields() != self.schema.fields() {
+                    return Err(EngineError::State(format!(
+                        "saved rows ({}) do not fit this sort's input ({}); was the job changed?",
+                        b.schema(),
+                        self.schema
+                    )));
+                }
+                self.rows += b.num_rows();
+                self.batches.push(b);
+            }
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Output) -> Result<()> {
         self.rows += batch.num_rows();
         self.batches.push(batch);

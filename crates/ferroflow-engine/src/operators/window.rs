@@ -14,11 +14,21 @@ use arrow_array::{RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
 use arrow_select::take::take_record_batch;
 
-use super::aggregate::{Aggregate, BoundAggregate, GroupTable, bind_aggregates, grouped_schema};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, BooleanArray, Int64Array};
+
+use super::aggregate::{
+    Aggregate, BoundAggregate, GroupTable, bind_aggregates, grouped_schema, owned_rows,
+};
+use crate::checkpoint::RestoreContext;
 use crate::error::{Result, plan_err};
 use crate::graph::{DataStream, KeyedStream};
 use crate::message::Watermark;
-use crate::operator::{InstanceInfo, Operator, OperatorContext, OperatorFactory, Output};
+use crate::operator::{
+    InstanceInfo, Operator, OperatorContext, OperatorFactory, OperatorState, Output, StateKind,
+};
+use crate::state::{StateDecoder, StateEncoder};
 use crate::time::{event_time_millis, millis, time_column_index};
 
 /// Name of the side output that carries late records.
@@ -154,6 +164,10 @@ struct WindowFactory {
 }
 
 impl OperatorFactory for WindowFactory {
+    fn state_kind(&self) -> StateKind {
+        StateKind::Keyed
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -177,6 +191,7 @@ impl OperatorFactory for WindowFactory {
             sessions: HashMap::new(),
             late_dropped: Arc::new(AtomicU64::new(0)),
             late_emitted: Arc::new(AtomicU64::new(0)),
+            restored_late: (0, 0),
         }))
     }
 }
@@ -211,6 +226,8 @@ struct WindowOperator {
     sessions: HashMap<Box<[u8]>, Vec<u32>>,
     late_dropped: Arc<AtomicU64>,
     late_emitted: Arc<AtomicU64>,
+    /// Late counts restored from a checkpoint, added to the metrics at open.
+    restored_late: (u64, u64),
 }
 
 impl WindowOperator {
@@ -400,6 +417,72 @@ impl Operator for WindowOperator {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.late_dropped = ctx.metrics.counter("late_records_dropped");
         self.late_emitted = ctx.metrics.counter("late_records_side_output");
+        self.late_dropped
+            .fetch_add(self.restored_late.0, Ordering::Relaxed);
+        self.late_emitted
+            .fetch_add(self.restored_late.1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        let groups = self.table.live_groups();
+        let fired: ArrayRef = Arc::new(BooleanArray::from(
+            groups
+                .iter()
+                .map(|g| self.fired.get(*g as usize).copied().unwrap_or(false))
+                .collect::<Vec<_>>(),
+        ));
+        let mut e = StateEncoder::new();
+        e.i64(self.watermark)
+            .u64(self.late_dropped.load(Ordering::Relaxed))
+            .u64(self.late_emitted.load(Ordering::Relaxed));
+        Ok(Some(OperatorState {
+            batches: vec![self.table.state_batch(&groups, vec![("__fired", fired)])?],
+            bytes: e.finish(),
+        }))
+    }
+
+    fn restore_state(&mut self, states: Vec<OperatorState>, ctx: &RestoreContext) -> Result<()> {
+        let mut watermark = Watermark::MAX;
+        for s in &states {
+            let mut d = StateDecoder::new(&s.bytes, &ctx.instance.node);
+            // After rescaling, the earliest clock: no record is taken for late too early.
+            watermark = watermark.min(d.i64()?);
+            self.restored_late.0 += d.u64()?;
+            self.restored_late.1 += d.u64()?;
+            d.end()?;
+        }
+        self.watermark = if states.is_empty() {
+            Watermark::MIN
+        } else {
+            watermark
+        };
+        let extra = self.table.extra_from();
+        for s in &states {
+            for b in &s.batches {
+                let keep = owned_rows(ctx, &self.table, b)?;
+                let loaded = self.table.load_state(b, keep.as_deref(), 1)?;
+                let fired = b.column(extra).as_boolean();
+                for (row, g) in loaded {
+                    self.track(g);
+                    let end = self.table.window(g).1;
+                    if fired.value(row) {
+                        self.fired[g as usize] = true;
+                        let at = (end - 1).saturating_add(self.lateness);
+                        self.cleanup
+                            .entry(at)
+                            .or_default()
+                            .push((g, self.generation[g as usize]));
+                    } else {
+                        self.schedule(g, end);
+                    }
+                    if matches!(self.spec.kind, WindowKind::Session { .. }) {
+                        let key: Box<[u8]> = self.table.key_of(g).into();
+                        self.sessions.entry(key).or_default().push(g);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -579,6 +662,9 @@ struct CountWindowFactory {
 }
 
 impl OperatorFactory for CountWindowFactory {
+    fn state_kind(&self) -> StateKind {
+        StateKind::Keyed
+    }
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -601,6 +687,37 @@ struct CountWindow {
 }
 
 impl Operator for CountWindow {
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        let groups = self.table.live_groups();
+        let counts: ArrayRef = Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| {
+            self.progress
+                .get(self.table.key_of(*g))
+                .map_or(0, |p| p.1 as i64)
+        })));
+        Ok(Some(OperatorState {
+            batches: vec![self.table.state_batch(&groups, vec![("__count", counts)])?],
+            bytes: Vec::new(),
+        }))
+    }
+
+    fn restore_state(&mut self, states: Vec<OperatorState>, ctx: &RestoreContext) -> Result<()> {
+        let extra = self.table.extra_from();
+        for s in &states {
+            for b in &s.batches {
+                let keep = owned_rows(ctx, &self.table, b)?;
+                let loaded = self.table.load_state(b, keep.as_deref(), 1)?;
+                let counts = b.column(extra).as_primitive::<Int64Type>();
+                for (row, g) in loaded {
+                    let seq = self.table.window(g).0;
+                    let key: Box<[u8]> = self.table.key_of(g).into();
+                    self.progress
+                        .insert(key, (seq, counts.value(row).max(0) as usize));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, _: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let keys = self.table.key_rows(&batch)?;
         let mut groups = Vec::with_capacity(batch.num_rows());
