@@ -500,3 +500,106 @@ fn non_blocking_sinks_run_inside_the_producing_chain_and_still_finish() {
     );
     assert_eq!(report.node("mem").unwrap().rows_in, 5_000);
 }
+
+/// Emits one row (the wall-clock time it fired) 100 ms after its first input row, by timer.
+struct TimerOp {
+    schema: SchemaRef,
+    due: Option<i64>,
+    fired: bool,
+}
+
+impl ferroflow::engine::Operator for TimerOp {
+    fn process_batch(
+        &mut self,
+        _: usize,
+        _: RecordBatch,
+        _: &mut ferroflow::engine::Output,
+    ) -> ferroflow::engine::Result<()> {
+        if !self.fired && self.due.is_none() {
+            self.due = Some(now_ms() + 100);
+        }
+        Ok(())
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        self.due
+    }
+
+    fn on_timer(
+        &mut self,
+        now: i64,
+        out: &mut ferroflow::engine::Output,
+    ) -> ferroflow::engine::Result<()> {
+        assert!(now >= self.due.unwrap(), "fired early");
+        self.due = None;
+        self.fired = true;
+        out.emit(
+            RecordBatch::try_new(
+                self.schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![now]))],
+            )
+            .unwrap(),
+        );
+        Ok(())
+    }
+}
+
+struct TimerFactory(SchemaRef);
+
+impl ferroflow::engine::OperatorFactory for TimerFactory {
+    fn output_schema(&self) -> SchemaRef {
+        self.0.clone()
+    }
+    fn create(
+        &self,
+        _: &ferroflow::engine::InstanceInfo,
+    ) -> ferroflow::engine::Result<Box<dyn ferroflow::engine::Operator>> {
+        Ok(Box::new(TimerOp {
+            schema: self.0.clone(),
+            due: None,
+            fired: false,
+        }))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn processing_time_timers_fire_without_input() {
+    // One row now, the next in 5 s: the timer must fire in between, with no input to wake it.
+    let job = JobBuilder::new("timers");
+    let sink = MemorySink::new();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "fired_at",
+        DataType::Int64,
+        false,
+    )]));
+    let started = now_ms();
+    job.source("slow", Arc::new(generator(None, 1).with_rate(0.2)))
+        .unwrap()
+        .transform("timer", Arc::new(TimerFactory(schema)))
+        .unwrap()
+        .sink("mem", Arc::new(sink.clone()))
+        .unwrap();
+    let runtime = Runtime::new().unwrap();
+    let handle = runtime.execute(job.build().unwrap()).unwrap();
+    let t = Instant::now();
+    while sink.num_rows() == 0 && t.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.cancel();
+    handle.wait().unwrap();
+    let b = sink.concat().expect("the timer fired");
+    let fired = b.column(0).as_primitive::<Int64Type>().value(0);
+    assert!(fired - started >= 100, "fired after {} ms", fired - started);
+    assert!(
+        fired - started < 3_000,
+        "fired after {} ms",
+        fired - started
+    );
+}

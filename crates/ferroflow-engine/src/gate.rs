@@ -31,6 +31,8 @@ pub(crate) enum GateEvent {
     InputEnded(usize),
     /// Every channel ended.
     End,
+    /// The time set with [`InputGate::set_timer`] has come.
+    Timer,
     /// No message is waiting right now (reported once per burst, and only when
     /// [`InputGate::report_drained`] asked for it): operators that batch rows flush here.
     Drained,
@@ -56,6 +58,8 @@ pub(crate) struct InputGate {
     pending_barrier: Option<CheckpointBarrier>,
     /// When the first channel delivered the pending barrier.
     pending_since: Option<std::time::Instant>,
+    /// Report [`GateEvent::Timer`] once this time has come.
+    timer_at: Option<std::time::Instant>,
     next: usize,
     done: bool,
     report_drained: bool,
@@ -74,6 +78,7 @@ impl InputGate {
             inputs_ended: vec![false; inputs],
             pending_barrier: None,
             pending_since: None,
+            timer_at: None,
             next: 0,
             done: false,
             report_drained: false,
@@ -84,6 +89,12 @@ impl InputGate {
     /// Report [`GateEvent::Drained`] when the channels run empty after data arrived.
     pub(crate) fn report_drained(&mut self, on: bool) {
         self.report_drained = on;
+    }
+
+    /// Report [`GateEvent::Timer`] at `at` (`None`: no timer). Whoever sets it must also
+    /// wake the gate's waker then, since no channel will.
+    pub(crate) fn set_timer(&mut self, at: Option<std::time::Instant>) {
+        self.timer_at = at;
     }
 
     /// The waker channels into this gate must share.
@@ -179,6 +190,12 @@ impl InputGate {
         }
         let mut registered = false;
         loop {
+            if let Some(t) = self.timer_at
+                && std::time::Instant::now() >= t
+            {
+                self.timer_at = None;
+                return Poll::Ready(Ok(GateEvent::Timer));
+            }
             if let Some(ev) = self.derived_event() {
                 return Poll::Ready(Ok(ev));
             }

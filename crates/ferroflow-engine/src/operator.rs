@@ -110,6 +110,20 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The wall-clock time (milliseconds since the epoch) at which this operator wants
+    /// [`Operator::on_timer`] called next (`None`: no timer). Asked after every call of the
+    /// other hooks; the task wakes at that time even when no input arrives (processing-time
+    /// windows, versions every T seconds, idle sessions).
+    fn next_timer(&self) -> Option<i64> {
+        None
+    }
+
+    /// The wall clock reached the time [`Operator::next_timer`] asked for (`now_ms` is the
+    /// time now, at or after it).
+    fn on_timer(&mut self, _now_ms: i64, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Capture state at a checkpoint barrier (`None`: stateless). Called between two calls
     /// of the other hooks, once every input delivered the barrier; what was emitted before
     /// belongs to the checkpoint, the state must hold everything else.

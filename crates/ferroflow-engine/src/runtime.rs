@@ -481,6 +481,8 @@ impl Runtime {
                             chain,
                             routers: task_routers.into_iter().map(|(_, r)| r).collect(),
                             gate: gates[task.id][i].take().expect("operator gate"),
+                            io: self.io.clone(),
+                            wake_at: None,
                             skip_finish: all_finished,
                         }));
                     }
@@ -1516,6 +1518,10 @@ struct ChainTask {
     chain: Vec<ChainOp>,
     routers: Vec<Router>,
     gate: InputGate,
+    /// Wakes the task at its operators' timers.
+    io: tokio::runtime::Handle,
+    /// The earliest wake-up already scheduled.
+    wake_at: Option<Instant>,
     /// Every operator had ended before the restored checkpoint: `finish` already ran.
     skip_finish: bool,
 }
@@ -1531,6 +1537,7 @@ impl ChainTask {
             c.op.open(&ctx).map_err(|e| e.in_node(&c.info.node))?;
         }
         loop {
+            self.arm_timer();
             let selected = self.chain[0].op.selected_input();
             let event = self.gate.next_from(selected).await?;
             let mut outbox = Vec::new();
@@ -1550,6 +1557,19 @@ impl ChainTask {
                 }
                 GateEvent::Idle(flag) => {
                     broadcast(&mut outbox, self.routers.len(), Message::Idle(flag))
+                }
+                GateEvent::Timer => {
+                    self.wake_at = None;
+                    let now = now_ms();
+                    for i in 0..self.chain.len() {
+                        let c = &mut self.chain[i];
+                        if c.op.next_timer().is_some_and(|t| t <= now) {
+                            let mut out = Output::default();
+                            c.op.on_timer(now, &mut out)
+                                .map_err(|e| e.in_node(&c.info.node))?;
+                            self.route(i, out, &mut outbox)?;
+                        }
+                    }
                 }
                 GateEvent::Drained => {
                     for i in 0..self.chain.len() {
@@ -1636,6 +1656,26 @@ impl ChainTask {
                 }
                 return Ok(());
             }
+        }
+    }
+
+    /// Ask the gate for a timer event at the earliest time an operator asked for, and make
+    /// sure something wakes the task then.
+    fn arm_timer(&mut self) {
+        let Some(t) = self.chain.iter().filter_map(|c| c.op.next_timer()).min() else {
+            self.gate.set_timer(None);
+            return;
+        };
+        let wait = Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
+        let at = Instant::now() + wait;
+        self.gate.set_timer(Some(at));
+        if self.wake_at.is_none_or(|w| at < w || w <= Instant::now()) {
+            self.wake_at = Some(at);
+            let waker = self.gate.waker();
+            self.io.spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                waker.wake();
+            });
         }
     }
 

@@ -388,4 +388,24 @@ impl Operator for TrainerOperator {
         }
         Ok(())
     }
+
+    /// With `every(T)`, a version is due T after the last one even when no batch arrives.
+    fn next_timer(&self) -> Option<i64> {
+        let every = self.trainer.every?;
+        if self.steps_since == 0 {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let left = every.saturating_sub(self.last_emit.elapsed());
+        Some(now + left.as_millis() as i64)
+    }
+
+    fn on_timer(&mut self, _now_ms: i64, out: &mut Output) -> ferroflow_engine::Result<()> {
+        if self.due() {
+            self.emit(out)?;
+        }
+        Ok(())
+    }
 }
