@@ -185,6 +185,19 @@ pub(crate) struct InstanceEntry {
     pub(crate) crc32: u32,
 }
 
+impl InstanceEntry {
+    /// An instance without a state file.
+    pub(crate) fn stateless(index: usize, finished: bool) -> Self {
+        InstanceEntry {
+            index,
+            finished,
+            file: None,
+            bytes: 0,
+            crc32: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NodeEntry {
     pub(crate) name: String,
@@ -443,13 +456,7 @@ impl Storage {
         state: Option<&OperatorState>,
     ) -> Result<InstanceEntry> {
         let Some(state) = state else {
-            return Ok(InstanceEntry {
-                index: instance,
-                finished,
-                file: None,
-                bytes: 0,
-                crc32: 0,
-            });
+            return Ok(InstanceEntry::stateless(instance, finished));
         };
         let dir = self.path(id);
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;

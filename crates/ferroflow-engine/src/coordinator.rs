@@ -173,13 +173,7 @@ impl Coordinator {
         }
         let keep = self.nodes[node].role == NodeRole::Sink;
         if self.storage.is_none() {
-            let entry = InstanceEntry {
-                index: instance,
-                finished: false,
-                file: None,
-                bytes: 0,
-                crc32: 0,
-            };
+            let entry = InstanceEntry::stateless(instance, false);
             self.written(shared, id, node, instance, Ok((entry, state)));
             return;
         }
@@ -369,13 +363,7 @@ impl Coordinator {
         for ((node, inst), state) in finished {
             let entry = match &self.storage {
                 Some(s) => s.write_state(f.id, node, inst, true, state.as_ref())?,
-                None => InstanceEntry {
-                    index: inst,
-                    finished: true,
-                    file: None,
-                    bytes: 0,
-                    crc32: 0,
-                },
+                None => InstanceEntry::stateless(inst, true),
             };
             bytes += entry.bytes;
             entries.insert((node, inst), (entry, state));

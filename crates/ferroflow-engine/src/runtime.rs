@@ -1571,25 +1571,11 @@ impl ChainTask {
                         }
                     }
                 }
-                GateEvent::Drained => {
-                    for i in 0..self.chain.len() {
-                        let mut out = Output::default();
-                        let c = &mut self.chain[i];
-                        c.op.input_drained(&mut out)
-                            .map_err(|e| e.in_node(&c.info.node))?;
-                        self.route(i, out, &mut outbox)?;
-                    }
-                }
+                GateEvent::Drained => self.drain(&mut outbox)?,
                 GateEvent::Barrier(b, aligned) => {
                     // Operators that gather rows (inference) emit them before the snapshot,
                     // so their buffers need no state.
-                    for i in 0..self.chain.len() {
-                        let mut out = Output::default();
-                        let c = &mut self.chain[i];
-                        c.op.input_drained(&mut out)
-                            .map_err(|e| e.in_node(&c.info.node))?;
-                        self.route(i, out, &mut outbox)?;
-                    }
+                    self.drain(&mut outbox)?;
                     for c in &mut self.chain {
                         let state = if shared.coord.durable() || c.is_sink {
                             c.op.snapshot_state().map_err(|e| e.in_node(&c.info.node))?
@@ -1657,6 +1643,18 @@ impl ChainTask {
                 return Ok(());
             }
         }
+    }
+
+    /// Tell every operator of the chain that no input is waiting (they flush gathered rows).
+    fn drain(&mut self, outbox: &mut Vec<(usize, Message)>) -> Result<()> {
+        for i in 0..self.chain.len() {
+            let mut out = Output::default();
+            let c = &mut self.chain[i];
+            c.op.input_drained(&mut out)
+                .map_err(|e| e.in_node(&c.info.node))?;
+            self.route(i, out, outbox)?;
+        }
+        Ok(())
     }
 
     /// Ask the gate for a timer event at the earliest time an operator asked for, and make

@@ -760,6 +760,19 @@ impl GroupTable {
         self.free.push(g);
     }
 
+    /// The key columns of `groups`, decoded from their row encoding.
+    fn key_columns(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        if self.key_cols.is_empty() {
+            return Ok(Vec::new());
+        }
+        let parser = self.converter.parser();
+        Ok(self.converter.convert_rows(
+            groups
+                .iter()
+                .map(|g| parser.parse(&self.slots[*g as usize].key)),
+        )?)
+    }
+
     /// The state of `groups`: key columns, `__start`, `__end`, each aggregate's state
     /// columns, then `extra` (operator-specific per-group columns).
     pub(crate) fn state_batch(
@@ -767,16 +780,7 @@ impl GroupTable {
         groups: &[u32],
         extra: Vec<(&str, ArrayRef)>,
     ) -> Result<RecordBatch> {
-        let parser = self.converter.parser();
-        let mut cols: Vec<ArrayRef> = if self.key_cols.is_empty() {
-            Vec::new()
-        } else {
-            self.converter.convert_rows(
-                groups
-                    .iter()
-                    .map(|g| parser.parse(&self.slots[*g as usize].key)),
-            )?
-        };
+        let mut cols = self.key_columns(groups)?;
         let mut fields: Vec<Field> = cols
             .iter()
             .enumerate()
@@ -896,16 +900,7 @@ impl GroupTable {
         windows: bool,
         schema: &SchemaRef,
     ) -> Result<RecordBatch> {
-        let parser = self.converter.parser();
-        let mut cols = if self.key_cols.is_empty() {
-            Vec::new()
-        } else {
-            self.converter.convert_rows(
-                groups
-                    .iter()
-                    .map(|g| parser.parse(&self.slots[*g as usize].key)),
-            )?
-        };
+        let mut cols = self.key_columns(groups)?;
         if windows {
             cols.push(Arc::new(TimestampMillisecondArray::from_iter_values(
                 groups.iter().map(|g| self.slots[*g as usize].start),
