@@ -118,6 +118,11 @@ impl Job {
         self.dir.path().join(p)
     }
 
+    /// The committed rows under `dir` equal `want` as a multiset.
+    fn assert_committed(&self, dir: &str, want: &BTreeMap<String, usize>, what: &str) {
+        assert_same_rows(&committed_rows(&self.path(dir)), want, what);
+    }
+
     fn spawn(&self, extra: &[&str]) -> Child {
         ferroflow()
             .arg("run")
@@ -244,16 +249,8 @@ fn killed_at_random_moments_the_committed_output_is_exactly_once() {
     let job = Job::new(&windowed_spec(true));
     let mut rng = Lcg::from_env();
     job.kill_and_rerun(30, &mut rng, &[]);
-    assert_same_rows(
-        &committed_rows(&job.path("out/windows")),
-        &want_windows,
-        "windows",
-    );
-    assert_same_rows(
-        &committed_rows(&job.path("out/filtered")),
-        &want_filtered,
-        "filtered rows",
-    );
+    job.assert_committed("out/windows", &want_windows, "windows");
+    job.assert_committed("out/filtered", &want_filtered, "filtered rows");
     for d in ["out/windows", "out/filtered"] {
         assert!(
             hidden_files(&job.path(d)).is_empty(),
@@ -264,8 +261,8 @@ fn killed_at_random_moments_the_committed_output_is_exactly_once() {
     // The job is done: running the command again commits nothing new and says so.
     let out = job.run(&[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already finished"));
-    assert_same_rows(
-        &committed_rows(&job.path("out/filtered")),
+    job.assert_committed(
+        "out/filtered",
         &want_filtered,
         "filtered rows after a re-run",
     );
@@ -283,16 +280,8 @@ fn rescaled_restores_give_the_same_output() {
         child.wait().unwrap();
     }
     job.run(&["--parallelism", "1"]);
-    assert_same_rows(
-        &committed_rows(&job.path("out/windows")),
-        &want_windows,
-        "windows",
-    );
-    assert_same_rows(
-        &committed_rows(&job.path("out/filtered")),
-        &want_filtered,
-        "filtered rows",
-    );
+    job.assert_committed("out/windows", &want_windows, "windows");
+    job.assert_committed("out/filtered", &want_filtered, "filtered rows");
 }
 
 fn session_spec(checkpoint: bool) -> String {
@@ -350,16 +339,8 @@ fn session_windows_with_lateness_and_late_output_survive_kills() {
     let job = Job::new(&session_spec(true));
     let mut rng = Lcg::from_env();
     job.kill_and_rerun(30, &mut rng, &[]);
-    assert_same_rows(
-        &committed_rows(&job.path("out/sessions")),
-        &want_sessions,
-        "sessions",
-    );
-    assert_same_rows(
-        &committed_rows(&job.path("out/late")),
-        &want_late,
-        "late rows",
-    );
+    job.assert_committed("out/sessions", &want_sessions, "sessions");
+    job.assert_committed("out/late", &want_late, "late rows");
 }
 
 fn watch_spec(input: &Path, checkpoint: bool) -> String {
@@ -464,12 +445,8 @@ fn a_directory_watch_source_survives_kills() {
         child.wait().unwrap();
     }
     run_watch_until(&job, rows, &[]);
-    assert_same_rows(&committed_rows(&job.path("out/rows")), &want_rows, "rows");
-    assert_same_rows(
-        &committed_rows(&job.path("out/windows")),
-        &want_windows,
-        "windows",
-    );
+    job.assert_committed("out/rows", &want_rows, "rows");
+    job.assert_committed("out/windows", &want_windows, "windows");
 }
 
 fn unbounded_spec(checkpoint: &str) -> String {

@@ -265,15 +265,9 @@ impl SourceReader for WatchReader {
     }
 
     fn snapshot(&mut self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
-        let pending = self
-            .files
-            .splits()?
-            .iter()
-            .map(|b| FileSplit::decode(b, "directory watch"))
-            .collect::<ferroflow_engine::Result<Vec<_>>>()?;
         let state = WatchState {
             seen: self.seen.clone(),
-            pending,
+            pending: self.files.pending(),
         };
         Ok(vec![state.encode()?])
     }

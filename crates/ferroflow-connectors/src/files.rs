@@ -579,16 +579,20 @@ impl FileSetReader {
         }
     }
 
+    /// What is left to read: the current unit with the rows read, then the queued ones.
+    pub(crate) fn pending(&self) -> Vec<FileSplit> {
+        let current = self
+            .current_unit
+            .iter()
+            .map(|(unit, read)| unit.split((*read).max(unit.skip_rows)));
+        current
+            .chain(self.files.iter().map(|u| u.split(u.skip_rows)))
+            .collect()
+    }
+
     /// What is left to read, as checkpoint splits.
     pub(crate) fn splits(&self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        if let Some((unit, read)) = &self.current_unit {
-            out.push(unit.split((*read).max(unit.skip_rows)).encode()?);
-        }
-        for u in &self.files {
-            out.push(u.split(u.skip_rows).encode()?);
-        }
-        Ok(out)
+        self.pending().iter().map(FileSplit::encode).collect()
     }
 }
 
@@ -651,6 +655,19 @@ impl FileSink {
     }
 }
 
+impl FileSink {
+    /// The directory its files go to: the path itself, or the parent of a one-file path.
+    fn dir(&self) -> PathBuf {
+        if self.path.extension().is_none() {
+            return self.path.clone();
+        }
+        match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d.to_path_buf(),
+            None => PathBuf::from("."),
+        }
+    }
+}
+
 impl Sink for FileSink {
     fn parallelism_hint(&self) -> Option<usize> {
         // A path with an extension names one file: one writer.
@@ -696,10 +713,7 @@ impl Sink for FileSink {
                 self.format.extension()
             ))
         };
-        let dir = match target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) => d.to_path_buf(),
-            None => PathBuf::from("."),
-        };
+        let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(dir.display(), e))?;
         let mut w = FileSinkWriter {
             format: self.format,
@@ -746,14 +760,7 @@ impl Sink for FileSink {
         self.commit(committables)?;
         // Hidden files of this run not committed by the restored checkpoint were written
         // after it: that output will be written again.
-        let dir = if self.path.extension().is_some() {
-            self.path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        } else {
-            self.path.clone()
-        };
+        let dir = self.dir();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };

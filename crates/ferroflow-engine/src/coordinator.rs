@@ -174,7 +174,13 @@ impl Coordinator {
         let keep = self.nodes[node].role == NodeRole::Sink;
         if self.storage.is_none() {
             let entry = InstanceEntry::stateless(instance, false);
-            self.written(shared, id, node, instance, Ok((entry, state)));
+            self.written(
+                shared,
+                id,
+                node,
+                instance,
+                Ok((entry, state.filter(|_| keep))),
+            );
             return;
         }
         let me = self.clone();

@@ -252,11 +252,7 @@ impl Runtime {
             .enumerate()
             .map(|(id, n)| NodeMeta {
                 name: n.name.clone(),
-                role: match n.kind {
-                    NodeKind::Source { .. } => NodeRole::Source,
-                    NodeKind::Operator { .. } => NodeRole::Operator,
-                    NodeKind::Sink { .. } => NodeRole::Sink,
-                },
+                role: role_of(&n.kind),
                 parallelism: job.parallelism(id),
             })
             .collect();
@@ -600,11 +596,7 @@ fn check_restorable(g: &crate::graph::GraphInner, c: &LoadedCheckpoint) -> Resul
             }
             None => {}
             Some(n) => {
-                let role = match n.kind {
-                    NodeKind::Source { .. } => NodeRole::Source,
-                    NodeKind::Operator { .. } => NodeRole::Operator,
-                    NodeKind::Sink { .. } => NodeRole::Sink,
-                };
+                let role = role_of(&n.kind);
                 if role != entry.role {
                     return Err(err(format!(
                         "node '{}' was a {:?} and is now a {:?}; its state cannot be used",
@@ -615,6 +607,14 @@ fn check_restorable(g: &crate::graph::GraphInner, c: &LoadedCheckpoint) -> Resul
         }
     }
     Ok(())
+}
+
+fn role_of(kind: &NodeKind) -> NodeRole {
+    match kind {
+        NodeKind::Source { .. } => NodeRole::Source,
+        NodeKind::Operator { .. } => NodeRole::Operator,
+        NodeKind::Sink { .. } => NodeRole::Sink,
+    }
 }
 
 /// Did this node's instance (or, after rescaling, every old instance) end before the

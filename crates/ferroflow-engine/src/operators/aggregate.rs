@@ -607,15 +607,12 @@ impl GroupTable {
 
     /// Row-encode the key columns of `batch`.
     pub(crate) fn key_rows(&self, batch: &RecordBatch) -> Result<KeyRows> {
-        if self.key_cols.is_empty() {
-            return Ok(KeyRows::Empty);
-        }
         let cols: Vec<ArrayRef> = self
             .key_cols
             .iter()
             .map(|&k| batch.column(k).clone())
             .collect();
-        Ok(KeyRows::Rows(self.converter.convert_columns(&cols)?))
+        self.key_rows_of(&cols)
     }
 
     fn hash(key: &[u8], start: i64) -> u64 {

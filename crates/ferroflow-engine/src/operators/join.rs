@@ -273,19 +273,7 @@ impl Operator for HashJoin {
                     )));
                 }
                 let rows = b.project(&(0..n).collect::<Vec<_>>())?;
-                let keep = if ctx.same_parallelism() {
-                    vec![true; b.num_rows()]
-                } else {
-                    let keys: Vec<ArrayRef> = self
-                        .left_keys
-                        .iter()
-                        .map(|&k| rows.column(k).clone())
-                        .collect();
-                    ctx.owns_keys(&keys, rows.num_rows())?
-                };
-                let idx: Vec<u32> = (0..b.num_rows() as u32)
-                    .filter(|i| keep[*i as usize])
-                    .collect();
+                let idx = owned_rows(ctx, &rows, &self.left_keys)?;
                 let rows = RecordBatch::try_new(self.left_schema.clone(), rows.columns().to_vec())?;
                 parts.push(take_batch(&rows, &idx)?);
                 let m = b
@@ -596,18 +584,7 @@ impl Operator for IntervalJoin {
                         ctx.instance.node
                     ))
                 })?;
-                let keep: Vec<u32> = if ctx.same_parallelism() {
-                    (0..b.num_rows() as u32).collect()
-                } else {
-                    let keys: Vec<ArrayRef> = self.keys[side]
-                        .iter()
-                        .map(|&k| b.column(k).clone())
-                        .collect();
-                    let own = ctx.owns_keys(&keys, b.num_rows())?;
-                    (0..b.num_rows() as u32)
-                        .filter(|i| own[*i as usize])
-                        .collect()
-                };
+                let keep = owned_rows(ctx, &b, &self.keys[side])?;
                 let b = take_batch(&b, &keep)?;
                 self.buffer(side, b)?;
             }
@@ -623,6 +600,18 @@ impl Operator for IntervalJoin {
         self.sides[1].evict(wm.saturating_add(self.lower));
         Ok(())
     }
+}
+
+/// Indices of the saved rows (keyed on `keys`) this instance keeps at a restore: all at the
+/// old parallelism, those whose keys it now owns after rescaling.
+fn owned_rows(ctx: &RestoreContext, batch: &RecordBatch, keys: &[usize]) -> Result<Vec<u32>> {
+    let n = batch.num_rows() as u32;
+    if ctx.same_parallelism() {
+        return Ok((0..n).collect());
+    }
+    let cols: Vec<ArrayRef> = keys.iter().map(|&k| batch.column(k).clone()).collect();
+    let own = ctx.owns_keys(&cols, batch.num_rows())?;
+    Ok((0..n).filter(|i| own[*i as usize]).collect())
 }
 
 fn take_batch(batch: &RecordBatch, idx: &[u32]) -> Result<RecordBatch> {
