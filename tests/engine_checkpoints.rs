@@ -593,3 +593,108 @@ fn damaged_checkpoints_fall_back_and_a_changed_job_is_refused() {
     let out = job.run(&["--fresh", "--duration", "300ms"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("restored"));
 }
+
+fn scoring_spec(model: &Path, checkpoint: bool) -> String {
+    format!(
+        r#"
+name: ckpt-scoring
+parallelism: 2
+{}
+sources:
+  - name: events
+    type: generator
+    rows: 30000
+    rate: 6000
+    batch_size: 100
+    seed: 5
+    columns:
+      - {{name: id, kind: sequence}}
+      - {{name: x1, kind: float, min: 0, max: 1}}
+      - {{name: x2, kind: float, min: 0, max: 1}}
+  - name: versions
+    type: file
+    path: versions.jsonl
+    schema:
+      - {{name: version, type: int64, nullable: false}}
+      - {{name: uri, type: utf8, nullable: false}}
+nodes:
+  - name: score
+    input: events
+    predict:
+      model: {}
+      inputs: {{input: [x1, x2]}}
+      versions: versions
+      version_column: model_version
+sinks:
+  - {{name: scored, input: score, path: out/scored, format: json}}
+"#,
+        if checkpoint {
+            "checkpoint: {interval: 100ms, dir: ckpt}"
+        } else {
+            ""
+        },
+        model.display()
+    )
+}
+
+/// The committed rows of `dir` by id: (the row without its model version, the version).
+fn scored_rows(dir: &Path) -> BTreeMap<i64, Vec<(String, i64)>> {
+    let mut rows: BTreeMap<i64, Vec<(String, i64)>> = BTreeMap::new();
+    for (line, n) in committed_rows(dir) {
+        let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let version = v["model_version"].as_i64().unwrap();
+        v.as_object_mut().unwrap().remove("model_version");
+        for _ in 0..n {
+            rows.entry(v["id"].as_i64().unwrap())
+                .or_default()
+                .push((v.to_string(), version));
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_model_node_fed_versions_survives_kills_with_the_version_it_served() {
+    let models = format!("{}/tests/models", env!("CARGO_MANIFEST_DIR"));
+    let initial = Path::new(&models).join("linreg_double.onnx");
+    let setup = |job: &Job| {
+        // Version 2 is a copy: the scores agree, only the version column tells them apart.
+        let v2 = job.path("linreg-v2.onnx");
+        std::fs::copy(&initial, &v2).unwrap();
+        std::fs::write(
+            job.path("versions.jsonl"),
+            format!(
+                "{}\n",
+                serde_json::json!({"version": 2, "uri": v2.display().to_string()})
+            ),
+        )
+        .unwrap();
+    };
+    let clean = Job::new(&scoring_spec(&initial, false));
+    setup(&clean);
+    clean.run(&[]);
+    let want = scored_rows(&clean.path("out/scored"));
+    assert_eq!(want.len(), 30_000);
+
+    let job = Job::new(&scoring_spec(&initial, true));
+    setup(&job);
+    let mut rng = Lcg::from_env();
+    job.kill_and_rerun(12, &mut rng, &[]);
+    let got = scored_rows(&job.path("out/scored"));
+    assert_eq!(got.len(), want.len(), "every id committed");
+    let mut initial_version = 0;
+    for (id, rows) in &got {
+        assert_eq!(rows.len(), 1, "id {id} committed {} times", rows.len());
+        assert_eq!(rows[0].0, want[id][0].0, "id {id}: the same scores");
+        if rows[0].1 != 2 {
+            initial_version += 1;
+        }
+    }
+    // Only rows scored before version 2 was first loaded carry the initial version (0): the
+    // runs after a kill serve version 2 from the checkpoint (the version file was read long
+    // before).
+    assert!(
+        initial_version < 3_000,
+        "{initial_version} of 30000 rows scored by the initial model"
+    );
+}

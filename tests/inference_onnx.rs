@@ -752,6 +752,279 @@ fn serves_the_version_deployed_in_the_model_center() {
     assert!(version.values().windows(2).all(|w| w[0] <= w[1]));
 }
 
+/// Committed JSON rows under `dir` (visible part files only).
+fn committed_json(dir: &std::path::Path) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            rows.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    rows
+}
+
+/// Generated rows scored by a model node whose version comes once from a file, with
+/// checkpoints, at `parallelism`.
+fn versioned_scoring(
+    dir: &std::path::Path,
+    versions: &std::path::Path,
+    parallelism: usize,
+) -> ferroflow::engine::JobGraph {
+    let job = JobBuilder::with_config(
+        "versioned",
+        JobConfig {
+            parallelism,
+            ..JobConfig::default()
+        },
+    )
+    .with_checkpointing(CheckpointConfig::new(
+        dir.join("ckpt"),
+        Duration::from_millis(20),
+    ));
+    let data = job
+        .source(
+            "data",
+            Arc::new(
+                GeneratorSource::new(
+                    vec![
+                        ("id".into(), GenColumn::Sequence),
+                        ("x1".into(), GenColumn::Float { min: 0.0, max: 1.0 }),
+                        ("x2".into(), GenColumn::Float { min: 0.0, max: 1.0 }),
+                    ],
+                    None,
+                    3,
+                )
+                .unwrap()
+                .with_batch_size(50)
+                .with_rate(20_000.0),
+            ),
+        )
+        .unwrap();
+    let versions = job
+        .source(
+            "versions",
+            Arc::new(FileSource::new(versions, FileFormat::JsonLines).unwrap()),
+        )
+        .unwrap();
+    data.predict_with_versions(
+        "linreg",
+        &versions,
+        ModelNode::onnx(model("linreg_double.onnx"))
+            .input("input", &["x1", "x2"])
+            .initial_version(1)
+            .version_column("model_version"),
+    )
+    .unwrap()
+    .sink(
+        "out",
+        Arc::new(FileSink::new(dir.join("out"), FileFormat::JsonLines)),
+    )
+    .unwrap();
+    job.build().unwrap()
+}
+
+#[test]
+fn a_restored_model_node_serves_the_version_it_had_even_after_rescaling() {
+    let dir = tempfile::tempdir().unwrap();
+    // Version 2 is a copy of the initial file: only the version number tells them apart.
+    let v2 = dir.path().join("linreg-v2.onnx");
+    std::fs::copy(model("linreg_double.onnx"), &v2).unwrap();
+    let versions = dir.path().join("versions.jsonl");
+    std::fs::write(
+        &versions,
+        format!(
+            "{}\n",
+            serde_json::json!({"version": 2, "uri": v2.display().to_string()})
+        ),
+    )
+    .unwrap();
+    let run_for = |parallelism: usize, wait: Duration| {
+        let handle = Runtime::new()
+            .unwrap()
+            .execute(versioned_scoring(dir.path(), &versions, parallelism))
+            .unwrap();
+        std::thread::sleep(wait);
+        handle.stop();
+        let report = handle.wait().unwrap();
+        assert_eq!(report.status, JobStatus::Stopped);
+        report
+    };
+    let first = run_for(2, Duration::from_millis(700));
+    assert!(first.restored.is_none());
+    let before = committed_json(&dir.path().join("out"));
+    let last_id = before
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(
+        before.last().map(|r| r["model_version"].as_i64()),
+        Some(Some(2)),
+        "version 2 was served before the stop"
+    );
+    // The version file was read to its end: only the checkpoint knows version 2 now.
+    for parallelism in [3, 1] {
+        let report = run_for(parallelism, Duration::from_millis(500));
+        assert!(report.restored.is_some(), "resumed from the savepoint");
+    }
+    let rows = committed_json(&dir.path().join("out"));
+    let mut ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert!(
+        ids.len() as i64 > last_id + 1,
+        "the restored runs scored rows"
+    );
+    assert!(
+        ids.iter().enumerate().all(|(i, &id)| id == i as i64),
+        "every generated row scored exactly once"
+    );
+    let stale: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["id"].as_i64().unwrap() > last_id && r["model_version"] != 2)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rows after the restore are scored by version 2: {:?}",
+        &stale[..stale.len().min(3)]
+    );
+}
+
+#[test]
+fn a_model_node_whose_checkpointed_version_is_gone_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("linreg-v2.onnx");
+    std::fs::copy(model("linreg_double.onnx"), &v2).unwrap();
+    let versions = dir.path().join("versions.jsonl");
+    std::fs::write(
+        &versions,
+        format!(
+            "{}\n",
+            serde_json::json!({"version": 2, "uri": v2.display().to_string()})
+        ),
+    )
+    .unwrap();
+    let handle = Runtime::new()
+        .unwrap()
+        .execute(versioned_scoring(dir.path(), &versions, 1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    handle.stop();
+    handle.wait().unwrap();
+    std::fs::remove_file(&v2).unwrap();
+    // The state is restored when the job starts: the start fails.
+    let err = match Runtime::new()
+        .unwrap()
+        .execute(versioned_scoring(dir.path(), &versions, 1))
+    {
+        Err(e) => e.to_string(),
+        Ok(h) => {
+            h.cancel();
+            panic!("the restored job started without its model version");
+        }
+    };
+    assert!(
+        err.contains("linreg") && err.contains("version 2") && err.contains("linreg-v2.onnx"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_model_center_source_resumes_after_the_last_stage_event_it_read() {
+    use ferroflow::inference::ModelCenterSource;
+    use ferroflow_meta::{MetaStore, ModelStage, NewModelVersion, SqliteStore};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn MetaStore> = Arc::new(
+        rt.block_on(SqliteStore::open(&dir.path().join("meta.db")))
+            .unwrap(),
+    );
+    let deploy = |uri: &str| {
+        let store = store.clone();
+        let uri = uri.to_string();
+        rt.block_on(async move {
+            let v = store
+                .create_model_version(
+                    "mlp",
+                    NewModelVersion {
+                        uri,
+                        flavor: "onnx".into(),
+                        ..NewModelVersion::default()
+                    },
+                )
+                .await
+                .unwrap();
+            store
+                .set_model_stage("mlp", v.version, ModelStage::Validated)
+                .await
+                .unwrap();
+            store
+                .set_model_stage("mlp", v.version, ModelStage::Deployed)
+                .await
+                .unwrap();
+        })
+    };
+    rt.block_on(store.register_model("mlp", "scores")).unwrap();
+    deploy("a.onnx");
+    let source = ModelCenterSource::new(
+        store.clone(),
+        "mlp",
+        ModelStage::Deployed,
+        rt.handle().clone(),
+    );
+    assert!(source.supports_checkpoints());
+    let info = |index: usize, parallelism: usize| InstanceInfo {
+        node: "mc".into(),
+        index,
+        parallelism,
+        run: "r".into(),
+    };
+    let versions_of = |reader: &mut Box<dyn SourceReader>| -> Vec<i64> {
+        match reader.next().unwrap() {
+            SourceEvent::Batch(b) => b
+                .column_by_name("version")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec(),
+            SourceEvent::Idle(_) => Vec::new(),
+            SourceEvent::End => panic!("unbounded"),
+        }
+    };
+    let mut reader = source.create_reader(&info(0, 1)).unwrap();
+    assert_eq!(
+        versions_of(&mut reader),
+        vec![1],
+        "the deployed version first"
+    );
+    let position = reader.snapshot().unwrap();
+    assert_eq!(position.len(), 1, "one split, on the reading instance");
+    deploy("b.onnx");
+    deploy("c.onnx");
+    // A fresh reader sees only the newest; a restored one every version deployed since.
+    let mut fresh = source.create_reader(&info(0, 1)).unwrap();
+    assert_eq!(versions_of(&mut fresh), vec![3]);
+    let splits = source.assign_splits(position, 2).unwrap();
+    let mut restored: Vec<_> = splits
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| source.restore_reader(&info(i, 2), s).unwrap())
+        .collect();
+    assert_eq!(versions_of(&mut restored[0]), vec![2, 3]);
+    assert_eq!(versions_of(&mut restored[1]), Vec::<i64>::new(), "idle");
+    // A reader checkpointed before its first read starts as a fresh one.
+    let mut early = source.create_reader(&info(0, 1)).unwrap();
+    let position = early.snapshot().unwrap();
+    let mut restored = source.restore_reader(&info(0, 1), position).unwrap();
+    assert_eq!(versions_of(&mut restored), vec![3]);
+}
+
 // ---- bad input ----------------------------------------------------------------------------
 
 fn plan_error(batch: RecordBatch, node: ModelNode) -> String {

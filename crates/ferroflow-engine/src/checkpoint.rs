@@ -509,28 +509,54 @@ impl Storage {
     }
 }
 
-/// Encode a sink instance's committables as its checkpointed state.
-pub(crate) fn encode_committables(c: &[Vec<u8>]) -> OperatorState {
+/// Encode a sink instance's checkpointed state: what it pre-committed, then its writer's
+/// own state when it keeps one ([`crate::SinkWriter::snapshot_state`]; its batches are the
+/// state's batches).
+pub(crate) fn encode_sink_state(c: &[Vec<u8>], writer: Option<OperatorState>) -> OperatorState {
     let mut e = StateEncoder::new();
     e.u64(c.len() as u64);
     for x in c {
         e.bytes(x);
     }
+    let mut batches = Vec::new();
+    if let Some(w) = writer {
+        e.bool(true);
+        e.bytes(&w.bytes);
+        batches = w.batches;
+    }
     OperatorState {
-        batches: Vec::new(),
+        batches,
         bytes: e.finish(),
     }
 }
 
-pub(crate) fn decode_committables(s: &OperatorState, what: &str) -> Result<Vec<Vec<u8>>> {
+/// The committables and the writer state in a sink instance's checkpointed state.
+pub(crate) fn decode_sink_state(
+    s: &OperatorState,
+    what: &str,
+) -> Result<(Vec<Vec<u8>>, Option<OperatorState>)> {
     let mut d = StateDecoder::new(&s.bytes, what);
     let n = d.count(8)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(d.bytes()?.to_vec());
     }
+    let writer = if d.is_empty() {
+        None
+    } else {
+        d.bool()?;
+        Some(OperatorState {
+            batches: s.batches.clone(),
+            bytes: d.bytes()?.to_vec(),
+        })
+    };
     d.end()?;
-    Ok(out)
+    Ok((out, writer))
+}
+
+/// The committables in a sink instance's checkpointed state.
+pub(crate) fn decode_committables(s: &OperatorState, what: &str) -> Result<Vec<Vec<u8>>> {
+    Ok(decode_sink_state(s, what)?.0)
 }
 
 /// A source instance's checkpointed position: its reader's splits and its event-time clock.

@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 
 use crate::error::Result;
-use crate::operator::{InstanceInfo, StateKind};
+use crate::operator::{InstanceInfo, OperatorState, StateKind};
 
 /// What a source reader produced.
 #[derive(Debug)]
@@ -120,9 +120,11 @@ pub trait Sink: Send + Sync {
         false
     }
 
-    /// What the sink keeps between barriers: [`StateKind::Unsupported`] for sinks that
-    /// gather rows in memory (a model fitted at end of input), which a job with checkpoints
-    /// refuses. Sinks that write at once or pre-commit their files keep the default.
+    /// What the sink's writers keep besides the output they pre-commit: sinks whose
+    /// writers save state ([`SinkWriter::snapshot_state`], e.g. rows gathered for a fit at
+    /// end of input) say how it is shared out when rescaled ([`StateKind::Instance`] or
+    /// [`StateKind::Keyed`]); [`StateKind::Unsupported`] makes a job with checkpoints
+    /// refuse the sink. Sinks that write at once or pre-commit their files keep the default.
     fn state_kind(&self) -> StateKind {
         StateKind::Stateless
     }
@@ -147,6 +149,21 @@ pub trait Sink: Send + Sync {
         instance: &InstanceInfo,
         schema: SchemaRef,
     ) -> Result<Box<dyn SinkWriter>>;
+
+    /// Open the writer of one instance of a restored job with the states its writers saved
+    /// ([`SinkWriter::snapshot_state`]): its own, or after rescaling the old instances'
+    /// share ([`Sink::state_kind`]). Called instead of [`Sink::create_writer`] when the
+    /// checkpoint holds writer state for the instance.
+    fn restore_writer(
+        &self,
+        _instance: &InstanceInfo,
+        _schema: SchemaRef,
+        _states: Vec<OperatorState>,
+    ) -> Result<Box<dyn SinkWriter>> {
+        Err(crate::EngineError::Plan(
+            "this sink cannot restore its writers' state".into(),
+        ))
+    }
 }
 
 /// Writes one instance's share. Runs on an I/O thread, never on the CPU pool.
@@ -163,6 +180,13 @@ pub trait SinkWriter: Send {
     /// default (sinks that write at once) flushes nothing and has nothing to commit.
     fn pre_commit(&mut self, _epoch: u64) -> Result<Vec<Vec<u8>>> {
         Ok(Vec::new())
+    }
+
+    /// State besides the output (rows gathered for a fit at end of input), at a
+    /// checkpoint barrier just after [`SinkWriter::pre_commit`] (`None`, the default: the
+    /// pre-committed output is all there is). [`Sink::restore_writer`] takes it back.
+    fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
+        Ok(None)
     }
 
     /// The job was cancelled or failed: drop what is half written (temporary files).

@@ -134,8 +134,9 @@ pub trait Operator: Send {
     /// Restore state captured by `snapshot_state`, before `open`. `states` is this
     /// instance's own state when the parallelism is unchanged; after rescaling it is the
     /// states of the old instances that held keys this instance now owns
-    /// ([`StateKind::Keyed`]: keep the rows `ctx.owns_keys` accepts) or a share of the old
-    /// instances' states ([`StateKind::Instance`]: merge them).
+    /// ([`StateKind::Keyed`]: keep the rows `ctx.owns_keys` accepts), a share of the old
+    /// instances' states ([`StateKind::Instance`]: merge them) or all of them, in old
+    /// instance order ([`StateKind::Broadcast`]).
     fn restore_state(&mut self, _states: Vec<OperatorState>, _ctx: &RestoreContext) -> Result<()> {
         Ok(())
     }
@@ -151,6 +152,9 @@ pub enum StateKind {
     /// State per instance: on rescaling, the old instances' states are shared out among the
     /// new instances (each old state to one new instance).
     Instance,
+    /// State every instance holds alike (the model version a node serves, fed by a
+    /// broadcast input): on rescaling, every new instance gets every old instance's state.
+    Broadcast,
     /// State that cannot be checkpointed yet: a job with checkpoints is refused, naming the
     /// node and this reason.
     Unsupported(String),

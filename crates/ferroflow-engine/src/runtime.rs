@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow_schema::SchemaRef;
 use futures::FutureExt;
 use futures::executor::ThreadPool;
 use parking_lot::{Condvar, Mutex};
@@ -19,10 +20,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::channel::{Channel, HighWater};
 use crate::checkpoint::{
     CheckpointStats, LoadedCheckpoint, NodeRole, RestoreContext, RestoreFrom, Restored,
-    SourcePosition, Storage, decode_committables, encode_committables, new_run_id,
+    SourcePosition, Storage, decode_committables, decode_sink_state, encode_sink_state, new_run_id,
     overlapping_instances,
 };
-use crate::connector::{Progress, SinkWriter, SourceEvent, SourceReader};
+use crate::connector::{Progress, Sink, SinkWriter, SourceEvent, SourceReader};
 use crate::coordinator::{Coordinator, NodeMeta};
 use crate::error::{EngineError, Result};
 use crate::exchange::{Route, Router};
@@ -399,9 +400,14 @@ impl Runtime {
                         let finished = loaded
                             .as_ref()
                             .is_some_and(|c| restored_finished(c, name, par, i));
-                        let writer = sink
-                            .create_writer(&info(head), g.nodes[head].schema.clone())
-                            .map_err(|e| e.in_node(name))?;
+                        let writer = open_writer(
+                            sink.as_ref(),
+                            loaded.as_ref(),
+                            info(head),
+                            g.nodes[head].schema.clone(),
+                            max_par,
+                        )
+                        .map_err(|e| e.in_node(name))?;
                         launches.push(Launch::Sink(SinkTask {
                             name: name.clone(),
                             node: head,
@@ -436,9 +442,14 @@ impl Runtime {
                                 }
                                 NodeKind::Sink { sink } => (
                                     Box::new(InlineSink {
-                                        writer: sink
-                                            .create_writer(&info(id), g.nodes[id].schema.clone())
-                                            .map_err(|e| e.in_node(name))?,
+                                        writer: open_writer(
+                                            sink.as_ref(),
+                                            loaded.as_ref(),
+                                            info(id),
+                                            g.nodes[id].schema.clone(),
+                                            max_par,
+                                        )
+                                        .map_err(|e| e.in_node(name))?,
                                         finished: false,
                                         durable: coord.durable(),
                                         epoch: last_barrier,
@@ -708,6 +719,37 @@ fn source_resume(
     })))
 }
 
+/// The checkpointed states an instance restores from: its own when the parallelism is
+/// unchanged, else the old instances' that `kind` gives it (with the old parallelism).
+fn states_for(
+    c: &LoadedCheckpoint,
+    kind: &StateKind,
+    info: &InstanceInfo,
+    max_par: u32,
+) -> Option<(usize, Vec<OperatorState>)> {
+    let entry = c.node(&info.node)?;
+    let old = entry.parallelism;
+    let from: Vec<usize> = if old == info.parallelism {
+        vec![info.index]
+    } else if *kind == StateKind::Keyed {
+        overlapping_instances(max_par, old, info.parallelism, info.index)
+    } else if *kind == StateKind::Broadcast {
+        (0..old).collect()
+    } else {
+        (0..old)
+            .filter(|j| j % info.parallelism == info.index)
+            .collect()
+    };
+    let states = from
+        .iter()
+        .filter_map(|j| match c.states.get(&(info.node.clone(), *j)) {
+            Some((_, Some(s))) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    Some((old, states))
+}
+
 /// Give an operator its part of the checkpointed state.
 fn restore_operator(
     c: &LoadedCheckpoint,
@@ -716,26 +758,9 @@ fn restore_operator(
     info: InstanceInfo,
     max_par: u32,
 ) -> Result<()> {
-    let Some(entry) = c.node(&info.node) else {
+    let Some((old, states)) = states_for(c, kind, &info, max_par) else {
         return Ok(());
     };
-    let old = entry.parallelism;
-    let from: Vec<usize> = if old == info.parallelism {
-        vec![info.index]
-    } else if *kind == StateKind::Keyed {
-        overlapping_instances(max_par, old, info.parallelism, info.index)
-    } else {
-        (0..old)
-            .filter(|j| j % info.parallelism == info.index)
-            .collect()
-    };
-    let states: Vec<OperatorState> = from
-        .iter()
-        .filter_map(|j| match c.states.get(&(info.node.clone(), *j)) {
-            Some((_, Some(s))) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
     if states.is_empty() {
         return Ok(());
     }
@@ -745,6 +770,32 @@ fn restore_operator(
         max_parallelism: max_par,
     };
     op.restore_state(states, &ctx)
+}
+
+/// Open a sink instance's writer: with its writers' checkpointed state when the restored
+/// checkpoint holds some for it, else a fresh one.
+fn open_writer(
+    sink: &dyn Sink,
+    loaded: Option<&LoadedCheckpoint>,
+    info: InstanceInfo,
+    schema: SchemaRef,
+    max_par: u32,
+) -> Result<Box<dyn SinkWriter>> {
+    let mut writer_states = Vec::new();
+    if let Some(c) = loaded
+        && let Some((_, states)) = states_for(c, &sink.state_kind(), &info, max_par)
+    {
+        for s in &states {
+            if let (_, Some(w)) = decode_sink_state(s, &info.node)? {
+                writer_states.push(w);
+            }
+        }
+    }
+    if writer_states.is_empty() {
+        sink.create_writer(&info, schema)
+    } else {
+        sink.restore_writer(&info, schema, writer_states)
+    }
 }
 
 /// The reader of a source instance that had ended before the restored checkpoint.
@@ -1413,12 +1464,16 @@ impl SinkTask {
                         .writer
                         .pre_commit(b.id)
                         .map_err(|e| e.in_node(&self.name))?;
+                    let w = self
+                        .writer
+                        .snapshot_state()
+                        .map_err(|e| e.in_node(&self.name))?;
                     shared.coord.ack(
                         shared,
                         b.id,
                         self.node,
                         self.index,
-                        Some(encode_committables(&c)),
+                        Some(encode_sink_state(&c, w)),
                         aligned,
                     );
                     if b.stop {
@@ -1438,7 +1493,7 @@ impl SinkTask {
                             .pre_commit(self.last_barrier + 1)
                             .map_err(|e| e.in_node(&self.name))?;
                         self.writer.finish().map_err(|e| e.in_node(&self.name))?;
-                        Some(encode_committables(&c))
+                        Some(encode_sink_state(&c, None))
                     } else {
                         self.writer.finish().map_err(|e| e.in_node(&self.name))?;
                         None
@@ -1487,11 +1542,12 @@ impl Operator for InlineSink {
 
     fn snapshot_state(&mut self) -> Result<Option<OperatorState>> {
         if let Some(c) = self.final_commit.take() {
-            return Ok(Some(encode_committables(&c)));
+            return Ok(Some(encode_sink_state(&c, None)));
         }
         self.epoch += 1;
         let c = self.writer.pre_commit(self.epoch)?;
-        Ok(Some(encode_committables(&c)))
+        let w = self.writer.snapshot_state()?;
+        Ok(Some(encode_sink_state(&c, w)))
     }
 }
 

@@ -79,16 +79,48 @@ impl Source for ModelCenterSource {
         &self,
         instance: &InstanceInfo,
     ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
-        Ok(Box::new(ModelCenterReader {
+        // One instance reads; versions are broadcast to the model node anyway.
+        Ok(Box::new(self.reader(instance.index == 0, None)))
+    }
+
+    /// Its position is the offset of the last stage event read, held by the one reading
+    /// instance (whichever instance is given that split after rescaling reads on).
+    fn supports_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn restore_reader(
+        &self,
+        _instance: &InstanceInfo,
+        splits: Vec<Vec<u8>>,
+    ) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        let mut after: Option<i64> = None;
+        for s in splits.iter().filter(|s| !s.is_empty()) {
+            let bytes: [u8; 8] = s.as_slice().try_into().map_err(|_| {
+                EngineError::Connector(format!(
+                    "model center: model '{}': a checkpointed position of {} bytes (expected 8)",
+                    self.model,
+                    s.len()
+                ))
+            })?;
+            let offset = i64::from_le_bytes(bytes);
+            after = Some(after.map_or(offset, |a| a.max(offset)));
+        }
+        Ok(Box::new(self.reader(!splits.is_empty(), after)))
+    }
+}
+
+impl ModelCenterSource {
+    fn reader(&self, active: bool, after: Option<i64>) -> ModelCenterReader {
+        ModelCenterReader {
             store: self.store.clone(),
             model: self.model.clone(),
             stage: self.stage,
             poll: self.poll,
             handle: self.handle.clone(),
-            // One instance reads; versions are broadcast to the model node anyway.
-            active: instance.index == 0,
-            after: None,
-        }))
+            active,
+            after,
+        }
     }
 }
 
@@ -118,6 +150,18 @@ fn batch(versions: &[ModelVersion]) -> ferroflow_engine::Result<SourceEvent> {
 }
 
 impl SourceReader for ModelCenterReader {
+    /// The reading instance's one split: the offset read up to (8 bytes), or nothing yet
+    /// (empty: a restored reader starts as a fresh one, with the version deployed now).
+    fn snapshot(&mut self) -> ferroflow_engine::Result<Vec<Vec<u8>>> {
+        if !self.active {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            self.after
+                .map_or_else(Vec::new, |a| a.to_le_bytes().to_vec()),
+        ])
+    }
+
     fn next(&mut self) -> ferroflow_engine::Result<SourceEvent> {
         if !self.active {
             return Ok(SourceEvent::Idle(Duration::from_secs(1)));

@@ -21,7 +21,8 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
 use ferroflow_engine::{
-    DataStream, EngineError, InstanceInfo, Operator, OperatorContext, OperatorFactory, Output,
+    DataStream, EngineError, InstanceInfo, Operator, OperatorContext, OperatorFactory,
+    OperatorState, Output, RestoreContext,
 };
 
 use crate::batching::{AdaptiveBatcher, BatchConfig};
@@ -236,6 +237,7 @@ struct Active {
     model: Arc<dyn InferenceModel>,
     binding: Arc<Binding>,
     version: i64,
+    uri: String,
 }
 
 impl Shared {
@@ -277,6 +279,7 @@ impl Shared {
             model,
             binding: Arc::new(binding),
             version,
+            uri: uri.to_string(),
         })
     }
 }
@@ -322,6 +325,7 @@ impl ModelFactory {
                     model,
                     binding: Arc::new(binding),
                     version: config.initial_version,
+                    uri: config.uri.clone(),
                 },
                 config,
                 has_versions,
@@ -331,11 +335,11 @@ impl ModelFactory {
 }
 
 impl OperatorFactory for ModelFactory {
+    /// With a version input, the version in use (and any still loading) is state that
+    /// every instance holds alike: after rescaling, every instance takes it.
     fn state_kind(&self) -> ferroflow_engine::StateKind {
         if self.shared.has_versions {
-            ferroflow_engine::StateKind::Unsupported(
-                "the model version in use is not saved yet".into(),
-            )
+            ferroflow_engine::StateKind::Broadcast
         } else {
             ferroflow_engine::StateKind::Stateless
         }
@@ -620,6 +624,84 @@ impl Operator for ModelOperator {
 
     fn finish(&mut self, out: &mut Output) -> ferroflow_engine::Result<()> {
         self.run_ready(true, out)?;
+        Ok(())
+    }
+
+    /// The versions this instance knows, oldest first, as one `(version, uri)` batch: the
+    /// one in use (unless none is yet), then the one loading and the one queued. Rows never
+    /// wait here at a barrier: the chain is drained before the snapshot.
+    fn snapshot_state(&mut self) -> ferroflow_engine::Result<Option<OperatorState>> {
+        if !self.shared.has_versions {
+            return Ok(None);
+        }
+        if self.pending_rows > 0 {
+            return Err(EngineError::Other(format!(
+                "{} rows still wait for a model at a checkpoint barrier",
+                self.pending_rows
+            )));
+        }
+        let mut known: Vec<(i64, &str)> = Vec::new();
+        if let Some(a) = &self.current {
+            known.push((a.version, &a.uri));
+        }
+        if let Some(l) = &self.loading {
+            known.push((l.version, &l.uri));
+        }
+        if let Some((v, uri)) = &self.queued {
+            known.push((*v, uri));
+        }
+        let batch = RecordBatch::try_new(
+            model_version_schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(known.iter().map(|k| k.0))),
+                Arc::new(arrow_array::StringArray::from_iter_values(
+                    known.iter().map(|k| k.1),
+                )),
+            ],
+        )?;
+        Ok(Some(OperatorState {
+            batches: vec![batch],
+            bytes: vec![u8::from(self.current.is_some())],
+        }))
+    }
+
+    /// Serve the newest version the checkpoint knew of, loaded now (before any row): the
+    /// version stream's position is past it, so it will not come again. Every instance had
+    /// the same versions; after rescaling the first old instance's state is used.
+    fn restore_state(
+        &mut self,
+        states: Vec<OperatorState>,
+        _ctx: &RestoreContext,
+    ) -> ferroflow_engine::Result<()> {
+        let Some(state) = states.into_iter().next() else {
+            return Ok(());
+        };
+        let rows = state.batches.first().ok_or_else(|| {
+            EngineError::Other("the checkpointed model state has no version table".into())
+        })?;
+        let (Some(versions), Some(uris)) = (
+            rows.column_by_name(VERSION_COLUMN)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+            rows.column_by_name(URI_COLUMN)
+                .and_then(|c| c.as_string_opt::<i32>()),
+        ) else {
+            return Err(EngineError::Other(
+                "the checkpointed model state is not a version table".into(),
+            ));
+        };
+        let last = rows.num_rows().checked_sub(1);
+        let Some(last) = last else {
+            // No version had arrived: start as a fresh run would.
+            return Ok(());
+        };
+        let (version, uri) = (versions.value(last), uris.value(last));
+        self.current = Some(
+            if self.shared.template.version == version && self.shared.template.uri == uri {
+                self.shared.template.clone()
+            } else {
+                self.shared.load(version, uri)?
+            },
+        );
         Ok(())
     }
 }

@@ -66,10 +66,36 @@ struct FitWriter {
 }
 
 impl ferroflow_engine::Sink for FitSink {
+    /// The rows gathered so far are the one writer's state (saved as Arrow batches).
     fn state_kind(&self) -> ferroflow_engine::StateKind {
-        ferroflow_engine::StateKind::Unsupported(
-            "an estimator fitted at end of input holds its rows in memory".into(),
-        )
+        ferroflow_engine::StateKind::Instance
+    }
+
+    fn restore_writer(
+        &self,
+        _instance: &InstanceInfo,
+        schema: SchemaRef,
+        states: Vec<ferroflow_engine::OperatorState>,
+    ) -> ferroflow_engine::Result<Box<dyn ferroflow_engine::SinkWriter>> {
+        let mut batches = Vec::new();
+        for b in states.into_iter().flat_map(|s| s.batches) {
+            if b.schema().fields() != schema.fields() {
+                return Err(EngineError::Plan(format!(
+                    "node '{}': the checkpointed rows have the columns {:?}, its input now {:?}",
+                    self.name,
+                    b.schema().fields(),
+                    schema.fields()
+                )));
+            }
+            batches.push(b);
+        }
+        Ok(Box::new(FitWriter {
+            name: self.name.clone(),
+            estimator: self.estimator.clone(),
+            slot: self.slot.clone(),
+            schema,
+            batches,
+        }))
     }
 
     // Every batch to one writer: the fit sees the whole table.
@@ -98,6 +124,21 @@ impl ferroflow_engine::SinkWriter for FitWriter {
             self.batches.push(batch);
         }
         Ok(())
+    }
+
+    /// Every row gathered so far, as one batch (kept as that one batch from now on, so a
+    /// checkpoint after many small batches does not write them one by one again).
+    fn snapshot_state(
+        &mut self,
+    ) -> ferroflow_engine::Result<Option<ferroflow_engine::OperatorState>> {
+        if self.batches.len() > 1 {
+            let all = arrow_select::concat::concat_batches(&self.schema, &self.batches)?;
+            self.batches = vec![all];
+        }
+        Ok(Some(ferroflow_engine::OperatorState {
+            batches: self.batches.clone(),
+            bytes: Vec::new(),
+        }))
     }
 
     /// End of input: fit on everything that arrived (on the sink's own thread).

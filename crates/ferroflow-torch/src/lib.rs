@@ -13,6 +13,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod model;
+mod optim;
 mod train;
 
 pub use model::{LIBTORCH_VERSION, TorchLoader, TorchModel, TorchOptions, input, scalar_input};

@@ -6,8 +6,12 @@
 //! `rows`). Fed to `predict_with_versions` downstream, those rows hot-swap the prediction
 //! node's model: the role "TensorFlow on Flink" played.
 //!
-//! The trainer is a single instance (one set of weights). Time-based versions are checked
-//! when a batch arrives; the last version is written when the input ends.
+//! The trainer is a single instance (one set of weights). Time-based versions come from a
+//! processing-time timer, with or without new input; the last version is written when the
+//! input ends. With checkpoints, its state is the module (weights and buffers), the
+//! optimizer's slots and step count, and the version and row counters: a restored trainer
+//! goes on where the checkpoint was, and the version after it gets the same number (its file
+//! is written again).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,13 +20,15 @@ use std::time::{Duration, Instant};
 use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ferroflow_engine::{
-    DataStream, EngineError, InstanceInfo, Operator, OperatorContext, OperatorFactory, Output,
+    DataStream, EngineError, InstanceInfo, Operator, OperatorContext, OperatorFactory,
+    OperatorState, Output, RestoreContext,
 };
 use ferroflow_inference::{Binding, ElementType, InputMapping, TensorSpec, ValueKind};
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Reduction, Tensor, TrainableCModule};
 
 use crate::model::{first_line, to_tensor};
+use crate::optim::Optim;
 
 /// The loss minimised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,9 +223,8 @@ struct TrainerFactory {
 
 impl OperatorFactory for TrainerFactory {
     fn state_kind(&self) -> ferroflow_engine::StateKind {
-        ferroflow_engine::StateKind::Unsupported(
-            "the trainer's weights, optimizer state and version counter are not saved yet".into(),
-        )
+        // One instance: its state goes to the one instance of a restored job.
+        ferroflow_engine::StateKind::Instance
     }
 
     fn output_schema(&self) -> SchemaRef {
@@ -228,25 +233,11 @@ impl OperatorFactory for TrainerFactory {
 
     fn create(&self, _instance: &InstanceInfo) -> ferroflow_engine::Result<Box<dyn Operator>> {
         let t = &self.trainer;
-        let err = |e: tch::TchError| {
-            EngineError::Other(format!(
-                "module '{}': {}",
-                t.module,
-                first_line(&e.to_string())
-            ))
-        };
         let vs = VarStore::new(Device::Cpu);
-        let mut module = TrainableCModule::load(&t.module, vs.root()).map_err(err)?;
+        let mut module = TrainableCModule::load(&t.module, vs.root())
+            .map_err(|e| module_error(&t.module, &e))?;
         module.set_train();
-        let opt = match t.optimizer {
-            Optimizer::Sgd { lr, momentum } => nn::Sgd {
-                momentum,
-                ..Default::default()
-            }
-            .build(&vs, lr),
-            Optimizer::Adam { lr } => nn::Adam::default().build(&vs, lr),
-        }
-        .map_err(err)?;
+        let opt = Optim::new(t.optimizer.clone(), &vs);
         Ok(Box::new(TrainerOperator {
             node: self.node.clone(),
             trainer: t.clone(),
@@ -263,6 +254,10 @@ impl OperatorFactory for TrainerFactory {
     }
 }
 
+fn module_error(module: &str, e: &tch::TchError) -> EngineError {
+    EngineError::Other(format!("module '{module}': {}", first_line(&e.to_string())))
+}
+
 struct TrainerOperator {
     node: String,
     trainer: TorchTrainer,
@@ -270,12 +265,31 @@ struct TrainerOperator {
     // Holds the trainable variables the optimizer updates.
     _vs: VarStore,
     module: TrainableCModule,
-    opt: nn::Optimizer,
+    opt: Optim,
     version: i64,
     steps_since: usize,
     last_emit: Instant,
     rows: i64,
     last_loss: f64,
+}
+
+/// Leads a trainer's checkpointed state.
+const STATE_MAGIC: &[u8; 8] = b"FFTRAIN1";
+
+/// Read `n` bytes at `*at`, or say the state is cut short.
+fn take<'a>(bytes: &'a [u8], at: &mut usize, n: usize) -> ferroflow_engine::Result<&'a [u8]> {
+    let end = at
+        .checked_add(n)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| EngineError::Other("the checkpointed trainer state is cut short".into()))?;
+    let part = &bytes[*at..end];
+    *at = end;
+    Ok(part)
+}
+
+fn take_u64(bytes: &[u8], at: &mut usize) -> ferroflow_engine::Result<u64> {
+    let b = take(bytes, at, 8)?;
+    Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
 impl TrainerOperator {
@@ -320,6 +334,26 @@ impl TrainerOperator {
                     .trainer
                     .every
                     .is_some_and(|t| self.last_emit.elapsed() >= t))
+    }
+
+    /// The module as TorchScript bytes (weights and buffers), through a hidden file in the
+    /// output directory (libtorch saves modules to paths only).
+    fn module_bytes(&self) -> ferroflow_engine::Result<Vec<u8>> {
+        let tmp = self
+            .trainer
+            .output_dir
+            .join(format!(".{}-checkpoint.pt.tmp", self.node));
+        self.module.save(&tmp).map_err(|e| {
+            EngineError::Other(format!(
+                "saving '{}': {}",
+                tmp.display(),
+                first_line(&e.to_string())
+            ))
+        })?;
+        let bytes =
+            std::fs::read(&tmp).map_err(|e| EngineError::io(tmp.display().to_string(), e))?;
+        let _ = std::fs::remove_file(&tmp);
+        Ok(bytes)
     }
 
     /// Save the module as the next version and emit its row.
@@ -406,6 +440,78 @@ impl Operator for TrainerOperator {
         if self.due() {
             self.emit(out)?;
         }
+        Ok(())
+    }
+
+    /// Counters, then the module's bytes, then the optimizer's slots.
+    fn snapshot_state(&mut self) -> ferroflow_engine::Result<Option<OperatorState>> {
+        let module = self.module_bytes()?;
+        let (opt_steps, opt) = self.opt.save().map_err(|e| {
+            EngineError::Other(format!(
+                "saving the optimizer state: {}",
+                first_line(&e.to_string())
+            ))
+        })?;
+        let mut bytes = Vec::with_capacity(64 + module.len() + opt.len());
+        bytes.extend_from_slice(STATE_MAGIC);
+        for v in [
+            self.version as u64,
+            self.steps_since as u64,
+            self.rows as u64,
+            self.last_loss.to_bits(),
+            opt_steps as u64,
+            module.len() as u64,
+        ] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(&module);
+        bytes.extend_from_slice(&(opt.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&opt);
+        Ok(Some(OperatorState {
+            batches: Vec::new(),
+            bytes,
+        }))
+    }
+
+    /// Replace the freshly loaded module and optimizer by the checkpointed ones.
+    fn restore_state(
+        &mut self,
+        states: Vec<OperatorState>,
+        _ctx: &RestoreContext,
+    ) -> ferroflow_engine::Result<()> {
+        let Some(state) = states.into_iter().next() else {
+            return Ok(());
+        };
+        let b = &state.bytes;
+        let mut at = 0;
+        if take(b, &mut at, STATE_MAGIC.len())? != STATE_MAGIC {
+            return Err(EngineError::Other(
+                "the checkpointed state is not a trainer's".into(),
+            ));
+        }
+        let version = take_u64(b, &mut at)? as i64;
+        let steps_since = take_u64(b, &mut at)? as usize;
+        let rows = take_u64(b, &mut at)? as i64;
+        let last_loss = f64::from_bits(take_u64(b, &mut at)?);
+        let opt_steps = take_u64(b, &mut at)? as i64;
+        let n = take_u64(b, &mut at)? as usize;
+        let module_bytes = take(b, &mut at, n)?;
+        let n = take_u64(b, &mut at)? as usize;
+        let opt_bytes = take(b, &mut at, n)?;
+        let vs = VarStore::new(Device::Cpu);
+        let mut module =
+            TrainableCModule::load_data(&mut std::io::Cursor::new(module_bytes), vs.root())
+                .map_err(|e| module_error("(checkpointed)", &e))?;
+        module.set_train();
+        let mut opt = Optim::new(self.trainer.optimizer.clone(), &vs);
+        opt.load(opt_steps, opt_bytes).map_err(EngineError::Other)?;
+        self._vs = vs;
+        self.module = module;
+        self.opt = opt;
+        self.version = version;
+        self.steps_since = steps_since;
+        self.rows = rows;
+        self.last_loss = last_loss;
         Ok(())
     }
 }

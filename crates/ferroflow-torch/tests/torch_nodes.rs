@@ -522,3 +522,229 @@ fn versions_can_also_come_every_t_seconds() {
     );
     assert!(rows.values().windows(2).all(|w| w[0] < w[1]));
 }
+
+/// `batches` as one CSV file (floats printed so they read back to the same bits).
+fn write_csv(path: &std::path::Path, batches: &[RecordBatch]) {
+    let mut text = String::from("id,a,b,c,y\n");
+    for b in batches {
+        let id = b.column(0).as_primitive::<Int64Type>();
+        let cols: Vec<_> = (1..5)
+            .map(|i| {
+                b.column(i)
+                    .as_primitive::<arrow_array::types::Float64Type>()
+            })
+            .collect();
+        for r in 0..b.num_rows() {
+            text.push_str(&id.value(r).to_string());
+            for c in &cols {
+                text.push_str(&format!(",{:?}", c.value(r)));
+            }
+            text.push('\n');
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// The committed version rows of `dir` (CSV part files), without the uri (it names the
+/// run's own directory), in version order.
+fn committed_versions(dir: &std::path::Path) -> Vec<String> {
+    let mut rows: Vec<(i64, String)> = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            rows.push((f[0].parse().unwrap(), format!("{},{},{}", f[0], f[2], f[3])));
+        }
+    }
+    rows.sort();
+    rows.into_iter().map(|r| r.1).collect()
+}
+
+fn checkpointed_training(
+    csv: &std::path::Path,
+    models: &std::path::Path,
+    out: &std::path::Path,
+    ckpt: Option<&std::path::Path>,
+    optimizer: Optimizer,
+) -> ferroflow_engine::JobGraph {
+    let job = JobBuilder::with_config(
+        "train-ckpt",
+        JobConfig {
+            parallelism: 1,
+            ..JobConfig::default()
+        },
+    );
+    let job = match ckpt {
+        Some(d) => job.with_checkpointing(ferroflow_engine::CheckpointConfig::new(
+            d,
+            Duration::from_millis(5),
+        )),
+        None => job,
+    };
+    job.source(
+        "data",
+        Arc::new(
+            ferroflow_connectors::FileSource::new(
+                csv,
+                ferroflow_connectors::FileFormat::Csv(Default::default()),
+            )
+            .unwrap()
+            .with_batch_size(32),
+        ),
+    )
+    .unwrap()
+    .train_torch(
+        "trainer",
+        TorchTrainer::new(&model("linreg_train.pt"), &["a", "b", "c"], "y", models)
+            .optimizer(optimizer)
+            .every_batches(Some(40)),
+    )
+    .unwrap()
+    .sink(
+        "versions",
+        Arc::new(ferroflow_connectors::FileSink::new(
+            out,
+            ferroflow_connectors::FileFormat::Csv(Default::default()),
+        )),
+    )
+    .unwrap();
+    job.build().unwrap()
+}
+
+#[test]
+fn a_stopped_and_restored_trainer_goes_on_with_its_weights_optimizer_and_versions() {
+    for optimizer in [
+        Optimizer::Adam { lr: 0.05 },
+        Optimizer::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("train.csv");
+        write_csv(&csv, &regression_batches(400, 32, 21));
+        let build = |models: &str, out: &str, ckpt: Option<&str>| {
+            checkpointed_training(
+                &csv,
+                &dir.path().join(models),
+                &dir.path().join(out),
+                ckpt.map(|c| dir.path().join(c)).as_deref(),
+                optimizer.clone(),
+            )
+        };
+        // One clean run without checkpoints.
+        Runtime::new()
+            .unwrap()
+            .run(build("models-clean", "out-clean", None))
+            .unwrap();
+        let clean = committed_versions(&dir.path().join("out-clean"));
+        assert_eq!(clean.len(), 10, "400 steps, a version every 40: {clean:?}");
+
+        // The same job stopped (a savepoint) again and again, and resumed each time.
+        let mut stops = 0;
+        for attempt in 0..200 {
+            let handle = Runtime::new()
+                .unwrap()
+                .execute(build("models", "out", Some("ckpt")))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(15 + (attempt % 4) * 5));
+            handle.stop();
+            let report = handle.wait().unwrap();
+            if report.status == ferroflow_engine::JobStatus::Finished {
+                break;
+            }
+            stops += 1;
+        }
+        assert!(
+            stops >= 2,
+            "{optimizer:?}: the job was stopped mid-way ({stops} times)"
+        );
+        assert_eq!(
+            committed_versions(&dir.path().join("out")),
+            clean,
+            "{optimizer:?}: the same versions, rows and losses as without stops"
+        );
+        let holdout = regression_batches(1, 300, 5).remove(0);
+        let last = |d: &str| {
+            dir.path()
+                .join(d)
+                .join("trainer-v10.pt")
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            error_of(&last("models"), &holdout),
+            error_of(&last("models-clean"), &holdout),
+            "{optimizer:?}: the last version's weights are the clean run's"
+        );
+    }
+}
+
+/// Some batches, then no more input, without ending (an unbounded stream gone quiet).
+struct ThenQuiet(Vec<RecordBatch>);
+
+struct ThenQuietReader(std::vec::IntoIter<RecordBatch>);
+
+impl Source for ThenQuiet {
+    fn schema(&self) -> SchemaRef {
+        self.0[0].schema()
+    }
+    fn is_bounded(&self) -> bool {
+        false
+    }
+    fn create_reader(&self, _: &InstanceInfo) -> ferroflow_engine::Result<Box<dyn SourceReader>> {
+        Ok(Box::new(ThenQuietReader(self.0.clone().into_iter())))
+    }
+}
+
+impl SourceReader for ThenQuietReader {
+    fn next(&mut self) -> ferroflow_engine::Result<SourceEvent> {
+        Ok(self.0.next().map_or(
+            SourceEvent::Idle(Duration::from_millis(50)),
+            SourceEvent::Batch,
+        ))
+    }
+}
+
+#[test]
+fn a_timed_version_comes_when_input_has_gone_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = JobBuilder::new("quiet");
+    let sink = MemorySink::new();
+    job.source("data", Arc::new(ThenQuiet(regression_batches(10, 16, 4))))
+        .unwrap()
+        .train_torch(
+            "trainer",
+            TorchTrainer::new(&model("linreg_train.pt"), &["a", "b", "c"], "y", dir.path())
+                .every_batches(None)
+                .every(Some(Duration::from_millis(300))),
+        )
+        .unwrap()
+        .sink("versions", Arc::new(sink.clone()))
+        .unwrap();
+    let handle = Runtime::new()
+        .unwrap()
+        .execute(job.build().unwrap())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink.num_rows() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        handle.status(),
+        ferroflow_engine::JobStatus::Running,
+        "the job has not ended"
+    );
+    handle.cancel();
+    let _ = handle.wait();
+    let v = sink.concat().unwrap();
+    assert_eq!(v.num_rows(), 1, "one timed version, with no batch after it");
+    let rows = v
+        .column_by_name("rows")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(rows.value(0), 160, "it holds every row that came");
+}
