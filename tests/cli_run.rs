@@ -44,7 +44,16 @@ fn expected_late(csv: &Path) -> usize {
 fn run_the_bundled_example() {
     let dir = tempfile::tempdir().unwrap();
     let spec = example_copy(dir.path());
-    let out = ferroflow().arg("run").arg(&spec).output().unwrap();
+    // One instance: the exact late count below assumes the window sees the reading source's
+    // watermarks at once. At the spec's parallelism 2 the second source instance (no file
+    // to read) may report its end after some rows, holding the combined watermark back, so
+    // fewer rows are late (a race between the two instances' start-up).
+    let out = ferroflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--parallelism", "1"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
