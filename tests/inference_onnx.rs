@@ -643,20 +643,37 @@ fn a_version_with_other_outputs_fails_the_job_naming_it() {
     );
 }
 
-#[test]
-fn serves_the_version_deployed_in_the_model_center() {
-    use ferroflow::inference::ModelCenterSource;
-    use ferroflow_meta::{MetaStore, ModelStage, NewModelVersion, SqliteStore};
+/// A Model Center on a SQLite file, with model `mlp` registered.
+struct ModelCenter {
+    rt: tokio::runtime::Runtime,
+    store: Arc<dyn ferroflow_meta::MetaStore>,
+    _dir: tempfile::TempDir,
+}
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn MetaStore> = Arc::new(
-        rt.block_on(SqliteStore::open(&dir.path().join("meta.db")))
+impl ModelCenter {
+    fn open() -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ferroflow_meta::MetaStore> = Arc::new(
+            rt.block_on(ferroflow_meta::SqliteStore::open(
+                &dir.path().join("meta.db"),
+            ))
             .unwrap(),
-    );
-    let deploy = |uri: String| {
-        let store = store.clone();
-        rt.block_on(async move {
+        );
+        rt.block_on(store.register_model("mlp", "scores")).unwrap();
+        ModelCenter {
+            rt,
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// Register the model at `uri` as a new version of `mlp` and deploy it.
+    fn deploy(&self, uri: &str) -> ferroflow_meta::ModelVersion {
+        use ferroflow_meta::{ModelStage, NewModelVersion};
+        let store = self.store.clone();
+        let uri = uri.to_string();
+        self.rt.block_on(async move {
             let v = store
                 .create_model_version(
                     "mlp",
@@ -677,9 +694,17 @@ fn serves_the_version_deployed_in_the_model_center() {
                 .await
                 .unwrap()
         })
-    };
-    rt.block_on(store.register_model("mlp", "scores")).unwrap();
-    assert_eq!(deploy(model("mlp.onnx")).version, 1);
+    }
+}
+
+#[test]
+fn serves_the_version_deployed_in_the_model_center() {
+    use ferroflow::inference::ModelCenterSource;
+    use ferroflow_meta::ModelStage;
+
+    let mc = ModelCenter::open();
+    let (rt, store) = (&mc.rt, &mc.store);
+    assert_eq!(mc.deploy(&model("mlp.onnx")).version, 1);
 
     let batches = feature_batches(6_000, 30);
     let job = JobBuilder::new("serve");
@@ -725,7 +750,7 @@ fn serves_the_version_deployed_in_the_model_center() {
     while sink.num_rows() < 500 {
         std::thread::sleep(Duration::from_millis(5));
     }
-    deploy(model("mlp_v2.onnx"));
+    mc.deploy(&model("mlp_v2.onnx"));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while sink.num_rows() < 6_000 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -937,41 +962,11 @@ fn a_model_node_whose_checkpointed_version_is_gone_fails_naming_it() {
 #[test]
 fn the_model_center_source_resumes_after_the_last_stage_event_it_read() {
     use ferroflow::inference::ModelCenterSource;
-    use ferroflow_meta::{MetaStore, ModelStage, NewModelVersion, SqliteStore};
+    use ferroflow_meta::ModelStage;
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn MetaStore> = Arc::new(
-        rt.block_on(SqliteStore::open(&dir.path().join("meta.db")))
-            .unwrap(),
-    );
-    let deploy = |uri: &str| {
-        let store = store.clone();
-        let uri = uri.to_string();
-        rt.block_on(async move {
-            let v = store
-                .create_model_version(
-                    "mlp",
-                    NewModelVersion {
-                        uri,
-                        flavor: "onnx".into(),
-                        ..NewModelVersion::default()
-                    },
-                )
-                .await
-                .unwrap();
-            store
-                .set_model_stage("mlp", v.version, ModelStage::Validated)
-                .await
-                .unwrap();
-            store
-                .set_model_stage("mlp", v.version, ModelStage::Deployed)
-                .await
-                .unwrap();
-        })
-    };
-    rt.block_on(store.register_model("mlp", "scores")).unwrap();
-    deploy("a.onnx");
+    let mc = ModelCenter::open();
+    let (rt, store) = (&mc.rt, &mc.store);
+    mc.deploy("a.onnx");
     let source = ModelCenterSource::new(
         store.clone(),
         "mlp",
@@ -1005,8 +1000,8 @@ fn the_model_center_source_resumes_after_the_last_stage_event_it_read() {
     );
     let position = reader.snapshot().unwrap();
     assert_eq!(position.len(), 1, "one split, on the reading instance");
-    deploy("b.onnx");
-    deploy("c.onnx");
+    mc.deploy("b.onnx");
+    mc.deploy("c.onnx");
     // A fresh reader sees only the newest; a restored one every version deployed since.
     let mut fresh = source.create_reader(&info(0, 1)).unwrap();
     assert_eq!(versions_of(&mut fresh), vec![3]);

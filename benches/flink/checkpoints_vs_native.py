@@ -25,7 +25,6 @@ Usage: python3 benches/flink/checkpoints_vs_native.py [SECONDS]   (default 30 pe
 Needs the release binary: cargo build --release --bin ferroflow
 """
 import base64
-import json
 import os
 import re
 import signal
@@ -33,29 +32,22 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = os.environ.get("FERROFLOW_CACHE", os.path.expanduser("~/.cache/ferroflow"))
+# The cluster's REST helpers and paths are the other Flink comparison's.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flink_vs_native import CACHE, FERROFLOW, SCRIPT, rest, sh, upload  # noqa: E402
+
 WORK = os.path.join(CACHE, "bench-flink-checkpoints")
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-FERROFLOW = os.path.join(TARGET, "release", "ferroflow")
-SCRIPT = os.path.join(ROOT, "scripts", "flink-local.sh")
 KEYS = 1_000
 RATE = 1_000
-
-
-def sh(*args):
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
 # ---- ferroflow ----------------------------------------------------------------------------
 
 def native_spec(out, ckpt):
-    checkpoint = f"checkpoint: {{interval: 1s, dir: {ckpt}}}" if ckpt else ""
     return f"""name: ckpt-bench
 parallelism: 2
-{checkpoint}
+checkpoint: {{interval: 1s, dir: {ckpt}}}
 sources:
   - name: events
     type: generator
@@ -80,13 +72,13 @@ sinks:
 """
 
 
-def native_run(tag, seconds, checkpoints):
+def native_run(tag, seconds):
     d = os.path.join(WORK, f"native-{tag}")
     subprocess.run(["rm", "-rf", d], check=True)
     os.makedirs(d)
     spec = os.path.join(d, "job.yaml")
     with open(spec, "w") as f:
-        f.write(native_spec(os.path.join(d, "out"), os.path.join(d, "ckpt") if checkpoints else None))
+        f.write(native_spec(os.path.join(d, "out"), os.path.join(d, "ckpt")))
     p = subprocess.run([FERROFLOW, "run", spec, "--duration", f"{seconds}s"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     text = p.stdout + p.stderr
@@ -128,29 +120,6 @@ def native_recovery(seconds_before_kill=6):
 
 # ---- Flink --------------------------------------------------------------------------------
 
-def rest(url, path, body=None, method=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=120) as r:
-        return json.loads(r.read() or b"null")
-
-
-def upload(url, jar):
-    boundary = "ferroflowbench"
-    with open(jar, "rb") as f:
-        payload = f.read()
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"jarfile\"; filename=\"runner.jar\"\r\n"
-        "Content-Type: application/x-java-archive\r\n\r\n"
-    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(url + "/jars/upload", data=body, method="POST")
-    req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read())["filename"].rsplit("/", 1)[1]
-
-
 def flink_sql(out):
     return f"""CREATE TEMPORARY TABLE events (`key` INT, `value` INT, ts AS CURRENT_ROW_TIMESTAMP(), WATERMARK FOR ts AS ts - INTERVAL '0.030' SECOND) WITH ('connector' = 'datagen', 'rows-per-second' = '{RATE}', 'fields.key.min' = '0', 'fields.key.max' = '{KEYS - 1}', 'fields.value.min' = '0', 'fields.value.max' = '100')
 ;
@@ -191,28 +160,22 @@ def all_running(url, job):
     return j["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in j["vertices"])
 
 
-def source_records(url, job):
-    j = rest(url, f"/jobs/{job}")
-    src = j["vertices"][0]
-    return src["metrics"]["write-records"]
-
-
 def flink_cancel(url, job):
     rest(url, f"/jobs/{job}?mode=cancel", method="PATCH")
     while rest(url, f"/jobs/{job}")["state"] not in ("CANCELED", "FAILED", "FINISHED"):
         time.sleep(0.1)
 
 
-def flink_run(url, jar_id, tag, seconds, checkpoints):
+def flink_run(url, jar_id, tag, seconds):
     d = os.path.join(WORK, f"flink-{tag}")
     subprocess.run(["rm", "-rf", d], check=True)
     os.makedirs(d)
-    config = checkpoint_config(os.path.join(d, "ckpt")) if checkpoints else None
+    config = checkpoint_config(os.path.join(d, "ckpt"))
     job = flink_submit(url, jar_id, flink_sql(os.path.join(d, "out")), config)
     while not all_running(url, job):
         time.sleep(0.05)
     time.sleep(seconds)
-    stats = rest(url, f"/jobs/{job}/checkpoints") if checkpoints else None
+    stats = rest(url, f"/jobs/{job}/checkpoints")
     return job, d, stats
 
 
@@ -245,14 +208,14 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     assert os.path.exists(FERROFLOW), f"build it first: cargo build --release --bin ferroflow ({FERROFLOW})"
 
-    native = native_run("ckpt", seconds, True)
+    native = native_run("ckpt", seconds)
     n_rec = [native_recovery() for _ in range(3)]
 
     url = sh("bash", SCRIPT, "start")
     jar_id = upload(url, sh("bash", SCRIPT, "runner-jar"))
     f_rec, f_running = [], []
     for i in range(3):
-        job, d, stats = flink_run(url, jar_id, f"ckpt-{i}", seconds if i == 0 else 6, True)
+        job, d, stats = flink_run(url, jar_id, f"ckpt-{i}", seconds if i == 0 else 6)
         if i == 0:
             cfg = rest(url, f"/jobs/{job}/checkpoints/config")
             assert cfg.get("interval") == 1000, f"Flink's checkpoint interval is not 1 s: {cfg}"
