@@ -1,6 +1,7 @@
 //! Property test: a job cancelled (or stopped) at random moments and restored from its
 //! checkpoints, any number of times, at any parallelism, commits exactly the rows of a run
-//! without failures.
+//! without failures; and a stop that comes when every source has already ended stops
+//! nothing, so the job reports finished.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -162,4 +163,47 @@ proptest! {
             extra
         );
     }
+}
+
+/// The stop comes while the last rows are still on their way (the sources have ended, a slow
+/// operator holds them): no task is left to stop, so the job runs to its end and reports
+/// finished, with every row committed (a fit sink, say, has fitted its model by then).
+#[test]
+fn a_stop_after_every_source_ended_reports_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let source = GeneratorSource::new(vec![("id".into(), GenColumn::Sequence)], Some(10), 1)
+        .unwrap()
+        .with_batch_size(10);
+    let schema = ferroflow::engine::Source::schema(&source);
+    let job = JobBuilder::with_config("late-stop", JobConfig::default()).with_checkpointing(
+        CheckpointConfig::new(dir.path().join("ckpt"), Duration::from_secs(3600)),
+    );
+    job.source("gen", Arc::new(source))
+        .unwrap()
+        .map("slow", schema, |b| {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(b)
+        })
+        .unwrap()
+        .sink(
+            "out",
+            Arc::new(FileSink::new(out.clone(), FileFormat::JsonLines)),
+        )
+        .unwrap();
+    let h = Runtime::new()
+        .unwrap()
+        .execute(job.build().unwrap())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    h.stop();
+    let r = h.wait().unwrap();
+    assert_eq!(r.status, JobStatus::Finished);
+    let rows: usize = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+        .sum();
+    assert_eq!(rows, 10);
 }

@@ -16,7 +16,8 @@
 //!    beyond `retain` are deleted, and the next checkpoint may start.
 //!
 //! A stop takes a last checkpoint (a savepoint) whose barrier tells every task to end after
-//! it; the job then reports [`crate::JobStatus::Stopped`]. A bounded job with checkpoints ends
+//! it; the job then reports [`crate::JobStatus::Stopped`] (or finished, when every task had
+//! reached end of input before the barrier met it: nothing was stopped). A bounded job with checkpoints ends
 //! with a final manifest marked finished, so re-running it commits what was pending and runs
 //! nothing.
 

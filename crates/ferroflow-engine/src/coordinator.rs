@@ -328,7 +328,10 @@ impl Coordinator {
         let shared = shared.clone();
         self.spawn_io(move || {
             let (f, finished) = done;
-            let stop = f.stop;
+            // A stop barrier that every instance met as finished (end of input came first)
+            // stopped nothing: the job ran to its end and reports finished.
+            let all_finished = f.acks.is_empty();
+            let stop = f.stop && !all_finished;
             match me.complete(f, finished) {
                 Err(e) => {
                     me.st.lock().completing = false;
@@ -342,7 +345,10 @@ impl Coordinator {
                         if stop {
                             st.stopped = true;
                         }
-                        (st.stop_wanted && !st.stopped, st.tasks_ended)
+                        (
+                            st.stop_wanted && !st.stopped && !all_finished,
+                            st.tasks_ended,
+                        )
                     };
                     if ended {
                         me.finalize(&shared);

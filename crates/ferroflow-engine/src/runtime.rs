@@ -963,7 +963,8 @@ impl JobHandle {
     /// Stop the job keeping its work: a last checkpoint (a savepoint, when the job has a
     /// checkpoint directory) is taken, the sinks commit what they wrote, every task ends
     /// without end-of-input (no window fires early); [`JobHandle::wait`] then returns
-    /// [`JobStatus::Stopped`]. Returns at once.
+    /// [`JobStatus::Stopped`], or [`JobStatus::Finished`] when every task reached end of
+    /// input before the stop reached it. Returns at once.
     pub fn stop(&self) {
         self.shared.coord.request_stop();
     }
