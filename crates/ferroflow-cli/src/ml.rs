@@ -5,16 +5,24 @@
 //!   with `--model-data DATA.jsonl` a model whose data is given (Flink ML's `setModelData`);
 //! - `ml fit --stage STAGE.json --input IN --model-dir DIR` fits an estimator and saves it;
 //! - `ml transform --model-dir DIR --input IN --output OUT` applies a saved model;
-//! - `ml model-data --model-dir DIR --output OUT.jsonl` writes a model's data as rows.
+//! - `ml model-data --model-dir DIR --output OUT.jsonl` writes a model's data as rows;
+//! - `ml fit-online --stage STAGE.json --input TRAIN --model-data-output VERSIONS
+//!   [--model-data INIT] [--event-time-col COL]` replays TRAIN in file order as a stream
+//!   through an online estimator and writes every model-data row it emits, in order;
+//! - `ml progressive --stage STAGE.json --input DATA --output PRED` scores every row with
+//!   the current model before learning it (progressive validation).
 //!
 //! STAGE.json is Flink ML's metadata shape `{"className": ..., "paramMap": {...}}`. Files are
 //! read and written by extension: `.jsonl` (the conformance encoding), `.parquet`, `.csv`.
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
 use clap::Subcommand;
-use ferroflow_ml::{AnyStage, io};
+use ferroflow_engine::{DataStream, JobBuilder, JobConfig, Runtime};
+use ferroflow_ml::{AnyStage, MlStreamExt, io};
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -51,6 +59,39 @@ pub(crate) enum MlCommand {
         #[arg(long)]
         model_dir: PathBuf,
     },
+    /// Train an online estimator on a table replayed in file order as a stream; write every
+    /// model-data row it emits, in emission order, with its version column.
+    FitOnline {
+        /// The online estimator: `{"className": ..., "paramMap": {...}}`.
+        #[arg(long)]
+        stage: PathBuf,
+        /// The training rows, replayed in file order.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where the model-data rows go (JSON lines, Parquet or CSV by extension).
+        #[arg(long)]
+        model_data_output: PathBuf,
+        /// The initial model's data (instead of the `initialModelData` param).
+        #[arg(long)]
+        model_data: Option<PathBuf>,
+        /// The event-time column (milliseconds); watermarks follow it.
+        #[arg(long)]
+        event_time_col: Option<String>,
+    },
+    /// Progressive validation: each row is scored with the current model before it is
+    /// learned; one output row per input row, in input order. Prints rows/s on stderr.
+    Progressive {
+        /// An online estimator, or a Pipeline of stages that need no fit and online
+        /// estimators.
+        #[arg(long)]
+        stage: PathBuf,
+        /// The rows (.csv, .jsonl or .parquet), replayed in file order.
+        #[arg(long)]
+        input: PathBuf,
+        /// The input columns plus the last online estimator's outputs.
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Write a saved model's data as rows, with Flink ML's column names.
     ModelData {
         /// A model saved by `ml fit`.
@@ -81,11 +122,59 @@ fn write_tables(tables: &[RecordBatch], outputs: &[PathBuf]) -> Result<(), AnyEr
     Ok(())
 }
 
-fn read_stage(path: &Path) -> Result<AnyStage, AnyError> {
+fn read_json(path: &Path) -> Result<serde_json::Value, AnyError> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+fn read_stage(path: &Path) -> Result<AnyStage, AnyError> {
+    let meta = read_json(path)?;
     Ok(ferroflow_ml::stage_from_json(&meta).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// Replay `table` in row order as a stream (one source instance, `rows_per_batch` rows a
+/// batch, watermarks following `event_time_col`) into the node `node` adds; returns what it
+/// emits, in order.
+fn run_online(
+    table: &RecordBatch,
+    rows_per_batch: usize,
+    event_time_col: Option<&str>,
+    node: impl FnOnce(&DataStream) -> ferroflow_engine::Result<DataStream>,
+) -> Result<RecordBatch, AnyError> {
+    let batches: Vec<RecordBatch> = (0..table.num_rows())
+        .step_by(rows_per_batch)
+        .map(|at| table.slice(at, rows_per_batch.min(table.num_rows() - at)))
+        .collect();
+    let job = JobBuilder::with_config(
+        "ml-online",
+        JobConfig {
+            parallelism: 1,
+            ..JobConfig::default()
+        },
+    );
+    let mut stream = job.source(
+        "input",
+        Arc::new(ferroflow_connectors::MemorySource::new(
+            table.schema(),
+            batches,
+        )?),
+    )?;
+    if let Some(col) = event_time_col {
+        stream = stream.with_watermarks(
+            ferroflow_engine::WatermarkStrategy::bounded_out_of_orderness(
+                col,
+                std::time::Duration::ZERO,
+            ),
+        )?;
+    }
+    let out = node(&stream)?;
+    let sink = ferroflow_connectors::MemorySink::new();
+    let schema = out.schema();
+    out.sink("output", Arc::new(sink.clone()))?;
+    Runtime::new()?.run(job.build()?)?;
+    Ok(sink
+        .concat()
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
 }
 
 /// Run an `ml` command.
@@ -147,6 +236,64 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             let table = read_table(&input)?;
             let model = est.fit(&[table])?;
             model.save(&model_dir)?;
+            Ok(())
+        }
+        MlCommand::FitOnline {
+            stage,
+            input,
+            model_data_output,
+            model_data,
+            event_time_col,
+        } => {
+            let AnyStage::Estimator(mut est) = read_stage(&stage)? else {
+                return Err(format!("{}: not an online estimator", stage.display()).into());
+            };
+            let online = est
+                .as_online_mut()
+                .ok_or_else(|| format!("{}: not an online estimator", stage.display()))?;
+            if let Some(p) = &model_data {
+                online
+                    .set_initial_model_data(&[read_table(p)?])
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            let table = read_table(&input)?;
+            // One row per batch with event time, so watermarks follow every row.
+            let rows_per_batch = if event_time_col.is_some() { 1 } else { 4096 };
+            let versions = run_online(&table, rows_per_batch, event_time_col.as_deref(), |s| {
+                s.ml_fit_online("fit-online", Arc::from(est), event_time_col.as_deref())
+            })?;
+            io::write_table(&versions, &model_data_output)?;
+            Ok(())
+        }
+        MlCommand::Progressive {
+            stage,
+            input,
+            output,
+        } => {
+            let meta = read_json(&stage)?;
+            let stages = if meta.get("stages").is_some() {
+                meta["stages"]
+                    .as_array()
+                    .ok_or_else(|| format!("{}: 'stages' must be an array", stage.display()))?
+                    .iter()
+                    .map(ferroflow_ml::stage_from_json)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{}: {e}", stage.display()))?
+            } else {
+                vec![read_stage(&stage)?]
+            };
+            let started = std::time::Instant::now();
+            let table = read_table(&input)?;
+            let rows = table.num_rows();
+            let scored = run_online(&table, 8192, None, |s| {
+                s.ml_progressive("progressive", stages)
+            })?;
+            io::write_table(&scored, &output)?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "progressive validation: {rows} rows in {secs:.3} s ({:.0} rows/s)",
+                rows as f64 / secs.max(1e-9)
+            );
             Ok(())
         }
         MlCommand::ModelData { model_dir, output } => match ferroflow_ml::load_stage(&model_dir)? {

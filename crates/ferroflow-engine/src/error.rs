@@ -58,6 +58,15 @@ pub enum EngineError {
         /// What is wrong with it.
         message: String,
     },
+    /// A library a node runs (an ML stage, say) failed; its error is kept as the source.
+    #[error("{what}: {source}")]
+    Library {
+        /// What was running: the node and the stage or model.
+        what: String,
+        /// The library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Any other failure, with its message.
     #[error("{0}")]
     Other(String),

@@ -333,6 +333,18 @@ impl DataStream {
         Ok(self)
     }
 
+    /// How many instances the node producing this stream runs (its own parallelism or the
+    /// job's default).
+    pub fn current_parallelism(&self) -> usize {
+        let g = self.graph.lock();
+        let n = &g.nodes[self.node];
+        if n.single {
+            1
+        } else {
+            n.parallelism.unwrap_or(g.config.parallelism).max(1)
+        }
+    }
+
     /// Derive watermarks at this source from an event-time column.
     pub fn with_watermarks(self, strategy: WatermarkStrategy) -> Result<Self> {
         {

@@ -346,7 +346,7 @@ impl Rng {
     }
 }
 
-fn nearest(measure: &str, x: &[f64], centroids: &[Vec<f64>]) -> (usize, f64) {
+pub(crate) fn nearest(measure: &str, x: &[f64], centroids: &[Vec<f64>]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (k, c) in centroids.iter().enumerate() {
         let d = if measure == "euclidean" {

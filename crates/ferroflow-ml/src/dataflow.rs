@@ -11,12 +11,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use ferroflow_engine::{DataStream, EngineError, InstanceInfo, Operator, OperatorFactory, Output};
 
-use crate::stage::{AlgoOperator, Estimator, Model};
-use crate::vector::{is_vector_type, read_vectors, sparse_type, vector_column_general};
+use crate::stage::{AlgoOperator, AnyStage, Estimator, Model};
+use crate::vector::{is_vector_type, sparse_type};
 
 /// ML stages on a [`DataStream`].
 pub trait MlStreamExt {
@@ -37,7 +37,50 @@ pub trait MlStreamExt {
         name: &str,
         estimator: Arc<dyn Estimator>,
     ) -> ferroflow_engine::Result<FittedModel>;
+
+    /// Train online estimator `estimator` on this stream, bounded or not (node `name`, one
+    /// instance: global batches form in arrival order). Returns its model-data stream: one
+    /// row per version, with Flink ML's model-data columns and a version column.
+    /// `event_time_col` names the stream's event-time column (ms) for event-time windows;
+    /// watermarks come from the stream. Refused now when the estimator does not learn
+    /// online, misses a column, or (as Flink ML) the stream runs more instances than rows
+    /// per global batch.
+    fn ml_fit_online(
+        &self,
+        name: &str,
+        estimator: Arc<dyn Estimator>,
+        event_time_col: Option<&str>,
+    ) -> ferroflow_engine::Result<DataStream>;
+
+    /// Score this stream with `model`, whose model data arrives on `model_data` (a
+    /// broadcast input: every instance sees every version). Each model-data batch replaces
+    /// the model between two batches of rows, so no row is lost or scored twice; versioned
+    /// model data older than the version served is skipped. Rows that arrive before the
+    /// first model (or, for OnlineStandardScalerModel, later than its timestamp plus
+    /// `maxAllowedModelDelayMs`, by `event_time_col`) wait, in order, up to `max_held_rows`.
+    /// `model` may already hold model data (a batch-trained model): it serves until the
+    /// first version arrives.
+    fn ml_transform_with_model_data(
+        &self,
+        name: &str,
+        model: Arc<dyn Model>,
+        model_data: &DataStream,
+        event_time_col: Option<&str>,
+    ) -> ferroflow_engine::Result<DataStream>;
+
+    /// Progressive validation (node `name`, one instance): the stages run in order over
+    /// each row; online estimators score a row with their model before learning from it.
+    /// The output holds the input columns and the last online estimator's outputs
+    /// (`prediction`, `rawPrediction`, `modelVersion` for OnlineLogisticRegression).
+    fn ml_progressive(
+        &self,
+        name: &str,
+        stages: Vec<AnyStage>,
+    ) -> ferroflow_engine::Result<DataStream>;
 }
+
+/// Rows a model node fed a model-data stream holds while it waits for a first version.
+pub const MAX_HELD_ROWS: usize = 1_000_000;
 
 /// The model a fit node produces; it is there once the job has finished.
 #[derive(Clone, Default)]
@@ -181,37 +224,124 @@ impl MlStreamExt for DataStream {
         Ok(slot)
     }
 
+    fn ml_fit_online(
+        &self,
+        name: &str,
+        estimator: Arc<dyn Estimator>,
+        event_time_col: Option<&str>,
+    ) -> ferroflow_engine::Result<DataStream> {
+        let plan = |e: crate::MlError| {
+            EngineError::Plan(format!("node '{name}' ({}): {e}", estimator.class_name()))
+        };
+        let online = crate::online::nodes::online(estimator.as_ref())?;
+        let ctx = crate::online::LearnContext {
+            event_time_col: event_time_col.map(str::to_string),
+            parallelism: self.current_parallelism(),
+        };
+        // Checks the columns, the params and the initial model now.
+        online.learner(&self.schema(), &ctx).map_err(plan)?;
+        self.transform_single(
+            name,
+            Arc::new(crate::online::nodes::LearnerFactory {
+                name: name.to_string(),
+                estimator: estimator.clone(),
+                input: self.schema(),
+                ctx,
+            }),
+        )
+    }
+
+    fn ml_transform_with_model_data(
+        &self,
+        name: &str,
+        model: Arc<dyn Model>,
+        model_data: &DataStream,
+        event_time_col: Option<&str>,
+    ) -> ferroflow_engine::Result<DataStream> {
+        let plan = |e: crate::MlError| {
+            EngineError::Plan(format!("node '{name}' ({}): {e}", model.class_name()))
+        };
+        let input = self.schema();
+        if let Some(c) = event_time_col {
+            input.field_with_name(c).map_err(|_| {
+                EngineError::Plan(format!("node '{name}': no event-time column '{c}'"))
+            })?;
+        }
+        let schema = match model.output_schema(&input).map_err(plan)? {
+            Some(s) => s,
+            None => output_schema_by_probe(name, model.as_ref(), &input)?,
+        };
+        // Every instance must see every version.
+        let versions = model_data.clone().broadcast();
+        self.transform_multi(
+            name,
+            &[&versions],
+            Arc::new(crate::online::nodes::ModelDataFactory {
+                name: name.to_string(),
+                template: model,
+                schema,
+                event_time: event_time_col.map(str::to_string),
+                max_held_rows: MAX_HELD_ROWS,
+            }),
+        )
+    }
+
+    fn ml_progressive(
+        &self,
+        name: &str,
+        stages: Vec<AnyStage>,
+    ) -> ferroflow_engine::Result<DataStream> {
+        let (stages, schema) = crate::online::nodes::plan_progressive(&self.schema(), stages)
+            .map_err(|e| EngineError::Plan(format!("node '{name}': {e}")))?;
+        self.transform_single(
+            name,
+            Arc::new(crate::online::nodes::ProgressiveFactory {
+                stages: Arc::new(stages),
+                schema,
+            }),
+        )
+    }
+
     fn ml_transform(
         &self,
         name: &str,
         stage: Arc<dyn AlgoOperator>,
     ) -> ferroflow_engine::Result<DataStream> {
-        let input = self.schema();
-        let empty = RecordBatch::new_empty(input.clone());
-        let probe = stage.transform(&[empty]).map_err(|e| {
-            EngineError::Plan(format!("node '{name}' ({}): {e}", stage.class_name()))
-        })?;
-        let first = probe.into_iter().next().ok_or_else(|| {
-            EngineError::Plan(format!(
-                "node '{name}': {} produced no table",
-                stage.class_name()
-            ))
-        })?;
-        let fields: Vec<Field> = first
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                if is_vector_type(f.data_type()) {
-                    Field::new(f.name(), sparse_type(), true)
-                } else {
-                    f.as_ref().clone()
-                }
-            })
-            .collect();
-        let schema = Arc::new(Schema::new(fields));
+        let schema = output_schema_by_probe(name, stage.as_ref(), &self.schema())?;
         self.transform(name, Arc::new(StageFactory { stage, schema }))
     }
+}
+
+/// The output schema of `stage` over `input`, by transforming an empty batch; vector columns
+/// take the type that holds dense and sparse vectors alike.
+fn output_schema_by_probe(
+    name: &str,
+    stage: &dyn AlgoOperator,
+    input: &SchemaRef,
+) -> ferroflow_engine::Result<SchemaRef> {
+    let empty = RecordBatch::new_empty(input.clone());
+    let probe = stage
+        .transform(&[empty])
+        .map_err(|e| EngineError::Plan(format!("node '{name}' ({}): {e}", stage.class_name())))?;
+    let first = probe.into_iter().next().ok_or_else(|| {
+        EngineError::Plan(format!(
+            "node '{name}': {} produced no table",
+            stage.class_name()
+        ))
+    })?;
+    let fields: Vec<Field> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            if is_vector_type(f.data_type()) {
+                Field::new(f.name(), sparse_type(), true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 struct StageFactory {
@@ -251,26 +381,11 @@ impl Operator for StageOperator {
         let Some(table) = result.into_iter().next() else {
             return Ok(());
         };
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for field in self.schema.fields() {
-            let col = table.column_by_name(field.name()).ok_or_else(|| {
-                EngineError::Other(format!(
-                    "{} gave no column '{}'",
-                    self.stage.class_name(),
-                    field.name()
-                ))
-            })?;
-            columns.push(
-                if field.data_type() == &sparse_type() && col.data_type() != &sparse_type() {
-                    let rows = read_vectors(field.name(), col)
-                        .map_err(|e| EngineError::Other(e.to_string()))?;
-                    vector_column_general(&rows)
-                } else {
-                    col.clone()
-                },
-            );
-        }
-        out.emit(RecordBatch::try_new(self.schema.clone(), columns)?);
+        out.emit(crate::online::nodes::conform(
+            &self.schema,
+            &table,
+            self.stage.class_name(),
+        )?);
         Ok(())
     }
 }

@@ -26,6 +26,7 @@ pub mod gbdt;
 pub mod graph;
 pub mod io;
 pub mod linear;
+pub mod online;
 pub mod optimizer;
 pub mod params;
 pub mod pipeline;

@@ -36,6 +36,9 @@ pub enum ParamType {
     /// Windows, as Flink ML saves them: `{"class": "...GlobalWindows"}`,
     /// `{"class": "...CountTumblingWindows", "size": N}`, ...
     Window,
+    /// One model-data row as a JSON object (an online estimator's initial model given
+    /// inline: `{"coefficient": {"values": [...]}, "modelVersion": 0}`).
+    ModelDataRow,
 }
 
 /// What values a param accepts beyond its type.
@@ -129,6 +132,7 @@ fn type_ok(ty: ParamType, v: &Value) -> bool {
         ParamType::DoubleArrayArray => v.as_array().is_some_and(|a| a.iter().all(doubles)),
         ParamType::Vector => vector_param(v).is_some(),
         ParamType::Window => v.get("class").is_some_and(Value::is_string),
+        ParamType::ModelDataRow => v.is_object(),
     }
 }
 
@@ -214,6 +218,11 @@ impl Params {
                 ),
             )
         })
+    }
+
+    /// Whether this stage has a param `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.specs.iter().any(|s| s.name == name)
     }
 
     /// Set `name` to `value`, checking its type and validator.

@@ -36,6 +36,16 @@ pub trait AlgoOperator: Stage {
 pub trait Estimator: Stage {
     /// Fit on `inputs` (usually one bounded table).
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>>;
+
+    /// This estimator as one that learns from a stream (Flink ML's online estimators).
+    fn as_online(&self) -> Option<&dyn crate::online::OnlineEstimator> {
+        None
+    }
+
+    /// This estimator as one that learns from a stream, to change (its initial model).
+    fn as_online_mut(&mut self) -> Option<&mut dyn crate::online::OnlineEstimator> {
+        None
+    }
 }
 
 /// A fitted (or given) model: a transformer with model data.
@@ -43,8 +53,32 @@ pub trait Model: AlgoOperator {
     /// The model data as tables, with Flink ML's column names.
     fn model_data(&self) -> Result<Vec<RecordBatch>>;
 
-    /// Replace the model data (Flink ML's `setModelData`).
+    /// Replace the model data (Flink ML's `setModelData`). Models of online estimators
+    /// given several versions take the newest.
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()>;
+
+    /// The version of the model data now held, for models whose data is versioned (online
+    /// models): a model-data stream's older versions are skipped.
+    fn version(&self) -> Option<i64> {
+        None
+    }
+
+    /// The latest event time (ms) of a row this model may score (OnlineStandardScaler's
+    /// `maxAllowedModelDelayMs`: a row later than the model's timestamp plus the delay waits
+    /// for a newer model). `None`: any row.
+    fn scores_until(&self) -> Option<i64> {
+        None
+    }
+
+    /// The schema of what [`AlgoOperator::transform`] gives for input `input`, when the
+    /// model knows it without model data (online models, from their params). `None`: found
+    /// by transforming an empty batch.
+    fn output_schema(
+        &self,
+        _input: &arrow_schema::Schema,
+    ) -> Result<Option<arrow_schema::SchemaRef>> {
+        Ok(None)
+    }
 
     /// Save into `dir` (which must not exist): `metadata` and the model data under `data/`.
     fn save(&self, dir: &Path) -> Result<()> {
@@ -105,6 +139,36 @@ fn registry() -> Vec<(&'static str, Factory)> {
     use crate::feature::*;
     use crate::linear;
     stages![
+        (
+            "org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegression",
+            Estimator,
+            crate::online::OnlineLogisticRegression
+        ),
+        (
+            "org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegressionModel",
+            Model,
+            crate::online::OnlineLogisticRegressionModel
+        ),
+        (
+            "org.apache.flink.ml.clustering.kmeans.OnlineKMeans",
+            Estimator,
+            crate::online::OnlineKMeans
+        ),
+        (
+            "org.apache.flink.ml.clustering.kmeans.OnlineKMeansModel",
+            Model,
+            crate::online::OnlineKMeansModel
+        ),
+        (
+            "org.apache.flink.ml.feature.standardscaler.OnlineStandardScaler",
+            Estimator,
+            crate::online::OnlineStandardScaler
+        ),
+        (
+            "org.apache.flink.ml.feature.standardscaler.OnlineStandardScalerModel",
+            Model,
+            crate::online::OnlineStandardScalerModel
+        ),
         (
             "org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelector",
             Estimator,
