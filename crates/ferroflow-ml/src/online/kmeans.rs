@@ -310,37 +310,37 @@ struct MiniBatch {
     prediction: String,
 }
 
-impl MiniBatch {
-    fn row(
-        &self,
-        dense: Option<(&[f64], usize)>,
-        rows: &[Option<Vector>],
-        row: usize,
-    ) -> Result<Vec<f64>> {
-        let dim = self.centroids[0].len();
-        let x = match dense {
-            Some((x, w)) => x[row * w..(row + 1) * w].to_vec(),
-            None => rows[row]
-                .as_ref()
-                .ok_or_else(|| MlError::Row {
-                    row,
-                    message: format!("column '{}': The vector must not be null.", self.features),
-                })?
-                .to_dense(),
-        };
-        if x.len() != dim {
-            return Err(MlError::Row {
+/// Row `row` of feature column `features` as a dense point of size `dim`.
+fn point(
+    features: &str,
+    dim: usize,
+    dense: Option<(&[f64], usize)>,
+    rows: &[Option<Vector>],
+    row: usize,
+) -> Result<Vec<f64>> {
+    let x = match dense {
+        Some((x, w)) => x[row * w..(row + 1) * w].to_vec(),
+        None => rows[row]
+            .as_ref()
+            .ok_or_else(|| MlError::Row {
                 row,
-                message: format!(
-                    "column '{}': vector of size {}, the centroids have {dim}",
-                    self.features,
-                    x.len()
-                ),
-            });
-        }
-        Ok(x)
+                message: format!("column '{features}': The vector must not be null."),
+            })?
+            .to_dense(),
+    };
+    if x.len() != dim {
+        return Err(MlError::Row {
+            row,
+            message: format!(
+                "column '{features}': vector of size {}, the centroids have {dim}",
+                x.len()
+            ),
+        });
     }
+    Ok(x)
+}
 
+impl MiniBatch {
     fn update(&mut self) -> Result<RecordBatch> {
         for w in self.weights.iter_mut() {
             *w *= self.decay;
@@ -386,7 +386,7 @@ impl MiniBatch {
                 s.1.push(None);
                 continue;
             }
-            let x = self.row(dense, &rows, row)?;
+            let x = point(&self.features, self.centroids[0].len(), dense, &rows, row)?;
             let (c, _) = nearest(&self.measure, &x, &self.centroids);
             if let Some(s) = scores.as_deref_mut() {
                 s.0.push(Some(c as i32));
@@ -513,19 +513,8 @@ impl AlgoOperator for OnlineKMeansModel {
             .as_ref()
             .ok_or_else(|| MlError::Invalid(format!("{}: no model data", self.class_name())))?;
         let fcol = self.params.str("featuresCol")?;
-        let scorer = MiniBatch {
-            features: fcol.clone(),
-            measure: self.params.str("distanceMeasure")?,
-            batch_size: usize::MAX,
-            decay: 0.0,
-            centroids: centroids.clone(),
-            weights: Vec::new(),
-            sums: Vec::new(),
-            counts: Vec::new(),
-            in_batch: 0,
-            version: 0,
-            prediction: String::new(),
-        };
+        let measure = self.params.str("distanceMeasure")?;
+        let dim = centroids.first().map_or(0, Vec::len);
         let col = column(batch, &fcol)?;
         let dense = dense_matrix_view(col);
         let rows = match dense {
@@ -537,8 +526,8 @@ impl AlgoOperator for OnlineKMeansModel {
                 if dense.is_none() && rows[row].is_none() {
                     return Ok(None);
                 }
-                let x = scorer.row(dense, &rows, row)?;
-                Ok(Some(nearest(&scorer.measure, &x, centroids).0 as i32))
+                let x = point(&fcol, dim, dense, &rows, row)?;
+                Ok(Some(nearest(&measure, &x, centroids).0 as i32))
             })
             .collect::<Result<Vec<Option<i32>>>>()?;
         Ok(vec![crate::table::with_columns(
@@ -570,11 +559,7 @@ impl Model for OnlineKMeansModel {
             )));
         }
         check_model(&c, &w, c.len())?;
-        let version = match t.column_by_name(VERSION) {
-            Some(_) => crate::table::doubles(&t, VERSION)?[0].map_or(0, |v| v as i64),
-            None => 0,
-        };
-        self.model = Some((c, w, version));
+        self.model = Some((c, w, super::first_int(&t, VERSION, 0)?));
         Ok(())
     }
 

@@ -125,15 +125,7 @@ impl OnlineLogisticRegression {
 
 fn decode(t: &RecordBatch) -> Result<(Vec<f64>, i64)> {
     let coef = model_vector(t, "coefficient")?;
-    let version = match t.column_by_name(VERSION) {
-        Some(_) => doubles(t, VERSION)?
-            .first()
-            .copied()
-            .flatten()
-            .map_or(0, |v| v as i64),
-        None => 0,
-    };
-    Ok((coef, version))
+    Ok((coef, super::first_int(t, VERSION, 0)?))
 }
 
 fn model_data_row(coef: &[f64], version: i64) -> Result<RecordBatch> {
@@ -282,46 +274,32 @@ impl<'a> Features<'a> {
     }
 }
 
-impl Ftrl {
-    fn row_error(&self, row: usize, m: String) -> MlError {
-        MlError::Row { row, message: m }
-    }
-
-    /// `w . x` for row `row`, checking its size.
-    fn dot(&self, f: &Features<'_>, row: usize) -> Result<f64> {
-        let dim = self.coef.len();
-        match f {
-            Features::Dense(x, w) => {
-                if *w != dim {
-                    return Err(self.size_error(row, *w));
-                }
-                Ok(crate::vector::dot_dense(
-                    &x[row * w..(row + 1) * w],
-                    &self.coef,
-                ))
+/// `w . x` for row `row` of feature column `features`, checking its size.
+fn dot(features: &str, coef: &[f64], f: &Features<'_>, row: usize) -> Result<f64> {
+    let dim = coef.len();
+    let size_error = |size: usize| MlError::Row {
+        row,
+        message: format!("column '{features}': vector of size {size}, the model has {dim}"),
+    };
+    match f {
+        Features::Dense(x, w) => {
+            if *w != dim {
+                return Err(size_error(*w));
             }
-            Features::Rows(r) => match &r[row] {
-                None => Err(self.row_error(
-                    row,
-                    format!("column '{}': The vector must not be null.", self.features),
-                )),
-                Some(v) if v.size() != dim => Err(self.size_error(row, v.size())),
-                Some(v) => Ok(v.stored().map(|(i, x)| self.coef[i] * x).sum()),
-            },
+            Ok(crate::vector::dot_dense(&x[row * w..(row + 1) * w], coef))
         }
+        Features::Rows(r) => match &r[row] {
+            None => Err(MlError::Row {
+                row,
+                message: format!("column '{features}': The vector must not be null."),
+            }),
+            Some(v) if v.size() != dim => Err(size_error(v.size())),
+            Some(v) => Ok(v.stored().map(|(i, x)| coef[i] * x).sum()),
+        },
     }
+}
 
-    fn size_error(&self, row: usize, size: usize) -> MlError {
-        self.row_error(
-            row,
-            format!(
-                "column '{}': vector of size {size}, the model has {}",
-                self.features,
-                self.coef.len()
-            ),
-        )
-    }
-
+impl Ftrl {
     /// Add row `row` to the batch's gradient; update the model when the batch is full.
     fn add(
         &mut self,
@@ -425,7 +403,7 @@ impl Ftrl {
                 s.push_null();
                 continue;
             }
-            let dot = self.dot(&f, row)?;
+            let dot = dot(&self.features, &self.coef, &f, row)?;
             if let Some(s) = scores.as_deref_mut() {
                 s.push(dot, self.version);
             }
@@ -563,38 +541,20 @@ impl AlgoOperator for OnlineLogisticRegressionModel {
             .ok_or_else(|| MlError::Invalid(format!("{}: no model data", self.class_name())))?;
         let p = &self.params;
         let fcol = p.str("featuresCol")?;
-        let scorer = Ftrl {
-            features: fcol.clone(),
-            label: String::new(),
-            weight: None,
-            batch_size: usize::MAX,
-            alpha: 1.0,
-            beta: 1.0,
-            l1: 0.0,
-            l2: 0.0,
-            coef: coef.clone(),
-            n: Vec::new(),
-            z: Vec::new(),
-            grad: Vec::new(),
-            wsum: Vec::new(),
-            in_batch: 0,
-            version: *version,
-            emitted: 0,
-            outputs: (
-                p.str("predictionCol")?,
-                p.str("rawPredictionCol")?,
-                p.str("modelVersionCol")?,
-            ),
-        };
+        let outputs = (
+            p.str("predictionCol")?,
+            p.str("rawPredictionCol")?,
+            p.str("modelVersionCol")?,
+        );
         let f = Features::of(batch, &fcol)?;
         let mut s = Scores::default();
         for row in 0..batch.num_rows() {
             match &f {
                 Features::Rows(r) if r[row].is_none() => s.push_null(),
-                _ => s.push(scorer.dot(&f, row)?, *version),
+                _ => s.push(dot(&fcol, coef, &f, row)?, *version),
             }
         }
-        Ok(vec![with_columns(batch, s.columns(&scorer.outputs))?])
+        Ok(vec![with_columns(batch, s.columns(&outputs))?])
     }
 }
 

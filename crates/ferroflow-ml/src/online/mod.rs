@@ -256,6 +256,24 @@ pub(crate) fn newest_row(data: &[RecordBatch], version_col: &str) -> Result<Reco
     Ok(t.slice(row, 1))
 }
 
+/// The integer in the first row of model-data column `col` (`default` when the column is
+/// absent or the cell null).
+pub(crate) fn first_int(t: &RecordBatch, col: &str, default: i64) -> Result<i64> {
+    let Some(c) = t.column_by_name(col) else {
+        return Ok(default);
+    };
+    let c = arrow_cast::cast(c, &arrow_schema::DataType::Int64)?;
+    let a = c
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("cast to Int64");
+    Ok(if a.is_empty() || a.is_null(0) {
+        default
+    } else {
+        a.value(0)
+    })
+}
+
 /// A version column of one value.
 pub(crate) fn version_array(v: i64) -> arrow_array::ArrayRef {
     std::sync::Arc::new(Int64Array::from(vec![v]))

@@ -731,23 +731,6 @@ impl Model for OnlineStandardScalerModel {
 
     fn set_model_data(&mut self, data: &[RecordBatch]) -> Result<()> {
         let t = newest_row(data, "version")?;
-        let int = |name: &str, default: i64| -> Result<i64> {
-            match t.column_by_name(name) {
-                Some(c) => {
-                    let c = arrow_cast::cast(c, &DataType::Int64)?;
-                    let a = c
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .expect("cast to Int64");
-                    Ok(if arrow_array::Array::is_null(a, 0) {
-                        default
-                    } else {
-                        a.value(0)
-                    })
-                }
-                None => Ok(default),
-            }
-        };
         let mean = model_vector(&t, "mean")?;
         let std = model_vector(&t, "std")?;
         if mean.len() != std.len() {
@@ -760,8 +743,8 @@ impl Model for OnlineStandardScalerModel {
         self.model = Some(Stats {
             mean,
             std,
-            version: int("version", 0)?,
-            timestamp: int("timestamp", i64::MAX)?,
+            version: super::first_int(&t, "version", 0)?,
+            timestamp: super::first_int(&t, "timestamp", i64::MAX)?,
         });
         Ok(())
     }
