@@ -123,12 +123,15 @@ impl Coordinator {
         self.st.lock().stopped
     }
 
-    /// Start a checkpoint unless one is in flight (or the job is ending).
+    /// Start a checkpoint unless one is in flight (or the job is ending). Once a stop is
+    /// wanted every checkpoint is the stopping savepoint, so that a periodic trigger that
+    /// comes first does not put the stop off by one more checkpoint.
     pub(crate) fn trigger(&self, stop: bool) -> bool {
         let mut st = self.st.lock();
         if st.in_flight.is_some() || st.completing || st.dead || st.tasks_ended || st.stopped {
             return false;
         }
+        let stop = stop || st.stop_wanted;
         let id = st.next_id;
         st.next_id += 1;
         st.in_flight = Some(InFlight {

@@ -574,7 +574,13 @@ fn checkpointed_training(
         "train-ckpt",
         JobConfig {
             parallelism: 1,
-            ..JobConfig::default()
+            // Two batches per channel: the source keeps pace with the trainer instead of
+            // reading the whole file into the first channel and ending at once (a stop after
+            // the sources have ended lets the job run to its end).
+            channel_bound: ferroflow_engine::ChannelBound {
+                max_rows: 64,
+                ..Default::default()
+            },
         },
     );
     let job = match ckpt {
@@ -584,33 +590,37 @@ fn checkpointed_training(
         )),
         None => job,
     };
-    job.source(
-        "data",
-        Arc::new(
-            ferroflow_connectors::FileSource::new(
-                csv,
+    let source = ferroflow_connectors::FileSource::new(
+        csv,
+        ferroflow_connectors::FileFormat::Csv(Default::default()),
+    )
+    .unwrap()
+    .with_batch_size(32);
+    let schema = Source::schema(&source);
+    job.source("data", Arc::new(source))
+        .unwrap()
+        // A millisecond per batch: the job takes at least 400 ms, so stops after tens of
+        // milliseconds come mid-way however fast the machine is.
+        .map("pace", schema, |b| {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(b)
+        })
+        .unwrap()
+        .train_torch(
+            "trainer",
+            TorchTrainer::new(&model("linreg_train.pt"), &["a", "b", "c"], "y", models)
+                .optimizer(optimizer)
+                .every_batches(Some(40)),
+        )
+        .unwrap()
+        .sink(
+            "versions",
+            Arc::new(ferroflow_connectors::FileSink::new(
+                out,
                 ferroflow_connectors::FileFormat::Csv(Default::default()),
-            )
-            .unwrap()
-            .with_batch_size(32),
-        ),
-    )
-    .unwrap()
-    .train_torch(
-        "trainer",
-        TorchTrainer::new(&model("linreg_train.pt"), &["a", "b", "c"], "y", models)
-            .optimizer(optimizer)
-            .every_batches(Some(40)),
-    )
-    .unwrap()
-    .sink(
-        "versions",
-        Arc::new(ferroflow_connectors::FileSink::new(
-            out,
-            ferroflow_connectors::FileFormat::Csv(Default::default()),
-        )),
-    )
-    .unwrap();
+            )),
+        )
+        .unwrap();
     job.build().unwrap()
 }
 
@@ -650,7 +660,8 @@ fn a_stopped_and_restored_trainer_goes_on_with_its_weights_optimizer_and_version
                 .unwrap()
                 .execute(build("models", "out", Some("ckpt")))
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(15 + (attempt % 4) * 5));
+            // Longer each time, so that a slow machine still gets to the end.
+            std::thread::sleep(Duration::from_millis(20 + attempt * 5));
             handle.stop();
             let report = handle.wait().unwrap();
             if report.status == ferroflow_engine::JobStatus::Finished {
