@@ -1133,12 +1133,27 @@ fn agglomerative_clustering_variants_match_flink_ml() {
         run(json!({"predictionCol": "pred", "numClusters": null, "distanceThreshold": 2.0})),
         want("groups_ward_distanceThreshold_2.0_numClusters_null")
     );
-    // Count windows of 5: the sixth point forms a window of its own (not asserted by Flink).
-    let got = run(json!({"predictionCol": "pred", "windows": {
-        "class": "org.apache.flink.ml.common.window.CountTumblingWindows", "size": 5}}));
-    for g in want("groups_ward_CountTumblingWindows_5_parallelism_1") {
-        assert!(got.contains(&g), "{g:?} not in {got:?}");
-    }
+    // Count windows of 5: as Flink ML, the sixth point's window never fills, so it is not
+    // clustered and leaves no output row: exactly the groups Flink's test expects.
+    assert_eq!(
+        run(json!({"predictionCol": "pred", "windows": {
+            "class": "org.apache.flink.ml.common.window.CountTumblingWindows", "size": 5}})),
+        want("groups_ward_CountTumblingWindows_5_parallelism_1")
+    );
+    // Windows of 4 over 6 points: one window fires; the last two points are dropped.
+    let size = |n: u64| -> usize {
+        run(json!({"predictionCol": "pred", "windows": {
+            "class": "org.apache.flink.ml.common.window.CountTumblingWindows", "size": n}}))
+        .iter()
+        .map(Vec::len)
+        .sum()
+    };
+    let all = run(json!({"predictionCol": "pred"}))
+        .iter()
+        .map(Vec::len)
+        .sum::<usize>();
+    assert_eq!(size(4) * 6, all * 4, "4 of the 6 points kept");
+    assert_eq!(size(6), all, "a full window keeps them all");
 }
 
 /// UnivariateFeatureSelector on the rows of Flink ML's FValueTest and ANOVATest vectors picks
@@ -1458,4 +1473,67 @@ fn progressive_validation_scores_each_row_before_learning_it() {
         err.contains("KMeans") && err.contains("fit it first"),
         "{err}"
     );
+}
+
+/// An online model's emitted version is a valid starting point: OnlineKMeans trained on the
+/// first half, stopped, and resumed from its last version (`--model-data`) on the second
+/// half ends where one run over all rows ends (the model saved with its stream position:
+/// the version number goes on too).
+#[test]
+fn an_emitted_kmeans_version_resumes_training_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let s = |path: &Path| path.to_str().unwrap().to_string();
+    let rows: Vec<Value> = (0..24)
+        .map(|i| {
+            let c = if i % 2 == 0 { 10.0 } else { -10.0 };
+            json!({"features": [c + (i % 5) as f64 * 0.1, (i % 3) as f64 * 0.2]})
+        })
+        .collect();
+    let write = |path: &Path, rows: &[Value]| {
+        let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(path, text).unwrap();
+    };
+    write(&p("all.jsonl"), &rows);
+    write(&p("head.jsonl"), &rows[..12]);
+    write(&p("tail.jsonl"), &rows[12..]);
+    let stage = |init: Value| {
+        json!({"className": "org.apache.flink.ml.clustering.kmeans.OnlineKMeans",
+               "paramMap": {"k": 2, "globalBatchSize": 4, "decayFactor": 0.5, "initialModelData": init}})
+    };
+    std::fs::write(
+        p("start.json"),
+        stage(json!({"centroids": [[1.0, 0.0], [-1.0, 0.0]], "weights": [0.0, 0.0]})).to_string(),
+    )
+    .unwrap();
+    let fit = |input: &str, out: &str, init: Option<&str>| {
+        let mut args = vec![
+            "fit-online".to_string(),
+            "--stage".into(),
+            s(&p("start.json")),
+            "--input".into(),
+            s(&p(input)),
+            "--model-data-output".into(),
+            s(&p(out)),
+        ];
+        if let Some(i) = init {
+            args.extend(["--model-data".into(), s(&p(i))]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ferroflow(&args).unwrap();
+        read_rows(&p(out))
+    };
+    let whole = fit("all.jsonl", "whole.jsonl", None);
+    let head = fit("head.jsonl", "head-v.jsonl", None);
+    write(
+        &p("last.jsonl"),
+        &[Value::Object(head.last().unwrap().clone())],
+    );
+    let tail = fit("tail.jsonl", "tail-v.jsonl", Some("last.jsonl"));
+    assert_eq!(whole.len(), 7, "version 0 and one per 4 rows: {whole:?}");
+    assert_eq!(head.len(), 4);
+    // The resumed run starts with the version it was given, then goes on from it.
+    assert_eq!(tail[0], *head.last().unwrap());
+    assert_eq!(tail.last().unwrap(), whole.last().unwrap());
+    assert_eq!(whole.last().unwrap()["modelVersion"], json!(6));
 }

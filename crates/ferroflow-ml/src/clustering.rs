@@ -253,6 +253,15 @@ impl AlgoOperator for AgglomerativeClustering {
             full_tree: p.bool("computeFullTree")?,
         };
         let window = size.unwrap_or(points.len().max(1));
+        // As Flink ML: a count window fires when full, so the rows of an incomplete last
+        // window are never clustered and leave no output row.
+        let fired = if size.is_some() {
+            points.len() / window * window
+        } else {
+            points.len()
+        };
+        let points = &points[..fired];
+        let batch = &batch.slice(0, fired);
         let mut pred = Vec::with_capacity(points.len());
         let mut merges = Vec::new();
         // Cluster ids run on across windows, so no two windows share one.

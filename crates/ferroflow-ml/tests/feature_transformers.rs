@@ -156,3 +156,85 @@ fn random_splitter_partitions_rows_by_weight_reproducibly() {
     );
     assert_eq!(out[0].column(0).null_count(), 0);
 }
+
+/// VectorAssembler's `handleInvalid` as Flink ML's AssemblerFunction: a NaN number, a null
+/// or a vector of the wrong size makes a row invalid (a NaN inside a vector does not);
+/// `skip` drops it, `error` fails naming the problem, `keep` keeps NaN numbers, fills nulls
+/// with NaN of the declared size and takes wrong-sized vectors as they are.
+#[test]
+fn vector_assembler_handles_invalid_rows_as_flink_ml() {
+    let b = table(
+        r#"[{"id": 0, "x": 1.0, "v": [1.0, 2.0]},
+            {"id": 1, "x": "NaN", "v": [1.0, 2.0]},
+            {"id": 2, "x": 2.0, "v": null},
+            {"id": 3, "x": 3.0, "v": [1.0, 2.0, 3.0]},
+            {"id": 4, "x": 4.0, "v": [1.0, "NaN"]},
+            {"id": 5, "x": null, "v": [0.0, 0.0]}]"#,
+    );
+    let stage = |handle: &str| {
+        json!({"className": "VectorAssembler", "paramMap": {
+            "inputCols": ["x", "v"], "outputCol": "o", "inputSizes": [1, 2], "handleInvalid": handle}})
+    };
+    let skip = batch_to_rows(&run(stage("skip"), &b)[0]).unwrap();
+    let ids: Vec<&Value> = skip.iter().map(|r| &r["id"]).collect();
+    assert_eq!(
+        ids,
+        [&json!(0), &json!(4)],
+        "NaN number, null, wrong size skipped"
+    );
+    assert_eq!(
+        skip[1]["o"],
+        json!([4.0, 1.0, "NaN"]),
+        "a NaN inside a vector is valid"
+    );
+
+    let keep = batch_to_rows(&run(stage("keep"), &b)[0]).unwrap();
+    assert_eq!(keep.len(), 6);
+    assert_eq!(keep[1]["o"], json!(["NaN", 1.0, 2.0]));
+    assert_eq!(keep[2]["o"], json!([2.0, "NaN", "NaN"]));
+    assert_eq!(keep[3]["o"], json!([3.0, 1.0, 2.0, 3.0]), "taken as it is");
+    // A null number becomes NaN (and counts as stored: the output stays dense).
+    assert_eq!(keep[5]["o"], json!(["NaN", 0.0, 0.0]));
+
+    let err = match stage_from_json(&stage("error")).unwrap() {
+        AnyStage::Operator(op) => op.transform(std::slice::from_ref(&b)).unwrap_err(),
+        _ => unreachable!(),
+    };
+    assert!(err.to_string().contains("Encountered NaN"), "{err}");
+    // The all-dense fast path checks NaN numbers too.
+    let dense = table(r#"[{"x": 1.0, "v": [1.0, 2.0]}, {"x": "NaN", "v": [3.0, 4.0]}]"#);
+    assert_eq!(run(stage("skip"), &dense)[0].num_rows(), 1);
+    assert_eq!(run(stage("keep"), &dense)[0].num_rows(), 2);
+}
+
+/// RobustScaler leaves NaN out of its medians and ranges (Flink ML's testNaNData: the same
+/// rows, the same output), and refuses a dimension that holds nothing else.
+#[test]
+fn robust_scaler_ignores_nan_when_fitting() {
+    let b = table(
+        r#"[{"input": [0.0, "NaN"]}, {"input": ["NaN", 0.0]}, {"input": [1.0, -1.0]},
+            {"input": [2.0, -2.0]}, {"input": [3.0, -3.0]}, {"input": [4.0, -4.0]}]"#,
+    );
+    let est = match stage_from_json(&json!({"className": "RobustScaler", "paramMap": {}})).unwrap()
+    {
+        AnyStage::Estimator(e) => e,
+        _ => unreachable!(),
+    };
+    let model = est.fit(std::slice::from_ref(&b)).unwrap();
+    let out = batch_to_rows(&model.transform(std::slice::from_ref(&b)).unwrap()[0]).unwrap();
+    let got: Vec<&Value> = out.iter().map(|r| &r["output"]).collect();
+    assert_eq!(
+        got,
+        [
+            &json!([0.0, "NaN"]),
+            &json!(["NaN", 0.0]),
+            &json!([0.5, -0.5]),
+            &json!([1.0, -1.0]),
+            &json!([1.5, -1.5]),
+            &json!([2.0, -2.0])
+        ]
+    );
+    let all_nan = table(r#"[{"input": [1.0, "NaN"]}, {"input": [2.0, "NaN"]}]"#);
+    let err = est.fit(std::slice::from_ref(&all_nan)).err().unwrap();
+    assert!(err.to_string().contains("dimension 1"), "{err}");
+}

@@ -80,7 +80,18 @@ impl Estimator for RobustScaler {
         let dim = data[0].size();
         let (mut medians, mut ranges) = (Vec::with_capacity(dim), Vec::with_capacity(dim));
         for i in 0..dim {
-            let mut col: Vec<f64> = data.iter().map(|v| v.get(i)).collect();
+            // As Flink ML, NaN values are left out of the medians and ranges.
+            let mut col: Vec<f64> = data
+                .iter()
+                .map(|v| v.get(i))
+                .filter(|x| !x.is_nan())
+                .collect();
+            if col.is_empty() {
+                return Err(MlError::column(
+                    &self.params.str("inputCol")?,
+                    format!("dimension {i} holds only NaN: no median or range to fit"),
+                ));
+            }
             col.sort_by(f64::total_cmp);
             medians.push(quantile_sample(&col, 0.5));
             ranges.push(quantile_sample(&col, hi) - quantile_sample(&col, lo));

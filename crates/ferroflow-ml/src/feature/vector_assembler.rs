@@ -58,23 +58,28 @@ impl AlgoOperator for VectorAssembler {
         }
         // All inputs dense vectors or numbers, without nulls, of the declared sizes: the output
         // is dense (nnz = size), written row by row into one matrix.
-        if let Some(out) = assemble_dense(batch, &cols, &sizes)? {
+        let keep_invalid = handle == "keep";
+        if let Some(out) = assemble_dense(batch, &cols, &sizes, keep_invalid)? {
             return Ok(vec![with_columns(batch, vec![(output, out)])?]);
         }
         // Each input column as per-row vectors (numbers are vectors of one).
-        let mut parts: Vec<Vec<Option<Vector>>> = Vec::new();
+        // (Numbers are vectors of one, marked: a NaN number is invalid, a NaN inside a
+        // vector is not, as in Flink ML.)
+        let mut parts: Vec<(bool, Vec<Option<Vector>>)> = Vec::new();
         for c in &cols {
             let col = column(batch, c)?;
             parts.push(if is_vector_type(col.data_type()) {
-                vectors(batch, c)?
+                (false, vectors(batch, c)?)
             } else {
-                doubles(batch, c)?
-                    .into_iter()
-                    .map(|x| x.map(|x| Vector::Dense(vec![x])))
-                    .collect()
+                (
+                    true,
+                    doubles(batch, c)?
+                        .into_iter()
+                        .map(|x| x.map(|x| Vector::Dense(vec![x])))
+                        .collect(),
+                )
             });
         }
-        let total: usize = sizes.iter().map(|&s| s as usize).sum();
         let mut out = Vec::with_capacity(batch.num_rows());
         let mut keep = vec![true; batch.num_rows()];
         for row in 0..batch.num_rows() {
@@ -83,10 +88,22 @@ impl AlgoOperator for VectorAssembler {
             let mut nnz = 0usize;
             let mut offset = 0usize;
             let mut invalid = None;
-            for (k, part) in parts.iter().enumerate() {
+            for (k, (number, part)) in parts.iter().enumerate() {
                 let size = sizes[k] as usize;
+                if *number
+                    && !keep_invalid
+                    && matches!(&part[row], Some(Vector::Dense(x)) if x[0].is_nan())
+                {
+                    invalid.get_or_insert_with(|| {
+                        format!(
+                            "column '{}': Encountered NaN while assembling a row with handleInvalid = 'error'. Consider removing NaNs from dataset or using handleInvalid = 'keep' or 'skip'.",
+                            cols[k]
+                        )
+                    });
+                }
                 match &part[row] {
-                    Some(v) if v.size() == size => match v {
+                    // With `keep`, sizes are not checked: the vector goes in as it is.
+                    Some(v) if v.size() == size || keep_invalid => match v {
                         Vector::Dense(x) => {
                             nnz += x.len();
                             for (i, &a) in x.iter().enumerate() {
@@ -123,8 +140,12 @@ impl AlgoOperator for VectorAssembler {
                         }
                     }
                 }
-                offset += size;
+                offset += match &part[row] {
+                    Some(v) if keep_invalid => v.size(),
+                    _ => size,
+                };
             }
+            let total = offset;
             if let Some(msg) = invalid {
                 match handle.as_str() {
                     "skip" => {
@@ -161,12 +182,22 @@ fn assemble_dense(
     batch: &RecordBatch,
     cols: &[String],
     sizes: &[i64],
+    keep_invalid: bool,
 ) -> Result<Option<arrow_array::ArrayRef>> {
     let n = batch.num_rows();
     let total: usize = sizes.iter().map(|&s| s as usize).sum();
     let mut parts: Vec<(&[f64], usize)> = Vec::with_capacity(cols.len());
     for (c, &size) in cols.iter().zip(sizes) {
-        match crate::vector::dense_matrix_view(column(batch, c)?) {
+        let col = column(batch, c)?;
+        match crate::vector::dense_matrix_view(col) {
+            // A NaN number is invalid unless kept (the row-by-row path decides).
+            Some((m, _))
+                if !keep_invalid
+                    && !is_vector_type(col.data_type())
+                    && m.iter().any(|x| x.is_nan()) =>
+            {
+                return Ok(None);
+            }
             Some((m, w)) if w == size as usize && m.len() == n * w => parts.push((m, w)),
             _ => return Ok(None),
         }

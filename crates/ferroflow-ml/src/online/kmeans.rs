@@ -246,6 +246,12 @@ impl OnlineEstimator for OnlineKMeans {
         let k = p.i64("k")? as usize;
         let (centroids, weights) = self.initial_model()?;
         check_model(&centroids, &weights, k)?;
+        // Model data given as a table (a version this stage emitted) goes on from its
+        // version; an inline or random start is version 0.
+        let version = match &self.initial {
+            Some(t) => super::first_int(t, VERSION, 0)?,
+            None => 0,
+        };
         let dim = centroids[0].len();
         Ok(Box::new(MiniBatch {
             features,
@@ -257,7 +263,7 @@ impl OnlineEstimator for OnlineKMeans {
             centroids,
             weights,
             in_batch: 0,
-            version: 0,
+            version,
             prediction: p.str("predictionCol")?,
         }))
     }

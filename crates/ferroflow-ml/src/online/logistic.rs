@@ -194,6 +194,7 @@ impl OnlineEstimator for OnlineLogisticRegression {
             l1: en * reg,
             l2: (1.0 - en) * reg,
             n: vec![0.0; coef.len()],
+            sqrt_n: vec![0.0; coef.len()],
             z: vec![0.0; coef.len()],
             grad: vec![0.0; coef.len()],
             wsum: vec![0.0; coef.len()],
@@ -246,6 +247,8 @@ struct Ftrl {
     l2: f64,
     coef: Vec<f64>,
     n: Vec<f64>,
+    /// `sqrt(n)`, kept so that an update takes one square root per coefficient, not three.
+    sqrt_n: Vec<f64>,
     z: Vec<f64>,
     /// The gradient and weight sums of the batch being gathered.
     grad: Vec<f64>,
@@ -300,15 +303,9 @@ fn dot(features: &str, coef: &[f64], f: &Features<'_>, row: usize) -> Result<f64
 }
 
 impl Ftrl {
-    /// Add row `row` to the batch's gradient; update the model when the batch is full.
-    fn add(
-        &mut self,
-        f: &Features<'_>,
-        row: usize,
-        dot: f64,
-        label: f64,
-        weight: f64,
-    ) -> Result<Option<RecordBatch>> {
+    /// Add row `row` to the batch's gradient; update the model when the batch is full
+    /// (then true).
+    fn add(&mut self, f: &Features<'_>, row: usize, dot: f64, label: f64, weight: f64) -> bool {
         let p = 1.0 / (1.0 + (-dot).exp());
         let e = p - label;
         match f {
@@ -337,10 +334,10 @@ impl Ftrl {
         }
         self.in_batch += 1;
         if self.in_batch < self.batch_size {
-            return Ok(None);
+            return false;
         }
         self.update();
-        Ok(Some(model_data_row(&self.coef, self.version)?))
+        true
     }
 
     fn update(&mut self) {
@@ -350,14 +347,17 @@ impl Ftrl {
             } else {
                 self.grad[i]
             };
-            let sigma = ((self.n[i] + g * g).sqrt() - self.n[i].sqrt()) / self.alpha;
+            let n = self.n[i] + g * g;
+            let sqrt_n = n.sqrt();
+            let sigma = (sqrt_n - self.sqrt_n[i]) / self.alpha;
             self.z[i] += g - sigma * self.coef[i];
-            self.n[i] += g * g;
+            self.n[i] = n;
+            self.sqrt_n[i] = sqrt_n;
             self.coef[i] = if self.z[i].abs() <= self.l1 {
                 0.0
             } else {
                 ((if self.z[i] < 0.0 { -1.0 } else { 1.0 }) * self.l1 - self.z[i])
-                    / ((self.beta + self.n[i].sqrt()) / self.alpha + self.l2)
+                    / ((self.beta + sqrt_n) / self.alpha + self.l2)
             };
         }
         self.grad.iter_mut().for_each(|g| *g = 0.0);
@@ -387,7 +387,8 @@ impl Ftrl {
         Ok((labels, weights))
     }
 
-    /// Learn from every row; with `scores`, first score each row with the model as it is.
+    /// Learn from every row; with `scores`, first score each row with the model as it is
+    /// (and build no model-data rows: progressive validation reads the model in place).
     fn run(
         &mut self,
         batch: &RecordBatch,
@@ -408,8 +409,8 @@ impl Ftrl {
                 s.push(dot, self.version);
             }
             let w = weights.as_ref().map_or(1.0, |w| w[row]);
-            if let Some(v) = self.add(&f, row, dot, labels[row], w)? {
-                out.push(v);
+            if self.add(&f, row, dot, labels[row], w) && scores.is_none() {
+                out.push(model_data_row(&self.coef, self.version)?);
             }
         }
         Ok(out)
@@ -503,6 +504,7 @@ impl OnlineLearner for Ftrl {
                 )));
             }
         }
+        self.sqrt_n = self.n.iter().map(|n| n.sqrt()).collect();
         self.in_batch = d.u64().map_err(state_err)? as usize;
         self.version = d.i64().map_err(state_err)?;
         self.emitted = d.i64().map_err(state_err)?;

@@ -138,6 +138,7 @@ impl OnlineEstimator for OnlineStandardScaler {
             late: 0,
             model: None,
             held: Vec::new(),
+            rows_wanted: true,
         }))
     }
 
@@ -243,19 +244,29 @@ impl Stats {
     }
 
     fn scale(&self, s: &Scoring, row: usize, v: &Vector) -> Result<Vec<f64>> {
-        if v.size() != self.mean.len() {
-            return Err(MlError::Row {
-                row,
-                message: format!(
-                    "column '{}': vector of size {}, the model has {}",
-                    s.input,
-                    v.size(),
-                    self.mean.len()
-                ),
-            });
+        self.check_size(s, row, v)?;
+        let mut x = Vec::with_capacity(v.size());
+        self.scale_into(s, v, &mut x);
+        Ok(x)
+    }
+
+    /// Append `v` scaled to `out`; `v` has the model's size.
+    fn scale_into(&self, s: &Scoring, v: &Vector, out: &mut Vec<f64>) {
+        let start = out.len();
+        match v {
+            Vector::Dense(x) => out.extend_from_slice(x),
+            Vector::Sparse {
+                size,
+                indices,
+                values,
+            } => {
+                out.resize(start + size, 0.0);
+                for (&i, &x) in indices.iter().zip(values) {
+                    out[start + i] = x;
+                }
+            }
         }
-        let mut x = v.to_dense();
-        for (i, xi) in x.iter_mut().enumerate() {
+        for (i, xi) in out[start..].iter_mut().enumerate() {
             if s.with_mean {
                 *xi -= self.mean[i];
             }
@@ -267,7 +278,21 @@ impl Stats {
                 };
             }
         }
-        Ok(x)
+    }
+
+    fn check_size(&self, s: &Scoring, row: usize, v: &Vector) -> Result<()> {
+        if v.size() == self.mean.len() {
+            return Ok(());
+        }
+        Err(MlError::Row {
+            row,
+            message: format!(
+                "column '{}': vector of size {}, the model has {}",
+                s.input,
+                v.size(),
+                self.mean.len()
+            ),
+        })
     }
 }
 
@@ -287,6 +312,9 @@ struct Cumulative {
     /// Progressive validation: the newest model, and rows waiting for a first model.
     model: Option<Stats>,
     held: Vec<RecordBatch>,
+    /// Whether closing a window builds its model-data row (progressive validation reads
+    /// the model in place and wants none).
+    rows_wanted: bool,
 }
 
 impl Cumulative {
@@ -317,27 +345,37 @@ impl Cumulative {
         }
         self.n += acc.n;
         let n = self.n as f64;
+        // The new version in the old one's buffers (a version per row is common).
+        let mut stats = self.model.take().unwrap_or(Stats {
+            mean: Vec::new(),
+            std: Vec::new(),
+            version: 0,
+            timestamp: 0,
+        });
+        stats.mean.clear();
         // Flink ML scales by the reciprocal.
-        let mean: Vec<f64> = self.sum.iter().map(|s| s * (1.0 / n)).collect();
-        let std = if self.n > 1 {
-            self.sq
-                .iter()
-                .zip(&mean)
-                .map(|(q, m)| ((q - n * m * m) / (n - 1.0)).sqrt())
-                .collect()
+        stats.mean.extend(self.sum.iter().map(|s| s * (1.0 / n)));
+        stats.std.clear();
+        if self.n > 1 {
+            stats.std.extend(
+                self.sq
+                    .iter()
+                    .zip(&stats.mean)
+                    .map(|(q, m)| ((q - n * m * m) / (n - 1.0)).sqrt()),
+            );
         } else {
-            vec![0.0; mean.len()]
-        };
-        let stats = Stats {
-            mean,
-            std,
-            version: self.version,
-            timestamp,
-        };
+            stats.std.resize(stats.mean.len(), 0.0);
+        }
+        stats.version = self.version;
+        stats.timestamp = timestamp;
         self.version += 1;
-        let row = stats.row()?;
+        let row = if self.rows_wanted {
+            Some(stats.row()?)
+        } else {
+            None
+        };
         self.model = Some(stats);
-        Ok(Some(row))
+        Ok(row)
     }
 
     fn window_end_timestamp(&self, start: i64, acc: &Acc) -> i64 {
@@ -557,44 +595,60 @@ impl OnlineLearner for Cumulative {
                  global or processing-time windows",
             ));
         }
+        self.rows_wanted = false;
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
         let times = self.times(batch)?;
         let rows = self.rows(batch)?;
-        let mut scaled: Vec<Option<Vec<f64>>> = Vec::with_capacity(rows.len());
-        let mut versions: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+        // Row-major scaled rows: every row of a batch returned has a model (rows before the
+        // first model in this batch are scaled with it once it comes).
+        let mut scaled: Vec<f64> = Vec::new();
+        let mut versions: Vec<i64> = Vec::with_capacity(rows.len());
         let mut out = Vec::new();
-        let had_model = self.model.is_some();
+        let mut waiting = self.model.is_none();
         for (i, (v, t)) in rows.iter().zip(times).enumerate() {
             self.add(v, t)?;
             if self.is_time_window() {
                 self.fire_until(Self::now())?;
             }
-            let Some(m) = self.model.clone() else {
-                scaled.push(None);
-                versions.push(None);
+            if self.model.is_none() {
                 continue;
-            };
-            if !had_model && out.is_empty() && scaled.iter().all(Option::is_none) {
+            }
+            if waiting {
                 // The first model: the rows that waited for it are scaled with it.
+                waiting = false;
                 for h in std::mem::take(&mut self.held) {
                     out.push(self.score(&h)?);
                 }
+                let m = self.model.as_ref().expect("checked");
+                scaled.reserve(rows.len() * m.mean.len());
                 for (j, w) in rows[..i].iter().enumerate() {
-                    scaled[j] = Some(m.scale(&self.scoring, j, w)?);
-                    versions[j] = Some(m.version);
+                    m.check_size(&self.scoring, j, w)?;
+                    m.scale_into(&self.scoring, w, &mut scaled);
+                    versions.push(m.version);
                 }
             }
-            scaled.push(Some(m.scale(&self.scoring, i, v)?));
-            versions.push(Some(m.version));
+            let m = self.model.as_ref().expect("checked");
+            m.check_size(&self.scoring, i, v)?;
+            m.scale_into(&self.scoring, v, &mut scaled);
+            versions.push(m.version);
         }
-        if self.model.is_none() {
+        if waiting {
             self.held.push(batch.clone());
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let s = &self.scoring;
+        let width = scaled.len() / rows.len();
+        let column = if width == 0 {
+            dense_column(&vec![Some(Vec::new()); rows.len()])
+        } else {
+            crate::vector::dense_matrix_column(scaled, width)
+        };
         out.push(with_columns(
             batch,
             vec![
-                (s.output.clone(), dense_column(&scaled)),
+                (s.output.clone(), column),
                 (
                     s.version_col.clone(),
                     Arc::new(Int64Array::from(versions)) as ArrayRef,
