@@ -103,7 +103,7 @@ fn feature_hasher_adds_numbers_and_counts_categories() {
     .unwrap();
     let out = run(
         json!({"className": "FeatureHasher", "paramMap": {
-        "inputCols": ["age", "city", "code"], "categoricalCols": ["code"], "outputCol": "f", "numFeatures": 1000}}),
+        "inputCols": ["age", "city", "code"], "categoricalCols": ["city", "code"], "outputCol": "f", "numFeatures": 1000}}),
         &b,
     );
     let f = ferroflow_ml::vector::read_vectors("f", out[0].column_by_name("f").unwrap()).unwrap();
@@ -237,4 +237,108 @@ fn robust_scaler_ignores_nan_when_fitting() {
     let all_nan = table(r#"[{"input": [1.0, "NaN"]}, {"input": [2.0, "NaN"]}]"#);
     let err = est.fit(std::slice::from_ref(&all_nan)).err().unwrap();
     assert!(err.to_string().contains("dimension 1"), "{err}");
+}
+
+/// KBinsDiscretizer on the rows of Flink ML's KBinsDiscretizerTest (numBins 3): the bins
+/// its test expects for the uniform, quantile and kmeans strategies.
+#[test]
+fn kbins_discretizer_strategies_bin_as_flink_ml() {
+    let train = table(
+        r#"[{"input": [1, 10, 0]}, {"input": [1, 10, 0]}, {"input": [1, 10, 0]},
+            {"input": [4, 10, 0]}, {"input": [5, 10, 0]}, {"input": [6, 10, 0]},
+            {"input": [7, 10, 0]}, {"input": [10, 10, 0]}, {"input": [13, 10, 3]}]"#,
+    );
+    let test = table(
+        r#"[{"input": [-1, 0, 0]}, {"input": [1, 1, 1]}, {"input": [1.5, 1, 2]},
+            {"input": [5, 2, 3]}, {"input": [7.25, 3, 4]}, {"input": [13, 4, 5]},
+            {"input": [15, 4, 6]}]"#,
+    );
+    let uniform = json!([
+        [0, 0, 0],
+        [0, 0, 1],
+        [0, 0, 2],
+        [1, 0, 2],
+        [1, 0, 2],
+        [2, 0, 2],
+        [2, 0, 2]
+    ]);
+    let quantile = json!([
+        [0, 0, 0],
+        [0, 0, 0],
+        [0, 0, 1],
+        [1, 0, 1],
+        [2, 0, 1],
+        [2, 0, 1],
+        [2, 0, 1]
+    ]);
+    for (strategy, want) in [
+        ("uniform", &uniform),
+        ("quantile", &quantile),
+        ("kmeans", &uniform),
+    ] {
+        let est = match stage_from_json(&json!({"className": "KBinsDiscretizer",
+            "paramMap": {"numBins": 3, "strategy": strategy}}))
+        .unwrap()
+        {
+            AnyStage::Estimator(e) => e,
+            _ => unreachable!(),
+        };
+        let model = est.fit(std::slice::from_ref(&train)).unwrap();
+        let out = batch_to_rows(&model.transform(std::slice::from_ref(&test)).unwrap()[0]).unwrap();
+        let got: Vec<Vec<f64>> = out
+            .iter()
+            .map(|r| {
+                r["output"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            })
+            .collect();
+        let want: Vec<Vec<f64>> = serde_json::from_value(want.clone()).unwrap();
+        assert_eq!(got, want, "{strategy}");
+    }
+}
+
+/// FeatureHasher on Flink ML's FeatureHasherTest rows gives the indices that test expects
+/// (murmur3 of the UTF-16 text, floorMod of its absolute value); a string or boolean
+/// column not named categorical is refused, as Flink ML fails on it.
+#[test]
+fn feature_hasher_matches_flink_ml_and_refuses_non_numeric_numeric_columns() {
+    let b = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![0, 1])) as ArrayRef),
+        (
+            "f0",
+            Arc::new(StringArray::from(vec!["a", "c"])) as ArrayRef,
+        ),
+        (
+            "f1",
+            Arc::new(Float64Array::from(vec![1.0, 1.0])) as ArrayRef,
+        ),
+        (
+            "f2",
+            Arc::new(arrow_array::BooleanArray::from(vec![true, false])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let stage = |categorical: Value| {
+        json!({"className": "FeatureHasher", "paramMap": {
+            "inputCols": ["f0", "f1", "f2"], "categoricalCols": categorical,
+            "outputCol": "vec", "numFeatures": 1000}})
+    };
+    let out = batch_to_rows(&run(stage(json!(["f0", "f2"])), &b)[0]).unwrap();
+    assert_eq!(
+        out[0]["vec"],
+        json!({"size": 1000, "indices": [607, 635, 913], "values": [1.0, 1.0, 1.0]})
+    );
+    assert_eq!(
+        out[1]["vec"],
+        json!({"size": 1000, "indices": [242, 869, 913], "values": [1.0, 1.0, 1.0]})
+    );
+    let err = match stage_from_json(&stage(json!(["f0"]))).unwrap() {
+        AnyStage::Operator(op) => op.transform(std::slice::from_ref(&b)).unwrap_err(),
+        _ => unreachable!(),
+    };
+    assert!(err.to_string().contains("f2"), "{err}");
 }

@@ -4,7 +4,6 @@
 use arrow_array::RecordBatch;
 use serde_json::json;
 
-use super::imputer::quantile_sample;
 use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
@@ -54,41 +53,102 @@ crate::impl_stage!(
     "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer"
 );
 
-/// Sorted distinct edges; fewer than two (a constant feature) give one bin over everything.
-fn finish(mut edges: Vec<f64>) -> Vec<f64> {
-    edges.sort_by(f64::total_cmp);
-    edges.dedup();
-    if edges.len() < 2 {
-        return vec![f64::NEG_INFINITY, f64::INFINITY];
+/// Edges `min, min + w, min + 2w, ...` added up as Flink ML does (not `min + i * w`, which
+/// rounds differently).
+fn uniform_edges(min: f64, max: f64, bins: usize) -> Vec<f64> {
+    let width = (max - min) / bins as f64;
+    let mut edges = Vec::with_capacity(bins + 1);
+    edges.push(min);
+    for i in 1..=bins {
+        edges.push(edges[i - 1] + width);
     }
     edges
 }
 
-fn kmeans_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
-    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
-    // Start from the uniform bins' centres; Lloyd's iterations in one dimension.
-    let mut c: Vec<f64> = (0..bins)
-        .map(|i| min + (i as f64 + 0.5) * (max - min) / bins as f64)
-        .collect();
-    for _ in 0..100 {
-        let mut sum = vec![0.0; bins];
-        let mut n = vec![0usize; bins];
-        for &x in sorted {
-            let k = (0..bins)
-                .min_by(|&a, &b| (x - c[a]).abs().total_cmp(&(x - c[b]).abs()))
-                .expect("bins >= 2");
-            sum[k] += x;
-            n[k] += 1;
+/// Flink ML's quantile edges over the sorted sample: every `n / bins`-th value and the
+/// maximum (all values when there are at most `bins`), then bins of zero width widened: an
+/// edge repeated is kept twice, and the right one of two equal edges becomes the mean of
+/// its neighbours (the left one, for the last two).
+fn quantile_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
+    let n = sorted.len();
+    let picked: Vec<f64> = if n > bins {
+        let width = n as f64 / bins as f64;
+        (0..bins)
+            .map(|b| sorted[(b as f64 * width) as usize])
+            .chain(std::iter::once(sorted[n - 1]))
+            .collect()
+    } else {
+        sorted.to_vec()
+    };
+    let mut edges: Vec<f64> = Vec::with_capacity(picked.len());
+    for run in picked.chunk_by(|a, b| a == b) {
+        edges.push(run[0]);
+        if run.len() > 1 {
+            edges.push(run[0]);
         }
-        let next: Vec<f64> = (0..bins)
-            .map(|k| if n[k] > 0 { sum[k] / n[k] as f64 } else { c[k] })
-            .collect();
-        if next == c {
-            break;
-        }
-        c = next;
     }
-    c.sort_by(f64::total_cmp);
+    let last = edges.len() - 1;
+    for i in 1..last {
+        if edges[i] == edges[i - 1] {
+            edges[i] = (edges[i + 1] + edges[i - 1]) / 2.0;
+        }
+    }
+    if last >= 2 && edges[last] == edges[last - 1] {
+        edges[last - 1] = (edges[last] + edges[last - 2]) / 2.0;
+    }
+    edges
+}
+
+/// Flink ML's 1-D k-means edges: uniform edges when there are at most `bins` distinct
+/// values; else centroids started at every `n / bins`-th value, Lloyd's iterations (at most
+/// 300, until the mean distance changes by at most 1e-4; an empty cluster's centroid
+/// becomes NaN and is never chosen again, as in Java), and edges halfway between the
+/// sorted centroids, between the minimum and the maximum.
+fn kmeans_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
+    let n = sorted.len();
+    let (min, max) = (sorted[0], sorted[n - 1]);
+    let distinct = sorted.chunk_by(|a, b| a == b).take(bins + 1).count();
+    if distinct <= bins {
+        return uniform_edges(min, max, bins);
+    }
+    let width = n as f64 / bins as f64;
+    let mut c: Vec<f64> = (0..bins)
+        .map(|k| sorted[(k as f64 * width) as usize])
+        .collect();
+    let (mut old_loss, mut change, mut iter) = (f64::MAX, f64::MAX, 0);
+    let mut sum = vec![0.0; bins];
+    let mut count = vec![0u64; bins];
+    while iter < 300 && change > 1e-4 {
+        let mut loss = 0.0;
+        for &x in sorted {
+            let (mut best, mut k) = ((c[0] - x).abs(), 0);
+            for (i, ci) in c.iter().enumerate().skip(1) {
+                let d = (ci - x).abs();
+                if d < best {
+                    best = d;
+                    k = i;
+                }
+            }
+            count[k] += 1;
+            sum[k] += x;
+            loss += best;
+        }
+        for k in 0..bins {
+            c[k] = sum[k] / count[k] as f64;
+        }
+        loss /= n as f64;
+        change = (loss - old_loss).abs();
+        old_loss = loss;
+        iter += 1;
+        sum.fill(0.0);
+        count.fill(0);
+    }
+    // Java's Arrays.sort: NaN last.
+    c.sort_by(|a, b| {
+        a.is_nan()
+            .cmp(&b.is_nan())
+            .then(a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+    });
     let mut edges = vec![min];
     edges.extend(c.windows(2).map(|w| (w[0] + w[1]) / 2.0));
     edges.push(max);
@@ -108,23 +168,14 @@ impl Estimator for KBinsDiscretizer {
             col.sort_by(f64::total_cmp);
             let (min, max) = (col[0], col[col.len() - 1]);
             edges.push(if min == max {
-                finish(vec![min])
+                // A constant feature: one bin over everything.
+                vec![f64::NEG_INFINITY, f64::INFINITY]
             } else {
-                finish(match strategy.as_str() {
-                    "uniform" => (0..=bins)
-                        .map(|i| min + i as f64 * (max - min) / bins as f64)
-                        .collect(),
+                match strategy.as_str() {
+                    "uniform" => uniform_edges(min, max, bins),
                     "kmeans" => kmeans_edges(&col, bins),
-                    _ => (0..=bins)
-                        .map(|i| {
-                            if i == 0 {
-                                min
-                            } else {
-                                quantile_sample(&col, i as f64 / bins as f64)
-                            }
-                        })
-                        .collect(),
-                })
+                    _ => quantile_edges(&col, bins),
+                }
             });
         }
         Ok(Box::new(KBinsDiscretizerModel {
@@ -155,13 +206,45 @@ crate::impl_stage!(
     "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizerModel"
 );
 
-/// Bin of `x`: below the first edge the first bin, at or above the last edge the last.
+/// Bin of `x` as Flink ML's model finds it: `Arrays.binarySearch` over the edges (an
+/// exact hit is that edge's bin, else the bin left of the insertion point), clamped to the
+/// first and last bins.
 fn bin(edges: &[f64], x: f64) -> usize {
-    let last = edges.len() - 2;
-    edges
-        .partition_point(|&e| e <= x)
-        .saturating_sub(1)
-        .min(last)
+    let index = match java_binary_search(edges, x) {
+        Ok(i) => i as i64,
+        Err(insert) => insert as i64 - 1,
+    };
+    index.min(edges.len() as i64 - 2).max(0) as usize
+}
+
+/// `java.util.Arrays.binarySearch(double[], double)`: the same probes, so the same index
+/// among equal edges; `-0.0 < 0.0` and NaN above everything, by `doubleToLongBits`.
+fn java_binary_search(a: &[f64], key: f64) -> std::result::Result<usize, usize> {
+    let bits = |x: f64| -> i64 {
+        if x.is_nan() {
+            0x7ff8_0000_0000_0000
+        } else {
+            x.to_bits() as i64
+        }
+    };
+    let (mut low, mut high) = (0i64, a.len() as i64 - 1);
+    while low <= high {
+        let mid = (low + high) >> 1;
+        let v = a[mid as usize];
+        if v < key {
+            low = mid + 1;
+        } else if v > key {
+            high = mid - 1;
+        } else {
+            let (m, k) = (bits(v), bits(key));
+            match m.cmp(&k) {
+                std::cmp::Ordering::Equal => return Ok(mid as usize),
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid - 1,
+            }
+        }
+    }
+    Err(low as usize)
 }
 
 impl AlgoOperator for KBinsDiscretizerModel {
@@ -223,5 +306,38 @@ mod tests {
         assert_eq!(bin(&e, 13.0), 2);
         assert_eq!(bin(&e, 15.0), 2);
         assert_eq!(bin(&[f64::NEG_INFINITY, f64::INFINITY], 3.0), 0);
+        // Equal edges: Java's binary search finds the first probe that hits.
+        assert_eq!(bin(&[0.0, 1.0, 1.0, 2.0], 1.0), 1);
+    }
+
+    /// Flink ML's documented example: edges {0, 1, 1, 2, 2} become {0, 1, 1.5, 1.75, 2}.
+    #[test]
+    fn zero_width_bins_are_widened_as_flink_ml() {
+        // Six values, five bins: picks sorted[(b * 1.2) as usize] and the maximum.
+        let sorted = [0.0, 1.0, 1.0, 2.0, 2.0, 2.0];
+        assert_eq!(
+            super::quantile_edges(&sorted, 5),
+            [0.0, 1.0, 1.5, 1.75, 2.0]
+        );
+        // At most `bins` values: all of them.
+        assert_eq!(super::quantile_edges(&[1.0, 3.0], 5), [1.0, 3.0]);
+    }
+
+    #[test]
+    fn kmeans_edges_fall_back_to_uniform_and_otherwise_split_clusters() {
+        // Three distinct values, three bins: uniform edges, added up.
+        assert_eq!(
+            super::kmeans_edges(&[0.0, 0.0, 1.0, 3.0], 3),
+            [0.0, 1.0, 2.0, 3.0]
+        );
+        // Centroids start at sorted[0], sorted[2], sorted[4] (7 / 3 apart) and settle at
+        // 0.05, 0.2 and 7.5 (a tie stays with the lower centroid): a local optimum, as
+        // Flink ML's Lloyd iterations from that start find.
+        let sorted = [0.0, 0.1, 0.2, 5.0, 5.1, 9.9, 10.0];
+        let e = super::kmeans_edges(&sorted, 3);
+        let want = [0.0, (0.05 + 0.2) / 2.0, (0.2 + 7.5) / 2.0, 10.0];
+        for (g, w) in e.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{e:?}");
+        }
     }
 }

@@ -258,36 +258,50 @@ impl AlgoOperator for FeatureHasher {
         let cols = self.params.strings("inputCols")?;
         let categorical = self.params.strings("categoricalCols")?;
         let n = self.params.i64("numFeatures")?;
-        let index = |s: &str| (hash_unencoded_chars(s) as i64).rem_euclid(n) as usize;
+        // Flink ML: floorMod(Math.abs(hash), n); Math.abs keeps Integer.MIN_VALUE negative.
+        let index =
+            |s: &str| (hash_unencoded_chars(s).wrapping_abs() as i64).rem_euclid(n) as usize;
         let mut acc: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); batch.num_rows()];
-        for c in &cols {
+        // As Flink ML: first the input columns not named categorical, as numbers (another
+        // type is an error, not silently a category), then every categorical column, in
+        // `categoricalCols` order (the order sums of colliding indices are added in).
+        for c in cols.iter().filter(|c| !categorical.contains(c)) {
             let col = column(batch, c)?;
-            let numeric = col.data_type().is_numeric() && !categorical.contains(c);
-            if numeric {
-                let i = index(c);
-                for (r, x) in doubles(batch, c)?.into_iter().enumerate() {
-                    if let Some(x) = x {
-                        *acc[r].entry(i).or_insert(0.0) += x;
-                    }
+            if !col.data_type().is_numeric() {
+                return Err(MlError::column(
+                    c,
+                    format!(
+                        "type {} is not numeric: name it in categoricalCols to hash its values \
+                         as categories",
+                        col.data_type()
+                    ),
+                ));
+            }
+            let i = index(c);
+            for (r, x) in doubles(batch, c)?.into_iter().enumerate() {
+                if let Some(x) = x {
+                    *acc[r].entry(i).or_insert(0.0) += x;
                 }
-            } else {
-                let text: Vec<Option<String>> = match col.data_type() {
-                    dt if dt.is_floating() => doubles(batch, c)?
-                        .into_iter()
-                        .map(|x| x.map(java_double))
-                        .collect(),
-                    _ => {
-                        let s = arrow_cast::cast(col, &DataType::Utf8)?;
-                        s.as_string::<i32>()
-                            .iter()
-                            .map(|v| v.map(str::to_string))
-                            .collect()
-                    }
-                };
-                for (r, v) in text.into_iter().enumerate() {
-                    if let Some(v) = v {
-                        *acc[r].entry(index(&format!("{c}={v}"))).or_insert(0.0) += 1.0;
-                    }
+            }
+        }
+        for c in &categorical {
+            let col = column(batch, c)?;
+            let text: Vec<Option<String>> = match col.data_type() {
+                dt if dt.is_floating() => doubles(batch, c)?
+                    .into_iter()
+                    .map(|x| x.map(java_double))
+                    .collect(),
+                _ => {
+                    let s = arrow_cast::cast(col, &DataType::Utf8)?;
+                    s.as_string::<i32>()
+                        .iter()
+                        .map(|v| v.map(str::to_string))
+                        .collect()
+                }
+            };
+            for (r, v) in text.into_iter().enumerate() {
+                if let Some(v) = v {
+                    *acc[r].entry(index(&format!("{c}={v}"))).or_insert(0.0) += 1.0;
                 }
             }
         }
