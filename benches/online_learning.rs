@@ -1,7 +1,7 @@
 //! OnlineLogisticRegression in the engine: training throughput at globalBatchSize 32 and
 //! 1024 on 1 M rows x 20 features (one CPU thread), and the latency from a model version
 //! leaving the training node to the first row scored with it by a model node fed the
-//! version stream (both jobs' nodes run on loopback-free in-process channels).
+//! version stream (one job: a training stream and a scoring stream).
 //!
 //! Run: cargo bench --no-default-features --features ml --bench online_learning
 
@@ -149,6 +149,22 @@ impl SourceReader for PacedReader {
     }
 }
 
+/// A map step that notes when each `modelVersion` first passes it.
+fn stamp_versions(
+    stamps: &Arc<Mutex<HashMap<i64, Instant>>>,
+) -> impl Fn(RecordBatch) -> ferroflow::engine::Result<RecordBatch> + Send + Sync + 'static {
+    let stamps = stamps.clone();
+    move |b| {
+        let now = Instant::now();
+        let mut m = stamps.lock();
+        let versions = b.column_by_name("modelVersion").unwrap();
+        for v in versions.as_primitive::<Int64Type>().values() {
+            m.entry(*v).or_insert(now);
+        }
+        Ok(b)
+    }
+}
+
 /// Milliseconds from each version leaving the training node to the first scored row that
 /// names it: training on 32-row batches every 10 ms (a version each), scoring 64-row
 /// batches every millisecond, for `seconds`.
@@ -168,21 +184,8 @@ fn swap_latency(seconds: u64) -> (Vec<f64>, usize, usize) {
         .unwrap();
     let est = estimator(32);
     let versions = train.ml_fit_online("olr", est.clone(), None).unwrap();
-    let stamp = emitted.clone();
     let versions = versions
-        .map("emitted", versions.schema(), move |b| {
-            let now = Instant::now();
-            let mut m = stamp.lock();
-            for v in b
-                .column_by_name("modelVersion")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .values()
-            {
-                m.insert(*v, now);
-            }
-            Ok(b)
-        })
+        .map("emitted", versions.schema(), stamp_versions(&emitted))
         .unwrap();
     let model = est.as_online().unwrap().new_model().unwrap();
     let rows = job
@@ -198,21 +201,8 @@ fn swap_latency(seconds: u64) -> (Vec<f64>, usize, usize) {
     let scored = rows
         .ml_transform_with_model_data("predict", Arc::from(model), &versions, None)
         .unwrap();
-    let first = seen.clone();
     scored
-        .map("seen", scored.schema(), move |b| {
-            let now = Instant::now();
-            let mut m = first.lock();
-            for v in b
-                .column_by_name("modelVersion")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .values()
-            {
-                m.entry(*v).or_insert(now);
-            }
-            Ok(b)
-        })
+        .map("seen", scored.schema(), stamp_versions(&seen))
         .unwrap()
         .sink("out", Arc::new(DiscardSink::new()))
         .unwrap();

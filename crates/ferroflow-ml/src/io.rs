@@ -295,52 +295,49 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
 
 /// The cells of column `name` as JSON values, in row order.
 fn column_cells(name: &str, col: &ArrayRef) -> Result<Vec<Value>> {
-    Ok({
-        if is_vector_type(col.data_type()) {
-            read_vectors(name, col)?
+    if is_vector_type(col.data_type()) {
+        return Ok(read_vectors(name, col)?
+            .iter()
+            .map(|v| v.as_ref().map_or(Value::Null, vector_json))
+            .collect());
+    }
+    Ok(match col.data_type() {
+        DataType::Float64 | DataType::Float32 => {
+            let c = arrow_cast::cast(col, &DataType::Float64)?;
+            c.as_primitive::<Float64Type>()
                 .iter()
-                .map(|v| v.as_ref().map_or(Value::Null, vector_json))
+                .map(|x| x.map_or(Value::Null, f64_json))
                 .collect()
-        } else {
-            match col.data_type() {
-                DataType::Float64 | DataType::Float32 => {
-                    let c = arrow_cast::cast(col, &DataType::Float64)?;
-                    c.as_primitive::<Float64Type>()
-                        .iter()
-                        .map(|x| x.map_or(Value::Null, f64_json))
-                        .collect()
-                }
-                dt if dt.is_integer() => {
-                    let c = arrow_cast::cast(col, &DataType::Int64)?;
-                    c.as_primitive::<Int64Type>()
-                        .iter()
-                        .map(|x| x.map_or(Value::Null, Value::from))
-                        .collect()
-                }
-                DataType::Boolean => col
-                    .as_boolean()
-                    .iter()
-                    .map(|x| x.map_or(Value::Null, Value::from))
-                    .collect(),
-                DataType::List(_) | DataType::Map(_, _) => {
-                    // Lists (of strings, of lists) and maps, one cell at a time.
-                    (0..col.len())
-                        .map(|i| {
-                            if col.is_null(i) {
-                                return Ok(Value::Null);
-                            }
-                            nested(&col.slice(i, 1))
-                        })
-                        .collect::<Result<_>>()?
-                }
-                _ => {
-                    let c = arrow_cast::cast(col, &DataType::Utf8)?;
-                    c.as_string::<i32>()
-                        .iter()
-                        .map(|x| x.map_or(Value::Null, Value::from))
-                        .collect()
-                }
-            }
+        }
+        dt if dt.is_integer() => {
+            let c = arrow_cast::cast(col, &DataType::Int64)?;
+            c.as_primitive::<Int64Type>()
+                .iter()
+                .map(|x| x.map_or(Value::Null, Value::from))
+                .collect()
+        }
+        DataType::Boolean => col
+            .as_boolean()
+            .iter()
+            .map(|x| x.map_or(Value::Null, Value::from))
+            .collect(),
+        DataType::List(_) | DataType::Map(_, _) => {
+            // Lists (of strings, of lists) and maps, one cell at a time.
+            (0..col.len())
+                .map(|i| {
+                    if col.is_null(i) {
+                        return Ok(Value::Null);
+                    }
+                    nested(&col.slice(i, 1))
+                })
+                .collect::<Result<_>>()?
+        }
+        _ => {
+            let c = arrow_cast::cast(col, &DataType::Utf8)?;
+            c.as_string::<i32>()
+                .iter()
+                .map(|x| x.map_or(Value::Null, Value::from))
+                .collect()
         }
     })
 }
@@ -394,22 +391,15 @@ pub fn write_jsonl(batch: &RecordBatch, path: &Path) -> Result<()> {
     let io_err = |e: std::io::Error| MlError::io(path.display(), e);
     let file = std::fs::File::create(path).map_err(io_err)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let schema = batch.schema();
     let mut cols = Vec::with_capacity(batch.num_columns());
-    for (i, (field, col)) in batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .enumerate()
-    {
+    for (i, (field, col)) in schema.fields().iter().zip(batch.columns()).enumerate() {
         let key = serde_json::to_string(field.name()).expect("a string serializes");
-        let key = format!("{}{key}:", if i == 0 { "{" } else { "," });
+        let key = format!("{}{key}:", if i == 0 { "" } else { "," });
         cols.push((key, JsonCells::of(field.name(), col)?));
     }
     for row in 0..batch.num_rows() {
-        if cols.is_empty() {
-            w.write_all(b"{").map_err(io_err)?;
-        }
+        w.write_all(b"{").map_err(io_err)?;
         for (key, cells) in &cols {
             w.write_all(key.as_bytes()).map_err(io_err)?;
             cells.write(&mut w, row).map_err(io_err)?;
@@ -420,21 +410,21 @@ pub fn write_jsonl(batch: &RecordBatch, path: &Path) -> Result<()> {
 }
 
 /// One column's cells, ready to write row by row.
-enum JsonCells {
-    F64(Float64Array),
-    I64(Int64Array),
+enum JsonCells<'a> {
+    F64(&'a Float64Array),
+    I64(&'a Int64Array),
     /// A dense vector column without nulls: row-major values and the width.
-    Matrix(Vec<f64>, usize),
+    Matrix(&'a [f64], usize),
     Values(Vec<Value>),
 }
 
-impl JsonCells {
-    fn of(name: &str, col: &ArrayRef) -> Result<Self> {
+impl<'a> JsonCells<'a> {
+    fn of(name: &str, col: &'a ArrayRef) -> Result<Self> {
         Ok(match col.data_type() {
-            DataType::Float64 => JsonCells::F64(col.as_primitive::<Float64Type>().clone()),
-            DataType::Int64 => JsonCells::I64(col.as_primitive::<Int64Type>().clone()),
+            DataType::Float64 => JsonCells::F64(col.as_primitive::<Float64Type>()),
+            DataType::Int64 => JsonCells::I64(col.as_primitive::<Int64Type>()),
             dt if is_vector_type(dt) => match crate::vector::dense_matrix_view(col) {
-                Some((x, w)) => JsonCells::Matrix(x.to_vec(), w),
+                Some((x, w)) => JsonCells::Matrix(x, w),
                 None => JsonCells::Values(column_cells(name, col)?),
             },
             _ => JsonCells::Values(column_cells(name, col)?),

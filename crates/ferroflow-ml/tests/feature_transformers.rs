@@ -17,6 +17,13 @@ fn run(stage: Value, batch: &RecordBatch) -> Vec<RecordBatch> {
     }
 }
 
+fn estimator(stage: Value) -> Box<dyn ferroflow_ml::Estimator> {
+    match stage_from_json(&stage).unwrap() {
+        AnyStage::Estimator(e) => e,
+        _ => panic!("not an estimator"),
+    }
+}
+
 fn table(text: &str) -> RecordBatch {
     let rows: Vec<Map<String, Value>> = serde_json::from_str(text).unwrap();
     rows_to_batch(&rows).unwrap()
@@ -215,11 +222,7 @@ fn robust_scaler_ignores_nan_when_fitting() {
         r#"[{"input": [0.0, "NaN"]}, {"input": ["NaN", 0.0]}, {"input": [1.0, -1.0]},
             {"input": [2.0, -2.0]}, {"input": [3.0, -3.0]}, {"input": [4.0, -4.0]}]"#,
     );
-    let est = match stage_from_json(&json!({"className": "RobustScaler", "paramMap": {}})).unwrap()
-    {
-        AnyStage::Estimator(e) => e,
-        _ => unreachable!(),
-    };
+    let est = estimator(json!({"className": "RobustScaler", "paramMap": {}}));
     let model = est.fit(std::slice::from_ref(&b)).unwrap();
     let out = batch_to_rows(&model.transform(std::slice::from_ref(&b)).unwrap()[0]).unwrap();
     let got: Vec<&Value> = out.iter().map(|r| &r["output"]).collect();
@@ -276,13 +279,8 @@ fn kbins_discretizer_strategies_bin_as_flink_ml() {
         ("quantile", &quantile),
         ("kmeans", &uniform),
     ] {
-        let est = match stage_from_json(&json!({"className": "KBinsDiscretizer",
-            "paramMap": {"numBins": 3, "strategy": strategy}}))
-        .unwrap()
-        {
-            AnyStage::Estimator(e) => e,
-            _ => unreachable!(),
-        };
+        let est = estimator(json!({"className": "KBinsDiscretizer",
+            "paramMap": {"numBins": 3, "strategy": strategy}}));
         let model = est.fit(std::slice::from_ref(&train)).unwrap();
         let out = batch_to_rows(&model.transform(std::slice::from_ref(&test)).unwrap()[0]).unwrap();
         let got: Vec<Vec<f64>> = out
