@@ -68,6 +68,20 @@ pub trait MlStreamExt {
         event_time_col: Option<&str>,
     ) -> ferroflow_engine::Result<DataStream>;
 
+    /// Score this stream with whole saved models that arrive on `versions` (a broadcast
+    /// input of `(version, uri)` rows, `uri` a directory written by [`crate::save_stage`],
+    /// as the Model Center's `ferroflow-ml` versions are). A version different from the one
+    /// served is loaded and replaces it between two batches of rows, so no row is lost or
+    /// scored twice. Fails now when `versions` lacks the columns or the model a column it
+    /// reads; fails the job, naming node, version and uri, when a version cannot be loaded
+    /// or gives other columns than the node's.
+    fn ml_transform_with_versions(
+        &self,
+        name: &str,
+        model: crate::VersionedModel,
+        versions: &DataStream,
+    ) -> ferroflow_engine::Result<DataStream>;
+
     /// Progressive validation (node `name`, one instance): the stages run in order over
     /// each row; online estimators score a row with their model before learning from it.
     /// The output holds the input columns and the last online estimator's outputs
@@ -281,6 +295,31 @@ impl MlStreamExt for DataStream {
                 template: model,
                 schema,
                 event_time: event_time_col.map(str::to_string),
+                max_held_rows: MAX_HELD_ROWS,
+            }),
+        )
+    }
+
+    fn ml_transform_with_versions(
+        &self,
+        name: &str,
+        model: crate::VersionedModel,
+        versions: &DataStream,
+    ) -> ferroflow_engine::Result<DataStream> {
+        crate::swap::check_versions_schema(name, &versions.schema())?;
+        let input = self.schema();
+        let scored = output_schema_by_probe(name, model.template.as_ref(), &input)?;
+        let schema = crate::swap::output_schema(&model, scored.clone())?;
+        let versions = versions.clone().broadcast();
+        self.transform_multi(
+            name,
+            &[&versions],
+            Arc::new(crate::swap::VersionsFactory {
+                name: name.to_string(),
+                model,
+                scored,
+                input,
+                schema,
                 max_held_rows: MAX_HELD_ROWS,
             }),
         )

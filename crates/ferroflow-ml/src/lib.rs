@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod recommendation;
 pub mod stage;
 pub mod stats;
+pub mod swap;
 mod table;
 pub mod vector;
 
@@ -44,6 +45,7 @@ pub use stage::{
     AlgoOperator, AnyStage, Estimator, Factory, Model, Stage, create_stage, load_stage,
     register_stage, save_model, save_stage, stage_classes, stage_from_json,
 };
+pub use swap::VersionedModel;
 pub use vector::Vector;
 
 /// Implements [`Stage`] for a struct with a `params: Params` field.
