@@ -335,6 +335,7 @@ impl MlStreamExt for DataStream {
         self.transform_single(
             name,
             Arc::new(crate::online::nodes::ProgressiveFactory {
+                name: name.to_string(),
                 stages: Arc::new(stages),
                 schema,
             }),

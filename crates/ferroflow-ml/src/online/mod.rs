@@ -127,6 +127,24 @@ pub trait OnlineLearner: Send {
         Ok(Vec::new())
     }
 
+    /// Progressive validation: the rows held for a first model, for a checkpoint (in order).
+    fn held_for_scoring(&self) -> Vec<RecordBatch> {
+        Vec::new()
+    }
+
+    /// Take back the rows of [`OnlineLearner::held_for_scoring`] after
+    /// [`OnlineLearner::restore`]. A learner that holds no rows refuses any.
+    fn restore_held(&mut self, held: Vec<RecordBatch>) -> Result<()> {
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(MlError::Invalid(format!(
+                "the checkpoint holds {} batches of rows waiting for a model; this learner holds none",
+                held.len()
+            )))
+        }
+    }
+
     /// Rows dropped for arriving after their window closed.
     fn late_rows(&self) -> u64 {
         0

@@ -473,6 +473,7 @@ pub(crate) enum ProgressiveStage {
 
 /// Makes the single instance of a progressive-validation node.
 pub(crate) struct ProgressiveFactory {
+    pub(crate) name: String,
     pub(crate) stages: Arc<Vec<ProgressiveStage>>,
     pub(crate) schema: SchemaRef,
 }
@@ -503,17 +504,15 @@ impl OperatorFactory for ProgressiveFactory {
             })
             .collect::<ferroflow_engine::Result<_>>()?;
         Ok(Box::new(ProgressiveOperator {
+            name: self.name.clone(),
             stages,
             schema: self.schema.clone(),
         }))
     }
 
+    /// One instance: each online stage's learner state and the rows it holds.
     fn state_kind(&self) -> StateKind {
-        StateKind::Unsupported(
-            "progressive validation does not checkpoint the rows an online transformer holds \
-             until its first model"
-                .into(),
-        )
+        StateKind::Instance
     }
 }
 
@@ -523,6 +522,7 @@ enum Running {
 }
 
 struct ProgressiveOperator {
+    name: String,
     stages: Vec<Running>,
     schema: SchemaRef,
 }
@@ -582,6 +582,58 @@ impl Operator for ProgressiveOperator {
             let done = self.run(i + 1, flushed)?;
             self.emit(done, out)?;
         }
+        Ok(())
+    }
+
+    /// Per online stage, in order: its learner's bytes and how many held batches follow
+    /// in `batches`.
+    fn snapshot_state(&mut self) -> ferroflow_engine::Result<Option<OperatorState>> {
+        let mut e = StateEncoder::new();
+        let mut batches = Vec::new();
+        for stage in &self.stages {
+            if let Running::Learn(_, l) = stage {
+                let mut inner = StateEncoder::new();
+                l.snapshot(&mut inner);
+                let held = l.held_for_scoring();
+                e.bytes(&inner.finish()).u64(held.len() as u64);
+                batches.extend(held);
+            }
+        }
+        Ok(Some(OperatorState {
+            batches,
+            bytes: e.finish(),
+        }))
+    }
+
+    fn restore_state(
+        &mut self,
+        states: Vec<OperatorState>,
+        _ctx: &RestoreContext,
+    ) -> ferroflow_engine::Result<()> {
+        let Some(state) = states.into_iter().next() else {
+            return Ok(());
+        };
+        let what = format!("node '{}'", self.name);
+        let mut d = StateDecoder::new(&state.bytes, &what);
+        let mut batches = state.batches.into_iter();
+        for stage in &mut self.stages {
+            if let Running::Learn(class, l) = stage {
+                let bytes = d.bytes()?;
+                let mut inner = StateDecoder::new(bytes, &what);
+                l.restore(&mut inner).map_err(|e| ml_err(*class, e))?;
+                inner.end()?;
+                let n = d.u64()? as usize;
+                let held: Vec<RecordBatch> = batches.by_ref().take(n).collect();
+                if held.len() != n {
+                    return Err(EngineError::State(format!(
+                        "{what}: the checkpoint names {n} held batches for {class}, it has {}",
+                        held.len()
+                    )));
+                }
+                l.restore_held(held).map_err(|e| ml_err(*class, e))?;
+            }
+        }
+        d.end()?;
         Ok(())
     }
 }

@@ -665,6 +665,15 @@ impl OnlineLearner for Cumulative {
             .collect()
     }
 
+    fn held_for_scoring(&self) -> Vec<RecordBatch> {
+        self.held.clone()
+    }
+
+    fn restore_held(&mut self, held: Vec<RecordBatch>) -> Result<()> {
+        self.held = held;
+        Ok(())
+    }
+
     fn snapshot(&self, e: &mut StateEncoder) {
         put_f64s(e, &self.sum);
         put_f64s(e, &self.sq);
