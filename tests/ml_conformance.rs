@@ -1537,3 +1537,113 @@ fn an_emitted_kmeans_version_resumes_training_where_it_stopped() {
     assert_eq!(tail.last().unwrap(), whole.last().unwrap());
     assert_eq!(whole.last().unwrap()["modelVersion"], json!(6));
 }
+
+/// `ml fit-online` of a Pipeline: stateless stages transform the rows each online
+/// estimator trains on; each online estimator's versions go to its own output, in stage
+/// order; an online scaler's model, fed its versions, scales the rows the next estimator
+/// learns from.
+#[test]
+fn fit_online_of_a_pipeline_trains_each_online_estimator_on_what_the_stages_before_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let s = |path: &Path| path.to_str().unwrap().to_string();
+    let mut state = 3u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let n = 1_000;
+    let rows: Vec<Value> = (0..n)
+        .map(|_| {
+            let (a, b) = (next(), next());
+            json!({"a": a, "b": b, "features": [a, b], "label": if a + 2.0 * b > 0.0 { 1.0 } else { 0.0 }})
+        })
+        .collect();
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(p("train.jsonl"), text).unwrap();
+    let olr = json!({"className": "org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegression",
+        "paramMap": {"globalBatchSize": 10, "alpha": 0.5,
+                     "initialModelData": {"coefficient": {"values": [0.0, 0.0]}, "modelVersion": 0}}});
+    let assembler = json!({"className": "VectorAssembler", "paramMap":
+        {"inputCols": ["a", "b"], "outputCol": "features", "inputSizes": [1, 1]}});
+    let fit = |stage: &Value, outputs: &[&str]| {
+        std::fs::write(p("stage.json"), stage.to_string()).unwrap();
+        let mut args = vec![
+            "fit-online".to_string(),
+            "--stage".into(),
+            s(&p("stage.json")),
+            "--input".into(),
+            s(&p("train.jsonl")),
+        ];
+        for o in outputs {
+            args.push("--model-data-output".into());
+            args.push(s(&p(o)));
+        }
+        ferroflow(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // Assembler | OLR: what OLR alone gives on the assembled column, bit for bit.
+    fit(&olr, &["alone.jsonl"]).unwrap();
+    let mut no_features = rows.clone();
+    for r in &mut no_features {
+        r.as_object_mut().unwrap().remove("features");
+    }
+    let text: String = no_features.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(p("train.jsonl"), text).unwrap();
+    fit(
+        &json!({"className": "Pipeline", "stages": [assembler, olr]}),
+        &["piped.jsonl"],
+    )
+    .unwrap();
+    let (alone, piped) = (read_rows(&p("alone.jsonl")), read_rows(&p("piped.jsonl")));
+    assert_eq!(alone.len(), n / 10);
+    assert_eq!(piped, alone);
+
+    // Assembler | OnlineStandardScaler | OLR on the scaled column: two outputs.
+    let scaler = json!({"className": "org.apache.flink.ml.feature.standardscaler.OnlineStandardScaler",
+        "paramMap": {"inputCol": "features", "outputCol": "scaled", "withMean": true,
+            "windows": {"class": "org.apache.flink.ml.common.window.CountTumblingWindows", "size": 100}}});
+    let mut olr_scaled = olr.clone();
+    olr_scaled["paramMap"]["featuresCol"] = json!("scaled");
+    let three = json!({"className": "Pipeline", "stages": [assembler, scaler, olr_scaled]});
+    let err = fit(&three, &["one.jsonl"]).unwrap_err();
+    assert!(
+        err.contains("2 online estimators, 1 --model-data-output"),
+        "{err}"
+    );
+    fit(&three, &["scaler.jsonl", "olr.jsonl"]).unwrap();
+    fit(
+        &json!({"className": "Pipeline", "stages": [assembler, scaler]}),
+        &["scaler-alone.jsonl"],
+    )
+    .unwrap();
+    let scaled_versions = read_rows(&p("scaler.jsonl"));
+    assert_eq!(scaled_versions.len(), n / 100);
+    assert_eq!(scaled_versions, read_rows(&p("scaler-alone.jsonl")));
+    // Every row reaches OLR once scaled (rows before the first scaler version wait).
+    let versions = read_rows(&p("olr.jsonl"));
+    assert_eq!(versions.len(), n / 10);
+    assert_eq!(versions.last().unwrap()["modelVersion"], json!(n / 10));
+    let c: Vec<f64> = versions.last().unwrap()["coefficient"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(c[0] > 0.0 && c[1] > c[0], "learned a + 2b > 0: {c:?}");
+
+    // A batch estimator in the pipeline is refused, naming it.
+    let batch = json!({"className": "org.apache.flink.ml.feature.standardscaler.StandardScaler",
+        "paramMap": {"inputCol": "features", "outputCol": "scaled"}});
+    let err = fit(
+        &json!({"className": "Pipeline", "stages": [assembler, batch, olr_scaled]}),
+        &["x.jsonl"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("stage 1") && err.contains("StandardScaler"),
+        "{err}"
+    );
+}

@@ -60,18 +60,24 @@ pub(crate) enum MlCommand {
         model_dir: PathBuf,
     },
     /// Train an online estimator on a table replayed in file order as a stream; write every
-    /// model-data row it emits, in emission order, with its version column.
+    /// model-data row it emits, in emission order, with its version column. A Pipeline
+    /// fits each online estimator on the rows the stages before it give (their models fed
+    /// their model data as it is emitted).
     FitOnline {
-        /// The online estimator: `{"className": ..., "paramMap": {...}}`.
+        /// The online estimator: `{"className": ..., "paramMap": {...}}`, or a Pipeline of
+        /// stages that need no fit and online estimators (`{"className": "Pipeline",
+        /// "stages": [...]}`).
         #[arg(long)]
         stage: PathBuf,
         /// The training rows, replayed in file order.
         #[arg(long)]
         input: PathBuf,
-        /// Where the model-data rows go (JSON lines, Parquet or CSV by extension).
-        #[arg(long)]
-        model_data_output: PathBuf,
-        /// The initial model's data (instead of the `initialModelData` param).
+        /// Where the model-data rows go (JSON lines, Parquet or CSV by extension); for a
+        /// Pipeline, one per online estimator, in stage order.
+        #[arg(long, required = true)]
+        model_data_output: Vec<PathBuf>,
+        /// The initial model's data (instead of the `initialModelData` param); for a
+        /// Pipeline, of its one online estimator.
         #[arg(long)]
         model_data: Option<PathBuf>,
         /// The event-time column (milliseconds); watermarks follow it.
@@ -139,8 +145,8 @@ fn run_online(
     table: &RecordBatch,
     rows_per_batch: usize,
     event_time_col: Option<&str>,
-    node: impl FnOnce(&DataStream) -> ferroflow_engine::Result<DataStream>,
-) -> Result<RecordBatch, AnyError> {
+    node: impl FnOnce(&DataStream) -> ferroflow_engine::Result<Vec<DataStream>>,
+) -> Result<Vec<RecordBatch>, AnyError> {
     let batches: Vec<RecordBatch> = (0..table.num_rows())
         .step_by(rows_per_batch)
         .map(|at| table.slice(at, rows_per_batch.min(table.num_rows() - at)))
@@ -167,14 +173,38 @@ fn run_online(
             ),
         )?;
     }
-    let out = node(&stream)?;
-    let sink = ferroflow_connectors::MemorySink::new();
-    let schema = out.schema();
-    out.sink("output", Arc::new(sink.clone()))?;
+    let mut sinks = Vec::new();
+    for (i, out) in node(&stream)?.into_iter().enumerate() {
+        let sink = ferroflow_connectors::MemorySink::new();
+        let schema = out.schema();
+        out.sink(&format!("output-{i}"), Arc::new(sink.clone()))?;
+        sinks.push((sink, schema));
+    }
     Runtime::new()?.run(job.build()?)?;
-    Ok(sink
-        .concat()
-        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
+    Ok(sinks
+        .into_iter()
+        .map(|(sink, schema)| {
+            sink.concat()
+                .unwrap_or_else(|| RecordBatch::new_empty(schema))
+        })
+        .collect())
+}
+
+/// The stages of a Pipeline's JSON (`None` when `path` holds a single stage).
+fn pipeline_stages(path: &Path) -> Result<Option<Vec<AnyStage>>, AnyError> {
+    let meta = read_json(path)?;
+    let Some(stages) = meta.get("stages") else {
+        return Ok(None);
+    };
+    Ok(Some(
+        stages
+            .as_array()
+            .ok_or_else(|| format!("{}: 'stages' must be an array", path.display()))?
+            .iter()
+            .map(ferroflow_ml::stage_from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+    ))
 }
 
 /// Run an `ml` command.
@@ -245,24 +275,66 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             model_data,
             event_time_col,
         } => {
-            let AnyStage::Estimator(mut est) = read_stage(&stage)? else {
-                return Err(format!("{}: not an online estimator", stage.display()).into());
+            let mut stages = match pipeline_stages(&stage)? {
+                Some(stages) => stages,
+                None => vec![read_stage(&stage)?],
             };
-            let online = est
-                .as_online_mut()
-                .ok_or_else(|| format!("{}: not an online estimator", stage.display()))?;
+            let online: Vec<usize> = stages
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, AnyStage::Estimator(e) if e.as_online().is_some()))
+                .map(|(i, _)| i)
+                .collect();
+            if online.is_empty() {
+                return Err(format!("{}: no online estimator", stage.display()).into());
+            }
+            if online.len() != model_data_output.len() {
+                return Err(format!(
+                    "{}: {} online estimators, {} --model-data-output given (one each, in \
+                     stage order)",
+                    stage.display(),
+                    online.len(),
+                    model_data_output.len()
+                )
+                .into());
+            }
             if let Some(p) = &model_data {
-                online
+                let [i] = online[..] else {
+                    return Err(format!(
+                        "--model-data: {} has {} online estimators; give each its \
+                         initialModelData in its paramMap",
+                        stage.display(),
+                        online.len()
+                    )
+                    .into());
+                };
+                let AnyStage::Estimator(e) = &mut stages[i] else {
+                    unreachable!("an online estimator")
+                };
+                e.as_online_mut()
+                    .expect("online")
                     .set_initial_model_data(&[read_table(p)?])
                     .map_err(|e| format!("{}: {e}", p.display()))?;
             }
             let table = read_table(&input)?;
             // One row per batch with event time, so watermarks follow every row.
             let rows_per_batch = if event_time_col.is_some() { 1 } else { 4096 };
-            let versions = run_online(&table, rows_per_batch, event_time_col.as_deref(), |s| {
-                s.ml_fit_online("fit-online", Arc::from(est), event_time_col.as_deref())
+            let et = event_time_col.as_deref();
+            let versions = run_online(&table, rows_per_batch, et, |s| {
+                if let [AnyStage::Estimator(_)] = &stages[..] {
+                    let Some(AnyStage::Estimator(est)) = stages.pop() else {
+                        unreachable!()
+                    };
+                    return Ok(vec![s.ml_fit_online("fit-online", Arc::from(est), et)?]);
+                }
+                Ok(s.ml_fit_pipeline_online("fit-online", stages, et)?
+                    .into_iter()
+                    .map(|f| f.model_data)
+                    .collect())
             })?;
-            io::write_table(&versions, &model_data_output)?;
+            for (v, path) in versions.iter().zip(&model_data_output) {
+                io::write_table(v, path)?;
+            }
             Ok(())
         }
         MlCommand::Progressive {
@@ -270,25 +342,17 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             input,
             output,
         } => {
-            let meta = read_json(&stage)?;
-            let stages = if meta.get("stages").is_some() {
-                meta["stages"]
-                    .as_array()
-                    .ok_or_else(|| format!("{}: 'stages' must be an array", stage.display()))?
-                    .iter()
-                    .map(ferroflow_ml::stage_from_json)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("{}: {e}", stage.display()))?
-            } else {
-                vec![read_stage(&stage)?]
+            let stages = match pipeline_stages(&stage)? {
+                Some(stages) => stages,
+                None => vec![read_stage(&stage)?],
             };
             let started = std::time::Instant::now();
             let table = read_table(&input)?;
             let rows = table.num_rows();
             let scored = run_online(&table, 8192, None, |s| {
-                s.ml_progressive("progressive", stages)
+                Ok(vec![s.ml_progressive("progressive", stages)?])
             })?;
-            io::write_table(&scored, &output)?;
+            io::write_table(&scored[0], &output)?;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "progressive validation: {rows} rows in {secs:.3} s ({:.0} rows/s)",

@@ -52,6 +52,20 @@ pub trait MlStreamExt {
         event_time_col: Option<&str>,
     ) -> ferroflow_engine::Result<DataStream>;
 
+    /// Fit a pipeline on this stream, bounded or not, as Flink ML's `Pipeline.fit` does on
+    /// unbounded input: stages that need no fit (and fitted models) transform the rows
+    /// for the stages after them; each online estimator trains on the rows it is given
+    /// (as [`MlStreamExt::ml_fit_online`], node `name.I` for stage I) and its model, fed
+    /// that model-data stream, transforms the rows for the stages after it. Returns one
+    /// model-data stream per online estimator, in stage order. A stage that must be fitted
+    /// in batch is refused, naming it.
+    fn ml_fit_pipeline_online(
+        &self,
+        name: &str,
+        stages: Vec<AnyStage>,
+        event_time_col: Option<&str>,
+    ) -> ferroflow_engine::Result<Vec<OnlineFit>>;
+
     /// Score this stream with `model`, whose model data arrives on `model_data` (a
     /// broadcast input: every instance sees every version). Each model-data batch replaces
     /// the model between two batches of rows, so no row is lost or scored twice; versioned
@@ -91,6 +105,18 @@ pub trait MlStreamExt {
         name: &str,
         stages: Vec<AnyStage>,
     ) -> ferroflow_engine::Result<DataStream>;
+}
+
+/// One online estimator of a pipeline fitted on a stream
+/// ([`MlStreamExt::ml_fit_pipeline_online`]).
+#[derive(Debug, Clone)]
+pub struct OnlineFit {
+    /// Its index in the pipeline's stages.
+    pub stage: usize,
+    /// Its Flink ML class name.
+    pub class: &'static str,
+    /// Its model data: one row per version, as [`MlStreamExt::ml_fit_online`] emits.
+    pub model_data: DataStream,
 }
 
 /// Rows a model node fed a model-data stream holds while it waits for a first version.
@@ -298,6 +324,62 @@ impl MlStreamExt for DataStream {
                 max_held_rows: MAX_HELD_ROWS,
             }),
         )
+    }
+
+    fn ml_fit_pipeline_online(
+        &self,
+        name: &str,
+        stages: Vec<AnyStage>,
+        event_time_col: Option<&str>,
+    ) -> ferroflow_engine::Result<Vec<OnlineFit>> {
+        let last = stages
+            .iter()
+            .rposition(|s| matches!(s, AnyStage::Estimator(_)))
+            .ok_or_else(|| {
+                EngineError::Plan(format!(
+                    "node '{name}': the pipeline has no estimator to fit"
+                ))
+            })?;
+        let mut rows = self.clone();
+        let mut fits = Vec::new();
+        for (i, stage) in stages.into_iter().enumerate().take(last + 1) {
+            let node = format!("{name}.{i}");
+            match stage {
+                AnyStage::Operator(op) => rows = rows.ml_transform(&node, Arc::from(op))?,
+                AnyStage::Model(m) => {
+                    rows = rows.ml_transform(&node, Arc::from(m as Box<dyn AlgoOperator>))?
+                }
+                AnyStage::Estimator(e) => {
+                    let Some(online) = e.as_online() else {
+                        return Err(EngineError::Plan(format!(
+                            "node '{name}': stage {i} ({}) is fitted in batch, not online; fit \
+                             it first or use its online counterpart",
+                            e.class_name()
+                        )));
+                    };
+                    let model = online.new_model().map_err(|err| {
+                        EngineError::Plan(format!("node '{node}' ({}): {err}", e.class_name()))
+                    })?;
+                    let class = e.class_name();
+                    let data =
+                        rows.ml_fit_online(&format!("{node}-fit"), Arc::from(e), event_time_col)?;
+                    if i < last {
+                        rows = rows.ml_transform_with_model_data(
+                            &node,
+                            Arc::from(model),
+                            &data,
+                            event_time_col,
+                        )?;
+                    }
+                    fits.push(OnlineFit {
+                        stage: i,
+                        class,
+                        model_data: data,
+                    });
+                }
+            }
+        }
+        Ok(fits)
     }
 
     fn ml_transform_with_versions(

@@ -37,7 +37,7 @@ pub mod swap;
 mod table;
 pub mod vector;
 
-pub use dataflow::{FittedModel, MlStreamExt};
+pub use dataflow::{FittedModel, MlStreamExt, OnlineFit};
 pub use error::{MlError, Result};
 pub use graph::{Graph, GraphBuilder, GraphModel, TableId};
 pub use params::{ParamSpec, ParamType, Params, Validator};
