@@ -177,7 +177,7 @@ fn run_online(
     for (i, out) in node(&stream)?.into_iter().enumerate() {
         let sink = ferroflow_connectors::MemorySink::new();
         let schema = out.schema();
-        out.sink(&format!("output-{i}"), Arc::new(sink.clone()))?;
+        out.sink(format!("output-{i}"), Arc::new(sink.clone()))?;
         sinks.push((sink, schema));
     }
     Runtime::new()?.run(job.build()?)?;
