@@ -377,3 +377,85 @@ fn a_stopped_and_restored_progressive_validation_scores_what_a_clean_run_scores(
     // Learners, the scaler's held rows and the source position came back bit for bit.
     assert_eq!(got, want);
 }
+
+/// The versions `ml_fit_online` emits for `est` on `batches`, in emission order.
+fn fit_versions(
+    est: Arc<dyn ferroflow_ml::Estimator>,
+    batches: Vec<RecordBatch>,
+) -> Vec<RecordBatch> {
+    let job = JobBuilder::new("versions");
+    let sink = MemorySink::new();
+    job.source(
+        "rows",
+        Arc::new(MemorySource::from_batches(batches).unwrap()),
+    )
+    .unwrap()
+    .ml_fit_online("train", est, None)
+    .unwrap()
+    .sink("versions", Arc::new(sink.clone()))
+    .unwrap();
+    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    sink.batches()
+}
+
+/// An online model saved at version k loads at version k, scores as it did, and, fed a
+/// model stream from its start, skips the versions it is already past: it resumes where it
+/// was in the stream rather than going back to it.
+#[test]
+fn an_online_model_saves_and_loads_with_its_place_in_the_model_stream() {
+    let est = estimator(json!({
+        "globalBatchSize": 50, "alpha": 0.5,
+        "initialModelData": {"coefficient": {"values": [0.0, 0.0]}, "modelVersion": 0}
+    }));
+    let versions = fit_versions(est.clone(), separable(2_000));
+    let all = arrow_select::concat::concat_batches(&versions[0].schema(), &versions).unwrap();
+    assert_eq!(all.num_rows(), 40);
+    // Serve versions 1..=25, then save.
+    let mut model = est.as_online().unwrap().new_model().unwrap();
+    model.set_model_data(&[all.slice(0, 25)]).unwrap();
+    assert_eq!(model.version(), Some(25));
+    let probe = &separable(100)[0];
+    let before = model.transform(std::slice::from_ref(probe)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("olr");
+    ferroflow_ml::stage::save_stage(&AnyStage::Model(model), &saved).unwrap();
+    let AnyStage::Model(loaded) = ferroflow_ml::stage::load_stage(&saved).unwrap() else {
+        panic!("a model")
+    };
+    assert_eq!(loaded.version(), Some(25));
+    assert_eq!(
+        loaded.transform(std::slice::from_ref(probe)).unwrap(),
+        before
+    );
+
+    // Fed the stream from its start: versions up to 25 are skipped, 26.. replace it.
+    let job = JobBuilder::new("resume");
+    let rows = job
+        .source(
+            "rows",
+            Arc::new(MemorySource::from_batches(separable(500)).unwrap()),
+        )
+        .unwrap();
+    let old = job
+        .source(
+            "versions",
+            Arc::new(MemorySource::from_batches(vec![all.slice(0, 20)]).unwrap()),
+        )
+        .unwrap();
+    let out = MemorySink::new();
+    rows.ml_transform_with_model_data("score", Arc::from(loaded), &old, None)
+        .unwrap()
+        .sink("out", Arc::new(out.clone()))
+        .unwrap();
+    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let scored = out.concat().unwrap();
+    assert_eq!(scored.num_rows(), 500);
+    let v = scored
+        .column_by_name("modelVersion")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert!(
+        v.values().iter().all(|&v| v == 25),
+        "versions older than the saved one never serve"
+    );
+}
