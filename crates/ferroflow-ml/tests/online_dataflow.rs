@@ -229,6 +229,39 @@ fn coefficients(batches: &[RecordBatch]) -> Vec<(i64, Vec<f64>)> {
     out
 }
 
+/// Runs `job` with checkpoints, stopping it (with a savepoint) `pause(stops)` ms after each
+/// start and restarting it until it finishes (at least twice mid-way); what `rows` reads
+/// from each run's sink, in order.
+fn stopped_and_restored<T>(
+    job: fn(Option<&std::path::Path>, &MemorySink) -> ferroflow_engine::JobGraph,
+    pause: impl Fn(usize) -> u64,
+    rows: fn(&[RecordBatch]) -> Vec<T>,
+) -> Vec<T> {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let mut got = Vec::new();
+    let mut stops = 0;
+    loop {
+        let sink = MemorySink::new();
+        let handle = Runtime::new()
+            .unwrap()
+            .execute(job(Some(&ckpt), &sink))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(pause(stops)));
+        handle.stop();
+        let report = handle.wait().unwrap();
+        // A memory sink keeps what it got before the stop; the savepoint covers it.
+        got.extend(rows(&sink.batches()));
+        if report.status == JobStatus::Finished {
+            break;
+        }
+        stops += 1;
+        assert!(stops < 300, "the job never finished");
+    }
+    assert!(stops >= 2, "stopped mid-way {stops} times");
+    got
+}
+
 #[test]
 fn a_stopped_and_restored_learner_emits_what_a_clean_run_emits() {
     let clean = MemorySink::new();
@@ -239,28 +272,7 @@ fn a_stopped_and_restored_learner_emits_what_a_clean_run_emits() {
     let want = coefficients(&clean.batches());
     assert_eq!(want.len(), 4_000 / 64);
 
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("ckpt");
-    let mut got = Vec::new();
-    let mut stops = 0;
-    loop {
-        let sink = MemorySink::new();
-        let handle = Runtime::new()
-            .unwrap()
-            .execute(generated_job(Some(&ckpt), &sink))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(40));
-        handle.stop();
-        let report = handle.wait().unwrap();
-        // A memory sink keeps what it got before the stop; the savepoint covers it.
-        got.extend(coefficients(&sink.batches()));
-        if report.status == JobStatus::Finished {
-            break;
-        }
-        stops += 1;
-        assert!(stops < 200, "the job never finished");
-    }
-    assert!(stops >= 2, "stopped mid-way {stops} times");
+    let got = stopped_and_restored(generated_job, |_| 40, coefficients);
     // The FTRL state (z, n, the batch half gathered) came back bit for bit.
     assert_eq!(got, want);
 }
@@ -352,28 +364,12 @@ fn a_stopped_and_restored_progressive_validation_scores_what_a_clean_run_scores(
     let want = predictions(&clean.batches());
     assert_eq!(want.len(), 4_000);
 
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("ckpt");
-    let mut got = Vec::new();
-    let mut stops = 0;
-    loop {
-        let sink = MemorySink::new();
-        let handle = Runtime::new()
-            .unwrap()
-            .execute(progressive_job(Some(&ckpt), &sink))
-            .unwrap();
-        // The first stop comes early, while the scaler still holds rows for its first model.
-        std::thread::sleep(Duration::from_millis(if stops == 0 { 1 } else { 30 }));
-        handle.stop();
-        let report = handle.wait().unwrap();
-        got.extend(predictions(&sink.batches()));
-        if report.status == JobStatus::Finished {
-            break;
-        }
-        stops += 1;
-        assert!(stops < 300, "the job never finished");
-    }
-    assert!(stops >= 2, "stopped mid-way {stops} times");
+    // The first stop comes early, while the scaler still holds rows for its first model.
+    let got = stopped_and_restored(
+        progressive_job,
+        |stops| if stops == 0 { 1 } else { 30 },
+        predictions,
+    );
     // Learners, the scaler's held rows and the source position came back bit for bit.
     assert_eq!(got, want);
 }
