@@ -21,8 +21,6 @@
 //!
 //! The most used names are also in [`prelude`].
 
-#![warn(missing_docs)]
-
 pub use ferroflow_connectors as connectors;
 pub use ferroflow_engine as engine;
 #[cfg(feature = "onnx")]

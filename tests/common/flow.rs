@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// A data directory and the scheduler processes started on it.
-pub struct Flow {
+pub(crate) struct Flow {
     pub dir: tempfile::TempDir,
     pub data_dir: PathBuf,
     schedulers: Vec<Child>,
 }
 
 impl Flow {
-    pub fn new() -> Flow {
+    pub(crate) fn new() -> Flow {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("state");
         Flow {
@@ -27,14 +27,14 @@ impl Flow {
     }
 
     /// `ferroflow ARGS` on this data directory.
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ferroflow"));
         c.args(args).env("FERROFLOW_DATA_DIR", &self.data_dir);
         c
     }
 
     /// Run and return stdout; panics with stderr on failure.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd(args).output().unwrap();
         assert!(
             out.status.success(),
@@ -46,7 +46,7 @@ impl Flow {
     }
 
     /// Run expecting failure; returns stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let out: Output = self.cmd(args).output().unwrap();
         assert!(
             !out.status.success(),
@@ -57,12 +57,12 @@ impl Flow {
     }
 
     /// Run and parse stdout as JSON.
-    pub fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
     /// Start `ferroflow scheduler` (fast heartbeats) and wait until it runs; returns its pid.
-    pub fn start_scheduler(&mut self) -> u32 {
+    pub(crate) fn start_scheduler(&mut self) -> u32 {
         let mut child = self
             .cmd(&[
                 "scheduler",
@@ -88,7 +88,7 @@ impl Flow {
     }
 
     /// Start a scheduler unless one runs, submit `spec`, start `workflow`: the execution.
-    pub fn launch(&mut self, spec: &Path, workflow: &str, project: &str) -> String {
+    pub(crate) fn launch(&mut self, spec: &Path, workflow: &str, project: &str) -> String {
         if self.schedulers.is_empty() {
             self.start_scheduler();
         }
@@ -99,21 +99,27 @@ impl Flow {
     }
 
     /// Write `text` to `name` in the scratch directory, then [`Flow::launch`] it.
-    pub fn launch_text(&mut self, name: &str, text: &str, workflow: &str, project: &str) -> String {
+    pub(crate) fn launch_text(
+        &mut self,
+        name: &str,
+        text: &str,
+        workflow: &str,
+        project: &str,
+    ) -> String {
         let path = self.path(name);
         std::fs::write(&path, text).unwrap();
         self.launch(&path, workflow, project)
     }
 
     /// `ferroflow workflow wait EXEC --project P [more]`, which must succeed.
-    pub fn wait(&self, execution: &str, project: &str, more: &[&str]) -> String {
+    pub(crate) fn wait(&self, execution: &str, project: &str, more: &[&str]) -> String {
         let mut args = vec!["workflow", "wait", execution, "--project", project];
         args.extend_from_slice(more);
         self.ok(&args)
     }
 
     /// kill -9 every scheduler this flow started.
-    pub fn kill_schedulers(&mut self) {
+    pub(crate) fn kill_schedulers(&mut self) {
         for mut c in self.schedulers.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
@@ -121,7 +127,7 @@ impl Flow {
     }
 
     /// The job executions of an execution.
-    pub fn jobs(&self, project: &str, execution: &str) -> Vec<Value> {
+    pub(crate) fn jobs(&self, project: &str, execution: &str) -> Vec<Value> {
         self.json(&[
             "workflow",
             "jobs",
@@ -136,7 +142,7 @@ impl Flow {
     }
 
     /// Statuses of a job's runs, oldest first.
-    pub fn runs(&self, project: &str, execution: &str, job: &str) -> Vec<String> {
+    pub(crate) fn runs(&self, project: &str, execution: &str, job: &str) -> Vec<String> {
         self.jobs(project, execution)
             .iter()
             .filter(|j| j["job"] == job)
@@ -145,7 +151,7 @@ impl Flow {
     }
 
     /// An execution's status.
-    pub fn status(&self, project: &str, workflow: &str, execution: &str) -> String {
+    pub(crate) fn status(&self, project: &str, workflow: &str, execution: &str) -> String {
         let list = self.json(&[
             "workflow",
             "executions",
@@ -164,7 +170,7 @@ impl Flow {
 
     /// `ferroflow server` on this data directory (loopback, a free port; `extra` flags), as
     /// started for the first time: no token given, so it makes `<data_dir>/token`.
-    pub fn server(&self, extra: &[&str]) -> Server {
+    pub(crate) fn server(&self, extra: &[&str]) -> Server {
         let mut child = self
             .cmd(&["server", "--bind", "127.0.0.1:0"])
             .args(extra)
@@ -184,7 +190,12 @@ impl Flow {
 
     /// Replace fields of a job execution's body behind the server's back (the embedded
     /// store: whoever holds the data directory).
-    pub fn forge_job_execution(&self, project: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+    pub(crate) fn forge_job_execution(
+        &self,
+        project: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) {
         let rec = self.json(&["meta", "get", "job_execution", project, name]);
         let mut body = rec["body"].clone();
         edit(&mut body);
@@ -199,7 +210,7 @@ impl Flow {
         ]);
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 }
@@ -211,7 +222,7 @@ impl Drop for Flow {
 }
 
 /// A running `ferroflow server`, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
@@ -225,7 +236,7 @@ impl Drop for Server {
 }
 
 /// Poll `check` every 100 ms until it holds; panics after `timeout` naming `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let t = Instant::now();
     while !check() {
         assert!(
@@ -237,7 +248,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 }
 
 /// Copy a directory tree (an example) into `to`.
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

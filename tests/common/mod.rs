@@ -6,7 +6,13 @@ use std::path::Path;
 
 /// Write a clicks CSV of `n` rows: ts (ms), user, amount. Event times grow by `step_ms` per row
 /// and are pushed back by up to `disorder_ms` (deterministic).
-pub fn write_clicks_csv(path: &Path, n: usize, users: usize, step_ms: i64, disorder_ms: i64) {
+pub(crate) fn write_clicks_csv(
+    path: &Path,
+    n: usize,
+    users: usize,
+    step_ms: i64,
+    disorder_ms: i64,
+) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     writeln!(f, "ts,user,amount").unwrap();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
@@ -27,7 +33,7 @@ pub fn write_clicks_csv(path: &Path, n: usize, users: usize, step_ms: i64, disor
 }
 
 /// Sorted rows of batches, each row rendered as strings (floats rounded to 6 places).
-pub fn rows(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
+pub(crate) fn rows(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float64Type;
@@ -52,4 +58,4 @@ pub fn rows(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
     out
 }
 
-pub mod flow;
+pub(crate) mod flow;

@@ -4,7 +4,7 @@
 
 /// Bounded fuzzing on stable: cases per property from `FERROFLOW_FUZZ_CASES` (CI's default
 /// is small; `FERROFLOW_FUZZ_CASES=20000 cargo test --test fuzz_...` is a longer run).
-pub fn cases(default: u32) -> u32 {
+pub(crate) fn cases(default: u32) -> u32 {
     std::env::var("FERROFLOW_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -14,7 +14,7 @@ pub fn cases(default: u32) -> u32 {
 /// A valid input with random edits: bytes deleted, duplicated, or replaced by characters that
 /// matter to the format (and numbers that overflow), so most cases get past the first
 /// parsing step and exercise what comes after it.
-pub fn mutate(seed: &str, edits: &[(usize, u8, u8)]) -> String {
+pub(crate) fn mutate(seed: &str, edits: &[(usize, u8, u8)]) -> String {
     const PIECES: &[&str] = &[
         "",
         " ",

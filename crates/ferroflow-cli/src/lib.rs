@@ -9,8 +9,6 @@
 //! - `ferroflow events send|list|listen`, `ferroflow models ...`, `ferroflow meta ...`: its client, against
 //!   `--server URL` or, without one, the embedded SQLite store.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod control;
 mod ml;
 mod workflow;

@@ -11,8 +11,6 @@
 //!
 //! Sources and sinks do blocking I/O and run on the engine's I/O threads, never on its CPU pool.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod csv;
 mod deadletter;
 mod dirwatch;

@@ -13,8 +13,6 @@
 //! Sources and sinks are traits ([`Source`], [`Sink`]) implemented in `ferroflow-connectors`;
 //! SQL expressions and SQL queries come from `ferroflow-sql`. This crate depends on neither.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod channel;
 pub mod checkpoint;
 mod connector;

@@ -15,8 +15,6 @@
 //! - [`AdaptiveBatcher`]: model calls sized toward a latency target.
 //! - [`load_shared`]: one loaded model per process, shared by all instances and jobs.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod batching;
 mod binding;
 mod error;

@@ -3,8 +3,6 @@
 //! See `docs/job-spec.md` in the repository for the format. [`load`] reads a spec file and
 //! returns a [`JobGraph`](ferroflow_engine::JobGraph) ready for the runtime.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod compile;
 mod error;
 pub mod spec;

@@ -20,8 +20,6 @@
 //! Backends: [`SqliteStore`] (embedded default, one file, WAL, synced commits) and
 //! [`PostgresStore`] (shared by several servers); both pass one test suite.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod artifacts;
 mod error;
 mod notify;

@@ -12,8 +12,6 @@
 //! Tables are Arrow `RecordBatch`es: fit reads a bounded table; a model's `transform` maps
 //! a batch to a batch, so it also runs per batch on a stream.
 
-#![warn(missing_docs, unreachable_pub)]
-
 pub mod alink;
 pub mod als;
 pub mod classification;

@@ -22,8 +22,6 @@
 //! | `write_dataset` | `path` | table -> (written atomically) |
 //! | `user_defined` | `function` (registered with [`NativePlugin::with_function`]) and its own settings | tables -> table |
 
-#![warn(missing_docs, unreachable_pub)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -12,8 +12,6 @@
 //!   wrong; request bodies are limited in size.
 //! - `/metrics` serves Prometheus text; shutdown is graceful.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod api;
 pub mod auth;
 mod error;

@@ -7,8 +7,6 @@
 //!   so they also run on unbounded input;
 //! - [`ml_stages`]: ML stages that need SQL (Flink ML's SQLTransformer).
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod batch;
 mod error;
 mod expr;

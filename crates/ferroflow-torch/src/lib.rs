@@ -10,8 +10,6 @@
 //! libtorch 2.13.0 comes from the PyPI torch wheel (`scripts/setup-runtimes.sh`); the build
 //! script adds an rpath to it.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod model;
 mod optim;
 mod train;

@@ -14,8 +14,6 @@
 //!   a child process, or on a task), with heartbeats and status events.
 //! - [`service`]: submit, start, stop and list, for the CLI and the server.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod error;
 mod graph;
 mod periodic;
