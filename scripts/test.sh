@@ -31,6 +31,25 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
+echo "== crate edges: what each layer must not pull in"
+# `cargo tree -p` resolves features as a build of that package alone would.
+free_of() {
+  local pkg=$1; shift
+  local deps
+  deps=$(cargo tree -q -e normal -p "$pkg" --prefix none --format '{p}' | awk '{print $1}' | sort -u)
+  for d in "$@"; do
+    if grep -qx "$d" <<<"$deps"; then
+      echo "$pkg depends on $d (see: cargo tree -e normal -p $pkg -i $d)" >&2
+      exit 1
+    fi
+  done
+}
+free_of ferroflow-engine datafusion sqlx ort ferroflow-meta ferroflow-ml
+free_of ferroflow-connectors datafusion sqlx ort ferroflow-meta ferroflow-ml
+free_of ferroflow-ml datafusion sqlx ort ferroflow-meta
+free_of ferroflow-sql sqlx ort ferroflow-meta ferroflow-ml
+free_of ferroflow-jobspec sqlx ferroflow-meta ferroflow-ml
+
 echo "== the engine builds alone, without DataFusion"
 cargo check -p ferroflow --no-default-features --lib --examples
 
