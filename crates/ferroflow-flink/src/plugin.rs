@@ -83,7 +83,7 @@ mod humantime_serde_opt {
     }
 }
 
-fn job_err(job: &str, e: impl std::fmt::Display) -> WorkflowError {
+fn job_err(job: &impl std::fmt::Display, e: impl std::fmt::Display) -> WorkflowError {
     WorkflowError::Job {
         job: job.to_string(),
         message: e.to_string(),

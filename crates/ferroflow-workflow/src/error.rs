@@ -65,9 +65,9 @@ impl WorkflowError {
         }
     }
 
-    pub(crate) fn job(job: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn job(job: impl std::fmt::Display, message: impl Into<String>) -> Self {
         WorkflowError::Job {
-            job: job.into(),
+            job: job.to_string(),
             message: message.into(),
         }
     }

@@ -295,9 +295,12 @@ impl Condition {
             }
             Condition::After(a) => {
                 let status: JobStatus = a.status.parse()?;
-                EventCondition::new(JOB_STATUS_CHANGED, format!("{workflow}.{}", a.job))
-                    .equals(status.as_str())
-                    .life(a.life)
+                EventCondition::new(
+                    JOB_STATUS_CHANGED,
+                    crate::JobKey::new(workflow, &a.job).to_string(),
+                )
+                .equals(status.as_str())
+                .life(a.life)
             }
             Condition::Model(m) => {
                 let stage: ModelStage = m.stage.parse().map_err(|e| format!("{e}"))?;
@@ -681,7 +684,7 @@ impl AiGraph {
     pub fn sub_graph(&self, job: &str) -> Result<SubGraph<'_>> {
         let cfg = self.jobs.get(job).ok_or_else(|| WorkflowError::NotFound {
             kind: "job",
-            name: format!("{}.{job}", self.name),
+            name: crate::JobKey::new(&self.name, job).to_string(),
         })?;
         let mine: Vec<&Node> = self.nodes.iter().filter(|n| n.job == job).collect();
         let mut done: HashSet<&str> = HashSet::new();
@@ -714,7 +717,7 @@ impl AiGraph {
     pub fn rules_of(&self, job: &str) -> Result<Vec<Rule>> {
         let cfg = self.jobs.get(job).ok_or_else(|| WorkflowError::NotFound {
             kind: "job",
-            name: format!("{}.{job}", self.name),
+            name: crate::JobKey::new(&self.name, job).to_string(),
         })?;
         cfg.rules
             .iter()

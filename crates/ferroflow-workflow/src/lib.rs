@@ -16,6 +16,7 @@
 
 mod error;
 mod graph;
+mod key;
 mod periodic;
 mod plugin;
 mod process;
@@ -33,6 +34,7 @@ pub use graph::{
     AiGraph, Condition, Described, EventSpec, JobConfig, JobStatusCondition, Locate, Meet,
     ModelCondition, Node, NodeKind, RuleSpec, SubGraph,
 };
+pub use key::{BadJobKey, JobKey};
 pub use periodic::{Clock, ManualClock, Periodic, SystemClock};
 pub use plugin::{CancelToken, JobContext, JobLog, JobPlugin, PluginRegistry, RunnableJob};
 pub use process::ProcessPlugin;

@@ -161,8 +161,8 @@ impl JobContext {
     }
 
     /// `<workflow>.<job>`, as errors and events name the job.
-    pub fn job_key(&self) -> String {
-        format!("{}.{}", self.workflow, self.job)
+    pub fn job_key(&self) -> crate::JobKey {
+        crate::JobKey::new(&self.workflow, &self.job)
     }
 }
 

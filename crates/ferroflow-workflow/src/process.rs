@@ -63,7 +63,7 @@ mod humantime_serde_opt {
 }
 
 fn config(sub: &SubGraph<'_>) -> Result<ProcessConfig> {
-    let key = format!("{}.{}", sub.graph.name, sub.job.name);
+    let key = crate::JobKey::new(&sub.graph.name, &sub.job.name).to_string();
     if !sub.nodes.is_empty() {
         return Err(WorkflowError::job(
             key,

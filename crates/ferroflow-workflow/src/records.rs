@@ -35,7 +35,7 @@ pub(crate) fn to_body<T: serde::Serialize>(v: &T) -> serde_json::Value {
 /// The `JOB_STATUS_CHANGED` event of a job execution's current status.
 pub(crate) fn status_event(project: &str, b: &JobExecutionBody, sender: &str) -> NewEvent {
     NewEvent {
-        key: format!("{}.{}", b.workflow, b.job),
+        key: crate::JobKey::new(&b.workflow, &b.job).to_string(),
         value: b.status.as_str().into(),
         event_type: JOB_STATUS_CHANGED.into(),
         namespace: project.into(),

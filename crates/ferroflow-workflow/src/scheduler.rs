@@ -1070,7 +1070,7 @@ impl Scheduler {
 
     /// A status event of one of our jobs: read the job execution's stored status.
     async fn refresh_job(&mut self, exec: &mut Exec, e: &Event, p: &mut Pending) -> Result<()> {
-        let Some(job) = e.key.strip_prefix(&format!("{}.", exec.workflow)) else {
+        let Some(job) = crate::JobKey::job_in(&e.key, &exec.workflow) else {
             return Ok(());
         };
         let Some(current) = exec.body.jobs.get(job).and_then(|j| j.current.clone()) else {
