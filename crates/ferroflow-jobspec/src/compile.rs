@@ -215,6 +215,20 @@ impl Compiler<'_> {
         }
     }
 
+    /// `source`, a library's error, as the error of `node`.
+    fn err_from(
+        &self,
+        node: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> SpecError {
+        SpecError::Node {
+            file: self.origin.to_string(),
+            line: self.line_of(node),
+            node: node.to_string(),
+            source: source.into(),
+        }
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -342,11 +356,10 @@ impl Compiler<'_> {
                     match &s.format {
                         Some(f) => Arc::new(FileSink::new(
                             &path,
-                            FileFormat::parse(f).map_err(|e| self.err(&s.name, e.to_string()))?,
+                            FileFormat::parse(f).map_err(|e| self.err_from(&s.name, e))?,
                         )),
                         None => Arc::new(
-                            FileSink::from_path(&path)
-                                .map_err(|e| self.err(&s.name, e.to_string()))?,
+                            FileSink::from_path(&path).map_err(|e| self.err_from(&s.name, e))?,
                         ),
                     }
                 }
@@ -359,9 +372,9 @@ impl Compiler<'_> {
             };
             input
                 .sink(&s.name, sink)
-                .map_err(|e| self.err(&s.name, e.to_string()))?;
+                .map_err(|e| self.err_from(&s.name, e))?;
         }
-        job.build().map_err(|e| self.err(&spec.name, e.to_string()))
+        job.build().map_err(|e| self.err_from(&spec.name, e))
     }
 
     fn inputs_of(&self, n: &NodeSpec) -> Result<Vec<String>> {
@@ -380,8 +393,7 @@ impl Compiler<'_> {
             v.push(versions.clone());
         }
         if let Some(sql) = &n.sql {
-            let tables =
-                StreamingSql::tables_of(sql).map_err(|e| self.err(&n.name, e.to_string()))?;
+            let tables = StreamingSql::tables_of(sql).map_err(|e| self.err_from(&n.name, e))?;
             v.extend(tables);
         }
         if v.is_empty() {
@@ -404,9 +416,7 @@ impl Compiler<'_> {
             )
         })?;
         match input.strip_prefix(base).and_then(|t| t.strip_prefix('.')) {
-            Some(tag) if !tag.is_empty() => s
-                .side_output(tag)
-                .map_err(|e| self.err(node, e.to_string())),
+            Some(tag) if !tag.is_empty() => s.side_output(tag).map_err(|e| self.err_from(node, e)),
             _ => Ok(s.clone()),
         }
     }
@@ -428,7 +438,7 @@ impl Compiler<'_> {
         let format = s
             .format
             .as_ref()
-            .map(|f| FileFormat::parse(f).map_err(|x| e(x.to_string())))
+            .map(|f| FileFormat::parse(f).map_err(|x| self.err_from(&s.name, x)))
             .transpose()?;
         let source: Arc<dyn ferroflow_engine::Source> = match s.kind.as_str() {
             "file" => {
@@ -460,7 +470,7 @@ impl Compiler<'_> {
                     }
                     None => FileSource::new(&path, format),
                 }
-                .map_err(|x| e(x.to_string()))?;
+                .map_err(|x| self.err_from(&s.name, x))?;
                 if let Some(b) = s.batch_size {
                     src = src.with_batch_size(b);
                 }
@@ -480,7 +490,7 @@ impl Compiler<'_> {
                 })?;
                 let format = format.ok_or_else(|| e("a directory source needs 'format'".into()))?;
                 let mut src = DirectoryWatchSource::new(&path, format, self.schema(&s.name, cols)?)
-                    .map_err(|x| e(x.to_string()))?;
+                    .map_err(|x| self.err_from(&s.name, x))?;
                 if let Some(p) = &s.poll_interval {
                     src = src.with_poll_interval(self.duration(&s.name, p)?);
                 }
@@ -499,7 +509,7 @@ impl Compiler<'_> {
                     .map(|c| Ok((c.name.clone(), self.gen_column(&s.name, c)?)))
                     .collect::<Result<Vec<_>>>()?;
                 let mut g = GeneratorSource::new(cols, s.rows, s.seed.unwrap_or(0))
-                    .map_err(|x| e(x.to_string()))?;
+                    .map_err(|x| self.err_from(&s.name, x))?;
                 if let Some(r) = s.rate {
                     g = g.with_rate(r);
                 }
@@ -514,7 +524,9 @@ impl Compiler<'_> {
                 )));
             }
         };
-        let mut stream = job.source(&s.name, source).map_err(|x| e(x.to_string()))?;
+        let mut stream = job
+            .source(&s.name, source)
+            .map_err(|x| self.err_from(&s.name, x))?;
         if s.watermark.is_some() && s.processing_time.is_some() {
             return Err(e(
                 "a source has either 'watermark' (event time) or 'processing_time', not both"
@@ -524,7 +536,7 @@ impl Compiler<'_> {
         if let Some(col) = &s.processing_time {
             stream = stream
                 .with_processing_time(col)
-                .map_err(|x| e(x.to_string()))?;
+                .map_err(|x| self.err_from(&s.name, x))?;
         }
         if let Some(w) = &s.watermark {
             let ooo = match &w.max_out_of_orderness {
@@ -537,10 +549,12 @@ impl Compiler<'_> {
             }
             stream = stream
                 .with_watermarks(strategy)
-                .map_err(|x| e(x.to_string()))?;
+                .map_err(|x| self.err_from(&s.name, x))?;
         }
         if let Some(p) = s.parallelism {
-            stream = stream.parallelism(p).map_err(|x| e(x.to_string()))?;
+            stream = stream
+                .parallelism(p)
+                .map_err(|x| self.err_from(&s.name, x))?;
         }
         Ok(stream)
     }
@@ -619,7 +633,8 @@ impl Compiler<'_> {
         let aggs = |v: &[String]| -> Result<Vec<Aggregate>> {
             v.iter().map(|a| parse_aggregate(a).map_err(&e)).collect()
         };
-        let engine = |r: ferroflow_engine::Result<DataStream>| r.map_err(|x| e(x.to_string()));
+        let engine =
+            |r: ferroflow_engine::Result<DataStream>| r.map_err(|x| self.err_from(&n.name, x));
         let mut out = if let Some(p) = &n.filter {
             engine(input()?.filter(&n.name, p))?
         } else if let Some(cols) = &n.select {
@@ -733,14 +748,15 @@ impl Compiler<'_> {
             for (name, s) in streams {
                 ctx.register(name, s.clone());
             }
-            ctx.query(&n.name, sql).map_err(|x| e(x.to_string()))?
+            ctx.query(&n.name, sql)
+                .map_err(|x| self.err_from(&n.name, x))?
         } else if let Some(p) = &n.predict {
             self.predict(n, p, input()?, streams)?
         } else {
             unreachable!("exactly one operation was checked above")
         };
         if let Some(p) = n.parallelism {
-            out = out.parallelism(p).map_err(|x| e(x.to_string()))?;
+            out = out.parallelism(p).map_err(|x| self.err_from(&n.name, x))?;
         }
         Ok(out)
     }
@@ -757,7 +773,6 @@ impl Compiler<'_> {
         use ferroflow_inference::{
             BatchConfig, ModelNode, ModelStreamExt, OnnxLoader, OnnxOptions,
         };
-        let e = |m: String| self.err(&n.name, m);
         let options = OnnxOptions {
             intra_threads: p.intra_threads.unwrap_or(1),
             ..OnnxOptions::default()
@@ -798,7 +813,7 @@ impl Compiler<'_> {
                 input.predict_with_versions(&n.name, &versions, node)
             }
         };
-        r.map_err(|x| e(x.to_string()))
+        r.map_err(|x| self.err_from(&n.name, x))
     }
 }
 

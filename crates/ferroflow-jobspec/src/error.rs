@@ -37,6 +37,20 @@ pub enum SpecError {
         /// What is wrong.
         message: String,
     },
+    /// The library building a node's part of the job (engine, SQL, inference, file
+    /// formats) refused it; its error is the source.
+    #[error("{file}{}: node '{node}': {source}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Node {
+        /// The spec file.
+        file: String,
+        /// Line of the node's `name:`, when found.
+        line: Option<usize>,
+        /// The node at fault.
+        node: String,
+        /// The library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Result alias for job specs.
