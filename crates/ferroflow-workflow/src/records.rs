@@ -7,12 +7,28 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferroflow_meta::{MetaError, MetaStore, NewEvent, Record, RecordKind, RecordWrite};
+use ferroflow_meta::{Committed, MetaError, MetaStore, NewEvent, Record, RecordKind, RecordWrite};
 
 use crate::error::{Result, WorkflowError};
 use crate::graph::AiGraph;
 use crate::spec::parse_workflow;
 use crate::status::{ExecutionBody, JOB_STATUS_CHANGED, JobExecutionBody};
+
+/// Commit `writes` (each checked against the revision it was read at) and `events`, or
+/// `None` when a concurrent writer changed one of the records since it was read: the
+/// caller reads again, decides again and retries. Every read-modify-commit loop of the
+/// control layer goes through here.
+pub(crate) async fn try_commit(
+    store: &dyn MetaStore,
+    writes: Vec<RecordWrite>,
+    events: Vec<NewEvent>,
+) -> Result<Option<Committed>> {
+    match store.commit(writes, events).await {
+        Ok(c) => Ok(Some(c)),
+        Err(MetaError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Milliseconds since the epoch (wall clock; statuses' timestamps).
 pub(crate) fn now_ms() -> i64 {
@@ -89,10 +105,8 @@ pub(crate) async fn update_job_execution(
             body: to_body(&b),
             expected_revision: Some(rec.revision),
         };
-        match store.commit(vec![write], events).await {
-            Ok(_) => return Ok(Some(b)),
-            Err(MetaError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+        if try_commit(store, vec![write], events).await?.is_some() {
+            return Ok(Some(b));
         }
     }
 }

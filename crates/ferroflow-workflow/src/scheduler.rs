@@ -35,7 +35,7 @@ use crate::plugin::{CancelToken, PluginRegistry};
 use crate::process_id::signal_recorded;
 use crate::records::{
     get_job_execution, load_snapshot, log_path, now_ms, parse_body, status_event, to_body,
-    update_job_execution,
+    try_commit, update_job_execution,
 };
 use crate::rules::{Action, Rule, RuleState, evaluate};
 use crate::runner::{RunnerOptions, run_job_execution};
@@ -1002,10 +1002,8 @@ impl Scheduler {
                 }
                 _ => {}
             }
-            match self.store.commit(writes, events).await {
-                Ok(_) => break,
-                Err(MetaError::Conflict(_)) => continue,
-                Err(err) => return Err(err.into()),
+            if try_commit(&*self.store, writes, events).await?.is_some() {
+                break;
             }
         }
         self.stats.actions.fetch_add(1, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, WorkflowError};
 use crate::graph::AiGraph;
 use crate::plugin::PluginRegistry;
-use crate::records::{get_execution, now_ms, parse_body, to_body};
+use crate::records::{get_execution, now_ms, parse_body, to_body, try_commit};
 use crate::spec::to_yaml;
 use crate::status::{
     EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JobExecutionBody, WORKFLOW_SUBMITTED,
@@ -170,10 +170,8 @@ pub async fn submit(
             body,
             expected_revision: Some(wf.revision),
         };
-        match store.commit(vec![write], vec![event]).await {
-            Ok(c) => return Ok(workflow_info(&c.records[0])),
-            Err(MetaError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+        if let Some(c) = try_commit(store, vec![write], vec![event]).await? {
+            return Ok(workflow_info(&c.records[0]));
         }
     }
 }
@@ -259,10 +257,8 @@ pub async fn start(store: &dyn MetaStore, project: &str, workflow: &str) -> Resu
             })?;
         let offset = store.latest_offset().await?;
         let (name, writes, event) = new_execution_writes(&wf, offset)?;
-        match store.commit(writes, vec![event]).await {
-            Ok(_) => return Ok(name),
-            Err(MetaError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+        if try_commit(store, writes, vec![event]).await?.is_some() {
+            return Ok(name);
         }
     }
 }
