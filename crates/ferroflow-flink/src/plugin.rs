@@ -136,8 +136,9 @@ impl JobPlugin for FlinkPlugin {
                     node,
                     kind,
                     message,
-                } => WorkflowError::Job {
+                } => WorkflowError::Node {
                     job: sub.job.name.clone(),
+                    node: node.clone(),
                     message: format!("node '{node}' ({kind}) cannot run on Flink: {message}"),
                 },
                 other => job_err(&sub.job.name, other),

@@ -64,8 +64,9 @@ impl NativePlugin {
 }
 
 fn node_err(n: &Node, message: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError::Job {
+    WorkflowError::Node {
         job: n.job.clone(),
+        node: n.id.clone(),
         message: format!("node '{}' ({}): {message}", n.id, n.kind),
     }
 }

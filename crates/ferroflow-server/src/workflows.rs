@@ -27,7 +27,7 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
-            WorkflowError::Spec { .. } | WorkflowError::Job { .. } => {
+            WorkflowError::Spec { .. } | WorkflowError::Job { .. } | WorkflowError::Node { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_workflow", message)
             }
             WorkflowError::Invalid(_) => ApiError::new(StatusCode::CONFLICT, "invalid", message),

@@ -33,6 +33,17 @@ pub enum WorkflowError {
         /// What went wrong.
         message: String,
     },
+    /// A node of a job is wrong or failed; `node` is its id, so a spec error can point at
+    /// its line without reading the message.
+    #[error("job '{job}': {message}")]
+    Node {
+        /// `<workflow>.<job>` or the job name.
+        job: String,
+        /// The node's id.
+        node: String,
+        /// What went wrong, naming the node (`node 'fit' (train): ...`).
+        message: String,
+    },
     /// A request does not fit the current state (stopping a finished execution, ...).
     #[error("{0}")]
     Invalid(String),

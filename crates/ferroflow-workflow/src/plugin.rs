@@ -269,18 +269,11 @@ impl PluginRegistry {
             let sub = graph.sub_graph(&job.name)?;
             plugin.validate(&sub).map_err(|e| match e {
                 WorkflowError::Spec { .. } => e,
-                // A plugin's message about one node ("node 'id' ...") points at that node.
-                WorkflowError::Job { ref message, .. } => {
-                    let node = message
-                        .strip_prefix("node '")
-                        .and_then(|m| m.split_once('\''))
-                        .map(|(id, _)| id);
-                    let place = match node {
-                        Some(id) => at.node(id),
-                        None => at.job(&job.name),
-                    };
-                    WorkflowError::spec(place, e.to_string())
+                // A plugin's error about one node points at that node.
+                WorkflowError::Node { ref node, .. } => {
+                    WorkflowError::spec(at.node(node), e.to_string())
                 }
+                WorkflowError::Job { .. } => WorkflowError::spec(at.job(&job.name), e.to_string()),
                 other => WorkflowError::spec(at.job(&job.name), other.to_string()),
             })?;
         }
