@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Result, WorkflowError};
+use crate::events::JOB_STATUS_CHANGED;
 use crate::periodic::Periodic;
 use crate::rules::{Action, ConditionType, EventCondition, Life, Rule, ValueCondition};
-use crate::status::{JOB_STATUS_CHANGED, JobStatus};
+use crate::status::JobStatus;
 
 /// What a node does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //! - [`service`]: submit, start, stop and list, for the CLI and the server.
 
 mod error;
+pub mod events;
 mod graph;
 mod key;
 mod periodic;
@@ -30,6 +31,10 @@ mod spec;
 mod status;
 
 pub use error::{Result, WorkflowError};
+pub use events::{
+    EXECUTION_STATUS_CHANGED, EXECUTION_STOP_REQUESTED, JOB_STATUS_CHANGED, SCHEDULER_ITEM_PARKED,
+    WORKFLOW_SUBMITTED,
+};
 pub use graph::{
     AiGraph, Condition, Described, EventSpec, JobConfig, JobStatusCondition, Locate, Meet,
     ModelCondition, Node, NodeKind, RuleSpec, SubGraph,
@@ -42,7 +47,4 @@ pub use records::{SharedStore, log_path};
 pub use runner::{RunnerOptions, run_job_execution};
 pub use scheduler::{Launcher, Scheduler, SchedulerConfig, SchedulerStats};
 pub use spec::{check_job_types, load_workflow, load_workflow_text, parse_workflow, to_yaml};
-pub use status::{
-    EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
-    JobState, JobStatus, SCHEDULER_ITEM_PARKED, Trigger, WORKFLOW_SUBMITTED,
-};
+pub use status::{ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, Trigger};

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use ferroflow_meta::{Committed, MetaError, MetaStore, NewEvent, Record, RecordKind, RecordWrite};
 
 use crate::error::{Result, WorkflowError};
+use crate::events::JOB_STATUS_CHANGED;
 use crate::graph::AiGraph;
 use crate::spec::parse_workflow;
-use crate::status::{ExecutionBody, JOB_STATUS_CHANGED, JobExecutionBody};
+use crate::status::{ExecutionBody, JobExecutionBody};
 
 /// Commit `writes` (each checked against the revision it was read at) and `events`, or
 /// `None` when a concurrent writer changed one of the records since it was read: the

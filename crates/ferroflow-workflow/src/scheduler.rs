@@ -29,6 +29,10 @@ use ferroflow_meta::{
 };
 
 use crate::error::{Result, WorkflowError};
+use crate::events::{
+    EXECUTION_STATUS_CHANGED, EXECUTION_STOP_REQUESTED, JOB_STATUS_CHANGED, SCHEDULER_ITEM_PARKED,
+    WORKFLOW_SUBMITTED,
+};
 use crate::graph::AiGraph;
 use crate::periodic::{Clock, SystemClock};
 use crate::plugin::{CancelToken, PluginRegistry};
@@ -39,10 +43,9 @@ use crate::records::{
 };
 use crate::rules::{Action, Rule, RuleState, evaluate};
 use crate::runner::{RunnerOptions, run_job_execution};
-use crate::service::{EXECUTION_STOP_REQUESTED, execution_event, new_execution_writes};
+use crate::service::{execution_event, new_execution_writes};
 use crate::status::{
-    EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JOB_STATUS_CHANGED, JobExecutionBody,
-    JobState, JobStatus, SCHEDULER_ITEM_PARKED, Trigger, WORKFLOW_SUBMITTED,
+    ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, Trigger,
 };
 
 const SENDER: &str = "scheduler";

@@ -9,17 +9,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, WorkflowError};
+use crate::events::{EXECUTION_STATUS_CHANGED, WORKFLOW_SUBMITTED};
 use crate::graph::AiGraph;
 use crate::plugin::PluginRegistry;
 use crate::records::{get_execution, now_ms, parse_body, to_body, try_commit};
 use crate::spec::to_yaml;
-use crate::status::{
-    EXECUTION_STATUS_CHANGED, ExecutionBody, ExecutionStatus, JobExecutionBody, WORKFLOW_SUBMITTED,
-};
+use crate::status::{ExecutionBody, ExecutionStatus, JobExecutionBody};
 
-/// The event type that asks the scheduler to stop an execution (key: the workflow,
-/// context: the execution).
-pub const EXECUTION_STOP_REQUESTED: &str = "EXECUTION_STOP_REQUESTED";
+pub use crate::events::EXECUTION_STOP_REQUESTED;
 
 /// A submitted workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,16 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::RuleState;
 
-/// The event type of every job status change.
-pub const JOB_STATUS_CHANGED: &str = "JOB_STATUS_CHANGED";
-/// The event type of every execution status change (key: the workflow).
-pub const EXECUTION_STATUS_CHANGED: &str = "EXECUTION_STATUS_CHANGED";
-/// The event type a workflow submission writes (key: the workflow).
-pub const WORKFLOW_SUBMITTED: &str = "WORKFLOW_SUBMITTED";
-/// The scheduler set an item aside after an error of its own that it could not record on
-/// the item (key: `project/execution` or `workflow:project/name`; value: the reason).
-pub const SCHEDULER_ITEM_PARKED: &str = "SCHEDULER_ITEM_PARKED";
-
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),* $(,)? }) => {
         $(#[$doc])*
