@@ -47,4 +47,7 @@ pub use records::{SharedStore, log_path};
 pub use runner::{RunnerOptions, run_job_execution};
 pub use scheduler::{Launcher, Scheduler, SchedulerConfig, SchedulerStats};
 pub use spec::{check_job_types, load_workflow, load_workflow_text, parse_workflow, to_yaml};
-pub use status::{ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, Trigger};
+pub use status::{
+    ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, SnapshotBody, Trigger,
+    WorkflowBody, WorkflowRulesState,
+};

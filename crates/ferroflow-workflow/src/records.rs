@@ -13,7 +13,7 @@ use crate::error::{Result, WorkflowError};
 use crate::events::JOB_STATUS_CHANGED;
 use crate::graph::AiGraph;
 use crate::spec::parse_workflow;
-use crate::status::{ExecutionBody, JobExecutionBody};
+use crate::status::{ExecutionBody, JobExecutionBody, SnapshotBody};
 
 /// Commit `writes` (each checked against the revision it was read at) and `events`, or
 /// `None` when a concurrent writer changed one of the records since it was read: the
@@ -134,10 +134,9 @@ pub(crate) async fn load_snapshot(
     let r = store
         .get_record(RecordKind::WorkflowSnapshot, project, snapshot)
         .await?;
-    let spec = r.body["spec"].as_str().unwrap_or_default();
-    let mut g = parse_workflow(spec, &format!("snapshot {snapshot}"))?;
-    g.base_dir = r.body["base_dir"]
-        .as_str()
+    let b: SnapshotBody = parse_body(&r)?;
+    let mut g = parse_workflow(&b.spec, &format!("snapshot {snapshot}"))?;
+    g.base_dir = Some(b.base_dir)
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
     Ok(g)

@@ -45,7 +45,8 @@ use crate::rules::{Action, Rule, RuleState, evaluate};
 use crate::runner::{RunnerOptions, run_job_execution};
 use crate::service::{execution_event, new_execution_writes};
 use crate::status::{
-    ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, Trigger,
+    ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, Trigger, WorkflowBody,
+    WorkflowRulesState,
 };
 
 const SENDER: &str = "scheduler";
@@ -499,17 +500,18 @@ impl Scheduler {
     }
 
     async fn load_workflow(&mut self, r: &Record) -> Result<()> {
-        let Some(snapshot) = r.body["snapshot"].as_str() else {
+        let b: WorkflowBody = parse_body(r)?;
+        if b.snapshot.is_empty() {
             return Ok(());
-        };
-        let graph = load_snapshot(&*self.store, &r.project, snapshot).await?;
+        }
+        let graph = load_snapshot(&*self.store, &r.project, &b.snapshot).await?;
         if graph.workflow_rules.is_empty() {
             return Ok(());
         }
-        let sched = &r.body["scheduler"];
-        let offset = sched["offset"].as_i64().unwrap_or(0);
-        let states: Vec<RuleState> =
-            serde_json::from_value(sched["rules"].clone()).unwrap_or_default();
+        let WorkflowRulesState {
+            offset,
+            rules: states,
+        } = b.scheduler;
         self.workflows.insert(
             format!("{}/{}", r.project, r.name),
             Wf {
@@ -970,8 +972,12 @@ impl Scheduler {
                 .get_record(RecordKind::Workflow, &project, &name)
                 .await?;
             let wf = &self.workflows[k];
-            let mut body = rec.body.clone();
-            body["scheduler"] = serde_json::json!({"offset": wf.offset, "rules": wf.states});
+            let mut b: WorkflowBody = parse_body(&rec)?;
+            b.scheduler = WorkflowRulesState {
+                offset: wf.offset,
+                rules: wf.states.clone(),
+            };
+            let body = to_body(&b);
             let mut rec2 = rec.clone();
             rec2.body = body.clone();
             let (mut writes, mut events) = (vec![], vec![]);
@@ -1358,8 +1364,20 @@ impl Scheduler {
                             .await;
                     }
                 };
-                let mut body = rec.body.clone();
-                body["scheduler"] = serde_json::json!({"offset": offset, "rules": states});
+                let mut b: WorkflowBody = match parse_body(&rec) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.workflows.remove(&k);
+                        return self
+                            .item_failed(&format!("workflow:{k}"), &project, e)
+                            .await;
+                    }
+                };
+                b.scheduler = WorkflowRulesState {
+                    offset,
+                    rules: states.clone(),
+                };
+                let body = to_body(&b);
                 match self
                     .store
                     .update_record(

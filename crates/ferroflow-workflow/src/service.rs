@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use ferroflow_meta::{MetaError, MetaStore, NewEvent, NewRecord, Record, RecordKind, RecordWrite};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, WorkflowError};
@@ -14,7 +14,10 @@ use crate::graph::AiGraph;
 use crate::plugin::PluginRegistry;
 use crate::records::{get_execution, now_ms, parse_body, to_body, try_commit};
 use crate::spec::to_yaml;
-use crate::status::{ExecutionBody, ExecutionStatus, JobExecutionBody};
+use crate::status::{
+    ExecutionBody, ExecutionStatus, JobExecutionBody, SnapshotBody, WorkflowBody,
+    WorkflowRulesState,
+};
 
 pub use crate::events::EXECUTION_STOP_REQUESTED;
 
@@ -58,13 +61,14 @@ pub struct JobExecutionInfo {
     pub body: JobExecutionBody,
 }
 
-fn workflow_info(r: &Record) -> WorkflowInfo {
-    WorkflowInfo {
+fn workflow_info(r: &Record) -> Result<WorkflowInfo> {
+    let b: WorkflowBody = parse_body(r)?;
+    Ok(WorkflowInfo {
         project: r.project.clone(),
         name: r.name.clone(),
-        snapshot: r.body["snapshot"].as_str().unwrap_or_default().to_string(),
-        executions: r.body["executions"].as_u64().unwrap_or(0),
-    }
+        snapshot: b.snapshot,
+        executions: b.executions,
+    })
 }
 
 async fn ensure_project(store: &dyn MetaStore, project: &str) -> Result<()> {
@@ -113,10 +117,13 @@ pub async fn submit(
         .await
         .is_err()
     {
-        let body = json!({
-            "description": graph.description,
-            "executions": 0,
-            "scheduler": {"offset": store.latest_offset().await?},
+        let body = to_body(&WorkflowBody {
+            description: graph.description.clone(),
+            scheduler: WorkflowRulesState {
+                offset: store.latest_offset().await?,
+                rules: Vec::new(),
+            },
+            ..WorkflowBody::default()
         });
         let rec = NewRecord {
             project: p.clone(),
@@ -138,7 +145,11 @@ pub async fn submit(
             project: p.clone(),
             name: snapshot.clone(),
             parent: Some(graph.name.clone()),
-            body: json!({"spec": spec, "hash": hash, "base_dir": base_dir}),
+            body: to_body(&SnapshotBody {
+                spec,
+                hash,
+                base_dir,
+            }),
         };
         match store.create_record(RecordKind::WorkflowSnapshot, rec).await {
             Ok(_) | Err(MetaError::AlreadyExists { .. }) => {}
@@ -149,9 +160,10 @@ pub async fn submit(
         let wf = store
             .get_record(RecordKind::Workflow, p, &graph.name)
             .await?;
-        let mut body = wf.body.clone();
-        body["snapshot"] = Value::String(snapshot.clone());
-        body["description"] = Value::String(graph.description.clone());
+        let mut b: WorkflowBody = parse_body(&wf)?;
+        b.snapshot = snapshot.clone();
+        b.description = graph.description.clone();
+        let body = to_body(&b);
         let event = NewEvent {
             key: graph.name.clone(),
             value: snapshot.clone(),
@@ -168,7 +180,7 @@ pub async fn submit(
             expected_revision: Some(wf.revision),
         };
         if let Some(c) = try_commit(store, vec![write], vec![event]).await? {
-            return Ok(workflow_info(&c.records[0]));
+            return workflow_info(&c.records[0]);
         }
     }
 }
@@ -178,20 +190,17 @@ pub(crate) fn new_execution_writes(
     wf: &Record,
     offset: i64,
 ) -> Result<(String, Vec<RecordWrite>, NewEvent)> {
-    let snapshot = wf.body["snapshot"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            WorkflowError::Invalid(format!(
-                "workflow '{}/{}' has no snapshot",
-                wf.project, wf.name
-            ))
-        })?
-        .to_string();
-    let n = wf.body["executions"].as_u64().unwrap_or(0) + 1;
+    let mut wf_body: WorkflowBody = parse_body(wf)?;
+    if wf_body.snapshot.is_empty() {
+        return Err(WorkflowError::Invalid(format!(
+            "workflow '{}/{}' has no snapshot",
+            wf.project, wf.name
+        )));
+    }
+    let snapshot = wf_body.snapshot.clone();
+    wf_body.executions += 1;
+    let n = wf_body.executions;
     let name = format!("{}-{n}", wf.name);
-    let mut wf_body = wf.body.clone();
-    wf_body["executions"] = json!(n);
     let body = ExecutionBody {
         status: ExecutionStatus::Init,
         snapshot,
@@ -207,7 +216,7 @@ pub(crate) fn new_execution_writes(
             kind: RecordKind::Workflow,
             project: wf.project.clone(),
             name: wf.name.clone(),
-            body: wf_body,
+            body: to_body(&wf_body),
             expected_revision: Some(wf.revision),
         },
         RecordWrite::Create {
@@ -293,12 +302,12 @@ pub async fn list_workflows(
     store: &dyn MetaStore,
     project: Option<&str>,
 ) -> Result<Vec<WorkflowInfo>> {
-    Ok(store
+    store
         .list_records(RecordKind::Workflow, project, None, 0, u32::MAX)
         .await?
         .iter()
         .map(workflow_info)
-        .collect())
+        .collect()
 }
 
 /// Executions of a workflow, oldest first.

@@ -179,6 +179,48 @@ pub struct JobState {
     pub rules: Vec<RuleState>,
 }
 
+/// The document of a workflow record: what `service::submit` and the scheduler keep for a
+/// submitted workflow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowBody {
+    /// The spec's description.
+    #[serde(default)]
+    pub description: String,
+    /// Its current snapshot (`<workflow>.<hash>`); empty until a submission completes.
+    #[serde(default)]
+    pub snapshot: String,
+    /// How many executions were started (the next is `<workflow>-<n+1>`).
+    #[serde(default)]
+    pub executions: u64,
+    /// Where the scheduler is with the workflow's own rules.
+    #[serde(default)]
+    pub scheduler: WorkflowRulesState,
+}
+
+/// The scheduler's state of a workflow's rules: the offset of the last event they saw and
+/// each rule's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRulesState {
+    /// Offset of the last event applied.
+    #[serde(default)]
+    pub offset: i64,
+    /// One state per workflow rule, in rule order.
+    #[serde(default)]
+    pub rules: Vec<RuleState>,
+}
+
+/// The document of a workflow snapshot record: a submitted spec, immutable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    /// The spec's YAML, as submitted.
+    pub spec: String,
+    /// The first bytes of its SHA-256 (with the base directory), in hex.
+    pub hash: String,
+    /// The directory relative paths of the spec resolve against (empty: none).
+    #[serde(default)]
+    pub base_dir: String,
+}
+
 /// The document of an execution record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
