@@ -23,6 +23,7 @@ mod plugin;
 mod process;
 pub mod process_id;
 mod records;
+mod registry;
 pub mod rules;
 mod runner;
 mod scheduler;
@@ -41,12 +42,13 @@ pub use graph::{
 };
 pub use key::{BadJobKey, JobKey};
 pub use periodic::{Clock, ManualClock, Periodic, SystemClock};
-pub use plugin::{CancelToken, JobContext, JobLog, JobPlugin, PluginRegistry, RunnableJob};
+pub use plugin::{CancelToken, JobContext, JobLog, JobPlugin, RunnableJob};
 pub use process::ProcessPlugin;
 pub use records::{SharedStore, log_path};
+pub use registry::{PluginRegistry, check_job_types};
 pub use runner::{RunnerOptions, run_job_execution};
 pub use scheduler::{Launcher, Scheduler, SchedulerConfig, SchedulerStats};
-pub use spec::{check_job_types, load_workflow, load_workflow_text, parse_workflow, to_yaml};
+pub use spec::{load_workflow, load_workflow_text, parse_workflow, to_yaml};
 pub use status::{
     ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, SnapshotBody, Trigger,
     WorkflowBody, WorkflowRulesState,

@@ -178,8 +178,12 @@ impl RunnableJob for ProcessJob {
             if ctx.cancel.is_cancelled() {
                 match term_sent {
                     None => {
-                        // SAFETY: plain kill(2) on our own child's pid.
-                        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                        // Our own child, not reaped yet (we are its only waiter).
+                        crate::process_id::signal_child(
+                            child.id(),
+                            false,
+                            crate::process_id::Signal::Term,
+                        );
                         term_sent = Some(Instant::now());
                     }
                     Some(t) if t.elapsed() > self.stop_grace => {

@@ -85,12 +85,43 @@ pub enum SignalRefused {
     Ourselves(u32),
 }
 
+/// A signal the control layer sends to a runner or to a command it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ask it to stop (SIGTERM).
+    Term,
+    /// End it (SIGKILL).
+    Kill,
+}
+
+impl Signal {
+    fn raw(self) -> libc::c_int {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+/// Send `signal` to `pid`, or with `group` to the process group it leads: the one place the
+/// control layer calls kill(2). The caller knows the pid is the intended process (its own
+/// child not yet reaped, or a runner checked by [`signal_recorded`]); pids that can never be
+/// one process (0, 1, or `-1` once cast) are refused. Returns whether the signal was sent.
+pub(crate) fn signal_child(pid: u32, group: bool, signal: Signal) -> bool {
+    if !valid_pid(pid) {
+        return false;
+    }
+    let target = if group { -(pid as i32) } else { pid as i32 };
+    // SAFETY: kill(2) has no memory effects; the target is the caller's known process.
+    unsafe { libc::kill(target, signal.raw()) == 0 }
+}
+
 /// Send `signal` to the recorded runner, and to its process group when it leads one (so a
 /// SIGKILL also ends the commands it started), only if the process with that pid is the one
 /// recorded.
 pub fn signal_recorded(
     recorded: Option<&ProcessIdentity>,
-    signal: libc::c_int,
+    signal: Signal,
 ) -> Result<(), SignalRefused> {
     let r = recorded.ok_or(SignalRefused::Unrecorded)?;
     if !valid_pid(r.pid) {
@@ -110,14 +141,9 @@ pub fn signal_recorded(
             r.start_ticks,
         ));
     }
-    let target = if now.pgid == r.pid && r.pgid == r.pid && valid_pid(r.pgid) {
-        -(r.pgid as i32)
-    } else {
-        r.pid as i32
-    };
-    // SAFETY: kill(2) has no memory effects; the target was checked above to be the very
-    // process (or the group it leads) that the runner recorded.
-    unsafe { libc::kill(target, signal) };
+    // The very process (or the group it leads) that the runner recorded, checked above.
+    let group = now.pgid == r.pid && r.pgid == r.pid;
+    signal_child(r.pid, group, signal);
     Ok(())
 }
 
@@ -151,17 +177,20 @@ mod tests {
         for pid in [0, 1, u32::MAX, i32::MAX as u32 + 1] {
             assert!(
                 matches!(
-                    signal_recorded(Some(&with(pid)), 0),
+                    signal_recorded(Some(&with(pid)), Signal::Kill),
                     Err(SignalRefused::BadPid(_))
                 ),
                 "{pid}"
             );
         }
         assert_eq!(
-            signal_recorded(Some(&me), libc::SIGKILL),
+            signal_recorded(Some(&me), Signal::Kill),
             Err(SignalRefused::Ourselves(me.pid))
         );
-        assert_eq!(signal_recorded(None, 0), Err(SignalRefused::Unrecorded));
+        assert_eq!(
+            signal_recorded(None, Signal::Kill),
+            Err(SignalRefused::Unrecorded)
+        );
         // A live process whose start time differs from the record: a recycled pid.
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -173,7 +202,7 @@ mod tests {
             ..real.clone()
         };
         assert!(matches!(
-            signal_recorded(Some(&stale), libc::SIGKILL),
+            signal_recorded(Some(&stale), Signal::Kill),
             Err(SignalRefused::Recycled(..))
         ));
         let other_host = ProcessIdentity {
@@ -181,12 +210,12 @@ mod tests {
             ..real.clone()
         };
         assert!(matches!(
-            signal_recorded(Some(&other_host), libc::SIGKILL),
+            signal_recorded(Some(&other_host), Signal::Kill),
             Err(SignalRefused::OtherHost(_))
         ));
         assert!(child.try_wait().unwrap().is_none(), "still alive");
         // The real identity is signalled.
-        signal_recorded(Some(&real), libc::SIGKILL).unwrap();
+        signal_recorded(Some(&real), Signal::Kill).unwrap();
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGKILL));

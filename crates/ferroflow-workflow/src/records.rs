@@ -7,13 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferroflow_meta::{Committed, MetaError, MetaStore, NewEvent, Record, RecordKind, RecordWrite};
+use ferroflow_meta::{
+    Committed, MetaError, MetaStore, NewEvent, NewRecord, Record, RecordKind, RecordWrite,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, WorkflowError};
-use crate::events::JOB_STATUS_CHANGED;
+use crate::events::{EXECUTION_STATUS_CHANGED, JOB_STATUS_CHANGED};
 use crate::graph::AiGraph;
 use crate::spec::parse_workflow;
-use crate::status::{ExecutionBody, JobExecutionBody, SnapshotBody};
+use crate::status::{ExecutionBody, ExecutionStatus, JobExecutionBody, SnapshotBody, WorkflowBody};
 
 /// Commit `writes` (each checked against the revision it was read at) and `events`, or
 /// `None` when a concurrent writer changed one of the records since it was read: the
@@ -159,3 +162,106 @@ pub fn log_path(
 
 /// A shared store handle, as everything here takes one.
 pub type SharedStore = Arc<dyn MetaStore>;
+
+/// A job execution, for listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobExecutionInfo {
+    /// Name (`<execution>.<job>.<attempt>`).
+    pub name: String,
+    /// Its state.
+    #[serde(flatten)]
+    pub body: JobExecutionBody,
+}
+
+/// Job executions of an execution, in creation order.
+pub async fn job_executions(
+    store: &dyn MetaStore,
+    project: &str,
+    execution: &str,
+) -> Result<Vec<JobExecutionInfo>> {
+    let mut out: Vec<JobExecutionInfo> = store
+        .list_records(
+            RecordKind::JobExecution,
+            Some(project),
+            Some(execution),
+            0,
+            u32::MAX,
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(JobExecutionInfo {
+                name: r.name.clone(),
+                body: parse_body(r)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    out.sort_by_key(|j| (j.body.create_time, j.body.attempt));
+    Ok(out)
+}
+
+/// The writes that create a new execution of workflow record `wf` (and count it).
+pub(crate) fn new_execution_writes(
+    wf: &Record,
+    offset: i64,
+) -> Result<(String, Vec<RecordWrite>, NewEvent)> {
+    let mut wf_body: WorkflowBody = parse_body(wf)?;
+    if wf_body.snapshot.is_empty() {
+        return Err(WorkflowError::Invalid(format!(
+            "workflow '{}/{}' has no snapshot",
+            wf.project, wf.name
+        )));
+    }
+    let snapshot = wf_body.snapshot.clone();
+    wf_body.executions += 1;
+    let n = wf_body.executions;
+    let name = format!("{}-{n}", wf.name);
+    let body = ExecutionBody {
+        status: ExecutionStatus::Init,
+        snapshot,
+        offset,
+        stop_requested: false,
+        jobs: Default::default(),
+        create_time: now_ms(),
+        end_time: None,
+        error: None,
+    };
+    let writes = vec![
+        RecordWrite::Update {
+            kind: RecordKind::Workflow,
+            project: wf.project.clone(),
+            name: wf.name.clone(),
+            body: to_body(&wf_body),
+            expected_revision: Some(wf.revision),
+        },
+        RecordWrite::Create {
+            kind: RecordKind::Execution,
+            record: NewRecord {
+                project: wf.project.clone(),
+                name: name.clone(),
+                parent: Some(wf.name.clone()),
+                body: to_body(&body),
+            },
+        },
+    ];
+    let event = execution_event(&wf.project, &wf.name, &name, ExecutionStatus::Init);
+    Ok((name, writes, event))
+}
+
+pub(crate) fn execution_event(
+    project: &str,
+    workflow: &str,
+    execution: &str,
+    status: ExecutionStatus,
+) -> NewEvent {
+    NewEvent {
+        key: workflow.into(),
+        value: status.as_str().into(),
+        event_type: EXECUTION_STATUS_CHANGED.into(),
+        namespace: project.into(),
+        sender: "scheduler".into(),
+        context: Some(execution.into()),
+        ..Default::default()
+    }
+}

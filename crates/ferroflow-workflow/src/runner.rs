@@ -17,10 +17,11 @@ use ferroflow_meta::MetaStore;
 use parking_lot::Mutex;
 
 use crate::error::{Result, WorkflowError};
-use crate::plugin::{CancelToken, JobContext, JobLog, PluginRegistry};
+use crate::plugin::{CancelToken, JobContext, JobLog};
 use crate::records::{
     get_execution, get_job_execution, load_snapshot, now_ms, update_job_execution,
 };
+use crate::registry::PluginRegistry;
 use crate::status::JobStatus;
 
 /// How a runner behaves.

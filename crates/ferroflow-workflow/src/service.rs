@@ -9,17 +9,15 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, WorkflowError};
-use crate::events::{EXECUTION_STATUS_CHANGED, WORKFLOW_SUBMITTED};
+use crate::events::WORKFLOW_SUBMITTED;
 use crate::graph::AiGraph;
-use crate::plugin::PluginRegistry;
-use crate::records::{get_execution, now_ms, parse_body, to_body, try_commit};
+use crate::records::{get_execution, new_execution_writes, parse_body, to_body, try_commit};
+use crate::registry::PluginRegistry;
 use crate::spec::to_yaml;
-use crate::status::{
-    ExecutionBody, ExecutionStatus, JobExecutionBody, SnapshotBody, WorkflowBody,
-    WorkflowRulesState,
-};
+use crate::status::{ExecutionBody, SnapshotBody, WorkflowBody, WorkflowRulesState};
 
 pub use crate::events::EXECUTION_STOP_REQUESTED;
+pub use crate::records::{JobExecutionInfo, job_executions};
 
 /// A submitted workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,17 +46,6 @@ pub struct ExecutionInfo {
     /// Its state.
     #[serde(flatten)]
     pub body: ExecutionBody,
-}
-
-/// A job execution, for listing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobExecutionInfo {
-    /// Name (`<execution>.<job>.<attempt>`).
-    pub name: String,
-    /// Its state.
-    #[serde(flatten)]
-    pub body: JobExecutionBody,
 }
 
 fn workflow_info(r: &Record) -> Result<WorkflowInfo> {
@@ -185,71 +172,6 @@ pub async fn submit(
     }
 }
 
-/// The writes that create a new execution of workflow record `wf` (and count it).
-pub(crate) fn new_execution_writes(
-    wf: &Record,
-    offset: i64,
-) -> Result<(String, Vec<RecordWrite>, NewEvent)> {
-    let mut wf_body: WorkflowBody = parse_body(wf)?;
-    if wf_body.snapshot.is_empty() {
-        return Err(WorkflowError::Invalid(format!(
-            "workflow '{}/{}' has no snapshot",
-            wf.project, wf.name
-        )));
-    }
-    let snapshot = wf_body.snapshot.clone();
-    wf_body.executions += 1;
-    let n = wf_body.executions;
-    let name = format!("{}-{n}", wf.name);
-    let body = ExecutionBody {
-        status: ExecutionStatus::Init,
-        snapshot,
-        offset,
-        stop_requested: false,
-        jobs: Default::default(),
-        create_time: now_ms(),
-        end_time: None,
-        error: None,
-    };
-    let writes = vec![
-        RecordWrite::Update {
-            kind: RecordKind::Workflow,
-            project: wf.project.clone(),
-            name: wf.name.clone(),
-            body: to_body(&wf_body),
-            expected_revision: Some(wf.revision),
-        },
-        RecordWrite::Create {
-            kind: RecordKind::Execution,
-            record: NewRecord {
-                project: wf.project.clone(),
-                name: name.clone(),
-                parent: Some(wf.name.clone()),
-                body: to_body(&body),
-            },
-        },
-    ];
-    let event = execution_event(&wf.project, &wf.name, &name, ExecutionStatus::Init);
-    Ok((name, writes, event))
-}
-
-pub(crate) fn execution_event(
-    project: &str,
-    workflow: &str,
-    execution: &str,
-    status: ExecutionStatus,
-) -> NewEvent {
-    NewEvent {
-        key: workflow.into(),
-        value: status.as_str().into(),
-        event_type: EXECUTION_STATUS_CHANGED.into(),
-        namespace: project.into(),
-        sender: "scheduler".into(),
-        context: Some(execution.into()),
-        ..Default::default()
-    }
-}
-
 /// Start a new execution of a submitted workflow; returns its name. A scheduler picks it up
 /// (status INIT until then). Events before this call do not reach it.
 pub async fn start(store: &dyn MetaStore, project: &str, workflow: &str) -> Result<String> {
@@ -354,33 +276,6 @@ pub async fn execution(store: &dyn MetaStore, project: &str, name: &str) -> Resu
         workflow: r.parent.unwrap_or_default(),
         body,
     })
-}
-
-/// Job executions of an execution, in creation order.
-pub async fn job_executions(
-    store: &dyn MetaStore,
-    project: &str,
-    execution: &str,
-) -> Result<Vec<JobExecutionInfo>> {
-    let mut out: Vec<JobExecutionInfo> = store
-        .list_records(
-            RecordKind::JobExecution,
-            Some(project),
-            Some(execution),
-            0,
-            u32::MAX,
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(JobExecutionInfo {
-                name: r.name.clone(),
-                body: parse_body(r)?,
-            })
-        })
-        .collect::<Result<_>>()?;
-    out.sort_by_key(|j| (j.body.create_time, j.body.attempt));
-    Ok(out)
 }
 
 /// The log file of a job's newest run in an execution (or of run `attempt`).

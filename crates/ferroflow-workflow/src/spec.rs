@@ -153,9 +153,9 @@ impl NodeSpec {
 }
 
 /// Finds the line of an item in the spec's text, for error messages.
-struct Lines<'a> {
-    file: &'a str,
-    text: &'a str,
+pub(crate) struct Lines<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) text: &'a str,
 }
 
 impl Lines<'_> {
@@ -279,17 +279,6 @@ pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
     }
     graph.validate_with(&lines)?;
     Ok(graph)
-}
-
-/// Check every job of a graph parsed from `text` against the job types of `registry`
-/// (unknown type, a plugin's own checks), with errors pointing at the job's line.
-pub fn check_job_types(
-    text: &str,
-    file: &str,
-    graph: &AiGraph,
-    registry: &crate::plugin::PluginRegistry,
-) -> Result<()> {
-    registry.validate(graph, &Lines { file, text })
 }
 
 /// Read, parse and check a spec file; relative paths in it resolve against its directory.

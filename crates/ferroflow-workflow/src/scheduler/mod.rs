@@ -18,14 +18,12 @@
 //! child process that exits without reporting, marks its job execution FAILED.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferroflow_meta::{
-    Event, EventFilter, MetaError, MetaStore, NewEvent, NewRecord, Notifier, Record, RecordKind,
-    RecordWrite,
+    Event, EventFilter, MetaError, MetaStore, NewEvent, Notifier, Record, RecordKind, RecordWrite,
 };
 
 use crate::error::{Result, WorkflowError};
@@ -33,23 +31,22 @@ use crate::events::{
     EXECUTION_STATUS_CHANGED, EXECUTION_STOP_REQUESTED, JOB_STATUS_CHANGED, SCHEDULER_ITEM_PARKED,
     WORKFLOW_SUBMITTED,
 };
-use crate::graph::AiGraph;
 use crate::periodic::{Clock, SystemClock};
-use crate::plugin::{CancelToken, PluginRegistry};
-use crate::process_id::signal_recorded;
 use crate::records::{
-    get_job_execution, load_snapshot, log_path, now_ms, parse_body, status_event, to_body,
-    try_commit, update_job_execution,
+    execution_event, get_job_execution, load_snapshot, new_execution_writes, now_ms, parse_body,
+    to_body, try_commit, update_job_execution,
 };
 use crate::rules::{Action, Rule, RuleState, evaluate};
-use crate::runner::{RunnerOptions, run_job_execution};
-use crate::service::{execution_event, new_execution_writes};
-use crate::status::{
-    ExecutionBody, ExecutionStatus, JobExecutionBody, JobState, JobStatus, Trigger, WorkflowBody,
-    WorkflowRulesState,
-};
+use crate::runner::RunnerOptions;
+use crate::status::{ExecutionBody, ExecutionStatus, JobStatus, WorkflowBody, WorkflowRulesState};
 
-const SENDER: &str = "scheduler";
+mod decide;
+mod launch;
+mod liveness;
+
+use decide::{Ctx, Exec, Pending, SENDER, active};
+use launch::Handle;
+pub use launch::Launcher;
 
 /// The `error` of an execution the scheduler had to fail for a reason of its own.
 fn undrivable(reason: &str) -> String {
@@ -59,34 +56,6 @@ fn undrivable(reason: &str) -> String {
 /// One line on the scheduler's standard error (its log).
 fn log(line: &str) {
     eprintln!("[ferroflow scheduler] {line}");
-}
-
-/// How job executions are run.
-#[derive(Clone)]
-pub enum Launcher {
-    /// In a child process: `program [args..] job run --data-dir D --project P
-    /// --job-execution N --launch-id L` (the `ferroflow` binary). A crash or a kill of the
-    /// job never touches the scheduler, and jobs survive a scheduler restart.
-    Process {
-        /// The `ferroflow` executable.
-        program: PathBuf,
-        /// Arguments before `job run`.
-        args: Vec<String>,
-    },
-    /// On this process's runtime, for embedding and tests.
-    InProcess {
-        /// Job types the runner knows.
-        registry: PluginRegistry,
-    },
-}
-
-impl std::fmt::Debug for Launcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Launcher::Process { program, .. } => write!(f, "Process({})", program.display()),
-            Launcher::InProcess { registry } => write!(f, "InProcess({registry:?})"),
-        }
-    }
 }
 
 /// Scheduler settings.
@@ -127,26 +96,6 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// A running job execution this scheduler launched.
-enum Handle {
-    Child(tokio::process::Child),
-    Task {
-        cancel: CancelToken,
-        join: tokio::task::JoinHandle<()>,
-    },
-}
-
-struct Exec {
-    project: String,
-    name: String,
-    workflow: String,
-    revision: i64,
-    committed_offset: i64,
-    body: ExecutionBody,
-    graph: Arc<AiGraph>,
-    rules: BTreeMap<String, Vec<Rule>>,
-}
-
 struct Wf {
     project: String,
     name: String,
@@ -154,16 +103,6 @@ struct Wf {
     states: Vec<RuleState>,
     offset: i64,
     committed_offset: i64,
-}
-
-/// What one decision writes, then does.
-#[derive(Default)]
-struct Pending {
-    writes: Vec<RecordWrite>,
-    events: Vec<NewEvent>,
-    launches: Vec<String>,
-    /// The event being applied, recorded in the job executions it starts.
-    trigger: Option<Trigger>,
 }
 
 /// Statistics of a scheduler (for benchmarks and tests).
@@ -199,21 +138,6 @@ pub struct Scheduler {
     last_health: Instant,
     last_flush: Instant,
     stats: Arc<SchedulerStats>,
-}
-
-static LAUNCH_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn launch_token() -> String {
-    format!(
-        "{:x}-{:x}-{}",
-        now_ms(),
-        std::process::id(),
-        LAUNCH_COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn active(s: Option<JobStatus>) -> bool {
-    s.is_some_and(|s| !s.is_terminal())
 }
 
 impl Scheduler {
@@ -480,19 +404,7 @@ impl Scheduler {
         let reason = e.to_string();
         log(&format!("execution {key} FAILED: {reason}"));
         let mut p = Pending::default();
-        let jobs: Vec<String> = exec.body.jobs.keys().cloned().collect();
-        for j in jobs {
-            self.act(&mut exec, &j, Action::Stop, &mut p);
-        }
-        exec.body.status = ExecutionStatus::Failed;
-        exec.body.error = Some(undrivable(&reason));
-        exec.body.end_time = Some(now_ms());
-        p.events.push(execution_event(
-            &exec.project,
-            &exec.workflow,
-            &exec.name,
-            ExecutionStatus::Failed,
-        ));
+        exec.fail(undrivable(&reason), &self.ctx(), &mut p);
         match self.commit(&mut exec, p).await {
             Ok(()) => Ok(()),
             Err(e) => self.item_failed(&key, &exec.project, e).await,
@@ -545,7 +457,7 @@ impl Scheduler {
         };
         let mut p = Pending::default();
         if exec.body.status == ExecutionStatus::Init {
-            self.initialise(&mut exec, &mut p)?;
+            exec.initialise(self.clock.now_ms(), &self.ctx(), &mut p)?;
             self.commit(&mut exec, p).await?;
         } else {
             // Recovery: re-do what the stored state says was decided.
@@ -567,173 +479,6 @@ impl Scheduler {
             self.execs.insert(key, exec);
         }
         Ok(())
-    }
-
-    /// INIT -> RUNNING: first periodic ticks, and START for jobs that start with the
-    /// execution.
-    fn initialise(&self, exec: &mut Exec, p: &mut Pending) -> Result<()> {
-        let now = self.clock.now_ms();
-        exec.body.status = ExecutionStatus::Running;
-        let graph = exec.graph.clone();
-        for (name, job) in &graph.jobs {
-            let js = exec.body.jobs.entry(name.clone()).or_default();
-            if let Some(per) = &job.periodic {
-                js.next_tick = Some(per.next_after(now)?);
-            }
-        }
-        p.events.push(execution_event(
-            &exec.project,
-            &exec.workflow,
-            &exec.name,
-            ExecutionStatus::Running,
-        ));
-        for (name, job) in &graph.jobs {
-            if job.starts_with_execution() {
-                self.act(exec, name, Action::Start, p);
-            }
-        }
-        self.check_done(exec, p);
-        Ok(())
-    }
-
-    /// Apply a job action to the in-memory state, adding what must be written to `p`.
-    fn act(&self, exec: &mut Exec, job: &str, action: Action, p: &mut Pending) {
-        let js = exec.body.jobs.entry(job.to_string()).or_default();
-        let running = active(js.status);
-        match action {
-            Action::None => return,
-            Action::Start if running => {
-                if js.status == Some(JobStatus::Stopping) || js.stop_pending() {
-                    js.restart_pending = true;
-                    js.pending_trigger = p.trigger.clone();
-                }
-                return;
-            }
-            Action::Stop if !running => {
-                js.restart_pending = false;
-                js.pending_trigger = None;
-                return;
-            }
-            Action::Stop => {
-                js.restart_pending = false;
-                js.pending_trigger = None;
-                js.stop_requested = true;
-            }
-            Action::Restart if running => {
-                js.stop_requested = true;
-                js.restart_pending = true;
-                js.pending_trigger = p.trigger.clone();
-            }
-            Action::Start | Action::Restart => {
-                let attempt = js.attempts + 1;
-                let je = format!("{}.{job}.{attempt}", exec.name);
-                let body = JobExecutionBody {
-                    job: job.to_string(),
-                    workflow: exec.workflow.clone(),
-                    execution: exec.name.clone(),
-                    attempt,
-                    status: JobStatus::Init,
-                    status_seq: 1,
-                    launch_id: String::new(),
-                    pid: None,
-                    process: None,
-                    heartbeat: None,
-                    create_time: now_ms(),
-                    start_time: None,
-                    end_time: None,
-                    exit_code: None,
-                    error: None,
-                    log: log_path(
-                        &self.cfg.runner.data_dir,
-                        &exec.project,
-                        &exec.name,
-                        job,
-                        attempt,
-                    )
-                    .display()
-                    .to_string(),
-                    trigger: js.pending_trigger.take().or_else(|| p.trigger.clone()),
-                    external: None,
-                };
-                p.events.push(status_event(&exec.project, &body, SENDER));
-                p.writes.push(RecordWrite::Create {
-                    kind: RecordKind::JobExecution,
-                    record: NewRecord {
-                        project: exec.project.clone(),
-                        name: je.clone(),
-                        parent: Some(exec.name.clone()),
-                        body: to_body(&body),
-                    },
-                });
-                p.launches.push(je.clone());
-                js.attempts = attempt;
-                js.current = Some(je);
-                js.status = Some(JobStatus::Init);
-                js.stop_requested = false;
-                js.restart_pending = false;
-            }
-        }
-        self.stats.actions.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Decide the execution's end: stopped, failed, succeeded, or still running.
-    fn check_done(&self, exec: &mut Exec, p: &mut Pending) {
-        if exec.body.status.is_terminal() {
-            return;
-        }
-        let any_active = exec
-            .body
-            .jobs
-            .values()
-            .any(|j| active(j.status) || j.restart_pending);
-        let end = |exec: &mut Exec, p: &mut Pending, status: ExecutionStatus| {
-            exec.body.status = status;
-            exec.body.end_time = Some(now_ms());
-            p.events.push(execution_event(
-                &exec.project,
-                &exec.workflow,
-                &exec.name,
-                status,
-            ));
-        };
-        if exec.body.stop_requested {
-            if !any_active {
-                end(exec, p, ExecutionStatus::Stopped);
-            }
-            return;
-        }
-        if exec.graph.is_triggered() {
-            return; // runs until stopped
-        }
-        let failed: Vec<String> = exec
-            .body
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.status == Some(JobStatus::Failed))
-            .map(|(n, _)| n.clone())
-            .collect();
-        if !failed.is_empty() {
-            let jobs: Vec<String> = exec.body.jobs.keys().cloned().collect();
-            for j in jobs {
-                self.act(exec, &j, Action::Stop, p);
-            }
-            if !exec.body.jobs.values().any(|j| active(j.status)) {
-                exec.body.error = Some(format!("job(s) failed: {}", failed.join(", ")));
-                end(exec, p, ExecutionStatus::Failed);
-            } else {
-                exec.body.status = ExecutionStatus::Stopping;
-            }
-            return;
-        }
-        let all_finished = exec.graph.jobs.keys().all(|j| {
-            exec.body
-                .jobs
-                .get(j)
-                .is_some_and(|s| s.status == Some(JobStatus::Finished))
-        });
-        if all_finished && !any_active {
-            end(exec, p, ExecutionStatus::Succeeded);
-        }
     }
 
     /// Write the execution's state with `p`'s writes and events in one transaction, then
@@ -761,6 +506,7 @@ impl Scheduler {
             .map(|r| r.revision)
             .unwrap_or(exec.revision);
         exec.committed_offset = exec.body.offset;
+        self.stats.actions.fetch_add(p.actions, Ordering::Relaxed);
         self.after_commit(exec, p).await;
         Ok(())
     }
@@ -788,108 +534,6 @@ impl Scheduler {
             {
                 self.stop_job_execution(&exec.project, je).await;
             }
-        }
-    }
-
-    /// INIT (or a STARTING left by a gone scheduler) -> STARTING with a new launch token,
-    /// then start its runner.
-    async fn launch(&mut self, project: &str, je: &str) -> Result<()> {
-        let key = format!("{project}/{je}");
-        if self.handles.contains_key(&key) {
-            return Ok(());
-        }
-        let token = launch_token();
-        let relaunch_ok = !self.launched.contains_key(&key);
-        let claimed = update_job_execution(&*self.store, project, je, SENDER, |b| {
-            let ok =
-                b.status == JobStatus::Init || (b.status == JobStatus::Starting && relaunch_ok);
-            if ok {
-                b.status = JobStatus::Starting;
-                b.launch_id = token.clone();
-            }
-            ok
-        })
-        .await?;
-        let Some(body) = claimed else { return Ok(()) };
-        self.launched.insert(key.clone(), Instant::now());
-        self.stats.launches.fetch_add(1, Ordering::Relaxed);
-        let handle = match &self.launcher {
-            Launcher::Process { program, args } => {
-                let log = crate::plugin::JobLog::open(std::path::Path::new(&body.log))?;
-                let mut cmd = tokio::process::Command::new(program);
-                cmd.args(args)
-                    .arg("job")
-                    .arg("run")
-                    .arg("--data-dir")
-                    .arg(&self.cfg.runner.data_dir)
-                    .arg("--project")
-                    .arg(project)
-                    .arg("--job-execution")
-                    .arg(je)
-                    .arg("--launch-id")
-                    .arg(&token)
-                    .arg("--heartbeat-ms")
-                    .arg(self.cfg.runner.heartbeat.as_millis().to_string())
-                    .stdin(std::process::Stdio::null())
-                    .stdout(log.file()?)
-                    .stderr(log.file()?)
-                    // Its own process group: a Ctrl-C aimed at the scheduler's terminal does
-                    // not reach the jobs, which outlive a scheduler restart by design.
-                    .process_group(0);
-                let child = cmd.spawn().map_err(|e| {
-                    WorkflowError::job(je, format!("cannot start {}: {e}", program.display()))
-                })?;
-                Handle::Child(child)
-            }
-            Launcher::InProcess { registry } => {
-                let cancel = CancelToken::new();
-                let (store, registry, project, je, opts, c) = (
-                    self.store.clone(),
-                    registry.clone(),
-                    project.to_string(),
-                    je.to_string(),
-                    self.cfg.runner.clone(),
-                    cancel.clone(),
-                );
-                let join = tokio::spawn(async move {
-                    let _ =
-                        run_job_execution(store, &registry, &project, &je, &token, &opts, c).await;
-                });
-                Handle::Task { cancel, join }
-            }
-        };
-        self.handles.insert(key, handle);
-        Ok(())
-    }
-
-    /// RUNNING/STARTING/INIT -> STOPPING, and tell the runner.
-    async fn stop_job_execution(&mut self, project: &str, je: &str) {
-        let key = format!("{project}/{je}");
-        let r = update_job_execution(&*self.store, project, je, SENDER, |b| {
-            if b.status.is_terminal() || b.status == JobStatus::Stopping {
-                return false;
-            }
-            b.status = JobStatus::Stopping;
-            true
-        })
-        .await;
-        let body = match r {
-            Ok(Some(b)) => b,
-            Ok(None) => match get_job_execution(&*self.store, project, je).await {
-                Ok((_, b)) if b.status == JobStatus::Stopping => b,
-                _ => return,
-            },
-            Err(_) => return,
-        };
-        self.stopping
-            .entry(key.clone())
-            .or_insert_with(Instant::now);
-        if let Some(Handle::Task { cancel, .. }) = self.handles.get(&key) {
-            cancel.cancel();
-        } else {
-            // An adopted runner also sees STOPPING on its next heartbeat; the signal only
-            // makes it quicker.
-            self.signal_runner(&key, &body, libc::SIGTERM);
         }
     }
 
@@ -1034,39 +678,15 @@ impl Scheduler {
         let mut p = Pending::default();
         let before = to_body(&exec.body);
         let own = e.context.as_deref() == Some(exec.name.as_str());
-        if own && e.event_type == EXECUTION_STOP_REQUESTED && !exec.body.stop_requested {
-            exec.body.stop_requested = true;
-            exec.body.status = ExecutionStatus::Stopping;
-            let jobs: Vec<String> = exec.body.jobs.keys().cloned().collect();
-            for j in jobs {
-                self.act(exec, &j, Action::Stop, &mut p);
-            }
-            p.events.push(execution_event(
-                &exec.project,
-                &exec.workflow,
-                &exec.name,
-                ExecutionStatus::Stopping,
-            ));
+        if own && e.event_type == EXECUTION_STOP_REQUESTED {
+            exec.request_stop(&self.ctx(), &mut p);
         }
         if own && e.event_type == JOB_STATUS_CHANGED {
             self.refresh_job(exec, e, &mut p).await?;
         }
-        if !exec.body.stop_requested && exec.body.status == ExecutionStatus::Running {
-            let jobs: Vec<String> = exec.rules.keys().cloned().collect();
-            for job in jobs {
-                let rules = &exec.rules[&job];
-                if rules.is_empty() {
-                    continue;
-                }
-                let js = exec.body.jobs.entry(job.clone()).or_default();
-                if let Some(action) = evaluate(rules, &mut js.rules, e) {
-                    p.trigger = Some(Trigger::of(e));
-                    self.act(exec, &job, action, &mut p);
-                    p.trigger = None;
-                }
-            }
-        }
-        self.check_done(exec, &mut p);
+        let cx = self.ctx();
+        exec.apply_rules(e, &cx, &mut p);
+        exec.check_done(&cx, &mut p);
         // Rule states change on any matching event: commit whenever the state changed
         // (`before` already has the new offset, so an offset alone is flushed later).
         if to_body(&exec.body) != before || !p.writes.is_empty() || !p.events.is_empty() {
@@ -1084,10 +704,9 @@ impl Scheduler {
             return Ok(());
         };
         let (_, jb) = get_job_execution(&*self.store, &exec.project, &current).await?;
-        let js = exec.body.jobs.get_mut(job).expect("present above");
-        js.status = Some(jb.status);
-        if jb.status.is_terminal() {
-            let key = format!("{}/{current}", exec.project);
+        let job = job.to_string();
+        if let Some(ended) = exec.job_status_read(&job, jb.status, &self.ctx(), p) {
+            let key = format!("{}/{ended}", exec.project);
             self.launched.remove(&key);
             self.stopping.remove(&key);
             if let Some(Handle::Child(mut c)) = self.handles.remove(&key) {
@@ -1095,15 +714,6 @@ impl Scheduler {
                 tokio::spawn(async move {
                     let _ = c.wait().await;
                 });
-            }
-            js.stop_requested = false;
-            if js.restart_pending && !exec.body.stop_requested {
-                js.restart_pending = false;
-                let job = job.to_string();
-                self.act(exec, &job, Action::Start, p);
-            } else {
-                js.restart_pending = false;
-                js.pending_trigger = None;
             }
         }
         Ok(())
@@ -1117,7 +727,13 @@ impl Scheduler {
             let Some(mut exec) = self.execs.remove(&k) else {
                 continue;
             };
-            match self.tick_execution(&mut exec, now).await {
+            let mut p = Pending::default();
+            let r = match exec.due_ticks(now, &self.ctx(), &mut p) {
+                Ok(true) => self.commit(&mut exec, p).await,
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match r {
                 Ok(()) => {
                     self.execs.insert(k, exec);
                 }
@@ -1127,192 +743,11 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn tick_execution(&mut self, exec: &mut Exec, now: i64) -> Result<()> {
-        let mut p = Pending::default();
-        let mut changed = false;
-        if exec.body.status == ExecutionStatus::Running && !exec.body.stop_requested {
-            let graph = exec.graph.clone();
-            for (name, job) in &graph.jobs {
-                let Some(per) = &job.periodic else { continue };
-                let due = exec
-                    .body
-                    .jobs
-                    .get(name)
-                    .and_then(|j| j.next_tick)
-                    .is_some_and(|t| t <= now);
-                if due {
-                    // One run per tick that passed, however many passed while down.
-                    exec.body.jobs.entry(name.clone()).or_default().next_tick =
-                        Some(per.next_after(now)?);
-                    self.act(exec, name, Action::Restart, &mut p);
-                    changed = true;
-                }
-            }
-        }
-        if changed {
-            self.commit(exec, p).await?;
-        }
-        Ok(())
-    }
-
-    /// Heartbeats, exited children, stuck launches and stops.
-    async fn check_health(&mut self) -> Result<()> {
-        let mut work: Vec<(String, String)> = vec![];
-        for exec in self.execs.values() {
-            for js in exec.body.jobs.values() {
-                if let (Some(je), true) = (&js.current, active(js.status)) {
-                    work.push((exec.project.clone(), je.clone()));
-                }
-            }
-        }
-        let live: HashSet<String> = work.iter().map(|(p, je)| format!("{p}/{je}")).collect();
-        self.beats.retain(|k, _| live.contains(k));
-        for (project, je) in work {
-            if let Err(e) = self.check_job_health(&project, &je).await {
-                if e.is_transient() {
-                    return Err(e);
-                }
-                // This run's own trouble (a launch that cannot start, an unreadable record):
-                // it fails; the rest go on.
-                log(&format!("job execution {project}/{je}: {e}"));
-                let msg = e.to_string();
-                update_job_execution(&*self.store, &project, &je, SENDER, |b| {
-                    if b.status.is_terminal() {
-                        return false;
-                    }
-                    b.status = JobStatus::Failed;
-                    b.error = Some(msg.clone());
-                    true
-                })
-                .await
-                .or_else(|e| if e.is_transient() { Err(e) } else { Ok(None) })?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn check_job_health(&mut self, project: &str, je: &str) -> Result<()> {
-        let key = format!("{project}/{je}");
-        let (_, b) = get_job_execution(&*self.store, project, je).await?;
-        if b.status.is_terminal() {
-            return Ok(());
-        }
-        let exited = match self.handles.get_mut(&key) {
-            Some(Handle::Child(c)) => c.try_wait().ok().flatten().map(|s| s.to_string()),
-            Some(Handle::Task { join, .. }) => join.is_finished().then(|| "ended".to_string()),
-            None => None,
-        };
-        let reason = if let Some(how) = exited {
-            // Give a runner that just wrote its end a moment to be read.
-            let (_, again) = get_job_execution(&*self.store, project, je).await?;
-            if again.status.is_terminal() {
-                return Ok(());
-            }
-            Some(format!(
-                "the job process (pid {}) exited ({how}) without reporting an end",
-                again
-                    .pid
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "?".into())
-            ))
-        } else {
-            match b.status {
-                JobStatus::Running | JobStatus::Stopping => {
-                    // Time since the heartbeat last *changed*, on our monotonic clock: the
-                    // runner's wall clock and ours may disagree or jump.
-                    let beat = b.heartbeat.unwrap_or(b.create_time);
-                    let seen = self
-                        .beats
-                        .entry(key.clone())
-                        .or_insert((beat, Instant::now()));
-                    if seen.0 != beat {
-                        *seen = (beat, Instant::now());
-                    }
-                    let silent = seen.1.elapsed();
-                    (silent > self.cfg.heartbeat_timeout).then(|| {
-                        format!(
-                            "no heartbeat for {} ms: the job process (pid {}) is gone or hung",
-                            silent.as_millis(),
-                            b.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
-                        )
-                    })
-                }
-                JobStatus::Starting => match self.launched.get(&key) {
-                    Some(t) if t.elapsed() > self.cfg.start_timeout => Some(format!(
-                        "the job process did not report in within {:?}",
-                        self.cfg.start_timeout
-                    )),
-                    Some(_) => None,
-                    None => {
-                        // Launched by a scheduler that is gone: launch again.
-                        self.launch(project, je).await?;
-                        None
-                    }
-                },
-                JobStatus::Init => {
-                    self.launch(project, je).await?;
-                    None
-                }
-                _ => None,
-            }
-        };
-        let stuck_stop = b.status == JobStatus::Stopping
-            && self
-                .stopping
-                .get(&key)
-                .is_some_and(|t| t.elapsed() > self.cfg.stop_timeout);
-        if reason.is_none() && !stuck_stop {
-            return Ok(());
-        }
-        // Make sure a hung runner is gone before its run is declared over.
-        self.signal_runner(&key, &b, libc::SIGKILL);
-        if let Some(Handle::Task { cancel, join }) = self.handles.get(&key) {
-            cancel.cancel();
-            join.abort();
-        }
-        let (status, error) = match reason {
-            Some(r) if b.status != JobStatus::Stopping => (JobStatus::Failed, Some(r)),
-            Some(_) | None => (JobStatus::Stopped, None),
-        };
-        update_job_execution(&*self.store, project, je, SENDER, |b| {
-            if b.status.is_terminal() {
-                return false;
-            }
-            b.status = status;
-            b.error = error.clone();
-            true
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Signal a job execution's runner: our own child through its handle (its pid, and the
-    /// group it leads, stay ours until we reap it), in-process runners not at all (they are
-    /// cancelled), and a runner launched by an earlier scheduler only when the process with
-    /// its pid is provably the one it recorded (see [`crate::process_id`]).
-    fn signal_runner(&self, key: &str, b: &JobExecutionBody, signal: libc::c_int) {
-        match self.handles.get(key) {
-            Some(Handle::Child(c)) => {
-                if let Some(id) = c.id() {
-                    // Its own group (launched with process_group(0)): a SIGKILL also ends
-                    // the commands it started; a SIGTERM goes to the runner, which stops them.
-                    let target = if signal == libc::SIGKILL {
-                        -(id as i32)
-                    } else {
-                        id as i32
-                    };
-                    // SAFETY: kill(2) on our own child, not yet reaped (`id` is `None` after).
-                    unsafe { libc::kill(target, signal) };
-                }
-            }
-            Some(Handle::Task { .. }) => {}
-            None => {
-                if let Err(why) = signal_recorded(b.process.as_ref(), signal) {
-                    log(&format!(
-                        "job execution {key}: not signalling its runner: {why}"
-                    ));
-                }
-            }
+    /// What a decision taken now needs.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            data_dir: &self.cfg.runner.data_dir,
+            wall_ms: now_ms(),
         }
     }
 
@@ -1404,12 +839,6 @@ impl Scheduler {
             }
         }
         Ok(())
-    }
-}
-
-impl JobState {
-    fn stop_pending(&self) -> bool {
-        self.stop_requested
     }
 }
 
