@@ -15,4 +15,5 @@ mod optim;
 mod train;
 
 pub use model::{LIBTORCH_VERSION, TorchLoader, TorchModel, TorchOptions, input, scalar_input};
-pub use train::{Loss, Optimizer, TorchStreamExt, TorchTrainer, trainer_output_schema};
+pub use optim::Optimizer;
+pub use train::{Loss, TorchStreamExt, TorchTrainer, trainer_output_schema};

@@ -7,11 +7,26 @@
 use tch::nn::VarStore;
 use tch::{TchError, Tensor};
 
-use crate::train::Optimizer;
-
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
+
+/// The optimizer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Optimizer {
+    /// Stochastic gradient descent.
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum (0 for none).
+        momentum: f64,
+    },
+    /// Adam.
+    Adam {
+        /// Learning rate.
+        lr: f64,
+    },
+}
 
 /// One trainable variable and its optimizer slots.
 struct Param {

@@ -28,7 +28,7 @@ use tch::nn::VarStore;
 use tch::{Device, Reduction, Tensor, TrainableCModule};
 
 use crate::model::{first_line, to_tensor};
-use crate::optim::Optim;
+use crate::optim::{Optim, Optimizer};
 
 /// The loss minimised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,23 +40,6 @@ pub enum Loss {
     MeanSquaredError,
     /// Cross entropy between `forward(features)` (logits) and an integer class label.
     CrossEntropy,
-}
-
-/// The optimizer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Optimizer {
-    /// Stochastic gradient descent.
-    Sgd {
-        /// Learning rate.
-        lr: f64,
-        /// Momentum (0 for none).
-        momentum: f64,
-    },
-    /// Adam.
-    Adam {
-        /// Learning rate.
-        lr: f64,
-    },
 }
 
 /// A training node's description.
