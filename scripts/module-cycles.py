@@ -21,7 +21,6 @@ KNOWN = {
         "alink", "als", "classification", "clustering", "evaluation", "feature", "gbdt",
         "graph", "linear", "online", "pipeline", "recommendation", "stage", "stats",
     }],
-    "ferroflow-server": [{"api", "workflows"}],
 }
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

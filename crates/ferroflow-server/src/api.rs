@@ -2,196 +2,36 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use ferroflow_meta::{
-    ApiToken, ArtifactStore, Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent,
-    NewModelVersion, NewRecord, Notifier, Record, RecordKind, Role,
+    ApiToken, Event, EventFilter, Model, ModelStage, ModelVersion, NewEvent, NewModelVersion,
+    NewRecord, Record, RecordKind, Role,
 };
 use futures::Stream;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::auth::{AuthConfig, Caller, forbidden, required_role};
+use crate::auth::{forbidden, required_role};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
 use crate::workflows::*;
-use ferroflow_workflow::PluginRegistry;
 
 /// Largest artifact upload (models can be large; other bodies keep the server's limit).
 const ARTIFACT_LIMIT: usize = 1 << 30;
 
 /// Longest a long-poll `listen` may wait.
 const MAX_LISTEN: Duration = Duration::from_secs(60);
-
-/// Shared state of the handlers.
-#[derive(Clone)]
-pub struct AppState {
-    notifier: Notifier,
-    job_types: PluginRegistry,
-    artifacts: ArtifactStore,
-    auth: AuthConfig,
-    log_root: Arc<std::path::Path>,
-    metrics: Arc<Metrics>,
-    /// Permits for waiting clients (long polls and streams): beyond them, 429.
-    listeners: Arc<tokio::sync::Semaphore>,
-    /// Becomes `true` when the server shuts down: waits and streams end.
-    shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Held while an upload is renamed into place and its record written.
-    artifact_commits: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Waiting clients (long-poll listeners and event streams) a server serves at once by
-/// default.
-pub const DEFAULT_MAX_LISTENERS: usize = 1024;
-
-struct Metrics {
-    registry: Registry,
-    requests: Family<Vec<(String, String)>, Counter>,
-    events_sent: Counter<u64, AtomicU64>,
-}
-
-impl AppState {
-    /// State over a notifier (and its store) and an artifact directory, checking requests
-    /// with `auth`; job logs are served only from under `log_root`.
-    pub fn new(
-        notifier: Notifier,
-        artifacts: ArtifactStore,
-        auth: AuthConfig,
-        log_root: std::path::PathBuf,
-    ) -> Self {
-        let mut registry = Registry::default();
-        let requests = Family::<Vec<(String, String)>, Counter>::default();
-        let events_sent = Counter::<u64, AtomicU64>::default();
-        registry.register(
-            "ferroflow_http_requests",
-            "HTTP requests by status class",
-            requests.clone(),
-        );
-        registry.register(
-            "ferroflow_events_sent",
-            "Events stored through the API",
-            events_sent.clone(),
-        );
-        AppState {
-            notifier,
-            job_types: PluginRegistry::with_builtin(),
-            artifacts,
-            auth,
-            log_root: Arc::from(log_root),
-            listeners: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_LISTENERS)),
-            shutdown: tokio::sync::watch::channel(false).1,
-            artifact_commits: Arc::default(),
-            metrics: Arc::new(Metrics {
-                registry,
-                requests,
-                events_sent,
-            }),
-        }
-    }
-
-    /// At most `n` waiting clients at once (default [`DEFAULT_MAX_LISTENERS`]).
-    pub fn with_max_listeners(mut self, n: usize) -> Self {
-        self.listeners = Arc::new(tokio::sync::Semaphore::new(n));
-        self
-    }
-
-    /// End long polls and event streams when `shutdown` becomes `true` (graceful shutdown
-    /// otherwise waits for them).
-    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
-        self.shutdown = shutdown;
-        self
-    }
-
-    /// A permit for one more waiting client, or 429.
-    fn listener_permit(&self) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
-        self.listeners.clone().try_acquire_owned().map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_listeners",
-                "this server has as many waiting listeners as it serves; retry later",
-            )
-        })
-    }
-
-    /// Job types workflow submissions are checked against (default: the built-in ones).
-    pub fn with_job_types(mut self, job_types: PluginRegistry) -> Self {
-        self.job_types = job_types;
-        self
-    }
-
-    pub(crate) fn store(&self) -> &dyn ferroflow_meta::MetaStore {
-        &**self.notifier.store()
-    }
-
-    pub(crate) fn job_types(&self) -> &PluginRegistry {
-        &self.job_types
-    }
-
-    pub(crate) fn log_root(&self) -> &std::path::Path {
-        &self.log_root
-    }
-
-    /// Wake listeners after a write that did not go through the notifier (its events were
-    /// written by the store itself).
-    pub(crate) fn after_write(&self) {
-        self.notifier.written();
-    }
-}
-
-/// JSON body whose rejections (malformed, too large, wrong content type) are API errors.
-pub(crate) struct ApiJson<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(v)| ApiJson(v))
-            .map_err(ApiError::from)
-    }
-}
-
-/// Query string whose rejections are API errors.
-pub(crate) struct ApiQuery<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))
-    }
-}
-
-/// Path parameters whose rejections are API errors.
-pub(crate) struct ApiPath<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| ApiPath(p.0))
-            .map_err(|e: PathRejection| ApiError::bad_request(e.body_text()))
-    }
-}
 
 /// Health.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -912,17 +752,6 @@ async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     s.store().revoke_token(&name).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The authenticated caller (set by the guard on every route but `/api/health`).
-pub(crate) fn caller(ext: Option<axum::Extension<Caller>>) -> ApiResult<Caller> {
-    ext.map(|e| e.0).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "no authenticated caller",
-        )
-    })
 }
 
 #[derive(OpenApi)]

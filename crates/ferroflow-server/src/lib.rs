@@ -15,6 +15,8 @@
 mod api;
 pub mod auth;
 mod error;
+mod extract;
+mod state;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -23,8 +25,9 @@ use std::sync::Arc;
 
 use ferroflow_meta::{ArtifactStore, MetaStore, Notifier, PostgresStore, SqliteStore};
 
-pub use api::{AppState, DEFAULT_MAX_LISTENERS, router};
+pub use api::router;
 pub use error::{ApiError, ErrorBody};
+pub use state::{AppState, DEFAULT_MAX_LISTENERS};
 
 /// Settings of a server.
 #[derive(Debug, Clone)]
@@ -61,7 +64,7 @@ impl Default for ServerConfig {
             allowed_hosts: vec![],
             allowed_origins: vec![],
             body_limit: 1 << 20,
-            max_listeners: api::DEFAULT_MAX_LISTENERS,
+            max_listeners: state::DEFAULT_MAX_LISTENERS,
             job_types: ferroflow_workflow::PluginRegistry::with_builtin(),
         }
     }

@@ -11,9 +11,10 @@ use ferroflow_workflow::WorkflowError;
 use ferroflow_workflow::service::{self, ExecutionInfo, JobExecutionInfo, WorkflowInfo};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiJson, ApiPath, ApiQuery, AppState, caller};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, caller};
+use crate::state::AppState;
 use ferroflow_meta::Role;
 
 /// Largest log answered in one response; longer logs are cut from the front.
