@@ -15,7 +15,7 @@ import re
 import sys
 
 KNOWN = {
-    "ferroflow-engine": [{"checkpoint", "operator", "state"}, {"coordinator", "runtime"}],
+    "ferroflow-engine": [{"coordinator", "runtime"}],
     # The stage list in stage.rs names every algorithm module, which all implement its traits.
     "ferroflow-ml": [{
         "alink", "als", "classification", "clustering", "evaluation", "feature", "gbdt",

@@ -25,12 +25,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow_array::ArrayRef;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::hash::{hash_rows, key_group, key_group_owner};
-use crate::operator::{InstanceInfo, OperatorState};
+use crate::hash::key_group_owner;
+use crate::operator::OperatorState;
 use crate::state::{StateDecoder, StateEncoder, decode_state, encode_state};
 
 /// Default number of key groups (Flink's max parallelism): keyed state can be restored at
@@ -124,42 +123,6 @@ pub struct Restored {
     pub finished: bool,
     /// Newer checkpoints passed over, and why (incomplete or damaged).
     pub skipped: Vec<String>,
-}
-
-/// Where an operator instance's restored state comes from, and which keys are its own.
-#[derive(Debug, Clone)]
-pub struct RestoreContext {
-    /// The instance being restored.
-    pub instance: InstanceInfo,
-    /// Parallelism of the node when the checkpoint was taken.
-    pub old_parallelism: usize,
-    pub(crate) max_parallelism: u32,
-}
-
-impl RestoreContext {
-    /// `true` when the checkpoint was taken at the parallelism the node runs at now, so the
-    /// state given is this instance's own.
-    pub fn same_parallelism(&self) -> bool {
-        self.old_parallelism == self.instance.parallelism
-    }
-
-    /// For each of `rows` rows of these key columns, whether its key now belongs to this
-    /// instance (the routing of keyed exchanges, through key groups). Keyed operators
-    /// restored at a new parallelism keep just these rows of the states they are given.
-    pub fn owns_keys(&self, key_columns: &[ArrayRef], rows: usize) -> Result<Vec<bool>> {
-        let mut hashes = Vec::new();
-        hash_rows(key_columns, rows, &mut hashes)?;
-        Ok(hashes
-            .iter()
-            .map(|h| {
-                key_group_owner(
-                    key_group(*h, self.max_parallelism),
-                    self.max_parallelism,
-                    self.instance.parallelism,
-                ) == self.instance.index
-            })
-            .collect())
-    }
 }
 
 // ---------------------------------------------------------------------------------------

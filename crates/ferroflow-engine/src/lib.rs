@@ -31,7 +31,7 @@ pub mod state;
 mod time;
 
 pub use channel::{ChannelBound, HighWater};
-pub use checkpoint::{CheckpointConfig, CheckpointStats, RestoreContext, RestoreFrom, Restored};
+pub use checkpoint::{CheckpointConfig, CheckpointStats, RestoreFrom, Restored};
 pub use connector::{Progress, Sink, SinkWriter, Source, SourceEvent, SourceReader};
 pub use error::{EngineError, Result};
 pub use graph::{
@@ -41,7 +41,8 @@ pub use graph::{
 pub use message::{CheckpointBarrier, MAX_WATERMARK, Message, Watermark};
 pub use metrics::{MetricsSnapshot, OperatorMetrics};
 pub use operator::{
-    InstanceInfo, Operator, OperatorContext, OperatorFactory, OperatorState, Output, StateKind,
+    InstanceInfo, Operator, OperatorContext, OperatorFactory, OperatorState, Output,
+    RestoreContext, StateKind,
 };
 pub use operators::aggregate::{AggFunc, Aggregate, EmitMode};
 pub use operators::join::JoinType;

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use crate::checkpoint::RestoreContext;
+use arrow_array::ArrayRef;
+
 use crate::error::Result;
+use crate::hash::{hash_rows, key_group, key_group_owner};
 use crate::message::Watermark;
 use crate::metrics::OperatorMetrics;
 
@@ -45,6 +47,42 @@ pub struct OperatorState {
     pub batches: Vec<RecordBatch>,
     /// Anything else (offsets, counters), encoded by the operator.
     pub bytes: Vec<u8>,
+}
+
+/// Where an operator instance's restored state comes from, and which keys are its own.
+#[derive(Debug, Clone)]
+pub struct RestoreContext {
+    /// The instance being restored.
+    pub instance: InstanceInfo,
+    /// Parallelism of the node when the checkpoint was taken.
+    pub old_parallelism: usize,
+    pub(crate) max_parallelism: u32,
+}
+
+impl RestoreContext {
+    /// `true` when the checkpoint was taken at the parallelism the node runs at now, so the
+    /// state given is this instance's own.
+    pub fn same_parallelism(&self) -> bool {
+        self.old_parallelism == self.instance.parallelism
+    }
+
+    /// For each of `rows` rows of these key columns, whether its key now belongs to this
+    /// instance (the routing of keyed exchanges, through key groups). Keyed operators
+    /// restored at a new parallelism keep just these rows of the states they are given.
+    pub fn owns_keys(&self, key_columns: &[ArrayRef], rows: usize) -> Result<Vec<bool>> {
+        let mut hashes = Vec::new();
+        hash_rows(key_columns, rows, &mut hashes)?;
+        Ok(hashes
+            .iter()
+            .map(|h| {
+                key_group_owner(
+                    key_group(*h, self.max_parallelism),
+                    self.max_parallelism,
+                    self.instance.parallelism,
+                ) == self.instance.index
+            })
+            .collect())
+    }
 }
 
 /// Collects what an operator emits for one call.

@@ -19,9 +19,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::channel::{Channel, HighWater};
 use crate::checkpoint::{
-    CheckpointStats, LoadedCheckpoint, NodeRole, RestoreContext, RestoreFrom, Restored,
-    SourcePosition, Storage, decode_committables, decode_sink_state, encode_sink_state, new_run_id,
-    overlapping_instances,
+    CheckpointStats, LoadedCheckpoint, NodeRole, RestoreFrom, Restored, SourcePosition, Storage,
+    decode_committables, decode_sink_state, encode_sink_state, new_run_id, overlapping_instances,
 };
 use crate::connector::{Progress, Sink, SinkWriter, SourceEvent, SourceReader};
 use crate::coordinator::{Coordinator, NodeMeta};
@@ -31,7 +30,9 @@ use crate::gate::{GateEvent, InputGate};
 use crate::graph::{JobGraph, NodeId, NodeKind, Partitioning, SourceTime};
 use crate::message::Message;
 use crate::metrics::{JobMetrics, MetricsSnapshot, OperatorMetrics};
-use crate::operator::{InstanceInfo, Operator, OperatorContext, OperatorState, Output, StateKind};
+use crate::operator::{
+    InstanceInfo, Operator, OperatorContext, OperatorState, Output, RestoreContext, StateKind,
+};
 use crate::time::{WatermarkStrategy, event_time_millis, millis};
 
 /// Settings of a [`Runtime`].

@@ -17,9 +17,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow_select::take::take;
 use hashbrown::{HashSet, HashTable};
 
-use crate::checkpoint::RestoreContext;
 use crate::error::{EngineError, Result, plan_err};
 use crate::graph::{DataStream, KeyedStream};
+use crate::operator::RestoreContext;
 use crate::operator::{InstanceInfo, Operator, OperatorFactory, OperatorState, Output, StateKind};
 use crate::time::column_names;
 

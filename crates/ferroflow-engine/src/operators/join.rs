@@ -10,10 +10,10 @@ use arrow_select::concat::concat_batches;
 use arrow_select::interleave::interleave_record_batch;
 use arrow_select::take::take;
 
-use crate::checkpoint::RestoreContext;
 use crate::error::{EngineError, Result, plan_err};
 use crate::graph::DataStream;
 use crate::message::Watermark;
+use crate::operator::RestoreContext;
 use crate::operator::{InstanceInfo, Operator, OperatorFactory, OperatorState, Output, StateKind};
 use crate::state::{StateDecoder, StateEncoder};
 use crate::time::{event_time_millis, time_column_index};

@@ -8,10 +8,10 @@ use arrow_schema::SchemaRef;
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 
-use crate::checkpoint::RestoreContext;
 use crate::error::EngineError;
 use crate::error::Result;
 use crate::graph::DataStream;
+use crate::operator::RestoreContext;
 use crate::operator::{InstanceInfo, Operator, OperatorFactory, OperatorState, Output, StateKind};
 
 /// One sort key.

@@ -21,10 +21,10 @@ use arrow_array::{ArrayRef, BooleanArray, Int64Array};
 use super::aggregate::{
     Aggregate, BoundAggregate, GroupTable, bind_aggregates, grouped_schema, owned_rows,
 };
-use crate::checkpoint::RestoreContext;
 use crate::error::{Result, plan_err};
 use crate::graph::{DataStream, KeyedStream};
 use crate::message::Watermark;
+use crate::operator::RestoreContext;
 use crate::operator::{
     InstanceInfo, Operator, OperatorContext, OperatorFactory, OperatorState, Output, StateKind,
 };
