@@ -112,10 +112,35 @@ impl Flow {
     }
 
     /// `ferroflow workflow wait EXEC --project P [more]`, which must succeed.
+    /// When it fails, the logs of the jobs it names as failed are in the panic message (a
+    /// failure under CI load can then be read without re-running it).
     pub(crate) fn wait(&self, execution: &str, project: &str, more: &[&str]) -> String {
         let mut args = vec!["workflow", "wait", execution, "--project", project];
         args.extend_from_slice(more);
-        self.ok(&args)
+        let out = self.cmd(&args).output().unwrap();
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut logs = String::new();
+        if let Some(rest) = err.split("job(s) failed: ").nth(1) {
+            let line = rest.lines().next().unwrap_or_default();
+            for job in line.split(", ").map(str::trim).filter(|j| !j.is_empty()) {
+                let log = self
+                    .cmd(&["workflow", "logs", execution, job, "--project", project])
+                    .output()
+                    .unwrap();
+                logs.push_str(&format!(
+                    "\n--- log of job '{job}' ---\n{}{}",
+                    String::from_utf8_lossy(&log.stdout),
+                    String::from_utf8_lossy(&log.stderr)
+                ));
+            }
+        }
+        panic!(
+            "ferroflow {args:?} failed:\n{}{err}{logs}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     /// kill -9 every scheduler this flow started.
