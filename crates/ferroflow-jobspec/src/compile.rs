@@ -6,9 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use ferroflow_connectors::{
-    DirectoryWatchSource, FileFormat, FileSink, FileSource, GenColumn, GeneratorSource, PrintSink,
-};
 use ferroflow_engine::{
     AggFunc, Aggregate, ChannelBound, CheckpointConfig, DataStream, JobBuilder, JobConfig,
     JobGraph, JoinType, SortKey, WatermarkStrategy, WindowSpec,
@@ -16,17 +13,29 @@ use ferroflow_engine::{
 use ferroflow_sql::{ExprStreamExt, StreamingSql, split_alias};
 
 use crate::error::{Result, SpecError};
+use crate::registry::{BuildContext, Factories, NodeInputs};
 use crate::spec::*;
 
 /// Read, validate and build the job spec at `path`. Relative paths inside it are resolved
 /// against the spec file's directory.
 pub fn load(path: &Path) -> Result<JobGraph> {
+    load_with(path, &Factories::builtin())
+}
+
+/// [`load`] with the source types, sink types and operations of `factories`.
+pub fn load_with(path: &Path, factories: &Factories) -> Result<JobGraph> {
     let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
         file: path.display().to_string(),
         source: e,
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    build(&text, &path.display().to_string(), &base)
+    build_spec_with(
+        &parse(&text, &path.display().to_string())?,
+        &text,
+        &path.display().to_string(),
+        &base,
+        factories,
+    )
 }
 
 /// Parse YAML text into a spec; `origin` names it in errors.
@@ -53,13 +62,31 @@ pub fn build(text: &str, origin: &str, base: &Path) -> Result<JobGraph> {
 /// Build a job from a parsed (possibly adjusted) spec; `text` is the YAML it came from, used
 /// to point errors at lines.
 pub fn build_spec(spec: &JobSpec, text: &str, origin: &str, base: &Path) -> Result<JobGraph> {
-    Compiler { text, origin, base }.compile(spec)
+    build_spec_with(spec, text, origin, base, &Factories::builtin())
 }
 
-struct Compiler<'a> {
+/// [`build_spec`] with the source types, sink types and operations of `factories`.
+pub fn build_spec_with(
+    spec: &JobSpec,
+    text: &str,
+    origin: &str,
+    base: &Path,
+    factories: &Factories,
+) -> Result<JobGraph> {
+    Compiler {
+        text,
+        origin,
+        base,
+        factories,
+    }
+    .compile(spec)
+}
+
+pub(crate) struct Compiler<'a> {
     text: &'a str,
     origin: &'a str,
     base: &'a Path,
+    factories: &'a Factories,
 }
 
 /// Parse a duration such as `10s`, `500ms`, `2m` (a leading `-` allowed).
@@ -193,20 +220,33 @@ fn parse_sort_key(s: &str) -> std::result::Result<SortKey, String> {
 }
 
 impl Compiler<'_> {
-    /// The line where `name: <name>` appears, to point errors at the spec.
+    /// The line of the list entry `- name: <name>` (block or flow style) or of the job's
+    /// `name:`, to point errors at the spec. The least indented one wins: sources, nodes and sinks are listed above
+    /// their columns, which have names too.
     fn line_of(&self, name: &str) -> Option<usize> {
         self.text
             .lines()
-            .position(|l| {
-                let t = l.trim_start().trim_start_matches("- ").trim();
-                t == format!("name: {name}")
-                    || t == format!("name: \"{name}\"")
-                    || t == format!("name: '{name}'")
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let rest = l.trim_start();
+                let indent = l.len() - rest.len();
+                // A list entry, or the job's own `name:` at the top.
+                let rest = match rest.strip_prefix('-') {
+                    Some(r) => r.trim_start(),
+                    None if indent == 0 => rest,
+                    None => return None,
+                };
+                let rest = rest.strip_prefix('{').unwrap_or(rest).trim_start();
+                let value = rest.strip_prefix("name:")?;
+                let value = value.split([',', '}', '#']).next()?.trim();
+                let value = value.trim_matches(|c| c == '"' || c == '\'');
+                (value == name).then_some((indent, i + 1))
             })
-            .map(|i| i + 1)
+            .min()
+            .map(|(_, line)| line)
     }
 
-    fn err(&self, node: &str, message: impl Into<String>) -> SpecError {
+    pub(crate) fn err(&self, node: &str, message: impl Into<String>) -> SpecError {
         SpecError::Invalid {
             file: self.origin.to_string(),
             line: self.line_of(node),
@@ -216,7 +256,7 @@ impl Compiler<'_> {
     }
 
     /// `source`, a library's error, as the error of `node`.
-    fn err_from(
+    pub(crate) fn err_from(
         &self,
         node: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -229,7 +269,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -238,7 +278,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn duration(&self, node: &str, s: &str) -> Result<Duration> {
+    pub(crate) fn duration(&self, node: &str, s: &str) -> Result<Duration> {
         match parse_duration(s) {
             Ok((d, false)) => Ok(d),
             Ok((_, true)) => Err(self.err(node, format!("duration '{s}' must not be negative"))),
@@ -342,34 +382,12 @@ impl Compiler<'_> {
         }
         for s in &spec.sinks {
             let input = self.input(&s.name, &s.input, &streams)?;
-            let sink: Arc<dyn ferroflow_engine::Sink> = match s.kind.as_str() {
-                "print" | "stdout" => Arc::new(match s.max_rows {
-                    Some(n) => PrintSink::with_max_rows(n),
-                    None => PrintSink::new(),
-                }),
-                "file" => {
-                    let path = s
-                        .path
-                        .as_ref()
-                        .ok_or_else(|| self.err(&s.name, "a file sink needs 'path'"))?;
-                    let path = self.path(path);
-                    match &s.format {
-                        Some(f) => Arc::new(FileSink::new(
-                            &path,
-                            FileFormat::parse(f).map_err(|e| self.err_from(&s.name, e))?,
-                        )),
-                        None => Arc::new(
-                            FileSink::from_path(&path).map_err(|e| self.err_from(&s.name, e))?,
-                        ),
-                    }
-                }
-                other => {
-                    return Err(self.err(
-                        &s.name,
-                        format!("unknown sink type '{other}' (known: file, print)"),
-                    ));
-                }
-            };
+            let ctx = self.ctx(&s.name);
+            let sink = self
+                .factories
+                .sink(&s.kind)
+                .map_err(|m| ctx.err(m))?
+                .build(&s.settings, &ctx)?;
             input
                 .sink(&s.name, sink)
                 .map_err(|e| self.err_from(&s.name, e))?;
@@ -377,24 +395,32 @@ impl Compiler<'_> {
         job.build().map_err(|e| self.err_from(&spec.name, e))
     }
 
+    fn ctx<'b>(&'b self, node: &'b str) -> BuildContext<'b> {
+        BuildContext {
+            compiler: self,
+            node,
+        }
+    }
+
     fn inputs_of(&self, n: &NodeSpec) -> Result<Vec<String>> {
-        let mut v = Vec::new();
-        if let Some(i) = &n.input {
-            v.push(i.clone());
-        }
-        if let Some(u) = &n.union {
-            v.extend(u.iter().cloned());
-        }
-        if let Some(j) = &n.join {
-            v.push(j.left.clone());
-            v.push(j.right.clone());
-        }
-        if let Some(versions) = n.predict.as_ref().and_then(|p| p.versions.as_ref()) {
-            v.push(versions.clone());
-        }
-        if let Some(sql) = &n.sql {
-            let tables = StreamingSql::tables_of(sql).map_err(|e| self.err_from(&n.name, e))?;
-            v.extend(tables);
+        let mut v: Vec<String> = n.input.iter().cloned().collect();
+        match &n.op {
+            NodeOp::Union(u) => v.extend(u.iter().cloned()),
+            NodeOp::Join(j) => {
+                v.push(j.left.clone());
+                v.push(j.right.clone());
+            }
+            NodeOp::Predict(p) => v.extend(p.versions.iter().cloned()),
+            NodeOp::Sql(sql) => {
+                let tables = StreamingSql::tables_of(sql).map_err(|e| self.err_from(&n.name, e))?;
+                v.extend(tables);
+            }
+            NodeOp::Extension { op, settings } => {
+                let ctx = self.ctx(&n.name);
+                let factory = self.factories.node(op).map_err(|m| ctx.err(m))?;
+                v.extend(factory.extra_inputs(settings, &ctx)?);
+            }
+            _ => {}
         }
         if v.is_empty() {
             return Err(self.err(&n.name, "the node names no input"));
@@ -421,7 +447,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn schema(&self, node: &str, cols: &[ColumnSpec]) -> Result<SchemaRef> {
+    pub(crate) fn schema(&self, node: &str, cols: &[ColumnSpec]) -> Result<SchemaRef> {
         let fields = cols
             .iter()
             .map(|c| {
@@ -435,95 +461,12 @@ impl Compiler<'_> {
 
     fn source(&self, job: &JobBuilder, s: &SourceSpec) -> Result<DataStream> {
         let e = |m: String| self.err(&s.name, m);
-        let format = s
-            .format
-            .as_ref()
-            .map(|f| FileFormat::parse(f).map_err(|x| self.err_from(&s.name, x)))
-            .transpose()?;
-        let source: Arc<dyn ferroflow_engine::Source> = match s.kind.as_str() {
-            "file" => {
-                let path = self.path(
-                    s.path
-                        .as_ref()
-                        .ok_or_else(|| e("a file source needs 'path'".into()))?,
-                );
-                let format = match format {
-                    Some(f) => f,
-                    None => FileFormat::from_path(&path)
-                        .or_else(|| {
-                            // A directory: take the format of its first data file.
-                            std::fs::read_dir(&path)
-                                .ok()?
-                                .filter_map(|d| d.ok())
-                                .find_map(|d| FileFormat::from_path(&d.path()))
-                        })
-                        .ok_or_else(|| {
-                            e(format!(
-                                "{}: cannot tell the format; set 'format'",
-                                path.display()
-                            ))
-                        })?,
-                };
-                let mut src = match &s.schema {
-                    Some(cols) => {
-                        FileSource::with_declared_schema(&path, format, self.schema(&s.name, cols)?)
-                    }
-                    None => FileSource::new(&path, format),
-                }
-                .map_err(|x| self.err_from(&s.name, x))?;
-                if let Some(b) = s.batch_size {
-                    src = src.with_batch_size(b);
-                }
-                if let Some(d) = &s.dead_letter {
-                    src = src.with_dead_letter(self.path(d));
-                }
-                Arc::new(src)
-            }
-            "directory" | "dir" | "directory_watch" => {
-                let path = self.path(
-                    s.path
-                        .as_ref()
-                        .ok_or_else(|| e("a directory source needs 'path'".into()))?,
-                );
-                let cols = s.schema.as_ref().ok_or_else(|| {
-                    e("a directory source needs 'schema' (the directory may start empty)".into())
-                })?;
-                let format = format.ok_or_else(|| e("a directory source needs 'format'".into()))?;
-                let mut src = DirectoryWatchSource::new(&path, format, self.schema(&s.name, cols)?)
-                    .map_err(|x| self.err_from(&s.name, x))?;
-                if let Some(p) = &s.poll_interval {
-                    src = src.with_poll_interval(self.duration(&s.name, p)?);
-                }
-                if let Some(b) = s.batch_size {
-                    src = src.with_batch_size(b);
-                }
-                Arc::new(src)
-            }
-            "generator" => {
-                let cols = s
-                    .columns
-                    .as_ref()
-                    .ok_or_else(|| e("a generator needs 'columns'".into()))?;
-                let cols = cols
-                    .iter()
-                    .map(|c| Ok((c.name.clone(), self.gen_column(&s.name, c)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                let mut g = GeneratorSource::new(cols, s.rows, s.seed.unwrap_or(0))
-                    .map_err(|x| self.err_from(&s.name, x))?;
-                if let Some(r) = s.rate {
-                    g = g.with_rate(r);
-                }
-                if let Some(b) = s.batch_size {
-                    g = g.with_batch_size(b);
-                }
-                Arc::new(g)
-            }
-            other => {
-                return Err(e(format!(
-                    "unknown source type '{other}' (known: file, directory, generator)"
-                )));
-            }
-        };
+        let ctx = self.ctx(&s.name);
+        let source = self
+            .factories
+            .source(&s.kind)
+            .map_err(|m| ctx.err(m))?
+            .build(&s.settings, &ctx)?;
         let mut stream = job
             .source(&s.name, source)
             .map_err(|x| self.err_from(&s.name, x))?;
@@ -559,70 +502,8 @@ impl Compiler<'_> {
         Ok(stream)
     }
 
-    fn gen_column(&self, node: &str, c: &GenColumnSpec) -> Result<GenColumn> {
-        let need = |v: Option<f64>, what: &str| {
-            v.ok_or_else(|| {
-                self.err(
-                    node,
-                    format!("generator column '{}' needs '{what}'", c.name),
-                )
-            })
-        };
-        Ok(match c.kind.as_str() {
-            "sequence" => GenColumn::Sequence,
-            "int" => GenColumn::Int {
-                min: need(c.min, "min")? as i64,
-                max: need(c.max, "max")? as i64,
-            },
-            "float" => GenColumn::Float {
-                min: need(c.min, "min")?,
-                max: need(c.max, "max")?,
-            },
-            "choice" => GenColumn::Choice(c.values.clone().ok_or_else(|| {
-                self.err(
-                    node,
-                    format!("generator column '{}' needs 'values'", c.name),
-                )
-            })?),
-            "event_time" => GenColumn::EventTime {
-                start_ms: c.start_ms.unwrap_or(0),
-                step_ms: c.step_ms.unwrap_or(1),
-                max_disorder_ms: c.max_disorder_ms.unwrap_or(0),
-            },
-            other => {
-                return Err(self.err(
-                    node,
-                    format!(
-                        "generator column '{}': unknown kind '{other}' (known: sequence, int, float, choice, event_time)",
-                        c.name
-                    ),
-                ));
-            }
-        })
-    }
-
     fn node(&self, n: &NodeSpec, streams: &HashMap<String, DataStream>) -> Result<DataStream> {
         let e = |m: String| self.err(&n.name, m);
-        let ops = [
-            n.filter.is_some(),
-            n.select.is_some(),
-            n.window.is_some(),
-            n.aggregate.is_some(),
-            n.union.is_some(),
-            n.join.is_some(),
-            n.sort.is_some(),
-            n.top_n.is_some(),
-            n.sql.is_some(),
-            n.predict.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
-        if ops != 1 {
-            return Err(e(format!(
-                "a node has exactly one of filter, select, window, aggregate, union, join, sort, top_n, sql, predict (found {ops})"
-            )));
-        }
         let input = || -> Result<DataStream> {
             let i = n
                 .input
@@ -635,125 +516,153 @@ impl Compiler<'_> {
         };
         let engine =
             |r: ferroflow_engine::Result<DataStream>| r.map_err(|x| self.err_from(&n.name, x));
-        let mut out = if let Some(p) = &n.filter {
-            engine(input()?.filter(&n.name, p))?
-        } else if let Some(cols) = &n.select {
-            engine(input()?.select(&n.name, &strs(cols)))?
-        } else if let Some(w) = &n.window {
-            let stream = input()?;
-            let a = aggs(&w.aggregates)?;
-            if let Some(size) = w.count {
-                if w.key_by.is_empty() {
-                    return Err(e("a count window needs 'key_by'".into()));
-                }
-                engine(
-                    stream
-                        .key_by(&strs(&w.key_by))
-                        .and_then(|k| k.count_window(&n.name, size, &a)),
-                )?
-            } else {
-                let time = w
-                    .time_column
-                    .as_ref()
-                    .ok_or_else(|| e("a time window needs 'time_column'".into()))?;
-                let mut spec = match (&w.tumbling, &w.sliding, &w.session) {
-                    (Some(t), None, None) => WindowSpec::tumbling(time, self.duration(&n.name, t)?),
-                    (None, Some(s), None) => WindowSpec::sliding(
-                        time,
-                        self.duration(&n.name, &s.size)?,
-                        self.duration(&n.name, &s.slide)?,
-                    ),
-                    (None, None, Some(g)) => WindowSpec::session(time, self.duration(&n.name, g)?),
-                    _ => {
-                        return Err(e(
-                            "a window has exactly one of tumbling, sliding, session, count".into(),
-                        ));
+        let mut out = match &n.op {
+            NodeOp::Filter(p) => engine(input()?.filter(&n.name, p))?,
+            NodeOp::Select(cols) => engine(input()?.select(&n.name, &strs(cols)))?,
+            NodeOp::Window(w) => {
+                let stream = input()?;
+                let a = aggs(&w.aggregates)?;
+                if let Some(size) = w.count {
+                    if w.key_by.is_empty() {
+                        return Err(e("a count window needs 'key_by'".into()));
                     }
-                };
-                if let Some(l) = &w.allowed_lateness {
-                    spec = spec.with_allowed_lateness(self.duration(&n.name, l)?);
-                }
-                match w.late.as_deref() {
-                    None | Some("drop") => {}
-                    Some("side_output") => spec = spec.with_late_side_output(),
-                    Some(other) => {
-                        return Err(e(format!("late: '{other}' (known: drop, side_output)")));
-                    }
-                }
-                if w.key_by.is_empty() {
-                    engine(stream.window_all(&n.name, spec, &a))?
-                } else {
                     engine(
                         stream
                             .key_by(&strs(&w.key_by))
-                            .and_then(|k| k.window(&n.name, spec, &a)),
+                            .and_then(|k| k.count_window(&n.name, size, &a)),
                     )?
-                }
-            }
-        } else if let Some(a) = &n.aggregate {
-            let list = aggs(&a.aggregates)?;
-            engine(
-                input()?
-                    .key_by(&strs(&a.key_by))
-                    .and_then(|k| k.aggregate(&n.name, &list)),
-            )?
-        } else if let Some(u) = &n.union {
-            let ins = u
-                .iter()
-                .map(|i| self.input(&n.name, i, streams))
-                .collect::<Result<Vec<_>>>()?;
-            let (first, rest) = ins
-                .split_first()
-                .ok_or_else(|| e("union needs inputs".into()))?;
-            engine(first.union(&n.name, &rest.iter().collect::<Vec<_>>()))?
-        } else if let Some(j) = &n.join {
-            let l = self.input(&n.name, &j.left, streams)?;
-            let r = self.input(&n.name, &j.right, streams)?;
-            match &j.interval {
-                Some(iv) => engine(l.interval_join(
-                    &n.name,
-                    &r,
-                    &strs(&j.left_keys),
-                    &strs(&j.right_keys),
-                    &iv.left_time,
-                    &iv.right_time,
-                    self.signed_ms(&n.name, &iv.lower)?,
-                    self.signed_ms(&n.name, &iv.upper)?,
-                ))?,
-                None => {
-                    let jt = match j.join_type.as_deref() {
-                        None | Some("inner") => JoinType::Inner,
-                        Some("left") => JoinType::Left,
-                        Some(other) => {
-                            return Err(e(format!("join type '{other}' (known: inner, left)")));
+                } else {
+                    let time = w
+                        .time_column
+                        .as_ref()
+                        .ok_or_else(|| e("a time window needs 'time_column'".into()))?;
+                    let mut spec = match (&w.tumbling, &w.sliding, &w.session) {
+                        (Some(t), None, None) => {
+                            WindowSpec::tumbling(time, self.duration(&n.name, t)?)
+                        }
+                        (None, Some(s), None) => WindowSpec::sliding(
+                            time,
+                            self.duration(&n.name, &s.size)?,
+                            self.duration(&n.name, &s.slide)?,
+                        ),
+                        (None, None, Some(g)) => {
+                            WindowSpec::session(time, self.duration(&n.name, g)?)
+                        }
+                        _ => {
+                            return Err(e(
+                                "a window has exactly one of tumbling, sliding, session, count"
+                                    .into(),
+                            ));
                         }
                     };
-                    engine(l.hash_join(&n.name, &r, &strs(&j.left_keys), &strs(&j.right_keys), jt))?
+                    if let Some(l) = &w.allowed_lateness {
+                        spec = spec.with_allowed_lateness(self.duration(&n.name, l)?);
+                    }
+                    match w.late.as_deref() {
+                        None | Some("drop") => {}
+                        Some("side_output") => spec = spec.with_late_side_output(),
+                        Some(other) => {
+                            return Err(e(format!("late: '{other}' (known: drop, side_output)")));
+                        }
+                    }
+                    if w.key_by.is_empty() {
+                        engine(stream.window_all(&n.name, spec, &a))?
+                    } else {
+                        engine(
+                            stream
+                                .key_by(&strs(&w.key_by))
+                                .and_then(|k| k.window(&n.name, spec, &a)),
+                        )?
+                    }
                 }
             }
-        } else if let Some(keys) = &n.sort {
-            let k = keys
-                .iter()
-                .map(|s| parse_sort_key(s).map_err(&e))
-                .collect::<Result<Vec<_>>>()?;
-            engine(input()?.sort(&n.name, &k))?
-        } else if let Some(t) = &n.top_n {
-            let k =
-                t.by.iter()
+            NodeOp::Aggregate(a) => {
+                let list = aggs(&a.aggregates)?;
+                engine(
+                    input()?
+                        .key_by(&strs(&a.key_by))
+                        .and_then(|k| k.aggregate(&n.name, &list)),
+                )?
+            }
+            NodeOp::Union(u) => {
+                let ins = u
+                    .iter()
+                    .map(|i| self.input(&n.name, i, streams))
+                    .collect::<Result<Vec<_>>>()?;
+                let (first, rest) = ins
+                    .split_first()
+                    .ok_or_else(|| e("union needs inputs".into()))?;
+                engine(first.union(&n.name, &rest.iter().collect::<Vec<_>>()))?
+            }
+            NodeOp::Join(j) => {
+                let l = self.input(&n.name, &j.left, streams)?;
+                let r = self.input(&n.name, &j.right, streams)?;
+                match &j.interval {
+                    Some(iv) => engine(l.interval_join(
+                        &n.name,
+                        &r,
+                        &strs(&j.left_keys),
+                        &strs(&j.right_keys),
+                        &iv.left_time,
+                        &iv.right_time,
+                        self.signed_ms(&n.name, &iv.lower)?,
+                        self.signed_ms(&n.name, &iv.upper)?,
+                    ))?,
+                    None => {
+                        let jt = match j.join_type.as_deref() {
+                            None | Some("inner") => JoinType::Inner,
+                            Some("left") => JoinType::Left,
+                            Some(other) => {
+                                return Err(e(format!("join type '{other}' (known: inner, left)")));
+                            }
+                        };
+                        engine(l.hash_join(
+                            &n.name,
+                            &r,
+                            &strs(&j.left_keys),
+                            &strs(&j.right_keys),
+                            jt,
+                        ))?
+                    }
+                }
+            }
+            NodeOp::Sort(keys) => {
+                let k = keys
+                    .iter()
                     .map(|s| parse_sort_key(s).map_err(&e))
                     .collect::<Result<Vec<_>>>()?;
-            engine(input()?.top_n(&n.name, &k, t.n))?
-        } else if let Some(sql) = &n.sql {
-            let mut ctx = StreamingSql::new();
-            for (name, s) in streams {
-                ctx.register(name, s.clone());
+                engine(input()?.sort(&n.name, &k))?
             }
-            ctx.query(&n.name, sql)
-                .map_err(|x| self.err_from(&n.name, x))?
-        } else if let Some(p) = &n.predict {
-            self.predict(n, p, input()?, streams)?
-        } else {
-            unreachable!("exactly one operation was checked above")
+            NodeOp::TopN(t) => {
+                let k =
+                    t.by.iter()
+                        .map(|s| parse_sort_key(s).map_err(&e))
+                        .collect::<Result<Vec<_>>>()?;
+                engine(input()?.top_n(&n.name, &k, t.n))?
+            }
+            NodeOp::Sql(sql) => {
+                let mut ctx = StreamingSql::new();
+                for (name, s) in streams {
+                    ctx.register(name, s.clone());
+                }
+                ctx.query(&n.name, sql)
+                    .map_err(|x| self.err_from(&n.name, x))?
+            }
+            NodeOp::Predict(p) => self.predict(n, p, input()?, streams)?,
+            NodeOp::Extension { op, settings } => {
+                let ctx = self.ctx(&n.name);
+                let factory = self.factories.node(op).map_err(|m| ctx.err(m))?;
+                let extra = factory
+                    .extra_inputs(settings, &ctx)?
+                    .iter()
+                    .map(|i| self.input(&n.name, i, streams))
+                    .collect::<Result<Vec<_>>>()?;
+                let input = match &n.input {
+                    Some(i) => Some(self.input(&n.name, i, streams)?),
+                    None => None,
+                };
+                factory.build(settings, NodeInputs { input, extra }, &ctx)?
+            }
         };
         if let Some(p) = n.parallelism {
             out = out.parallelism(p).map_err(|x| self.err_from(&n.name, x))?;
@@ -858,5 +767,23 @@ mod tests {
             parse_bytes(&serde_yaml_ng::Value::String("16MiB".into())).unwrap(),
             16 << 20
         );
+    }
+
+    #[test]
+    fn errors_point_at_the_entry_not_at_a_column_of_the_same_name() {
+        let text = "name: id\nsources:\n  - name: src\n    columns:\n      - {name: id, kind: sequence}\n  - {name: 'id', type: generator}\n";
+        let c = Compiler {
+            text,
+            origin: "t.yaml",
+            base: Path::new("."),
+            factories: &Factories::empty(),
+        };
+        // The job's own name (indent 0) wins over deeper entries.
+        assert_eq!(c.line_of("id"), Some(1));
+        assert_eq!(c.line_of("src"), Some(3));
+        assert_eq!(c.line_of("nope"), None);
+        let text = "sources:\n  - name: src\n    columns:\n      - {name: x, kind: sequence}\n  - {name: \"x\", type: generator}\n";
+        let c = Compiler { text, ..c };
+        assert_eq!(c.line_of("x"), Some(5));
     }
 }

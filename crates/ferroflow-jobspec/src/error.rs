@@ -51,6 +51,9 @@ pub enum SpecError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A factory could not be registered.
+    #[error("{0}")]
+    Registry(String),
 }
 
 /// Result alias for job specs.

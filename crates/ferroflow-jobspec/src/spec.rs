@@ -82,63 +82,30 @@ pub struct WatermarkSpec {
     pub idle_timeout: Option<String>,
 }
 
-/// A generated column.
+/// A source: the settings every source has, and its type's own settings.
+///
+/// `type` (default `file`) picks the [`SourceFactory`](crate::SourceFactory) that reads
+/// `settings`, every key not listed here, into its typed configuration (unknown keys are
+/// refused there, naming them).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenColumnSpec {
-    /// Column name.
-    pub name: String,
-    /// sequence, int, float, choice, event_time.
-    pub kind: String,
-    /// Bounds for int and float.
-    pub min: Option<f64>,
-    /// Bounds for int and float.
-    pub max: Option<f64>,
-    /// Values for choice.
-    pub values: Option<Vec<String>>,
-    /// Event time of row 0, ms.
-    pub start_ms: Option<i64>,
-    /// Event time step between rows, ms.
-    pub step_ms: Option<i64>,
-    /// Largest out-of-order delay, ms.
-    pub max_disorder_ms: Option<i64>,
-}
-
-/// A source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// Node name.
     pub name: String,
-    /// file, directory, generator.
+    /// The source type: `file`, `directory`, `generator` or a registered one.
     #[serde(rename = "type", default = "default_source_type")]
     pub kind: String,
-    /// File or directory path (relative to the spec file).
-    pub path: Option<String>,
-    /// csv, tsv, json, parquet, arrow (default: from the extension).
-    pub format: Option<String>,
-    /// Declared schema (inferred from files when absent).
-    pub schema: Option<Vec<ColumnSpec>>,
-    /// Rows per batch.
-    pub batch_size: Option<usize>,
-    /// Malformed rows go to this JSON-lines file instead of failing the job.
-    pub dead_letter: Option<String>,
     /// Event time and watermarks.
+    #[serde(default)]
     pub watermark: Option<WatermarkSpec>,
     /// Processing time: append a column of this name stamped with the wall clock at read.
+    #[serde(default)]
     pub processing_time: Option<String>,
-    /// Directory watch: how often to list the directory.
-    pub poll_interval: Option<String>,
     /// Parallel instances of this source.
+    #[serde(default)]
     pub parallelism: Option<usize>,
-    /// Generator: rows in all (absent: unbounded).
-    pub rows: Option<u64>,
-    /// Generator: rows per second.
-    pub rate: Option<f64>,
-    /// Generator: seed.
-    pub seed: Option<u64>,
-    /// Generator: columns.
-    pub columns: Option<Vec<GenColumnSpec>>,
+    /// The type's own settings.
+    #[serde(flatten)]
+    pub settings: Settings,
 }
 
 fn default_source_type() -> String {
@@ -235,34 +202,169 @@ pub struct TopNSpec {
 
 /// One operator node: its name, its input and exactly one operation.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Node name.
     pub name: String,
     /// Input node (`node` or `node.side_output`); joins, unions and SQL name theirs inside.
+    #[serde(default)]
     pub input: Option<String>,
     /// Parallel instances.
+    #[serde(default)]
     pub parallelism: Option<usize>,
-    /// Keep rows matching a SQL predicate.
-    pub filter: Option<String>,
-    /// SQL expressions to compute.
-    pub select: Option<Vec<String>>,
-    /// Window aggregation.
-    pub window: Option<WindowOpSpec>,
-    /// Keyed aggregation (final result on bounded input, updates on unbounded).
-    pub aggregate: Option<AggregateOpSpec>,
-    /// Merge several inputs.
-    pub union: Option<Vec<String>>,
-    /// Join two inputs.
-    pub join: Option<JoinOpSpec>,
-    /// Sort (bounded input).
-    pub sort: Option<Vec<String>>,
-    /// Top-N (bounded input).
-    pub top_n: Option<TopNSpec>,
-    /// A streaming SQL window query over other nodes (by name).
-    pub sql: Option<String>,
-    /// Append a model's outputs to every row.
-    pub predict: Option<PredictSpec>,
+    /// The operation: every key other than the three above, which must be exactly one.
+    #[serde(flatten)]
+    pub op: NodeOp,
+}
+
+/// The operation of a node, named by its key in the spec.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NodeOp {
+    /// `filter`: keep rows matching a SQL predicate.
+    Filter(String),
+    /// `select`: SQL expressions to compute.
+    Select(Vec<String>),
+    /// `window`: window aggregation.
+    Window(WindowOpSpec),
+    /// `aggregate`: keyed aggregation (final result on bounded input, updates on unbounded).
+    Aggregate(AggregateOpSpec),
+    /// `union`: merge several inputs.
+    Union(Vec<String>),
+    /// `join`: join two inputs.
+    Join(JoinOpSpec),
+    /// `sort`: sort (bounded input).
+    Sort(Vec<String>),
+    /// `top_n`: top-N (bounded input).
+    TopN(TopNSpec),
+    /// `sql`: a streaming SQL window query over other nodes (by name).
+    Sql(String),
+    /// `predict`: append an ONNX model's outputs to every row.
+    Predict(PredictSpec),
+    /// Any other key: an operation of a registered [`NodeFactory`](crate::NodeFactory).
+    Extension {
+        /// The key, e.g. `ml`.
+        op: String,
+        /// Its value, read by the factory.
+        settings: Settings,
+    },
+}
+
+/// The built-in operations, by key.
+pub const BUILTIN_OPS: &[&str] = &[
+    "filter",
+    "select",
+    "window",
+    "aggregate",
+    "union",
+    "join",
+    "sort",
+    "top_n",
+    "sql",
+    "predict",
+];
+
+impl NodeOp {
+    /// The key naming this operation in the spec.
+    pub fn key(&self) -> &str {
+        match self {
+            NodeOp::Filter(_) => "filter",
+            NodeOp::Select(_) => "select",
+            NodeOp::Window(_) => "window",
+            NodeOp::Aggregate(_) => "aggregate",
+            NodeOp::Union(_) => "union",
+            NodeOp::Join(_) => "join",
+            NodeOp::Sort(_) => "sort",
+            NodeOp::TopN(_) => "top_n",
+            NodeOp::Sql(_) => "sql",
+            NodeOp::Predict(_) => "predict",
+            NodeOp::Extension { op, .. } => op,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeOp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(OpVisitor)
+    }
+}
+
+struct OpVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OpVisitor {
+    type Value = NodeOp;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "one operation ({})", BUILTIN_OPS.join(", "))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NodeOp, A::Error> {
+        use serde::de::Error;
+        let mut op: Option<NodeOp> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let next = match key.as_str() {
+                "filter" => NodeOp::Filter(map.next_value()?),
+                "select" => NodeOp::Select(map.next_value()?),
+                "window" => NodeOp::Window(map.next_value()?),
+                "aggregate" => NodeOp::Aggregate(map.next_value()?),
+                "union" => NodeOp::Union(map.next_value()?),
+                "join" => NodeOp::Join(map.next_value()?),
+                "sort" => NodeOp::Sort(map.next_value()?),
+                "top_n" => NodeOp::TopN(map.next_value()?),
+                "sql" => NodeOp::Sql(map.next_value()?),
+                "predict" => NodeOp::Predict(map.next_value()?),
+                _ => NodeOp::Extension {
+                    settings: Settings(map.next_value()?),
+                    op: key,
+                },
+            };
+            if let Some(first) = &op {
+                return Err(A::Error::custom(format!(
+                    "a node has exactly one operation, found '{}' and '{}'",
+                    first.key(),
+                    next.key()
+                )));
+            }
+            op = Some(next);
+        }
+        op.ok_or_else(|| {
+            A::Error::custom(format!(
+                "a node needs one operation ({})",
+                BUILTIN_OPS.join(", ")
+            ))
+        })
+    }
+}
+
+/// Settings a factory reads into its own typed configuration: the keys of a source or sink
+/// beyond the common ones, or the value of an extension operation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings(pub serde_yaml_ng::Value);
+
+impl<'de> Deserialize<'de> for Settings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_yaml_ng::Value::deserialize(d).map(Settings)
+    }
+}
+
+impl Settings {
+    /// Read the settings as `T`; an error names the field at fault (`columns[2].kind: ...`).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        let value = match &self.0 {
+            // No keys at all arrives as unit from a flattened map.
+            serde_yaml_ng::Value::Null => {
+                serde_yaml_ng::Value::Mapping(serde_yaml_ng::Mapping::new())
+            }
+            v => v.clone(),
+        };
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            }
+        })
+    }
 }
 
 /// Model batching settings.
@@ -302,26 +404,19 @@ pub struct PredictSpec {
     pub intra_threads: Option<usize>,
 }
 
-/// A sink.
+/// A sink: its name, input and type, and its type's own settings (see [`SourceSpec`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SinkSpec {
     /// Node name.
     pub name: String,
     /// Input node (`node` or `node.side_output`).
     pub input: String,
-    /// file (default) or print.
+    /// The sink type: `file` (default), `print` or a registered one.
     #[serde(rename = "type", default = "default_sink_type")]
     pub kind: String,
-    /// Output file or directory (relative to the spec file).
-    pub path: Option<String>,
-    /// csv, tsv, json, parquet, arrow (default: from the extension).
-    pub format: Option<String>,
-    /// print: most rows to print.
-    pub max_rows: Option<usize>,
-    /// Extra settings (reserved).
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    /// The type's own settings.
+    #[serde(flatten)]
+    pub settings: Settings,
 }
 
 fn default_sink_type() -> String {
