@@ -383,6 +383,8 @@ pub struct JobConfig {
     /// START rule or is periodic (then `run_at_start` says). A streaming job restarted by a
     /// RESTART rule, say, runs from the start anyway.
     pub start_with_execution: Option<bool>,
+    /// What to do when a run fails (`None`: the job stays FAILED, failing its execution).
+    pub restart: Option<crate::restart::RestartPolicy>,
     /// Settings for the job type (`command`, `env`, ...).
     pub properties: Map<String, Value>,
 }
@@ -396,6 +398,7 @@ impl JobConfig {
             periodic: None,
             rules: vec![],
             start_with_execution: None,
+            restart: None,
             properties: Map::new(),
         }
     }

@@ -67,6 +67,12 @@ struct JobSpec {
     rules: Vec<RuleSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start_with_execution: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::restart::spec_form"
+    )]
+    restart: Option<crate::restart::RestartPolicy>,
     #[serde(flatten)]
     properties: Map<String, Value>,
 }
@@ -237,6 +243,7 @@ pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
                 periodic: j.periodic,
                 rules: j.rules,
                 start_with_execution: j.start_with_execution,
+                restart: j.restart,
                 properties: j.properties,
             },
         );
@@ -316,6 +323,7 @@ pub fn to_yaml(g: &AiGraph) -> Result<String> {
                         periodic: j.periodic.clone(),
                         rules: j.rules.clone(),
                         start_with_execution: j.start_with_execution,
+                        restart: j.restart.clone(),
                         properties: j.properties.clone(),
                     },
                 )

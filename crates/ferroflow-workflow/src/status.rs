@@ -173,6 +173,12 @@ pub struct JobState {
     /// Next periodic tick, milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_tick: Option<i64>,
+    /// Restarts of failed runs made so far under the job's restart policy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// A failed run restarts at this time (ms since the epoch); the job counts as active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<i64>,
     /// One per control rule, in declaration order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
@@ -301,4 +307,8 @@ pub struct JobExecutionBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub external: Option<serde_json::Value>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -116,6 +116,7 @@ impl Exec {
             Action::Stop if !running => {
                 js.restart_pending = false;
                 js.pending_trigger = None;
+                js.restart_at = None;
                 return;
             }
             Action::Stop => {
@@ -169,6 +170,7 @@ impl Exec {
                 js.status = Some(JobStatus::Init);
                 js.stop_requested = false;
                 js.restart_pending = false;
+                js.restart_at = None;
             }
         }
         p.actions += 1;
@@ -183,7 +185,7 @@ impl Exec {
             .body
             .jobs
             .values()
-            .any(|j| active(j.status) || j.restart_pending);
+            .any(|j| active(j.status) || j.restart_pending || j.restart_at.is_some());
         if self.body.stop_requested {
             if !any_active {
                 self.end(ExecutionStatus::Stopped, cx, p);
@@ -197,7 +199,7 @@ impl Exec {
             .body
             .jobs
             .iter()
-            .filter(|(_, j)| j.status == Some(JobStatus::Failed))
+            .filter(|(_, j)| j.status == Some(JobStatus::Failed) && j.restart_at.is_none())
             .map(|(n, _)| n.clone())
             .collect();
         if !failed.is_empty() {
@@ -281,7 +283,21 @@ impl Exec {
             return None;
         }
         let ended = js.current.clone();
+        let asked_to_stop = js.stop_requested;
         js.stop_requested = false;
+        // A run that failed on its own restarts under the job's policy, after its backoff.
+        if status == JobStatus::Failed
+            && !asked_to_stop
+            && !js.restart_pending
+            && !execution_stopping
+            && let Some(policy) = self.graph.jobs.get(job).and_then(|j| j.restart.as_ref())
+            && js.restarts < policy.max_restarts
+        {
+            js.restarts += 1;
+            let delay = policy.delay(js.restarts).as_millis() as i64;
+            js.restart_at = Some(cx.wall_ms.saturating_add(delay));
+            return ended;
+        }
         if js.restart_pending && !execution_stopping {
             js.restart_pending = false;
             self.act(job, Action::Start, cx, p);
@@ -321,6 +337,24 @@ impl Exec {
             }
         }
         Ok(changed)
+    }
+
+    /// Failed runs whose restart is due at `cx.wall_ms` start again. Returns whether any did.
+    pub(super) fn due_restarts(&mut self, cx: &Ctx<'_>, p: &mut Pending) -> bool {
+        if self.body.status.is_terminal() || self.body.stop_requested {
+            return false;
+        }
+        let due: Vec<String> = self
+            .body
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.restart_at.is_some_and(|t| t <= cx.wall_ms))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for job in &due {
+            self.act(job, Action::Start, cx, p);
+        }
+        !due.is_empty()
     }
 
     /// The execution cannot be driven (`error` says why): STOP every job and end FAILED.
@@ -506,5 +540,95 @@ jobs:
         assert!(e.due_ticks(now, &cx(), &mut p).unwrap());
         assert!(e.body.jobs["t"].next_tick.unwrap() > now);
         assert_eq!(p.actions, 1);
+    }
+
+    const RESTARTING: &str = "
+workflow: wf
+jobs:
+  a:
+    type: process
+    command: 'true'
+    restart: {policy: on_failure, max_restarts: 2, backoff: 100ms}
+  b: {type: process, command: 'true'}
+";
+
+    fn at(wall_ms: i64) -> Ctx<'static> {
+        Ctx {
+            data_dir: Path::new("/data"),
+            wall_ms,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_restarts_after_its_backoff_until_the_limit_then_fails_the_execution() {
+        let mut e = exec(RESTARTING);
+        e.initialise(0, &at(1_000), &mut Pending::default())
+            .unwrap();
+        e.job_status_read("b", JobStatus::Running, &at(1_000), &mut Pending::default());
+
+        // First failure: restart at +100ms; the execution keeps running, b is not stopped.
+        let mut p = Pending::default();
+        e.job_status_read("a", JobStatus::Failed, &at(1_000), &mut p);
+        e.check_done(&at(1_000), &mut p);
+        assert_eq!(e.body.status, ExecutionStatus::Running);
+        assert!(!e.body.jobs["b"].stop_requested);
+        assert_eq!(e.body.jobs["a"].restart_at, Some(1_100));
+        assert!(
+            !e.due_restarts(&at(1_099), &mut p),
+            "not before the backoff"
+        );
+        let mut p = Pending::default();
+        assert!(e.due_restarts(&at(1_100), &mut p));
+        assert_eq!(p.launches, vec!["wf-1.a.2".to_string()]);
+        assert_eq!(e.body.jobs["a"].restart_at, None);
+
+        // Second failure: the backoff doubles.
+        let mut p = Pending::default();
+        e.job_status_read("a", JobStatus::Failed, &at(2_000), &mut p);
+        assert_eq!(e.body.jobs["a"].restart_at, Some(2_200));
+        assert!(e.due_restarts(&at(2_200), &mut p));
+        assert_eq!(e.body.jobs["a"].attempts, 3);
+
+        // Third failure: the limit (2 restarts) is reached; the execution fails.
+        let mut p = Pending::default();
+        e.job_status_read("a", JobStatus::Failed, &at(3_000), &mut p);
+        assert_eq!(e.body.jobs["a"].restart_at, None);
+        e.check_done(&at(3_000), &mut p);
+        assert_eq!(e.body.status, ExecutionStatus::Stopping);
+        e.job_status_read("b", JobStatus::Stopped, &at(3_000), &mut p);
+        e.check_done(&at(3_000), &mut p);
+        assert_eq!(e.body.status, ExecutionStatus::Failed);
+        assert_eq!(e.body.error.as_deref(), Some("job(s) failed: a"));
+    }
+
+    #[test]
+    fn a_stop_cancels_a_pending_restart_and_a_stopped_run_never_restarts() {
+        let mut e = exec(RESTARTING);
+        e.initialise(0, &at(1_000), &mut Pending::default())
+            .unwrap();
+        let mut p = Pending::default();
+        e.job_status_read("a", JobStatus::Failed, &at(1_000), &mut p);
+        assert!(e.body.jobs["a"].restart_at.is_some());
+        let mut p = Pending::default();
+        e.request_stop(&at(1_010), &mut p);
+        assert_eq!(e.body.jobs["a"].restart_at, None);
+        assert!(!e.due_restarts(&at(5_000), &mut p));
+
+        // A run asked to stop that then reports FAILED (it failed while stopping) is not
+        // restarted.
+        let mut e = exec(RESTARTING);
+        e.initialise(0, &at(1_000), &mut Pending::default())
+            .unwrap();
+        let mut p = Pending::default();
+        e.act("a", Action::Stop, &at(1_000), &mut p);
+        e.job_status_read("a", JobStatus::Failed, &at(1_000), &mut p);
+        assert_eq!(e.body.jobs["a"].restart_at, None);
+
+        // Without a policy a failure is final.
+        let mut e = exec(PLAIN);
+        e.initialise(0, &at(1_000), &mut Pending::default())
+            .unwrap();
+        e.job_status_read("a", JobStatus::Failed, &at(1_000), &mut Pending::default());
+        assert_eq!(e.body.jobs["a"].restart_at, None);
     }
 }

@@ -719,7 +719,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Periodic triggers that are due restart their job.
+    /// Periodic triggers that are due restart their job; failed runs whose backoff is over
+    /// start again.
     async fn tick(&mut self) -> Result<()> {
         let now = self.clock.now_ms();
         let keys: Vec<String> = self.execs.keys().cloned().collect();
@@ -729,8 +730,14 @@ impl Scheduler {
             };
             let mut p = Pending::default();
             let r = match exec.due_ticks(now, &self.ctx(), &mut p) {
-                Ok(true) => self.commit(&mut exec, p).await,
-                Ok(false) => Ok(()),
+                Ok(ticked) => {
+                    let restarted = exec.due_restarts(&self.ctx(), &mut p);
+                    if ticked || restarted {
+                        self.commit(&mut exec, p).await
+                    } else {
+                        Ok(())
+                    }
+                }
                 Err(e) => Err(e),
             };
             match r {
