@@ -161,10 +161,13 @@ pub(crate) enum JobCommand {
     },
 }
 
-/// The job types of the `ferroflow` binary: `process`, `native` and `flink`.
+/// The job types of the `ferroflow` binary: `process`, `native`, `flink` and `stream`.
 pub(crate) fn job_types() -> ferroflow_workflow::PluginRegistry {
     let mut r = ferroflow_native::job_types();
     r.register(Arc::new(ferroflow_flink::FlinkPlugin));
+    r.register(Arc::new(ferroflow_stream::StreamPlugin::new(
+        ferroflow_jobspec::Factories::builtin(),
+    )));
     r
 }
 

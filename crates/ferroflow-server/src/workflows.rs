@@ -28,7 +28,10 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
-            WorkflowError::Spec { .. } | WorkflowError::Job { .. } | WorkflowError::Node { .. } => {
+            WorkflowError::Spec { .. }
+            | WorkflowError::Job { .. }
+            | WorkflowError::Node { .. }
+            | WorkflowError::External { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_workflow", message)
             }
             WorkflowError::Invalid(_) => ApiError::new(StatusCode::CONFLICT, "invalid", message),

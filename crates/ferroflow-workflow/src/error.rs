@@ -44,6 +44,16 @@ pub enum WorkflowError {
         /// What went wrong, naming the node (`node 'fit' (train): ...`).
         message: String,
     },
+    /// A job type's library (the engine, a job spec, a cluster's client) refused or failed
+    /// the job; its error is kept as the source.
+    #[error("job '{job}': {source}")]
+    External {
+        /// `<workflow>.<job>` or the job name.
+        job: String,
+        /// The library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A request does not fit the current state (stopping a finished execution, ...).
     #[error("{0}")]
     Invalid(String),
@@ -81,6 +91,22 @@ impl WorkflowError {
             job: job.to_string(),
             message: message.into(),
         }
+    }
+
+    /// `source`, a library's error, as the error of `job`.
+    pub fn external(
+        job: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        WorkflowError::External {
+            job: job.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// An error of `job` described by `message`.
+    pub fn of_job(job: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        Self::job(job, message)
     }
 
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {

@@ -1,0 +1,125 @@
+//! One run of a stream job: the engine job, its checkpoints and what it reports.
+
+use std::time::{Duration, Instant};
+
+use ferroflow_engine::{CheckpointConfig, JobHandle, JobStatus, Runtime};
+use ferroflow_workflow::{JobContext, Result, RunnableJob, WorkflowError};
+use serde_json::json;
+
+use crate::{Prepared, checkpoint_dir};
+
+/// How often a run writes its progress to its job execution.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct StreamJob {
+    prepared: Prepared,
+}
+
+impl StreamJob {
+    pub(crate) fn new(prepared: Prepared) -> Self {
+        StreamJob { prepared }
+    }
+
+    /// Rows read by the sources and written by the sinks in this run, the checkpoint it
+    /// resumed from and the last one it completed.
+    fn progress(&self, handle: &JobHandle) -> serde_json::Value {
+        let metrics = handle.metrics();
+        let sum = |names: &[String], f: fn(&ferroflow_engine::MetricsSnapshot) -> u64| -> u64 {
+            metrics
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(_, m)| f(m))
+                .sum()
+        };
+        let spec = &self.prepared.spec;
+        let sources: Vec<String> = spec.sources.iter().map(|s| s.name.clone()).collect();
+        let sinks: Vec<String> = spec.sinks.iter().map(|s| s.name.clone()).collect();
+        let last = handle.checkpoints().last().cloned();
+        json!({
+            "rows_in": sum(&sources, |m| m.rows_out),
+            "rows_out": sum(&sinks, |m| m.rows_in),
+            "restored_from": handle.restored().map(|r| r.id),
+            "last_checkpoint": last.as_ref().map(|c| c.id),
+            "last_checkpoint_savepoint": last.as_ref().map(|c| c.savepoint),
+        })
+    }
+
+    fn report(&self, ctx: &JobContext, handle: &JobHandle) {
+        // Progress is informative: a store that cannot take it now must not fail the run.
+        if let Err(e) = ctx.record_external(self.progress(handle)) {
+            ctx.log.line(&format!("could not record progress: {e}"));
+        }
+    }
+}
+
+impl RunnableJob for StreamJob {
+    fn run(self: Box<Self>, ctx: &JobContext) -> Result<()> {
+        let key = self.prepared.key.clone();
+        let ext = |e: ferroflow_engine::EngineError| WorkflowError::external(&key, e);
+        let mut graph = self.prepared.build()?;
+        let dir = checkpoint_dir(&ctx.data_dir, &ctx.project, &ctx.execution, &ctx.job);
+        graph.set_checkpointing(Some(
+            CheckpointConfig::new(&dir, self.prepared.interval).with_retain(self.prepared.retain),
+        ));
+        ctx.record_external(json!({ "checkpoint_dir": dir.display().to_string() }))?;
+        let runtime = Runtime::new().map_err(ext)?;
+        let handle = runtime.execute(graph).map_err(ext)?;
+        match handle.restored() {
+            Some(r) => {
+                for s in &r.skipped {
+                    ctx.log.line(&format!("passed over a checkpoint: {s}"));
+                }
+                ctx.log.line(&format!(
+                    "resumed from {} {} ({})",
+                    if r.savepoint {
+                        "savepoint"
+                    } else {
+                        "checkpoint"
+                    },
+                    r.id,
+                    r.path.display()
+                ));
+            }
+            None => ctx.log.line(&format!(
+                "started from the beginning (no checkpoint in {})",
+                dir.display()
+            )),
+        }
+        self.report(ctx, &handle);
+        let mut last_report = Instant::now();
+        let mut stopping = false;
+        loop {
+            if ctx.cancel.is_cancelled() && !stopping {
+                ctx.log.line("stop requested: taking a savepoint");
+                handle.stop();
+                stopping = true;
+            }
+            match handle.wait_timeout(Duration::from_millis(50)) {
+                Ok(Some(report)) => {
+                    self.report(ctx, &handle);
+                    let status = match report.status {
+                        JobStatus::Stopped => "stopped with a savepoint",
+                        JobStatus::Finished => "finished",
+                        JobStatus::Cancelled => "cancelled",
+                        JobStatus::Failed | JobStatus::Running => "ended",
+                    };
+                    ctx.log.line(&format!(
+                        "{status} after {:?}; last checkpoint {:?}",
+                        report.elapsed,
+                        report.checkpoints.last().map(|c| c.id)
+                    ));
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.report(ctx, &handle);
+                    return Err(ext(e));
+                }
+            }
+            if last_report.elapsed() >= REPORT_EVERY {
+                last_report = Instant::now();
+                self.report(ctx, &handle);
+            }
+        }
+    }
+}
