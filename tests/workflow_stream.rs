@@ -78,16 +78,18 @@ fn a_stream_job_survives_kill_9_from_its_checkpoint_and_stops_with_a_savepoint()
 
     // The first run checkpoints a few times, then its process is killed.
     let mut pid = 0;
-    wait_until("run 1 has checkpoints", Duration::from_secs(60), || {
-        match job(&flow, &exec, 1) {
+    wait_until(
+        "run 1 has checkpoints",
+        Duration::from_secs(60),
+        || match job(&flow, &exec, 1) {
             Some(j) if j["status"] == "RUNNING" => {
                 pid = j["pid"].as_u64().unwrap_or(0);
                 j["external"]["last_checkpoint"].as_u64().unwrap_or(0) >= 3
                     && j["external"]["rows_in"].as_u64().unwrap_or(0) > 0
             }
             _ => false,
-        }
-    });
+        },
+    );
     let before_kill = committed_ids(&flow.path("out")).len();
     assert!(before_kill > 0, "checkpoints committed rows");
     let st = Command::new("kill")
@@ -117,7 +119,10 @@ fn a_stream_job_survives_kill_9_from_its_checkpoint_and_stops_with_a_savepoint()
     });
     assert_eq!(flow.runs("p", &exec, "numbers"), ["FAILED", "STOPPED"]);
     let run2 = job(&flow, &exec, 2).unwrap();
-    assert_eq!(run2["external"]["last_checkpoint_savepoint"], true, "{run2}");
+    assert_eq!(
+        run2["external"]["last_checkpoint_savepoint"], true,
+        "{run2}"
+    );
 
     // Every generated row up to the savepoint is in the output exactly once: the rows the
     // killed run wrote after its last checkpoint were never committed, and run 2 re-read

@@ -12,16 +12,21 @@ use crate::error::Result;
 use crate::registry::{BuildContext, Factories, SinkFactory, SourceFactory};
 use crate::spec::{ColumnSpec, Settings};
 
-pub(crate) fn register(f: Factories) -> Factories {
-    let directory = Arc::new(DirectorySourceType);
-    f.with_source("file", Arc::new(FileSourceType))
-        .with_source("directory", directory.clone())
-        .with_source("dir", directory.clone())
-        .with_source("directory_watch", directory)
-        .with_source("generator", Arc::new(GeneratorType))
-        .with_sink("file", Arc::new(FileSinkType))
-        .with_sink("print", Arc::new(PrintSinkType))
-        .with_sink("stdout", Arc::new(PrintSinkType))
+impl Factories {
+    /// This crate's types: sources `file`, `directory` (also `dir`, `directory_watch`) and
+    /// `generator`; sinks `file` and `print` (also `stdout`).
+    pub fn builtin() -> Self {
+        let directory = Arc::new(DirectorySourceType);
+        Factories::empty()
+            .with_source("file", Arc::new(FileSourceType))
+            .with_source("directory", directory.clone())
+            .with_source("dir", directory.clone())
+            .with_source("directory_watch", directory)
+            .with_source("generator", Arc::new(GeneratorType))
+            .with_sink("file", Arc::new(FileSinkType))
+            .with_sink("print", Arc::new(PrintSinkType))
+            .with_sink("stdout", Arc::new(PrintSinkType))
+    }
 }
 
 fn format(ctx: &BuildContext<'_>, name: &str) -> Result<FileFormat> {

@@ -1,20 +1,21 @@
 //! Turning a [`JobSpec`] into an engine [`JobGraph`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use ferroflow_engine::{
-    AggFunc, Aggregate, ChannelBound, CheckpointConfig, DataStream, JobBuilder, JobConfig,
-    JobGraph, JoinType, SortKey, WatermarkStrategy, WindowSpec,
+    Aggregate, ChannelBound, CheckpointConfig, DataStream, JobBuilder, JobConfig, JobGraph,
+    JoinType, WatermarkStrategy, WindowSpec,
 };
-use ferroflow_sql::{ExprStreamExt, StreamingSql, split_alias};
+use ferroflow_sql::{ExprStreamExt, StreamingSql};
 
+use crate::context::{BuildContext, Place};
 use crate::error::{Result, SpecError};
-use crate::registry::{BuildContext, Factories, NodeInputs};
+use crate::registry::{Factories, NodeInputs};
 use crate::spec::*;
+use crate::values::{parse_aggregate, parse_bytes, parse_sort_key};
 
 /// Read, validate and build the job spec at `path`. Relative paths inside it are resolved
 /// against the spec file's directory.
@@ -74,229 +75,23 @@ pub fn build_spec_with(
     factories: &Factories,
 ) -> Result<JobGraph> {
     Compiler {
-        text,
-        origin,
-        base,
+        place: Place { text, origin, base },
         factories,
     }
     .compile(spec)
 }
 
-pub(crate) struct Compiler<'a> {
-    text: &'a str,
-    origin: &'a str,
-    base: &'a Path,
+struct Compiler<'a> {
+    place: Place<'a>,
     factories: &'a Factories,
 }
 
-/// Parse a duration such as `10s`, `500ms`, `2m` (a leading `-` allowed).
-pub fn parse_duration(s: &str) -> std::result::Result<(Duration, bool), String> {
-    let t = s.trim();
-    let (neg, t) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t),
-    };
-    if t == "0" {
-        return Ok((Duration::ZERO, neg));
-    }
-    humantime::parse_duration(t)
-        .map(|d| (d, neg))
-        .map_err(|e| format!("'{s}' is not a duration ({e}); write e.g. 500ms, 10s, 2m"))
-}
-
-fn parse_bytes(v: &serde_yaml_ng::Value) -> std::result::Result<usize, String> {
-    match v {
-        serde_yaml_ng::Value::Number(n) => n
-            .as_u64()
-            .map(|n| n as usize)
-            .ok_or_else(|| format!("{n} is not a byte count")),
-        serde_yaml_ng::Value::String(s) => {
-            let t = s.trim();
-            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-            let (num, unit) = t.split_at(split);
-            let n: usize = num
-                .parse()
-                .map_err(|_| format!("'{s}' is not a byte count"))?;
-            let mult = match unit.trim().to_ascii_lowercase().as_str() {
-                "" | "b" => 1,
-                "k" | "kb" | "kib" => 1 << 10,
-                "m" | "mb" | "mib" => 1 << 20,
-                "g" | "gb" | "gib" => 1 << 30,
-                other => return Err(format!("unknown byte unit '{other}' in '{s}'")),
-            };
-            Ok(n * mult)
-        }
-        other => Err(format!("{other:?} is not a byte count")),
-    }
-}
-
-/// Parse a type name of a declared schema.
-pub fn parse_type(t: &str) -> std::result::Result<DataType, String> {
-    Ok(match t.trim().to_ascii_lowercase().as_str() {
-        "utf8" | "string" | "str" | "text" | "varchar" => DataType::Utf8,
-        "int64" | "bigint" | "long" | "i64" => DataType::Int64,
-        "int32" | "int" | "integer" | "i32" => DataType::Int32,
-        "float64" | "double" | "f64" => DataType::Float64,
-        "float32" | "float" | "real" | "f32" => DataType::Float32,
-        "bool" | "boolean" => DataType::Boolean,
-        "timestamp" | "timestamp_ms" => DataType::Timestamp(TimeUnit::Millisecond, None),
-        "timestamp_us" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "timestamp_s" => DataType::Timestamp(TimeUnit::Second, None),
-        "date" | "date32" => DataType::Date32,
-        other => {
-            return Err(format!(
-                "unknown type '{other}' (known: utf8, int64, int32, float64, float32, boolean, timestamp_ms, timestamp_us, timestamp_s, date)"
-            ));
-        }
-    })
-}
-
-/// Parse `func(column) [AS alias]`, e.g. `count(*) AS n`, `count(distinct user) AS users`.
-pub fn parse_aggregate(s: &str) -> std::result::Result<Aggregate, String> {
-    let (body, alias) = split_alias(s);
-    let open = body
-        .find('(')
-        .ok_or_else(|| format!("'{s}' is not func(column)"))?;
-    if !body.ends_with(')') {
-        return Err(format!("'{s}' is not func(column)"));
-    }
-    let func_name = body[..open].trim();
-    let mut arg = body[open + 1..body.len() - 1].trim().to_string();
-    let mut func = AggFunc::parse(func_name).map_err(|e| e.to_string())?;
-    if func == AggFunc::Count && arg.to_ascii_lowercase().starts_with("distinct ") {
-        func = AggFunc::CountDistinct;
-        arg = arg[9..].trim().to_string();
-    }
-    let column = if arg == "*" {
-        if func != AggFunc::Count {
-            return Err(format!("'{s}': only count takes *"));
-        }
-        None
-    } else if arg.is_empty() {
-        return Err(format!("'{s}': missing column"));
-    } else {
-        Some(arg.trim_matches('"').to_string())
-    };
-    let alias = alias.unwrap_or_else(|| match &column {
-        None => format!("{}_all", func_name.to_ascii_lowercase()),
-        Some(c) => format!("{}_{c}", func_name.to_ascii_lowercase()),
-    });
-    Ok(Aggregate {
-        func,
-        column,
-        alias,
-    })
-}
-
-fn parse_sort_key(s: &str) -> std::result::Result<SortKey, String> {
-    let words: Vec<&str> = s.split_whitespace().collect();
-    let Some((col, rest)) = words.split_first() else {
-        return Err("empty sort key".into());
-    };
-    let mut key = SortKey::asc(col);
-    let rest: Vec<String> = rest.iter().map(|w| w.to_ascii_lowercase()).collect();
-    match rest
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] | ["asc"] => {}
-        ["desc"] => key.descending = true,
-        ["asc", "nulls", "first"] | ["nulls", "first"] => key.nulls_first = true,
-        ["desc", "nulls", "first"] => {
-            key.descending = true;
-            key.nulls_first = true;
-        }
-        ["desc", "nulls", "last"] => key.descending = true,
-        ["asc", "nulls", "last"] | ["nulls", "last"] => {}
-        _ => {
-            return Err(format!(
-                "cannot read sort key '{s}' (write: column [ASC|DESC] [NULLS FIRST|LAST])"
-            ));
-        }
-    }
-    Ok(key)
-}
-
 impl Compiler<'_> {
-    /// The line of the list entry `- name: <name>` (block or flow style) or of the job's
-    /// `name:`, to point errors at the spec. The least indented one wins: sources, nodes and sinks are listed above
-    /// their columns, which have names too.
-    fn line_of(&self, name: &str) -> Option<usize> {
-        self.text
-            .lines()
-            .enumerate()
-            .filter_map(|(i, l)| {
-                let rest = l.trim_start();
-                let indent = l.len() - rest.len();
-                // A list entry, or the job's own `name:` at the top.
-                let rest = match rest.strip_prefix('-') {
-                    Some(r) => r.trim_start(),
-                    None if indent == 0 => rest,
-                    None => return None,
-                };
-                let rest = rest.strip_prefix('{').unwrap_or(rest).trim_start();
-                let value = rest.strip_prefix("name:")?;
-                let value = value.split([',', '}', '#']).next()?.trim();
-                let value = value.trim_matches(|c| c == '"' || c == '\'');
-                (value == name).then_some((indent, i + 1))
-            })
-            .min()
-            .map(|(_, line)| line)
-    }
-
-    pub(crate) fn err(&self, node: &str, message: impl Into<String>) -> SpecError {
-        SpecError::Invalid {
-            file: self.origin.to_string(),
-            line: self.line_of(node),
-            node: node.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// `source`, a library's error, as the error of `node`.
-    pub(crate) fn err_from(
-        &self,
-        node: &str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> SpecError {
-        SpecError::Node {
-            file: self.origin.to_string(),
-            line: self.line_of(node),
-            node: node.to_string(),
-            source: source.into(),
-        }
-    }
-
-    pub(crate) fn path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
-    }
-
-    pub(crate) fn duration(&self, node: &str, s: &str) -> Result<Duration> {
-        match parse_duration(s) {
-            Ok((d, false)) => Ok(d),
-            Ok((_, true)) => Err(self.err(node, format!("duration '{s}' must not be negative"))),
-            Err(e) => Err(self.err(node, e)),
-        }
-    }
-
-    fn signed_ms(&self, node: &str, s: &str) -> Result<i64> {
-        let (d, neg) = parse_duration(s).map_err(|e| self.err(node, e))?;
-        let ms = d.as_millis() as i64;
-        Ok(if neg { -ms } else { ms })
-    }
-
     fn compile(&self, spec: &JobSpec) -> Result<JobGraph> {
         let mut config = JobConfig::default();
         if let Some(p) = spec.parallelism {
             if p == 0 {
-                return Err(self.err(&spec.name, "parallelism must be at least 1"));
+                return Err(self.place.err(&spec.name, "parallelism must be at least 1"));
             }
             config.parallelism = p;
         }
@@ -306,24 +101,30 @@ impl Compiler<'_> {
                 bound.max_rows = r.max(1);
             }
             if let Some(b) = &c.max_bytes {
-                bound.max_bytes = parse_bytes(b).map_err(|e| self.err(&spec.name, e))?.max(1);
+                bound.max_bytes = parse_bytes(b)
+                    .map_err(|e| self.place.err(&spec.name, e))?
+                    .max(1);
             }
             config.channel_bound = bound;
         }
         let mut job = JobBuilder::with_config(&spec.name, config);
         if let Some(c) = &spec.checkpoint {
-            let interval = self.duration("checkpoint", &c.interval)?;
+            let interval = self.place.duration("checkpoint", &c.interval)?;
             if interval.is_zero() {
-                return Err(self.err("checkpoint", "checkpoint interval must be above 0"));
+                return Err(self
+                    .place
+                    .err("checkpoint", "checkpoint interval must be above 0"));
             }
             if c.retain == Some(0) {
-                return Err(self.err("checkpoint", "retain must be at least 1"));
+                return Err(self.place.err("checkpoint", "retain must be at least 1"));
             }
             if c.dir.trim().is_empty() {
-                return Err(self.err("checkpoint", "checkpoint dir must not be empty"));
+                return Err(self
+                    .place
+                    .err("checkpoint", "checkpoint dir must not be empty"));
             }
             job = job.with_checkpointing(
-                CheckpointConfig::new(self.path(&c.dir), interval)
+                CheckpointConfig::new(self.place.path(&c.dir), interval)
                     .with_retain(c.retain.unwrap_or(3)),
             );
             if let Some(m) = c.max_parallelism {
@@ -340,7 +141,7 @@ impl Compiler<'_> {
             .chain(spec.sinks.iter().map(|s| &s.name))
         {
             if !names.insert(n.clone()) {
-                return Err(self.err(n, format!("the name '{n}' is used twice")));
+                return Err(self.place.err(n, format!("the name '{n}' is used twice")));
             }
         }
         for s in &spec.sources {
@@ -369,7 +170,7 @@ impl Compiler<'_> {
                     .filter(|i| !streams.contains_key(base_name(i)))
                     .collect();
                 let known = names.contains(base_name(&missing[0]));
-                return Err(self.err(
+                return Err(self.place.err(
                     &n.name,
                     if known {
                         format!("its inputs {missing:?} form a cycle with it")
@@ -390,14 +191,14 @@ impl Compiler<'_> {
                 .build(&s.settings, &ctx)?;
             input
                 .sink(&s.name, sink)
-                .map_err(|e| self.err_from(&s.name, e))?;
+                .map_err(|e| self.place.err_from(&s.name, e))?;
         }
-        job.build().map_err(|e| self.err_from(&spec.name, e))
+        job.build().map_err(|e| self.place.err_from(&spec.name, e))
     }
 
     fn ctx<'b>(&'b self, node: &'b str) -> BuildContext<'b> {
         BuildContext {
-            compiler: self,
+            place: &self.place,
             node,
         }
     }
@@ -412,7 +213,8 @@ impl Compiler<'_> {
             }
             NodeOp::Predict(p) => v.extend(p.versions.iter().cloned()),
             NodeOp::Sql(sql) => {
-                let tables = StreamingSql::tables_of(sql).map_err(|e| self.err_from(&n.name, e))?;
+                let tables =
+                    StreamingSql::tables_of(sql).map_err(|e| self.place.err_from(&n.name, e))?;
                 v.extend(tables);
             }
             NodeOp::Extension { op, settings } => {
@@ -423,7 +225,7 @@ impl Compiler<'_> {
             _ => {}
         }
         if v.is_empty() {
-            return Err(self.err(&n.name, "the node names no input"));
+            return Err(self.place.err(&n.name, "the node names no input"));
         }
         Ok(v)
     }
@@ -436,31 +238,21 @@ impl Compiler<'_> {
     ) -> Result<DataStream> {
         let base = base_name(input);
         let s = streams.get(base).ok_or_else(|| {
-            self.err(
+            self.place.err(
                 node,
                 format!("input '{input}' is not a source or node of this job"),
             )
         })?;
         match input.strip_prefix(base).and_then(|t| t.strip_prefix('.')) {
-            Some(tag) if !tag.is_empty() => s.side_output(tag).map_err(|e| self.err_from(node, e)),
+            Some(tag) if !tag.is_empty() => {
+                s.side_output(tag).map_err(|e| self.place.err_from(node, e))
+            }
             _ => Ok(s.clone()),
         }
     }
 
-    pub(crate) fn schema(&self, node: &str, cols: &[ColumnSpec]) -> Result<SchemaRef> {
-        let fields = cols
-            .iter()
-            .map(|c| {
-                let t = parse_type(&c.data_type)
-                    .map_err(|e| self.err(node, format!("column '{}': {e}", c.name)))?;
-                Ok(Field::new(&c.name, t, c.nullable.unwrap_or(true)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(Schema::new(fields)))
-    }
-
     fn source(&self, job: &JobBuilder, s: &SourceSpec) -> Result<DataStream> {
-        let e = |m: String| self.err(&s.name, m);
+        let e = |m: String| self.place.err(&s.name, m);
         let ctx = self.ctx(&s.name);
         let source = self
             .factories
@@ -469,7 +261,7 @@ impl Compiler<'_> {
             .build(&s.settings, &ctx)?;
         let mut stream = job
             .source(&s.name, source)
-            .map_err(|x| self.err_from(&s.name, x))?;
+            .map_err(|x| self.place.err_from(&s.name, x))?;
         if s.watermark.is_some() && s.processing_time.is_some() {
             return Err(e(
                 "a source has either 'watermark' (event time) or 'processing_time', not both"
@@ -479,31 +271,31 @@ impl Compiler<'_> {
         if let Some(col) = &s.processing_time {
             stream = stream
                 .with_processing_time(col)
-                .map_err(|x| self.err_from(&s.name, x))?;
+                .map_err(|x| self.place.err_from(&s.name, x))?;
         }
         if let Some(w) = &s.watermark {
             let ooo = match &w.max_out_of_orderness {
-                Some(d) => self.duration(&s.name, d)?,
+                Some(d) => self.place.duration(&s.name, d)?,
                 None => Duration::ZERO,
             };
             let mut strategy = WatermarkStrategy::bounded_out_of_orderness(&w.column, ooo);
             if let Some(t) = &w.idle_timeout {
-                strategy = strategy.with_idle_timeout(self.duration(&s.name, t)?);
+                strategy = strategy.with_idle_timeout(self.place.duration(&s.name, t)?);
             }
             stream = stream
                 .with_watermarks(strategy)
-                .map_err(|x| self.err_from(&s.name, x))?;
+                .map_err(|x| self.place.err_from(&s.name, x))?;
         }
         if let Some(p) = s.parallelism {
             stream = stream
                 .parallelism(p)
-                .map_err(|x| self.err_from(&s.name, x))?;
+                .map_err(|x| self.place.err_from(&s.name, x))?;
         }
         Ok(stream)
     }
 
     fn node(&self, n: &NodeSpec, streams: &HashMap<String, DataStream>) -> Result<DataStream> {
-        let e = |m: String| self.err(&n.name, m);
+        let e = |m: String| self.place.err(&n.name, m);
         let input = || -> Result<DataStream> {
             let i = n
                 .input
@@ -514,8 +306,9 @@ impl Compiler<'_> {
         let aggs = |v: &[String]| -> Result<Vec<Aggregate>> {
             v.iter().map(|a| parse_aggregate(a).map_err(&e)).collect()
         };
-        let engine =
-            |r: ferroflow_engine::Result<DataStream>| r.map_err(|x| self.err_from(&n.name, x));
+        let engine = |r: ferroflow_engine::Result<DataStream>| {
+            r.map_err(|x| self.place.err_from(&n.name, x))
+        };
         let mut out = match &n.op {
             NodeOp::Filter(p) => engine(input()?.filter(&n.name, p))?,
             NodeOp::Select(cols) => engine(input()?.select(&n.name, &strs(cols)))?,
@@ -538,15 +331,15 @@ impl Compiler<'_> {
                         .ok_or_else(|| e("a time window needs 'time_column'".into()))?;
                     let mut spec = match (&w.tumbling, &w.sliding, &w.session) {
                         (Some(t), None, None) => {
-                            WindowSpec::tumbling(time, self.duration(&n.name, t)?)
+                            WindowSpec::tumbling(time, self.place.duration(&n.name, t)?)
                         }
                         (None, Some(s), None) => WindowSpec::sliding(
                             time,
-                            self.duration(&n.name, &s.size)?,
-                            self.duration(&n.name, &s.slide)?,
+                            self.place.duration(&n.name, &s.size)?,
+                            self.place.duration(&n.name, &s.slide)?,
                         ),
                         (None, None, Some(g)) => {
-                            WindowSpec::session(time, self.duration(&n.name, g)?)
+                            WindowSpec::session(time, self.place.duration(&n.name, g)?)
                         }
                         _ => {
                             return Err(e(
@@ -556,7 +349,7 @@ impl Compiler<'_> {
                         }
                     };
                     if let Some(l) = &w.allowed_lateness {
-                        spec = spec.with_allowed_lateness(self.duration(&n.name, l)?);
+                        spec = spec.with_allowed_lateness(self.place.duration(&n.name, l)?);
                     }
                     match w.late.as_deref() {
                         None | Some("drop") => {}
@@ -605,8 +398,8 @@ impl Compiler<'_> {
                         &strs(&j.right_keys),
                         &iv.left_time,
                         &iv.right_time,
-                        self.signed_ms(&n.name, &iv.lower)?,
-                        self.signed_ms(&n.name, &iv.upper)?,
+                        self.place.signed_ms(&n.name, &iv.lower)?,
+                        self.place.signed_ms(&n.name, &iv.upper)?,
                     ))?,
                     None => {
                         let jt = match j.join_type.as_deref() {
@@ -646,7 +439,7 @@ impl Compiler<'_> {
                     ctx.register(name, s.clone());
                 }
                 ctx.query(&n.name, sql)
-                    .map_err(|x| self.err_from(&n.name, x))?
+                    .map_err(|x| self.place.err_from(&n.name, x))?
             }
             NodeOp::Predict(p) => self.predict(n, p, input()?, streams)?,
             NodeOp::Extension { op, settings } => {
@@ -665,7 +458,9 @@ impl Compiler<'_> {
             }
         };
         if let Some(p) = n.parallelism {
-            out = out.parallelism(p).map_err(|x| self.err_from(&n.name, x))?;
+            out = out
+                .parallelism(p)
+                .map_err(|x| self.place.err_from(&n.name, x))?;
         }
         Ok(out)
     }
@@ -686,7 +481,7 @@ impl Compiler<'_> {
             intra_threads: p.intra_threads.unwrap_or(1),
             ..OnnxOptions::default()
         };
-        let path = self.path(&p.model);
+        let path = self.place.path(&p.model);
         let mut node = ModelNode::new(
             Arc::new(OnnxLoader::new(options)),
             path.display().to_string(),
@@ -706,11 +501,11 @@ impl Compiler<'_> {
                 max_rows: b.max_rows.unwrap_or(d.max_rows),
                 min_rows: b.min_rows.unwrap_or(d.min_rows),
                 target_latency: match &b.target_latency {
-                    Some(t) => self.duration(&n.name, t)?,
+                    Some(t) => self.place.duration(&n.name, t)?,
                     None => d.target_latency,
                 },
                 max_latency: match &b.max_latency {
-                    Some(t) => self.duration(&n.name, t)?,
+                    Some(t) => self.place.duration(&n.name, t)?,
                     None => d.max_latency,
                 },
             });
@@ -722,7 +517,7 @@ impl Compiler<'_> {
                 input.predict_with_versions(&n.name, &versions, node)
             }
         };
-        r.map_err(|x| self.err_from(&n.name, x))
+        r.map_err(|x| self.place.err_from(&n.name, x))
     }
 }
 
@@ -739,51 +534,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aggregates_parse() {
-        let a = parse_aggregate("count(*) AS n").unwrap();
-        assert_eq!(
-            (a.func, a.column, a.alias.as_str()),
-            (AggFunc::Count, None, "n")
-        );
-        let a = parse_aggregate("count(distinct user)").unwrap();
-        assert_eq!(a.func, AggFunc::CountDistinct);
-        assert_eq!(a.alias, "count_user");
-        assert!(parse_aggregate("median(x)").is_err());
-        assert!(parse_aggregate("sum(*)").is_err());
-    }
-
-    #[test]
-    fn durations_and_bytes() {
-        assert_eq!(
-            parse_duration("10s").unwrap(),
-            (Duration::from_secs(10), false)
-        );
-        assert_eq!(
-            parse_duration("-5s").unwrap(),
-            (Duration::from_secs(5), true)
-        );
-        assert!(parse_duration("ten").is_err());
-        assert_eq!(
-            parse_bytes(&serde_yaml_ng::Value::String("16MiB".into())).unwrap(),
-            16 << 20
-        );
-    }
-
-    #[test]
     fn errors_point_at_the_entry_not_at_a_column_of_the_same_name() {
         let text = "name: id\nsources:\n  - name: src\n    columns:\n      - {name: id, kind: sequence}\n  - {name: 'id', type: generator}\n";
-        let c = Compiler {
+        let c = Place {
             text,
             origin: "t.yaml",
             base: Path::new("."),
-            factories: &Factories::empty(),
         };
         // The job's own name (indent 0) wins over deeper entries.
         assert_eq!(c.line_of("id"), Some(1));
         assert_eq!(c.line_of("src"), Some(3));
         assert_eq!(c.line_of("nope"), None);
         let text = "sources:\n  - name: src\n    columns:\n      - {name: x, kind: sequence}\n  - {name: \"x\", type: generator}\n";
-        let c = Compiler { text, ..c };
+        let c = Place { text, ..c };
         assert_eq!(c.line_of("x"), Some(5));
     }
 }

@@ -10,14 +10,14 @@
 
 mod builtin;
 mod compile;
+mod context;
 mod error;
 mod registry;
 pub mod spec;
+mod values;
 
-pub use compile::{
-    build, build_spec, build_spec_with, load, load_with, parse, parse_aggregate, parse_duration,
-    parse_type,
-};
+pub use compile::{build, build_spec, build_spec_with, load, load_with, parse};
 pub use error::{Result, SpecError};
 pub use registry::{BuildContext, Factories, NodeFactory, NodeInputs, SinkFactory, SourceFactory};
 pub use spec::{JobSpec, Settings};
+pub use values::{parse_aggregate, parse_duration, parse_type};

@@ -7,62 +7,13 @@
 //! them, the way DataFusion takes table provider factories.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use arrow_schema::SchemaRef;
 use ferroflow_engine::{DataStream, Sink, Source};
 
+pub use crate::context::BuildContext;
 use crate::error::{Result, SpecError};
-use crate::spec::{BUILTIN_OPS, ColumnSpec, Settings};
-
-/// What a factory may use while it builds one entry of a spec: the entry's name, paths
-/// relative to the spec, and errors that point at the entry's line.
-pub struct BuildContext<'a> {
-    pub(crate) compiler: &'a crate::compile::Compiler<'a>,
-    pub(crate) node: &'a str,
-}
-
-impl BuildContext<'_> {
-    /// The name of the source, node or sink being built.
-    pub fn node(&self) -> &str {
-        self.node
-    }
-
-    /// `p` resolved against the spec file's directory (absolute paths as given).
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.compiler.path(p)
-    }
-
-    /// A non-negative duration such as `500ms` or `10s`.
-    pub fn duration(&self, s: &str) -> Result<Duration> {
-        self.compiler.duration(self.node, s)
-    }
-
-    /// A declared schema.
-    pub fn schema(&self, cols: &[ColumnSpec]) -> Result<SchemaRef> {
-        self.compiler.schema(self.node, cols)
-    }
-
-    /// The settings read as `T`, or an error naming the entry and the field at fault.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self, settings: &Settings) -> Result<T> {
-        settings.parse().map_err(|m| self.err(m))
-    }
-
-    /// An error of this entry.
-    pub fn err(&self, message: impl Into<String>) -> SpecError {
-        self.compiler.err(self.node, message)
-    }
-
-    /// A library's error as the error of this entry (kept as the source).
-    pub fn err_from(
-        &self,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> SpecError {
-        self.compiler.err_from(self.node, source)
-    }
-}
+use crate::spec::{BUILTIN_OPS, Settings};
 
 /// Builds the sources of one `type:`.
 pub trait SourceFactory: Send + Sync {
@@ -129,12 +80,6 @@ impl Factories {
     /// No factories at all (a spec can then use built-in operations only).
     pub fn empty() -> Self {
         Self::default()
-    }
-
-    /// This crate's types: sources `file`, `directory` (also `dir`, `directory_watch`) and
-    /// `generator`; sinks `file` and `print` (also `stdout`).
-    pub fn builtin() -> Self {
-        crate::builtin::register(Self::default())
     }
 
     /// Add (or replace) the source type `name`.
