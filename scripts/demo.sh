@@ -41,6 +41,10 @@ echo "== 6. inference: a bundled scikit-learn model (ONNX) scores iris flowers; 
 head -n 2 examples/out/iris_scored.jsonl
 
 echo
+echo "== 6b. online learning in one job: FTRL trained on a stream, each version scoring it as it arrives"
+"$bin" run examples/online_learning.yaml --quiet | tail -n 10
+
+echo
 echo "== 7. training in the dataflow: a TorchScript model trained on one stream, served on another"
 cargo run -q --no-default-features --features torch --example train_and_serve
 

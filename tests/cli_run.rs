@@ -157,6 +157,37 @@ fn unbounded_spec_runs_until_its_duration() {
 }
 
 #[test]
+fn the_online_learning_example_trains_and_serves_versions_in_one_job() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/online_learning.yaml");
+    let out = ferroflow()
+        .arg("run")
+        .arg(&spec)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 20 000 rows in global batches of 1 000: versions 1..=20, each printed once (the row
+    // two lines below each model-data header; its last cell is the version).
+    let lines: Vec<&str> = stdout.lines().collect();
+    let versions: Vec<i64> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("| coefficient "))
+        .map(|(i, _)| {
+            let cells: Vec<&str> = lines[i + 2].split('|').map(str::trim).collect();
+            cells[cells.len() - 2].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(versions, (1..=20).collect::<Vec<_>>(), "{stdout}");
+    assert!(stdout.contains("predicted_rate"), "{stdout}");
+}
+
+#[test]
 fn run_the_bundled_scoring_example() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");

@@ -211,7 +211,13 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 parsed.parallelism = parallelism;
             }
             let base = spec.parent().map(PathBuf::from).unwrap_or_default();
-            let mut job = ferroflow_jobspec::build_spec(&parsed, &text, &origin, &base)?;
+            let mut job = ferroflow_jobspec::build_spec_with(
+                &parsed,
+                &text,
+                &origin,
+                &base,
+                &ferroflow_stream::factories(),
+            )?;
             let checkpointing = checkpoint_settings(
                 job.checkpointing().cloned(),
                 checkpoint_dir,
@@ -302,7 +308,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Scheduler(args) => workflow::scheduler(args),
         Command::Job { command } => workflow::job(command),
         Command::Check { spec } => {
-            let job = ferroflow_jobspec::load(&spec)?;
+            let job = ferroflow_jobspec::load_with(&spec, &ferroflow_stream::factories())?;
             println!(
                 "{}: job '{}' is valid ({}): {}",
                 spec.display(),

@@ -166,7 +166,7 @@ pub(crate) fn job_types() -> ferroflow_workflow::PluginRegistry {
     let mut r = ferroflow_native::job_types();
     r.register(Arc::new(ferroflow_flink::FlinkPlugin));
     r.register(Arc::new(ferroflow_stream::StreamPlugin::new(
-        ferroflow_jobspec::Factories::builtin(),
+        ferroflow_stream::factories(),
     )));
     r
 }

@@ -21,6 +21,7 @@
 //! read and written by this run, the checkpoint it resumed from and the last one taken.
 
 mod job;
+mod ml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -179,6 +180,15 @@ impl JobPlugin for StreamPlugin {
             sub.job.name
         ))
     }
+}
+
+/// The source types, sink types and operations of ferroflow's job specs: the built-in ones
+/// and the ML library's `ml` and `fit_online` (see the `ml` module's docs).
+pub fn factories() -> Factories {
+    Factories::builtin()
+        .with_node("ml", Arc::new(ml::MlNode))
+        .and_then(|f| f.with_node("fit_online", Arc::new(ml::FitOnlineNode)))
+        .expect("'ml' and 'fit_online' are not built-in operations")
 }
 
 /// Where the checkpoints of `job` in `execution` go.

@@ -1,0 +1,182 @@
+//! ML-library stages as job-spec operations: `ml` (a transformer or model applied to every
+//! batch, optionally fed versions from a model-data stream) and `fit_online` (an online
+//! estimator trained on the stream, emitting its model-data versions).
+//!
+//! ```yaml
+//! nodes:
+//!   - name: features
+//!     input: clicks
+//!     ml: {stage: {className: VectorAssembler, paramMap: {inputCols: [a, b], outputCol: features}}}
+//!   - name: train
+//!     input: features
+//!     fit_online:
+//!       stage: {className: OnlineLogisticRegression, paramMap: {globalBatchSize: 64,
+//!               initialModelData: {coefficient: {values: [0, 0]}, modelVersion: 0}}}
+//!   - name: score
+//!     input: features
+//!     ml:
+//!       stage: {className: OnlineLogisticRegressionModel}
+//!       model_data: train          # each new version replaces the model between batches
+//!   - name: score_saved
+//!     input: features
+//!     ml: {model_dir: models/lr}   # a model saved by ferroflow ml fit (relative to the spec)
+//! ```
+
+use std::sync::Arc;
+
+use ferroflow_engine::DataStream;
+use ferroflow_jobspec::{BuildContext, NodeFactory, NodeInputs, Result, Settings};
+use ferroflow_ml::{AnyStage, MlStreamExt};
+use serde::Deserialize;
+
+/// `ml:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlSettings {
+    /// A stage in Flink ML's metadata shape `{className, paramMap}`.
+    stage: Option<serde_json::Value>,
+    /// A saved stage's directory (relative to the spec file).
+    model_dir: Option<String>,
+    /// A node whose rows are this model's model data, one version each.
+    model_data: Option<String>,
+    /// The event-time column (ms), for models that hold rows by event time.
+    event_time_column: Option<String>,
+}
+
+fn stage_of(
+    ctx: &BuildContext<'_>,
+    stage: Option<&serde_json::Value>,
+    model_dir: Option<&str>,
+) -> Result<AnyStage> {
+    match (stage, model_dir) {
+        (Some(meta), None) => ferroflow_ml::stage_from_json(meta).map_err(|e| ctx.err_from(e)),
+        (None, Some(dir)) => ferroflow_ml::load_stage(&ctx.path(dir)).map_err(|e| ctx.err_from(e)),
+        _ => Err(ctx.err("give exactly one of 'stage' and 'model_dir'")),
+    }
+}
+
+fn class_of(stage: &AnyStage) -> &str {
+    match stage {
+        AnyStage::Operator(s) => s.class_name(),
+        AnyStage::Estimator(s) => s.class_name(),
+        AnyStage::Model(s) => s.class_name(),
+    }
+}
+
+fn need_input(ctx: &BuildContext<'_>, inputs: NodeInputs) -> Result<(DataStream, Vec<DataStream>)> {
+    let input = inputs
+        .input
+        .ok_or_else(|| ctx.err("this node needs 'input'"))?;
+    Ok((input, inputs.extra))
+}
+
+/// The `ml` operation.
+pub(crate) struct MlNode;
+
+impl NodeFactory for MlNode {
+    fn extra_inputs(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Vec<String>> {
+        let s: MlSettings = ctx.parse(settings)?;
+        Ok(s.model_data.into_iter().collect())
+    }
+
+    fn build(
+        &self,
+        settings: &Settings,
+        inputs: NodeInputs,
+        ctx: &BuildContext<'_>,
+    ) -> Result<DataStream> {
+        let s: MlSettings = ctx.parse(settings)?;
+        let (input, extra) = need_input(ctx, inputs)?;
+        let stage = stage_of(ctx, s.stage.as_ref(), s.model_dir.as_deref())?;
+        let et = s.event_time_column.as_deref();
+        let r = match (stage, extra.first()) {
+            (AnyStage::Model(m), Some(model_data)) => {
+                input.ml_transform_with_model_data(ctx.node(), Arc::from(m), model_data, et)
+            }
+            (other, Some(_)) => {
+                return Err(ctx.err(format!(
+                    "'model_data' feeds a model (e.g. OnlineLogisticRegressionModel); {} is not one",
+                    class_of(&other)
+                )));
+            }
+            (AnyStage::Estimator(e), None) => {
+                return Err(ctx.err(format!(
+                    "{} is an estimator: train it with 'fit_online' (online estimators), or fit it and give 'model_dir'",
+                    e.class_name()
+                )));
+            }
+            (_, None) if et.is_some() => {
+                return Err(ctx.err("'event_time_column' is used with 'model_data' only"));
+            }
+            (AnyStage::Model(m), None) => {
+                let m: Arc<dyn ferroflow_ml::Model> = Arc::from(m);
+                input.ml_transform(ctx.node(), m)
+            }
+            (AnyStage::Operator(o), None) => input.ml_transform(ctx.node(), Arc::from(o)),
+        };
+        r.map_err(|e| ctx.err_from(e))
+    }
+}
+
+/// `fit_online:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FitOnlineSettings {
+    /// The online estimator (or a pipeline with exactly one), `{className, paramMap}`.
+    stage: serde_json::Value,
+    /// The event-time column (ms), for event-time global batches.
+    event_time_column: Option<String>,
+}
+
+/// The `fit_online` operation: its output is the estimator's model-data stream.
+pub(crate) struct FitOnlineNode;
+
+impl NodeFactory for FitOnlineNode {
+    fn build(
+        &self,
+        settings: &Settings,
+        inputs: NodeInputs,
+        ctx: &BuildContext<'_>,
+    ) -> Result<DataStream> {
+        let s: FitOnlineSettings = ctx.parse(settings)?;
+        let (input, _) = need_input(ctx, inputs)?;
+        let et = s.event_time_column.as_deref();
+        let stages = match s.stage.get("stages") {
+            Some(list) => list
+                .as_array()
+                .ok_or_else(|| ctx.err("'stages' must be a list"))?
+                .iter()
+                .map(|m| ferroflow_ml::stage_from_json(m).map_err(|e| ctx.err_from(e)))
+                .collect::<Result<Vec<_>>>()?,
+            None => {
+                let stage = ferroflow_ml::stage_from_json(&s.stage).map_err(|e| ctx.err_from(e))?;
+                match stage {
+                    AnyStage::Estimator(e) if e.as_online().is_some() => {
+                        return input
+                            .ml_fit_online(ctx.node(), Arc::from(e), et)
+                            .map_err(|e| ctx.err_from(e));
+                    }
+                    other => {
+                        return Err(ctx.err(format!(
+                            "{} does not learn online (known online estimators: OnlineLogisticRegression, OnlineKMeans, OnlineStandardScaler)",
+                            class_of(&other)
+                        )));
+                    }
+                }
+            }
+        };
+        let online = stages
+            .iter()
+            .filter(|s| matches!(s, AnyStage::Estimator(e) if e.as_online().is_some()))
+            .count();
+        if online != 1 {
+            return Err(ctx.err(format!(
+                "a fit_online pipeline has exactly one online estimator (found {online}); its model data is the node's output"
+            )));
+        }
+        let mut fits = input
+            .ml_fit_pipeline_online(ctx.node(), stages, et)
+            .map_err(|e| ctx.err_from(e))?;
+        Ok(fits.remove(0).model_data)
+    }
+}

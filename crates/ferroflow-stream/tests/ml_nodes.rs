@@ -1,0 +1,168 @@
+//! The ML library's stages in a job spec: features assembled, an online logistic
+//! regression trained on the stream, and its versions scoring the same stream as they come.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
+use ferroflow_connectors::MemorySink;
+use ferroflow_engine::Runtime;
+use ferroflow_jobspec::{BuildContext, Factories, Result, Settings, SinkFactory};
+
+struct Collect(Arc<MemorySink>);
+
+impl SinkFactory for Collect {
+    fn build(&self, _: &Settings, _: &BuildContext<'_>) -> Result<Arc<dyn ferroflow_engine::Sink>> {
+        Ok(self.0.clone())
+    }
+}
+
+const SPEC: &str = "name: online
+sources:
+  - name: events
+    type: generator
+    rows: 4000
+    batch_size: 50
+    seed: 3
+    columns:
+      - {name: x1, kind: float, min: -1, max: 1}
+      - {name: x2, kind: float, min: -1, max: 1}
+nodes:
+  - name: labelled
+    input: events
+    select: [x1, x2, \"CAST(2 * x1 - x2 > 0.1 AS DOUBLE) AS label\"]
+  - name: features
+    input: labelled
+    ml: {stage: {className: VectorAssembler, paramMap: {inputCols: [x1, x2], inputSizes: [1, 1], outputCol: features}}}
+  - name: train
+    input: features
+    fit_online:
+      stage:
+        className: OnlineLogisticRegression
+        paramMap:
+          globalBatchSize: 200
+          alpha: 1.0
+          initialModelData: {coefficient: {values: [0.0, 0.0]}, modelVersion: 0}
+  - name: score
+    input: features
+    ml:
+      stage: {className: OnlineLogisticRegressionModel}
+      model_data: train
+sinks:
+  - {name: versions, input: train, type: collect_versions}
+  - {name: scored, input: score, type: collect_scored}
+";
+
+fn factories(versions: &Arc<MemorySink>, scored: &Arc<MemorySink>) -> Factories {
+    ferroflow_stream::factories()
+        .with_sink("collect_versions", Arc::new(Collect(versions.clone())))
+        .with_sink("collect_scored", Arc::new(Collect(scored.clone())))
+}
+
+fn build(text: &str, f: &Factories) -> Result<ferroflow_engine::JobGraph> {
+    let dir = std::env::temp_dir();
+    let spec = ferroflow_jobspec::parse(text, "online.yaml")?;
+    ferroflow_jobspec::build_spec_with(&spec, text, "online.yaml", &dir, f)
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name} in {:?}", b.schema()))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap()
+}
+
+#[test]
+fn online_training_versions_score_the_stream_they_learn_from() {
+    let versions = Arc::new(MemorySink::new());
+    let scored = Arc::new(MemorySink::new());
+    let job = build(SPEC, &factories(&versions, &scored)).unwrap();
+    Runtime::new()
+        .unwrap()
+        .execute(job)
+        .unwrap()
+        .wait()
+        .unwrap();
+
+    // One version per global batch of 200 rows: 1..=20 (the initial model is not emitted).
+    let v = versions.concat().unwrap();
+    let ids: Vec<i64> = col::<Int64Array>(&v, "modelVersion").values().to_vec();
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>());
+
+    // Every row is scored once, with the version it was scored by, in a non-decreasing
+    // order; the later versions have learnt the boundary.
+    let s = scored.concat().unwrap();
+    assert_eq!(s.num_rows(), 4000);
+    let served = col::<Int64Array>(&s, "modelVersion");
+    assert_eq!(served.null_count(), 0);
+    let served: Vec<i64> = served.values().to_vec();
+    assert!(
+        served.windows(2).all(|w| w[0] <= w[1]),
+        "versions only move forward"
+    );
+    assert!(
+        served
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 3
+    );
+    let label = col::<Float64Array>(&s, "label");
+    let pred = col::<Float64Array>(&s, "prediction");
+    let (mut right, mut late) = (0, 0);
+    for (i, &v) in served.iter().enumerate() {
+        if v >= 10 {
+            late += 1;
+            right += usize::from(label.value(i) == pred.value(i));
+        }
+    }
+    assert!(late > 0);
+    let accuracy = right as f64 / late as f64;
+    assert!(accuracy > 0.9, "accuracy {accuracy} with versions >= 10");
+}
+
+#[test]
+fn stages_used_the_wrong_way_are_refused_naming_the_node() {
+    let versions = Arc::new(MemorySink::new());
+    let scored = Arc::new(MemorySink::new());
+    let f = factories(&versions, &scored);
+    let err = |text: &str| match build(text, &f) {
+        Ok(_) => panic!("refused:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    // An estimator is not a transform.
+    let e = err(&SPEC.replace(
+        "stage: {className: OnlineLogisticRegressionModel}",
+        "stage: {className: LogisticRegression}",
+    ));
+    assert!(
+        e.contains("node 'score'") && e.contains("LogisticRegression is not one"),
+        "{e}"
+    );
+    let e = err(&SPEC.replace(
+        "stage: {className: OnlineLogisticRegressionModel}\n      model_data: train",
+        "stage: {className: LogisticRegression}",
+    ));
+    assert!(e.contains("LogisticRegression is an estimator"), "{e}");
+    // A batch estimator does not learn online.
+    let svc = SPEC
+        .replace(
+            "className: OnlineLogisticRegression\n",
+            "className: LinearSVC\n",
+        )
+        .replace("          alpha: 1.0\n", "")
+        .replace(
+            "          initialModelData: {coefficient: {values: [0.0, 0.0]}, modelVersion: 0}\n",
+            "",
+        );
+    let e = err(&svc);
+    assert!(
+        e.contains("node 'train'") && e.contains("does not learn online"),
+        "{e}"
+    );
+    // Unknown settings and params are refused.
+    let e = err(&SPEC.replace("model_data: train", "model_data: train\n      every: 2"));
+    assert!(e.contains("unknown field `every`"), "{e}");
+    let e = err(&SPEC.replace("alpha: 1.0", "alhpa: 1.0"));
+    assert!(e.contains("node 'train'") && e.contains("alhpa"), "{e}");
+}
