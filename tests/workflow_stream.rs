@@ -171,3 +171,143 @@ fn a_stream_job_spec_is_checked_at_submission_naming_its_line() {
     let err = flow.fails(&["workflow", "submit", wf.to_str().unwrap()]);
     assert!(err.contains("unknown field `checkpoint_every`"), "{err}");
 }
+
+/// Online training of a bounded, deterministic stream into the Model Center, slow enough
+/// to be killed part-way.
+const TRAIN: &str = "name: train
+sources:
+  - name: events
+    type: generator
+    rows: 6000
+    rate: 2500
+    batch_size: 100
+    seed: 5
+    columns:
+      - {name: x1, kind: float, min: -1, max: 1}
+      - {name: x2, kind: float, min: -1, max: 1}
+nodes:
+  - name: labelled
+    input: events
+    select: [x1, x2, \"CAST(x1 - 2 * x2 > 0 AS DOUBLE) AS label\"]
+  - name: features
+    input: labelled
+    ml: {stage: {className: VectorAssembler, paramMap: {inputCols: [x1, x2], inputSizes: [1, 1], outputCol: features}}}
+  - name: fit
+    input: features
+    fit_online:
+      stage:
+        className: OnlineLogisticRegression
+        paramMap:
+          globalBatchSize: 200
+          initialModelData: {coefficient: {values: [0.0, 0.0]}, modelVersion: 0}
+sinks:
+  - name: publish
+    input: fit
+    type: model_center
+    model: ctr
+    stage: {className: OnlineLogisticRegressionModel}
+";
+
+const TRAIN_WORKFLOW: &str = "workflow: training
+project: p
+jobs:
+  train:
+    type: stream
+    spec: train.yaml
+    checkpoint_interval: 200ms
+    restart: {policy: on_failure, backoff: 100ms}
+";
+
+fn model_versions(flow: &Flow) -> Vec<Value> {
+    flow.json(&["models", "versions", "ctr"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Train to the end (killing the first run once it registered `kill_after` versions, if
+/// given); returns the Model Center's versions and the last one's model data.
+fn train(kill_after: Option<usize>) -> (Vec<Value>, Vec<String>) {
+    let mut flow = Flow::new();
+    std::fs::write(flow.path("train.yaml"), TRAIN).unwrap();
+    let exec = flow.launch_text("wf.yaml", TRAIN_WORKFLOW, "training", "p");
+    if let Some(n) = kill_after {
+        let mut pid = 0;
+        wait_until(
+            "versions registered by run 1",
+            Duration::from_secs(60),
+            || {
+                let running = flow
+                    .jobs("p", &exec)
+                    .into_iter()
+                    .find(|j| j["attempt"] == 1 && j["status"] == "RUNNING");
+                if let Some(j) = running {
+                    pid = j["pid"].as_u64().unwrap_or(0);
+                }
+                pid != 0 && model_versions(&flow).len() >= n
+            },
+        );
+        let st = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    flow.wait(&exec, "p", &["--timeout", "120s"]);
+    let runs = flow.runs("p", &exec, "train");
+    match kill_after {
+        Some(_) => assert_eq!(runs, ["FAILED", "FINISHED"]),
+        None => assert_eq!(runs, ["FINISHED"]),
+    }
+    let versions = model_versions(&flow);
+    let last = versions.last().unwrap()["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (versions, model_rows(Path::new(&last)))
+}
+
+/// A saved model's data, row by row as text (every digit of every coefficient).
+fn model_rows(dir: &Path) -> Vec<String> {
+    let ferroflow::ml::AnyStage::Model(m) = ferroflow::ml::load_stage(dir).unwrap() else {
+        panic!("{} holds a model", dir.display())
+    };
+    let data = m.model_data().unwrap();
+    common::rows(&data)
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect()
+}
+
+#[test]
+fn online_training_registers_every_version_once_across_a_kill_9() {
+    let (plain, plain_model) = train(None);
+    let (killed, killed_model) = train(Some(4));
+    for versions in [&plain, &killed] {
+        // 6 000 rows in global batches of 200: versions 1..=30, each with its own model
+        // directory, lineage to a run of the job, stage GENERATED.
+        let numbers: Vec<i64> = versions
+            .iter()
+            .map(|v| v["version"].as_i64().unwrap())
+            .collect();
+        assert_eq!(numbers, (1..=30).collect::<Vec<_>>());
+        for v in versions.iter() {
+            let uri = v["uri"].as_str().unwrap();
+            assert!(uri.ends_with(&format!("/v{}", v["version"])), "{v}");
+            assert_eq!(v["flavor"], "ferroflow-ml");
+            assert_eq!(v["stage"], "GENERATED");
+            assert!(
+                v["job_execution"].as_str().unwrap().starts_with("p/"),
+                "{v}"
+            );
+        }
+    }
+    // The killed run's versions came from two runs; the final model is bit-for-bit the
+    // one trained without the kill.
+    let lineage: BTreeSet<&str> = killed
+        .iter()
+        .map(|v| v["job_execution"].as_str().unwrap())
+        .collect();
+    assert_eq!(lineage.len(), 2, "{lineage:?}");
+    assert_eq!(plain_model, killed_model);
+}

@@ -1,5 +1,6 @@
 //! One run of a stream job: the engine job, its checkpoints and what it reports.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroflow_engine::{CheckpointConfig, JobHandle, JobStatus, Runtime};
@@ -56,7 +57,20 @@ impl RunnableJob for StreamJob {
     fn run(self: Box<Self>, ctx: &JobContext) -> Result<()> {
         let key = self.prepared.key.clone();
         let ext = |e: ferroflow_engine::EngineError| WorkflowError::external(&key, e);
-        let mut graph = self.prepared.build()?;
+        // This run's Model Center: its versions' lineage is this job execution.
+        let target = crate::model_center::Target {
+            store: ctx.store.clone(),
+            handle: ctx.handle.clone(),
+            project: ctx.project.clone(),
+            lineage: format!("{}/{}", ctx.project, ctx.job_execution),
+            run_dir: format!("{}.{}", ctx.execution, ctx.job),
+            data_dir: ctx.data_dir.clone(),
+        };
+        let factories = (*self.prepared.factories).clone().with_sink(
+            "model_center",
+            Arc::new(crate::model_center::ModelCenterSinkType(Some(target))),
+        );
+        let mut graph = self.prepared.build_with(&factories)?;
         let dir = checkpoint_dir(&ctx.data_dir, &ctx.project, &ctx.execution, &ctx.job);
         graph.set_checkpointing(Some(
             CheckpointConfig::new(&dir, self.prepared.interval).with_retain(self.prepared.retain),

@@ -22,6 +22,7 @@
 
 mod job;
 mod ml;
+mod model_center;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,14 +74,14 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Build the engine job (without checkpointing; the run adds it).
-    pub(crate) fn build(&self) -> Result<ferroflow_engine::JobGraph> {
+    /// Build the engine job (without checkpointing; the run adds it) with `factories`.
+    pub(crate) fn build_with(&self, factories: &Factories) -> Result<ferroflow_engine::JobGraph> {
         ferroflow_jobspec::build_spec_with(
             &self.spec,
             &self.text,
             &self.origin,
             &self.base,
-            &self.factories,
+            factories,
         )
         .map_err(|e| WorkflowError::external(&self.key, e))
     }
@@ -167,7 +168,8 @@ impl JobPlugin for StreamPlugin {
     }
 
     fn validate(&self, sub: &SubGraph<'_>) -> Result<()> {
-        self.prepare(sub)?.build().map(drop)
+        let p = self.prepare(sub)?;
+        p.build_with(&p.factories).map(drop)
     }
 
     fn generate(&self, sub: &SubGraph<'_>) -> Result<Box<dyn RunnableJob>> {
@@ -182,10 +184,16 @@ impl JobPlugin for StreamPlugin {
     }
 }
 
-/// The source types, sink types and operations of ferroflow's job specs: the built-in ones
-/// and the ML library's `ml` and `fit_online` (see the `ml` module's docs).
+/// The source types, sink types and operations of ferroflow's job specs: the built-in ones,
+/// the ML library's `ml` and `fit_online` (see the `ml` module's docs) and the
+/// `model_center` sink (it runs only in a `stream` workflow job, which gives it the Model
+/// Center; elsewhere it is checked and refuses to start).
 pub fn factories() -> Factories {
     Factories::builtin()
+        .with_sink(
+            "model_center",
+            Arc::new(model_center::ModelCenterSinkType(None)),
+        )
         .with_node("ml", Arc::new(ml::MlNode))
         .and_then(|f| f.with_node("fit_online", Arc::new(ml::FitOnlineNode)))
         .expect("'ml' and 'fit_online' are not built-in operations")

@@ -166,3 +166,39 @@ fn stages_used_the_wrong_way_are_refused_naming_the_node() {
     let e = err(&SPEC.replace("alpha: 1.0", "alhpa: 1.0"));
     assert!(e.contains("node 'train'") && e.contains("alhpa"), "{e}");
 }
+
+#[test]
+fn a_model_center_sink_is_checked_anywhere_and_runs_only_in_a_workflow_job() {
+    let spec = SPEC.replace(
+        "  - {name: versions, input: train, type: collect_versions}",
+        "  - {name: versions, input: train, type: model_center, model: ctr, stage: {className: OnlineLogisticRegressionModel}}",
+    );
+    let versions = Arc::new(MemorySink::new());
+    let scored = Arc::new(MemorySink::new());
+    let f = factories(&versions, &scored);
+    let job = build(&spec, &f).unwrap();
+    let Err(e) = Runtime::new().unwrap().execute(job).and_then(|h| h.wait()) else {
+        panic!("a model_center sink without a Model Center does not run")
+    };
+    assert!(
+        e.to_string().contains("runs only inside a workflow job"),
+        "{e}"
+    );
+
+    let bad = spec.replace(
+        "stage: {className: OnlineLogisticRegressionModel}}",
+        "stage: {className: OnlineLogisticRegression}}",
+    );
+    let Err(e) = build(&bad, &f) else {
+        panic!("an estimator is not the model the rows are data of")
+    };
+    assert!(
+        e.to_string().contains("'stage' must be a model class"),
+        "{e}"
+    );
+    let bad = spec.replace("model: ctr", "model: ../ctr");
+    let Err(e) = build(&bad, &f) else {
+        panic!("a model name with a path is refused")
+    };
+    assert!(e.to_string().contains("model name '../ctr'"), "{e}");
+}
