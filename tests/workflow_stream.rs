@@ -311,3 +311,129 @@ fn online_training_registers_every_version_once_across_a_kill_9() {
     assert_eq!(lineage.len(), 2, "{lineage:?}");
     assert_eq!(plain_model, killed_model);
 }
+
+const SERVE: &str = "name: serve
+sources:
+  - name: requests
+    type: generator
+    rate: 2000
+    batch_size: 50
+    seed: 9
+    columns:
+      - {name: id, kind: sequence}
+      - {name: x1, kind: float, min: -1, max: 1}
+      - {name: x2, kind: float, min: -1, max: 1}
+  - name: deployed
+    type: model_center
+    model: ctr
+    stage: DEPLOYED
+    poll_interval: 50ms
+nodes:
+  - name: features
+    input: requests
+    ml: {stage: {className: VectorAssembler, paramMap: {inputCols: [x1, x2], inputSizes: [1, 1], outputCol: features}}}
+  - name: score
+    input: features
+    ml:
+      stage: {className: OnlineLogisticRegressionModel}
+      versions: deployed
+      version_column: served_by
+      initial_model_data: {coefficient: [0.0, 0.0], modelVersion: 0}
+  - name: out
+    input: score
+    select: [id, prediction, served_by]
+sinks:
+  - name: scored
+    input: out
+    path: scored
+    format: csv
+";
+
+const LOOP_WORKFLOW: &str = "workflow: loop
+project: p
+jobs:
+  train:
+    type: stream
+    spec: train.yaml
+    checkpoint_interval: 200ms
+  serve:
+    type: stream
+    spec: serve.yaml
+    checkpoint_interval: 200ms
+    rules:
+      - when: [ {after: {job: train, status: FINISHED}} ]
+        action: START
+";
+
+/// (id, served_by) of the committed scored rows.
+fn served(dir: &Path) -> Vec<(i64, i64)> {
+    let mut rows = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines().skip(1) {
+            let cols: Vec<&str> = line.split(',').collect();
+            rows.push((cols[0].parse().unwrap(), cols[2].parse().unwrap()));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_serving_job_swaps_to_each_deployed_version_without_restarting() {
+    let mut flow = Flow::new();
+    std::fs::write(flow.path("train.yaml"), TRAIN).unwrap();
+    std::fs::write(flow.path("serve.yaml"), SERVE).unwrap();
+    let exec = flow.launch_text("wf.yaml", LOOP_WORKFLOW, "loop", "p");
+    wait_until(
+        "train FINISHED, serve RUNNING",
+        Duration::from_secs(90),
+        || {
+            flow.runs("p", &exec, "train") == ["FINISHED"]
+                && flow.runs("p", &exec, "serve") == ["RUNNING"]
+        },
+    );
+    assert_eq!(model_versions(&flow).len(), 30);
+    let out = flow.path("scored");
+    for v in [10, 20, 30] {
+        flow.ok(&["models", "stage", "ctr", &v.to_string(), "VALIDATED"]);
+        flow.ok(&["models", "stage", "ctr", &v.to_string(), "DEPLOYED"]);
+        wait_until(
+            &format!("rows served by version {v}"),
+            Duration::from_secs(60),
+            || served(&out).iter().any(|(_, s)| *s == v),
+        );
+    }
+    // One run served them all: it swapped, never restarted.
+    assert_eq!(flow.runs("p", &exec, "serve"), ["RUNNING"]);
+    flow.ok(&["workflow", "stop", &exec, "--project", "p"]);
+    wait_until("execution STOPPED", Duration::from_secs(60), || {
+        flow.status("p", "loop", &exec) == "STOPPED"
+    });
+    let rows = served(&out);
+    let versions: BTreeSet<i64> = rows.iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        versions,
+        BTreeSet::from([10, 20, 30]),
+        "only deployed versions serve"
+    );
+    // In request order, the serving version only moves forward; every request once.
+    let by_id: Vec<i64> = rows.iter().map(|(_, s)| *s).collect();
+    assert!(
+        by_id.windows(2).all(|w| w[0] <= w[1]),
+        "versions only move forward"
+    );
+    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (0..ids.len() as i64).collect::<Vec<_>>(),
+        "every request once, in order"
+    );
+}

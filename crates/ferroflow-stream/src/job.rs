@@ -66,10 +66,18 @@ impl RunnableJob for StreamJob {
             run_dir: format!("{}.{}", ctx.execution, ctx.job),
             data_dir: ctx.data_dir.clone(),
         };
-        let factories = (*self.prepared.factories).clone().with_sink(
-            "model_center",
-            Arc::new(crate::model_center::ModelCenterSinkType(Some(target))),
-        );
+        let factories = (*self.prepared.factories)
+            .clone()
+            .with_source(
+                "model_center",
+                Arc::new(crate::model_center::ModelCenterSourceType(Some(
+                    target.clone(),
+                ))),
+            )
+            .with_sink(
+                "model_center",
+                Arc::new(crate::model_center::ModelCenterSinkType(Some(target))),
+            );
         let mut graph = self.prepared.build_with(&factories)?;
         let dir = checkpoint_dir(&ctx.data_dir, &ctx.project, &ctx.execution, &ctx.job);
         graph.set_checkpointing(Some(

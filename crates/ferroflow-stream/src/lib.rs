@@ -194,6 +194,10 @@ pub fn factories() -> Factories {
             "model_center",
             Arc::new(model_center::ModelCenterSinkType(None)),
         )
+        .with_source(
+            "model_center",
+            Arc::new(model_center::ModelCenterSourceType(None)),
+        )
         .with_node("ml", Arc::new(ml::MlNode))
         .and_then(|f| f.with_node("fit_online", Arc::new(ml::FitOnlineNode)))
         .expect("'ml' and 'fit_online' are not built-in operations")

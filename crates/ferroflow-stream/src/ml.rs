@@ -41,6 +41,16 @@ struct MlSettings {
     model_data: Option<String>,
     /// The event-time column (ms), for models that hold rows by event time.
     event_time_column: Option<String>,
+    /// A node of `(version, uri)` rows (e.g. a `model_center` source): each version's saved
+    /// model replaces the one served; rows wait for the first. `stage`/`model_dir` then
+    /// only fix the output columns.
+    versions: Option<String>,
+    /// With `versions`: add this column holding the version that scored each row.
+    version_column: Option<String>,
+    /// One model-data row (JSON-lines encoding: vectors as arrays) for a `stage` that has
+    /// none: with `versions` it only fixes the output columns (rows wait for the first
+    /// version); otherwise it is the model served.
+    initial_model_data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn stage_of(
@@ -76,7 +86,12 @@ pub(crate) struct MlNode;
 impl NodeFactory for MlNode {
     fn extra_inputs(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Vec<String>> {
         let s: MlSettings = ctx.parse(settings)?;
-        Ok(s.model_data.into_iter().collect())
+        if s.model_data.is_some() && s.versions.is_some() {
+            return Err(ctx.err(
+                "give at most one of 'model_data' (model-data rows) and 'versions' (saved models)",
+            ));
+        }
+        Ok(s.model_data.into_iter().chain(s.versions).collect())
     }
 
     fn build(
@@ -87,8 +102,46 @@ impl NodeFactory for MlNode {
     ) -> Result<DataStream> {
         let s: MlSettings = ctx.parse(settings)?;
         let (input, extra) = need_input(ctx, inputs)?;
-        let stage = stage_of(ctx, s.stage.as_ref(), s.model_dir.as_deref())?;
+        let mut stage = stage_of(ctx, s.stage.as_ref(), s.model_dir.as_deref())?;
+        if let Some(row) = &s.initial_model_data {
+            let AnyStage::Model(m) = &mut stage else {
+                return Err(ctx.err(
+                    "'initial_model_data' is for a model stage (e.g. OnlineLogisticRegressionModel)",
+                ));
+            };
+            let data = ferroflow_ml::io::rows_to_batch(std::slice::from_ref(row))
+                .map_err(|e| ctx.err_from(e))?;
+            m.set_model_data(&[data]).map_err(|e| ctx.err_from(e))?;
+        }
         let et = s.event_time_column.as_deref();
+        if s.versions.is_some() {
+            if et.is_some() {
+                return Err(ctx.err("'event_time_column' is used with 'model_data' only"));
+            }
+            let template: Arc<dyn ferroflow_ml::AlgoOperator> = match stage {
+                AnyStage::Model(m) => {
+                    let m: Arc<dyn ferroflow_ml::Model> = Arc::from(m);
+                    m
+                }
+                AnyStage::Operator(o) => Arc::from(o),
+                AnyStage::Estimator(e) => {
+                    return Err(ctx.err(format!(
+                        "{} is an estimator; 'versions' serves saved models (give the model class)",
+                        e.class_name()
+                    )));
+                }
+            };
+            let mut model = ferroflow_ml::VersionedModel::new(template).wait_for_first_version();
+            if let Some(c) = &s.version_column {
+                model = model.version_column(c);
+            }
+            return input
+                .ml_transform_with_versions(ctx.node(), model, &extra[0])
+                .map_err(|e| ctx.err_from(e));
+        }
+        if s.version_column.is_some() {
+            return Err(ctx.err("'version_column' is used with 'versions' only"));
+        }
         let r = match (stage, extra.first()) {
             (AnyStage::Model(m), Some(model_data)) => {
                 input.ml_transform_with_model_data(ctx.node(), Arc::from(m), model_data, et)

@@ -237,3 +237,82 @@ impl SinkWriter for ModelCenterWriter {
         Ok(())
     }
 }
+
+/// `type: model_center` (source) settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionsSettings {
+    /// The registered model.
+    model: String,
+    /// The stage whose versions are fed (default DEPLOYED).
+    stage: Option<String>,
+    /// How often to look for new versions (default 200ms).
+    poll_interval: Option<String>,
+}
+
+/// The `model_center` source type: `(version, uri)` rows of the versions of a model that
+/// enter a stage (the newest one in it at start, then each one moved there), for an `ml`
+/// node's `versions:`. Without a target (at submission) it builds and refuses to run.
+pub(crate) struct ModelCenterSourceType(pub(crate) Option<Target>);
+
+impl ferroflow_jobspec::SourceFactory for ModelCenterSourceType {
+    fn build(
+        &self,
+        settings: &Settings,
+        ctx: &BuildContext<'_>,
+    ) -> Result<Arc<dyn ferroflow_engine::Source>> {
+        let s: VersionsSettings = ctx.parse(settings)?;
+        let stage: ferroflow_meta::ModelStage = match &s.stage {
+            Some(st) => st
+                .parse()
+                .map_err(|e: ferroflow_meta::MetaError| ctx.err(format!("stage: {e}")))?,
+            None => ferroflow_meta::ModelStage::Deployed,
+        };
+        let poll = match &s.poll_interval {
+            Some(p) => ctx.duration(p)?,
+            None => std::time::Duration::from_millis(200),
+        };
+        if poll.is_zero() {
+            return Err(ctx.err("poll_interval must be above 0"));
+        }
+        Ok(match &self.0 {
+            Some(t) => Arc::new(
+                ferroflow_inference::ModelCenterSource::new(
+                    t.store.clone(),
+                    &s.model,
+                    stage,
+                    t.handle.clone(),
+                )
+                .with_poll_interval(poll),
+            ),
+            None => Arc::new(NoModelCenter {
+                node: ctx.node().to_string(),
+            }),
+        })
+    }
+}
+
+/// The versions source outside a workflow job: the right schema, and a refusal to run.
+struct NoModelCenter {
+    node: String,
+}
+
+impl ferroflow_engine::Source for NoModelCenter {
+    fn schema(&self) -> SchemaRef {
+        ferroflow_inference::model_version_schema()
+    }
+
+    fn is_bounded(&self) -> bool {
+        false
+    }
+
+    fn create_reader(
+        &self,
+        _instance: &InstanceInfo,
+    ) -> ferroflow_engine::Result<Box<dyn ferroflow_engine::SourceReader>> {
+        Err(EngineError::Plan(format!(
+            "source '{}': a model_center source runs only inside a workflow job (it needs the Model Center)",
+            self.node
+        )))
+    }
+}

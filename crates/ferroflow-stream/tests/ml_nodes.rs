@@ -202,3 +202,40 @@ fn a_model_center_sink_is_checked_anywhere_and_runs_only_in_a_workflow_job() {
     };
     assert!(e.to_string().contains("model name '../ctr'"), "{e}");
 }
+
+#[test]
+fn versions_settings_are_checked() {
+    let versions = Arc::new(MemorySink::new());
+    let scored = Arc::new(MemorySink::new());
+    let f = factories(&versions, &scored);
+    let spec = SPEC.replace(
+        "      model_data: train",
+        "      versions: train\n      version_column: v",
+    );
+    // A model class without data and a versions input of model-data rows (not
+    // `(version, uri)`): refused at build, naming the node.
+    let Err(e) = build(&spec, &f) else {
+        panic!("not a versions input")
+    };
+    assert!(e.to_string().contains("node 'score'"), "{e}");
+    let both = SPEC.replace(
+        "model_data: train",
+        "model_data: train\n      versions: train",
+    );
+    let Err(e) = build(&both, &f) else {
+        panic!("model_data and versions together")
+    };
+    assert!(e.to_string().contains("at most one of 'model_data'"), "{e}");
+    let stray = SPEC.replace(
+        "model_data: train",
+        "model_data: train\n      version_column: v",
+    );
+    let Err(e) = build(&stray, &f) else {
+        panic!("version_column without versions")
+    };
+    assert!(
+        e.to_string()
+            .contains("'version_column' is used with 'versions' only"),
+        "{e}"
+    );
+}
