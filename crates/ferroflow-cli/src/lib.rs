@@ -241,17 +241,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                         r.path.display()
                     );
                 } else {
-                    eprintln!(
-                        "restored job '{}' from {} {} ({})",
-                        handle.name(),
-                        if r.savepoint {
-                            "savepoint"
-                        } else {
-                            "checkpoint"
-                        },
-                        r.id,
-                        r.path.display()
-                    );
+                    eprintln!("restored job '{}' from {r}", handle.name());
                 }
             }
             install_stop_signals(handle.clone());

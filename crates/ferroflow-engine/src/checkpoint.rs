@@ -125,6 +125,19 @@ pub struct Restored {
     pub skipped: Vec<String>,
 }
 
+/// `checkpoint 7 (DIR/chk-0000000007)` or `savepoint 7 (...)`, as logs say what a job
+/// resumed from.
+impl std::fmt::Display for Restored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.savepoint {
+            "savepoint"
+        } else {
+            "checkpoint"
+        };
+        write!(f, "{kind} {} ({})", self.id, self.path.display())
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // On disk.
 

@@ -91,16 +91,7 @@ impl RunnableJob for StreamJob {
                 for s in &r.skipped {
                     ctx.log.line(&format!("passed over a checkpoint: {s}"));
                 }
-                ctx.log.line(&format!(
-                    "resumed from {} {} ({})",
-                    if r.savepoint {
-                        "savepoint"
-                    } else {
-                        "checkpoint"
-                    },
-                    r.id,
-                    r.path.display()
-                ));
+                ctx.log.line(&format!("resumed from {r}"));
             }
             None => ctx.log.line(&format!(
                 "started from the beginning (no checkpoint in {})",
