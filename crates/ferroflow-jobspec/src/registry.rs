@@ -110,33 +110,28 @@ impl Factories {
         self.sources
             .get(name)
             .map(|f| f.as_ref())
-            .ok_or_else(|| unknown("source type", name, self.sources.keys()))
+            .ok_or_else(|| unknown("source type", name, self.sources.keys().map(String::as_str)))
     }
 
     pub(crate) fn sink(&self, name: &str) -> std::result::Result<&dyn SinkFactory, String> {
         self.sinks
             .get(name)
             .map(|f| f.as_ref())
-            .ok_or_else(|| unknown("sink type", name, self.sinks.keys()))
+            .ok_or_else(|| unknown("sink type", name, self.sinks.keys().map(String::as_str)))
     }
 
     pub(crate) fn node(&self, key: &str) -> std::result::Result<&dyn NodeFactory, String> {
         self.nodes.get(key).map(|f| f.as_ref()).ok_or_else(|| {
-            unknown(
-                "operation",
-                key,
-                BUILTIN_OPS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .chain(self.nodes.keys()),
-            )
+            let known = BUILTIN_OPS
+                .iter()
+                .copied()
+                .chain(self.nodes.keys().map(String::as_str));
+            unknown("operation", key, known)
         })
     }
 }
 
-fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a String>) -> String {
-    let known: Vec<&str> = known.map(String::as_str).collect();
+fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.collect();
     format!("unknown {what} '{name}' (known: {})", known.join(", "))
 }

@@ -14,11 +14,25 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct StreamJob {
     prepared: Prepared,
+    /// The spec's sources and sinks, whose metrics are the run's rows in and out.
+    sources: Vec<String>,
+    sinks: Vec<String>,
 }
 
 impl StreamJob {
     pub(crate) fn new(prepared: Prepared) -> Self {
-        StreamJob { prepared }
+        let sources = prepared
+            .spec
+            .sources
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let sinks = prepared.spec.sinks.iter().map(|s| s.name.clone()).collect();
+        StreamJob {
+            prepared,
+            sources,
+            sinks,
+        }
     }
 
     /// Rows read by the sources and written by the sinks in this run, the checkpoint it
@@ -32,13 +46,10 @@ impl StreamJob {
                 .map(|(_, m)| f(m))
                 .sum()
         };
-        let spec = &self.prepared.spec;
-        let sources: Vec<String> = spec.sources.iter().map(|s| s.name.clone()).collect();
-        let sinks: Vec<String> = spec.sinks.iter().map(|s| s.name.clone()).collect();
         let last = handle.checkpoints().last().cloned();
         json!({
-            "rows_in": sum(&sources, |m| m.rows_out),
-            "rows_out": sum(&sinks, |m| m.rows_in),
+            "rows_in": sum(&self.sources, |m| m.rows_out),
+            "rows_out": sum(&self.sinks, |m| m.rows_in),
             "restored_from": handle.restored().map(|r| r.id),
             "last_checkpoint": last.as_ref().map(|c| c.id),
             "last_checkpoint_savepoint": last.as_ref().map(|c| c.savepoint),

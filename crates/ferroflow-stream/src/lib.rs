@@ -91,19 +91,19 @@ impl StreamPlugin {
     fn prepare(&self, sub: &SubGraph<'_>) -> Result<Prepared> {
         let key = JobKey::new(&sub.graph.name, &sub.job.name);
         if !sub.nodes.is_empty() {
-            return Err(WorkflowError::of_job(
+            return Err(WorkflowError::job(
                 &key,
                 "a stream job runs its job spec ('spec' or 'job') and has no AI Graph nodes",
             ));
         }
         let settings: StreamSettings =
             serde_json::from_value(serde_json::Value::Object(sub.job.properties.clone()))
-                .map_err(|e| WorkflowError::of_job(&key, format!("stream job settings: {e}")))?;
+                .map_err(|e| WorkflowError::job(&key, format!("stream job settings: {e}")))?;
         let (text, origin, base) = match (&settings.spec, &settings.job) {
             (Some(file), None) => {
                 let path = sub.graph.resolve_path(file);
                 let text = std::fs::read_to_string(&path)
-                    .map_err(|e| WorkflowError::of_job(&key, format!("{}: {e}", path.display())))?;
+                    .map_err(|e| WorkflowError::job(&key, format!("{}: {e}", path.display())))?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 (text, path.display().to_string(), base)
             }
@@ -114,7 +114,7 @@ impl StreamPlugin {
                 (text, format!("job '{}' (inline spec)", sub.job.name), base)
             }
             _ => {
-                return Err(WorkflowError::of_job(
+                return Err(WorkflowError::job(
                     &key,
                     "a stream job takes exactly one of 'spec' (a job spec file) and 'job' (an inline job spec)",
                 ));
@@ -123,7 +123,7 @@ impl StreamPlugin {
         let spec = ferroflow_jobspec::parse(&text, &origin)
             .map_err(|e| WorkflowError::external(&key, e))?;
         if spec.checkpoint.is_some() {
-            return Err(WorkflowError::of_job(
+            return Err(WorkflowError::job(
                 &key,
                 format!(
                     "{origin}: a stream job checkpoints into the data directory; remove the spec's 'checkpoint' and set 'checkpoint_interval' / 'checkpoint_retain' on the job"
@@ -132,19 +132,19 @@ impl StreamPlugin {
         }
         let interval = match &settings.checkpoint_interval {
             Some(s) => humantime::parse_duration(s).map_err(|e| {
-                WorkflowError::of_job(&key, format!("checkpoint_interval: '{s}': {e}"))
+                WorkflowError::job(&key, format!("checkpoint_interval: '{s}': {e}"))
             })?,
             None => Duration::from_secs(1),
         };
         if interval.is_zero() {
-            return Err(WorkflowError::of_job(
+            return Err(WorkflowError::job(
                 &key,
                 "checkpoint_interval must be above 0",
             ));
         }
         let retain = settings.checkpoint_retain.unwrap_or(3);
         if retain == 0 {
-            return Err(WorkflowError::of_job(
+            return Err(WorkflowError::job(
                 &key,
                 "checkpoint_retain must be at least 1",
             ));

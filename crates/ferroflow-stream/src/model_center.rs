@@ -18,6 +18,7 @@
 //! (the same `version_column` value, replayed from a checkpoint) is registered once, so the
 //! Model Center's version numbers have no gaps or repeats across a crash.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,13 +134,22 @@ impl Sink for ModelCenterSink {
                 self.node
             ))
         })?;
+        // Checked at build: the stage is a model; its data is replaced row by row.
+        let AnyStage::Model(stage) = ferroflow_ml::stage_from_json(&self.stage)
+            .map_err(|e| EngineError::Plan(format!("sink '{}': {e}", self.node)))?
+        else {
+            return Err(EngineError::Plan(format!(
+                "sink '{}': 'stage' is not a model",
+                self.node
+            )));
+        };
         Ok(Box::new(ModelCenterWriter {
             node: self.node.clone(),
             model: self.model.clone(),
-            stage: self.stage.clone(),
+            stage,
             version_column: self.version_column.clone(),
             target,
-            registered_model: false,
+            registered: None,
         }))
     }
 }
@@ -147,10 +157,12 @@ impl Sink for ModelCenterSink {
 struct ModelCenterWriter {
     node: String,
     model: String,
-    stage: serde_json::Value,
+    stage: Box<dyn ferroflow_ml::Model>,
     version_column: String,
     target: Target,
-    registered_model: bool,
+    /// Uris of the model's versions, read once when the first version arrives (registering
+    /// the model if need be) and kept up to date: the one writer is the only one adding.
+    registered: Option<HashSet<String>>,
 }
 
 impl ModelCenterWriter {
@@ -172,27 +184,22 @@ impl ModelCenterWriter {
             .join(format!("v{version}"));
         let dir = std::path::absolute(&dir).unwrap_or(dir);
         let uri = dir.display().to_string();
-        if !self.registered_model {
+        if self.registered.is_none() {
             match t.handle.block_on(t.store.register_model(&self.model, "")) {
                 Ok(_) | Err(MetaError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(self.err(e)),
             }
-            self.registered_model = true;
+            let versions = t
+                .handle
+                .block_on(t.store.list_model_versions(&self.model, None))
+                .map_err(|e| self.err(e))?;
+            self.registered = Some(versions.into_iter().map(|v| v.uri).collect());
         }
-        let known = t
-            .handle
-            .block_on(t.store.list_model_versions(&self.model, None))
-            .map_err(|e| self.err(e))?;
-        if known.iter().any(|v| v.uri == uri) {
+        if self.registered.as_ref().is_some_and(|r| r.contains(&uri)) {
             // Emitted again by a run restored from a checkpoint: registered already.
             return Ok(());
         }
-        let AnyStage::Model(mut model) =
-            ferroflow_ml::stage_from_json(&self.stage).map_err(|e| self.err(e))?
-        else {
-            return Err(self.err("'stage' is not a model"));
-        };
-        model.set_model_data(&[row]).map_err(|e| self.err(e))?;
+        self.stage.set_model_data(&[row]).map_err(|e| self.err(e))?;
         if dir.exists() {
             // Saved by a run that died before registering it: replaced.
             std::fs::remove_dir_all(&dir).map_err(|e| self.err(format!("{uri}: {e}")))?;
@@ -200,12 +207,12 @@ impl ModelCenterWriter {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(|e| self.err(format!("{uri}: {e}")))?;
         }
-        model.save(&dir).map_err(|e| self.err(e))?;
+        self.stage.save(&dir).map_err(|e| self.err(e))?;
         t.handle
             .block_on(t.store.create_model_version(
                 &self.model,
                 NewModelVersion {
-                    uri,
+                    uri: uri.clone(),
                     flavor: "ferroflow-ml".into(),
                     metrics: Default::default(),
                     job_execution: Some(t.lineage.clone()),
@@ -213,6 +220,9 @@ impl ModelCenterWriter {
                 },
             ))
             .map_err(|e| self.err(e))?;
+        if let Some(r) = &mut self.registered {
+            r.insert(uri);
+        }
         Ok(())
     }
 }

@@ -86,7 +86,8 @@ impl WorkflowError {
         }
     }
 
-    pub(crate) fn job(job: impl std::fmt::Display, message: impl Into<String>) -> Self {
+    /// An error of `job` described by `message`.
+    pub fn job(job: impl std::fmt::Display, message: impl Into<String>) -> Self {
         WorkflowError::Job {
             job: job.to_string(),
             message: message.into(),
@@ -102,11 +103,6 @@ impl WorkflowError {
             job: job.to_string(),
             source: source.into(),
         }
-    }
-
-    /// An error of `job` described by `message`.
-    pub fn of_job(job: impl std::fmt::Display, message: impl Into<String>) -> Self {
-        Self::job(job, message)
     }
 
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
