@@ -48,15 +48,31 @@ pub enum GenColumn {
     },
 }
 
+/// Rows as a pure function of their index: what makes a generator source deterministic
+/// and checkpointable (its position is the next block of rows to make).
+pub trait RowGenerator: Send + Sync + std::fmt::Debug {
+    /// The rows' schema.
+    fn schema(&self) -> SchemaRef;
+
+    /// Rows `first .. first + n`: the same on every call, whatever was asked before.
+    fn rows(&self, first: u64, n: usize) -> ferroflow_engine::Result<RecordBatch>;
+}
+
+/// Columns filled each by its [`GenColumn`] rule.
+#[derive(Debug)]
+struct Columns {
+    columns: Vec<(String, GenColumn)>,
+    schema: SchemaRef,
+    seed: u64,
+}
+
 /// The generator source.
 #[derive(Debug, Clone)]
 pub struct GeneratorSource {
-    columns: Vec<(String, GenColumn)>,
-    schema: SchemaRef,
+    generator: Arc<dyn RowGenerator>,
     rows: Option<u64>,
     rate: Option<f64>,
     batch_size: usize,
-    seed: u64,
 }
 
 impl GeneratorSource {
@@ -89,14 +105,22 @@ impl GeneratorSource {
             }
             fields.push(Field::new(name, dt, false));
         }
-        Ok(GeneratorSource {
+        let generator = Columns {
             columns,
             schema: Arc::new(Schema::new(fields)),
+            seed,
+        };
+        Ok(GeneratorSource::from_generator(Arc::new(generator), rows))
+    }
+
+    /// Rows made by `generator`; `rows = None` generates forever.
+    pub fn from_generator(generator: Arc<dyn RowGenerator>, rows: Option<u64>) -> Self {
+        GeneratorSource {
+            generator,
             rows,
             rate: None,
             batch_size: 8192,
-            seed,
-        })
+        }
     }
 
     /// Limit the total rate to `rows_per_second` (shared by the instances).
@@ -112,7 +136,7 @@ impl GeneratorSource {
     }
 }
 
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     // splitmix64 finaliser.
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -121,7 +145,7 @@ fn mix(mut z: u64) -> u64 {
 
 impl Source for GeneratorSource {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.generator.schema()
     }
 
     fn is_bounded(&self) -> bool {
@@ -196,9 +220,9 @@ struct GeneratorReader {
     emitted: u64,
 }
 
-impl GeneratorReader {
+impl Columns {
     fn column(&self, ci: usize, c: &GenColumn, first: u64, n: usize) -> ArrayRef {
-        let salt = mix(self.source.seed ^ mix(ci as u64 + 1));
+        let salt = mix(self.seed ^ mix(ci as u64 + 1));
         let r = |i: u64| mix(salt ^ i);
         let idx = first..first + n as u64;
         match c {
@@ -234,6 +258,22 @@ impl GeneratorReader {
     }
 }
 
+impl RowGenerator for Columns {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn rows(&self, first: u64, n: usize) -> ferroflow_engine::Result<RecordBatch> {
+        let cols = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(ci, (_, c))| self.column(ci, c, first, n))
+            .collect();
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
+    }
+}
+
 impl SourceReader for GeneratorReader {
     fn next(&mut self) -> ferroflow_engine::Result<SourceEvent> {
         let bs = self.source.batch_size as u64;
@@ -254,14 +294,7 @@ impl SourceReader for GeneratorReader {
                 return Ok(SourceEvent::Idle(due - now));
             }
         }
-        let cols = self
-            .source
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(ci, (_, c))| self.column(ci, c, first, n))
-            .collect();
-        let batch = RecordBatch::try_new(self.source.schema.clone(), cols)?;
+        let batch = self.source.generator.rows(first, n)?;
         self.blocks.advance(block);
         let source = &self.source;
         self.blocks.retain(|p| !source.exhausted(p));

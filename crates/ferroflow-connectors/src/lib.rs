@@ -4,13 +4,14 @@
 //! |---|---|---|
 //! | CSV / TSV, JSON lines, Parquet, Arrow IPC files | [`FileSource`] | [`FileSink`] |
 //! | a directory that receives files while the job runs | [`DirectoryWatchSource`] | |
-//! | a deterministic, seeded, rate-limited generator | [`GeneratorSource`] | |
+//! | a deterministic, seeded, rate-limited generator (columns by rule, or any [`RowGenerator`] such as [`AdClicks`]) | [`GeneratorSource`] | |
 //! | memory (tests, embedding) | [`MemorySource`] | [`MemorySink`] |
 //! | standard output | | [`PrintSink`] |
 //! | nowhere (counts rows; optionally slow, for backpressure tests) | | [`DiscardSink`] |
 //!
 //! Sources and sinks do blocking I/O and run on the engine's I/O threads, never on its CPU pool.
 
+mod ad_clicks;
 mod csv;
 mod deadletter;
 mod dirwatch;
@@ -26,11 +27,12 @@ mod splits;
 pub mod ipc;
 
 pub use crate::csv::CsvOptions;
+pub use ad_clicks::AdClicks;
 pub use deadletter::DeadLetter;
 pub use dirwatch::DirectoryWatchSource;
 pub use discard::DiscardSink;
 pub use error::{ConnectorError, Result};
 pub use files::{FileFormat, FileSink, FileSource};
-pub use generator::{GenColumn, GeneratorSource};
+pub use generator::{GenColumn, GeneratorSource, RowGenerator};
 pub use memory::{MemorySink, MemorySource};
 pub use print::PrintSink;

@@ -507,6 +507,19 @@ impl DataStream {
         me.add_operator(name.into(), &[], factory, true)
     }
 
+    /// Attach an operator with several inputs that must run as a single instance (a
+    /// global window that other streams update): this stream is input 0, `others` follow.
+    pub fn transform_multi_single(
+        &self,
+        name: impl Into<String>,
+        others: &[&DataStream],
+        factory: Arc<dyn OperatorFactory>,
+    ) -> Result<DataStream> {
+        let mut me = self.clone();
+        me.partitioning = Partitioning::Single;
+        me.add_operator(name.into(), others, factory, true)
+    }
+
     fn add_operator(
         &self,
         name: String,

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use ferroflow_connectors::{
-    DirectoryWatchSource, FileFormat, FileSink, FileSource, GenColumn, GeneratorSource, PrintSink,
+    AdClicks, DirectoryWatchSource, FileFormat, FileSink, FileSource, GenColumn, GeneratorSource,
+    PrintSink,
 };
 use ferroflow_engine::{Sink, Source};
 use serde::Deserialize;
@@ -14,7 +15,7 @@ use crate::spec::{ColumnSpec, Settings};
 
 impl Factories {
     /// This crate's types: sources `file`, `directory` (also `dir`, `directory_watch`) and
-    /// `generator`; sinks `file` and `print` (also `stdout`).
+    /// `generator` and `ad_clicks`; sinks `file` and `print` (also `stdout`).
     pub fn builtin() -> Self {
         let directory = Arc::new(DirectorySourceType);
         Factories::empty()
@@ -23,6 +24,7 @@ impl Factories {
             .with_source("dir", directory.clone())
             .with_source("directory_watch", directory)
             .with_source("generator", Arc::new(GeneratorType))
+            .with_source("ad_clicks", Arc::new(AdClicksType))
             .with_sink("file", Arc::new(FileSinkType))
             .with_sink("print", Arc::new(PrintSinkType))
             .with_sink("stdout", Arc::new(PrintSinkType))
@@ -226,6 +228,69 @@ impl SourceFactory for GeneratorType {
             g = g.with_batch_size(b);
         }
         Ok(Arc::new(g))
+    }
+}
+
+/// `type: ad_clicks`: simulated ad impressions with clicks from a drifting click model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdClicksSettings {
+    /// Rows in all (absent: unbounded).
+    rows: Option<u64>,
+    /// Rows per second, shared by the instances (absent: as fast as it goes).
+    rate: Option<f64>,
+    /// Seed (default 0).
+    #[serde(default)]
+    seed: u64,
+    /// Rows per batch.
+    batch_size: Option<usize>,
+    /// Distinct users (default 1000).
+    users: Option<u64>,
+    /// Distinct ads (default 100).
+    ads: Option<u64>,
+    /// Rows over which the ad effects turn by a quarter (default 100000; 0: no drift).
+    drift_rows: Option<u64>,
+    /// Click rate of an impression whose effects are all 0 (default 0.05).
+    base_rate: Option<f64>,
+    /// Event time of row 0, ms since the epoch (default 2026-01-01 00:00 UTC).
+    start_ms: Option<i64>,
+    /// Event time between two rows, ms (default 100).
+    step_ms: Option<i64>,
+}
+
+struct AdClicksType;
+
+impl SourceFactory for AdClicksType {
+    fn build(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Arc<dyn Source>> {
+        let s: AdClicksSettings = ctx.parse(settings)?;
+        let defaults = AdClicks::new(1, 1, 0).map_err(|e| ctx.err_from(e))?;
+        let mut g = AdClicks::new(s.users.unwrap_or(1000), s.ads.unwrap_or(100), s.seed)
+            .map_err(|e| ctx.err_from(e))?;
+        if s.start_ms.is_some() || s.step_ms.is_some() {
+            let (start, step) = defaults.time();
+            g = g
+                .with_time(s.start_ms.unwrap_or(start), s.step_ms.unwrap_or(step))
+                .map_err(|e| ctx.err_from(e))?;
+        }
+        if let Some(d) = s.drift_rows {
+            g = g.with_drift_rows(d);
+        }
+        if let Some(r) = s.base_rate {
+            g = g.with_base_rate(r).map_err(|e| ctx.err_from(e))?;
+        }
+        let mut src = GeneratorSource::from_generator(Arc::new(g), s.rows);
+        if let Some(r) = s.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(ctx.err(format!(
+                    "rate {r} must be a positive number of rows per second"
+                )));
+            }
+            src = src.with_rate(r);
+        }
+        if let Some(b) = s.batch_size {
+            src = src.with_batch_size(b);
+        }
+        Ok(Arc::new(src))
     }
 }
 

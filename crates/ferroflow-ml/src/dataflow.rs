@@ -96,6 +96,20 @@ pub trait MlStreamExt {
         versions: &DataStream,
     ) -> ferroflow_engine::Result<DataStream>;
 
+    /// Evaluate every model version that arrives on `versions` (`(version, uri)` rows of
+    /// saved models, as [`MlStreamExt::ml_transform_with_versions`] takes) on the labelled
+    /// rows of this stream that arrive after it (node `name`, one instance): one row per
+    /// version with
+    /// the area under the ROC curve and the log-loss (see
+    /// [`crate::evaluation::versions`]). A version older than one already evaluated is
+    /// passed over; one that cannot be scored gives a row with its error.
+    fn ml_evaluate_versions(
+        &self,
+        name: &str,
+        eval: crate::evaluation::versions::VersionEvaluation,
+        versions: &DataStream,
+    ) -> ferroflow_engine::Result<DataStream>;
+
     /// Progressive validation (node `name`, one instance): the stages run in order over
     /// each row; online estimators score a row with their model before learning from it.
     /// The output holds the input columns and the last online estimator's outputs
@@ -403,6 +417,43 @@ impl MlStreamExt for DataStream {
                 input,
                 schema,
                 max_held_rows: MAX_HELD_ROWS,
+            }),
+        )
+    }
+
+    fn ml_evaluate_versions(
+        &self,
+        name: &str,
+        eval: crate::evaluation::versions::VersionEvaluation,
+        versions: &DataStream,
+    ) -> ferroflow_engine::Result<DataStream> {
+        crate::swap::check_versions_schema(name, &versions.schema())?;
+        if eval.rows == 0 || eval.rows > MAX_HELD_ROWS {
+            return Err(EngineError::Plan(format!(
+                "node '{name}': a version is scored on 1 to {MAX_HELD_ROWS} rows, not {}",
+                eval.rows
+            )));
+        }
+        let input = self.schema();
+        if input.field_with_name(&eval.label_col).is_err() {
+            return Err(EngineError::Plan(format!(
+                "node '{name}': the input has no label column '{}' (columns: {})",
+                eval.label_col,
+                input
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.transform_multi_single(
+            name,
+            &[versions],
+            Arc::new(crate::evaluation::versions::EvaluateFactory {
+                name: name.to_string(),
+                eval,
+                input,
             }),
         )
     }

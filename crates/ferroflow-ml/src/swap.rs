@@ -214,18 +214,7 @@ impl VersionsOperator {
     /// Load the saved model of `version` at `uri` and check that it fits the node.
     fn load(&self, version: i64, uri: &str) -> ferroflow_engine::Result<Arc<dyn AlgoOperator>> {
         let what = format!("node '{}': version {version} at '{uri}'", self.name);
-        let dir = uri.strip_prefix("file://").unwrap_or(uri);
-        let stage: Arc<dyn AlgoOperator> =
-            match load_stage(Path::new(dir)).map_err(|e| ml_err(&what, e))? {
-                AnyStage::Model(m) => Arc::from(m as Box<dyn AlgoOperator>),
-                AnyStage::Operator(o) => Arc::from(o),
-                AnyStage::Estimator(e) => {
-                    return Err(EngineError::Other(format!(
-                        "{what} is an estimator ({}), not a fitted model",
-                        e.class_name()
-                    )));
-                }
-            };
+        let stage = load_version(&self.name, version, uri)?;
         let probe = stage
             .transform(&[RecordBatch::new_empty(self.input.clone())])
             .map_err(|e| ml_err(&what, e))?;
@@ -291,6 +280,29 @@ impl VersionsOperator {
         }
         Ok(())
     }
+}
+
+/// The saved model (or transformer) of `version` at `uri` (a directory, or a `file://`
+/// uri), for node `node`.
+pub(crate) fn load_version(
+    node: &str,
+    version: i64,
+    uri: &str,
+) -> ferroflow_engine::Result<Arc<dyn AlgoOperator>> {
+    let what = format!("node '{node}': version {version} at '{uri}'");
+    let dir = uri.strip_prefix("file://").unwrap_or(uri);
+    Ok(
+        match load_stage(Path::new(dir)).map_err(|e| ml_err(&what, e))? {
+            AnyStage::Model(m) => Arc::from(m as Box<dyn AlgoOperator>),
+            AnyStage::Operator(o) => Arc::from(o),
+            AnyStage::Estimator(e) => {
+                return Err(EngineError::Other(format!(
+                    "{what} is an estimator ({}), not a fitted model",
+                    e.class_name()
+                )));
+            }
+        },
+    )
 }
 
 fn names(s: &Schema) -> Vec<String> {

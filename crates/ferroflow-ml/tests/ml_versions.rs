@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ferroflow_connectors::{MemorySink, MemorySource};
 use ferroflow_engine::{
@@ -389,4 +389,137 @@ fn versions_without_the_columns_and_rows_without_a_version_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("no model version"), "{err}");
+}
+
+/// `rows` with a `label` column: 1.0 where `a > b`.
+fn labelled(data: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    data.into_iter()
+        .map(|b| {
+            let a = b.column(1).as_primitive::<Float64Type>();
+            let bb = b.column(2).as_primitive::<Float64Type>();
+            let y = Float64Array::from_iter_values(
+                a.values()
+                    .iter()
+                    .zip(bb.values())
+                    .map(|(&a, &b)| f64::from(a > b)),
+            );
+            let mut cols = b.columns().to_vec();
+            cols.push(Arc::new(y));
+            let mut fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new("label", DataType::Float64, false));
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn each_version_is_evaluated_once_on_the_rows_after_it() {
+    use ferroflow_ml::evaluation::versions::VersionEvaluation;
+    let dir = tempfile::tempdir().unwrap();
+    let good = save_pipeline(&dir.path().join("good"), |a, b| a > b);
+    let inverted = save_pipeline(&dir.path().join("inverted"), |a, b| a < b);
+    let data = labelled(rows(4_000, 20, 8));
+    let job = JobBuilder::new("evaluate");
+    let schema = data[0].schema();
+    let rows = job
+        .source(
+            "rows",
+            Arc::new(MemorySource::new(schema.clone(), data).unwrap()),
+        )
+        .unwrap();
+    let slow = rows
+        .map("slow", schema, |b| {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(b)
+        })
+        .unwrap();
+    let feed = job
+        .source(
+            "versions",
+            Arc::new(VersionFeed {
+                versions: vec![
+                    (Duration::ZERO, 1, good.display().to_string()),
+                    // Delivered again (a source replaying the newest version): once only.
+                    (Duration::ZERO, 1, good.display().to_string()),
+                    (Duration::from_millis(20), 2, inverted.display().to_string()),
+                    (
+                        Duration::ZERO,
+                        3,
+                        dir.path().join("gone").display().to_string(),
+                    ),
+                ],
+            }),
+        )
+        .unwrap();
+    let sink = MemorySink::new();
+    let eval = VersionEvaluation {
+        rows: 500,
+        ..VersionEvaluation::default()
+    };
+    let evaluated = slow.ml_evaluate_versions("eval", eval, &feed).unwrap();
+    assert_eq!(
+        evaluated.current_parallelism(),
+        1,
+        "one window over all rows"
+    );
+    evaluated.sink("out", Arc::new(sink.clone())).unwrap();
+    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let out = sink.concat().unwrap();
+    let col = |n: &str| out.column_by_name(n).unwrap().clone();
+    let versions: Vec<i64> = col("version").as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(versions, [1, 2, 3]);
+    let rows_scored = col("rows");
+    let auc = col("auc");
+    let auc = auc.as_primitive::<Float64Type>();
+    let loss = col("log_loss");
+    let loss = loss.as_primitive::<Float64Type>();
+    let err = col("error");
+    let err = err.as_string::<i32>();
+    assert_eq!(rows_scored.as_primitive::<Int64Type>().value(0), 500);
+    assert!(auc.value(0) > 0.95, "good model AUC {}", auc.value(0));
+    assert!(auc.value(1) < 0.05, "inverted model AUC {}", auc.value(1));
+    assert!(loss.value(1) > loss.value(0), "{loss:?}");
+    assert!(err.is_null(0) && err.is_null(1));
+    // A version that cannot be loaded fails itself, not the job.
+    assert!(auc.is_null(2) && loss.is_null(2));
+    assert!(err.value(2).contains("version 3"), "{}", err.value(2));
+}
+
+#[test]
+fn an_evaluation_without_its_label_or_rows_is_refused_at_build() {
+    use ferroflow_ml::evaluation::versions::VersionEvaluation;
+    let job = JobBuilder::new("evaluate");
+    let data = rows(10, 10, 1);
+    let src = job
+        .source(
+            "rows",
+            Arc::new(MemorySource::new(data[0].schema(), data).unwrap()),
+        )
+        .unwrap();
+    let feed = job
+        .source("versions", Arc::new(VersionFeed { versions: vec![] }))
+        .unwrap();
+    let e = src
+        .ml_evaluate_versions("eval", VersionEvaluation::default(), &feed)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no label column 'label'"), "{e}");
+    let e = src
+        .ml_evaluate_versions(
+            "eval",
+            VersionEvaluation {
+                label_col: "a".into(),
+                rows: 0,
+                ..VersionEvaluation::default()
+            },
+            &feed,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1 to"), "{e}");
 }

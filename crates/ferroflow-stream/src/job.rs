@@ -74,6 +74,8 @@ impl RunnableJob for StreamJob {
             handle: ctx.handle.clone(),
             project: ctx.project.clone(),
             lineage: format!("{}/{}", ctx.project, ctx.job_execution),
+            execution: ctx.execution.clone(),
+            job_execution: ctx.job_execution.clone(),
             run_dir: format!("{}.{}", ctx.execution, ctx.job),
             data_dir: ctx.data_dir.clone(),
         };
@@ -87,7 +89,13 @@ impl RunnableJob for StreamJob {
             )
             .with_sink(
                 "model_center",
-                Arc::new(crate::model_center::ModelCenterSinkType(Some(target))),
+                Arc::new(crate::model_center::ModelCenterSinkType(Some(
+                    target.clone(),
+                ))),
+            )
+            .with_sink(
+                "model_metrics",
+                Arc::new(crate::metrics::ModelMetricsSinkType(Some(target))),
             );
         let mut graph = self.prepared.build_with(&factories)?;
         let dir = checkpoint_dir(&ctx.data_dir, &ctx.project, &ctx.execution, &ctx.job);

@@ -21,6 +21,7 @@
 //! read and written by this run, the checkpoint it resumed from and the last one taken.
 
 mod job;
+mod metrics;
 mod ml;
 mod model_center;
 
@@ -185,14 +186,19 @@ impl JobPlugin for StreamPlugin {
 }
 
 /// The source types, sink types and operations of ferroflow's job specs: the built-in ones,
-/// the ML library's `ml` and `fit_online` (see the `ml` module's docs) and the
-/// `model_center` sink (it runs only in a `stream` workflow job, which gives it the Model
-/// Center; elsewhere it is checked and refuses to start).
+/// the ML library's `ml`, `fit_online` and `evaluate` (see the `ml` module's docs), the
+/// `model_center` source and sink and the `model_metrics` sink (they run only in a `stream`
+/// workflow job, which gives them the Model Center; elsewhere they are checked and refuse
+/// to start).
 pub fn factories() -> Factories {
     Factories::builtin()
         .with_sink(
             "model_center",
             Arc::new(model_center::ModelCenterSinkType(None)),
+        )
+        .with_sink(
+            "model_metrics",
+            Arc::new(metrics::ModelMetricsSinkType(None)),
         )
         .with_source(
             "model_center",
@@ -200,7 +206,8 @@ pub fn factories() -> Factories {
         )
         .with_node("ml", Arc::new(ml::MlNode))
         .and_then(|f| f.with_node("fit_online", Arc::new(ml::FitOnlineNode)))
-        .expect("'ml' and 'fit_online' are not built-in operations")
+        .and_then(|f| f.with_node("evaluate", Arc::new(ml::EvaluateNode)))
+        .expect("'ml', 'fit_online' and 'evaluate' are not built-in operations")
 }
 
 /// Where the checkpoints of `job` in `execution` go.

@@ -233,3 +233,49 @@ impl NodeFactory for FitOnlineNode {
         Ok(fits.remove(0).model_data)
     }
 }
+
+/// `evaluate:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateSettings {
+    /// A node of `(version, uri)` rows (e.g. a `model_center` source, stage GENERATED):
+    /// each version is evaluated once.
+    versions: String,
+    /// The label column (default `label`).
+    label_col: Option<String>,
+    /// The models' probability output (default `rawPrediction`).
+    raw_prediction_col: Option<String>,
+    /// The rows each version is scored on: those arriving after it (default 2000).
+    rows: Option<usize>,
+}
+
+/// The `evaluate` operation: every version arriving on `versions` scored on the next `rows`
+/// labelled rows of the input (rows it was not trained on); one row per version (`version`, `uri`, `rows`,
+/// `positives`, `auc`, `log_loss`, `error`), for a `model_metrics` sink.
+pub(crate) struct EvaluateNode;
+
+impl NodeFactory for EvaluateNode {
+    fn extra_inputs(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Vec<String>> {
+        let s: EvaluateSettings = ctx.parse(settings)?;
+        Ok(vec![s.versions])
+    }
+
+    fn build(
+        &self,
+        settings: &Settings,
+        inputs: NodeInputs,
+        ctx: &BuildContext<'_>,
+    ) -> Result<DataStream> {
+        let s: EvaluateSettings = ctx.parse(settings)?;
+        let (input, extra) = need_input(ctx, inputs)?;
+        let defaults = ferroflow_ml::evaluation::versions::VersionEvaluation::default();
+        let eval = ferroflow_ml::evaluation::versions::VersionEvaluation {
+            label_col: s.label_col.unwrap_or(defaults.label_col),
+            raw_prediction_col: s.raw_prediction_col.unwrap_or(defaults.raw_prediction_col),
+            rows: s.rows.unwrap_or(defaults.rows),
+        };
+        input
+            .ml_evaluate_versions(ctx.node(), eval, &extra[0])
+            .map_err(|e| ctx.err_from(e))
+    }
+}

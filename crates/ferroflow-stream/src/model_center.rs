@@ -39,6 +39,10 @@ pub(crate) struct Target {
     pub(crate) project: String,
     /// `<project>/<job execution>`, the lineage of every version.
     pub(crate) lineage: String,
+    /// The workflow execution, the context of the events the run sends.
+    pub(crate) execution: String,
+    /// The job execution (`<execution>.<job>.<attempt>`).
+    pub(crate) job_execution: String,
     /// `<execution>.<job>`: versions of one job in one execution share a directory.
     pub(crate) run_dir: String,
     pub(crate) data_dir: PathBuf,
@@ -62,18 +66,7 @@ pub(crate) struct ModelCenterSinkType(pub(crate) Option<Target>);
 impl SinkFactory for ModelCenterSinkType {
     fn build(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>> {
         let s: ModelCenterSettings = ctx.parse(settings)?;
-        if s.model.is_empty()
-            || !s
-                .model
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-            || s.model.starts_with('.')
-        {
-            return Err(ctx.err(format!(
-                "model name '{}': letters, digits, '_', '-' and '.' only",
-                s.model
-            )));
-        }
+        check_model_name(ctx, &s.model)?;
         // The stage is checked now: a row must become this model.
         match ferroflow_ml::stage_from_json(&s.stage).map_err(|e| ctx.err_from(e))? {
             AnyStage::Model(_) => {}
@@ -91,6 +84,21 @@ impl SinkFactory for ModelCenterSinkType {
             target: self.0.clone(),
         }))
     }
+}
+
+/// A model name is a path component of where versions are saved: plain characters only.
+pub(crate) fn check_model_name(ctx: &BuildContext<'_>, model: &str) -> Result<()> {
+    if model.is_empty()
+        || !model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || model.starts_with('.')
+    {
+        return Err(ctx.err(format!(
+            "model name '{model}': letters, digits, '_', '-' and '.' only"
+        )));
+    }
+    Ok(())
 }
 
 struct ModelCenterSink {
@@ -285,16 +293,25 @@ impl ferroflow_jobspec::SourceFactory for ModelCenterSourceType {
         if poll.is_zero() {
             return Err(ctx.err("poll_interval must be above 0"));
         }
+        check_model_name(ctx, &s.model)?;
         Ok(match &self.0 {
-            Some(t) => Arc::new(
-                ferroflow_inference::ModelCenterSource::new(
-                    t.store.clone(),
-                    &s.model,
-                    stage,
-                    t.handle.clone(),
+            Some(t) => {
+                // A serving or evaluation job may start before the training job registers
+                // the model: it is registered (empty) so the job waits for versions.
+                match t.handle.block_on(t.store.register_model(&s.model, "")) {
+                    Ok(_) | Err(MetaError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(ctx.err_from(e)),
+                }
+                Arc::new(
+                    ferroflow_inference::ModelCenterSource::new(
+                        t.store.clone(),
+                        &s.model,
+                        stage,
+                        t.handle.clone(),
+                    )
+                    .with_poll_interval(poll),
                 )
-                .with_poll_interval(poll),
-            ),
+            }
             None => Arc::new(NoModelCenter {
                 node: ctx.node().to_string(),
             }),

@@ -238,3 +238,63 @@ fn versions_settings_are_checked() {
         "{e}"
     );
 }
+
+/// The flagship example's jobs, as written.
+fn example(name: &str) -> (std::path::PathBuf, String) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/ad_click_loop")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+fn build_text(path: &std::path::Path, text: &str) -> Result<ferroflow_engine::JobGraph> {
+    let spec = ferroflow_jobspec::parse(text, "evaluate.yaml")?;
+    ferroflow_jobspec::build_spec_with(
+        &spec,
+        text,
+        "evaluate.yaml",
+        path.parent().unwrap(),
+        &ferroflow_stream::factories(),
+    )
+}
+
+#[test]
+fn the_loop_example_builds_and_evaluation_settings_are_checked() {
+    for name in ["train.yaml", "evaluate.yaml", "serve.yaml"] {
+        let (path, _) = example(name);
+        ferroflow_jobspec::load_with(&path, &ferroflow_stream::factories())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let (path, text) = example("evaluate.yaml");
+    let err = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        match build_text(&path, &text.replace(from, to)) {
+            Ok(_) => panic!("{to}: accepted"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = err("metric: auc", "metric: accuracy");
+    assert!(
+        e.contains("promote.metric 'accuracy' is not a float64 column") && e.contains("auc"),
+        "{e}"
+    );
+    let e = err("to: DEPLOYED", "to: GENERATED");
+    assert!(e.contains("must be VALIDATED or DEPLOYED"), "{e}");
+    let e = err(
+        "    promote: {metric: auc, threshold: 0.6, to: DEPLOYED}\n",
+        "",
+    );
+    assert!(e.contains("'reject: deprecate' needs 'promote'"), "{e}");
+    let e = err("label_col: click", "label_col: clicked");
+    assert!(
+        e.contains("node 'evaluated'") && e.contains("no label column 'clicked'"),
+        "{e}"
+    );
+    let e = err("      rows: 2000", "      rows: 0");
+    assert!(e.contains("node 'evaluated'"), "{e}");
+    let e = err("versions: generated", "versions: impressions");
+    assert!(e.contains("version (int64) and uri (utf8)"), "{e}");
+    let e = err("      rows: 2000", "      rows: 2000\n      window: 5");
+    assert!(e.contains("unknown field `window`"), "{e}");
+}

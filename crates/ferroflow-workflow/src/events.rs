@@ -8,6 +8,7 @@
 //! | [`JOB_STATUS_CHANGED`] | [`crate::JobKey`] (`<workflow>.<job>`) | job status | execution | scheduler, runner |
 //! | [`SCHEDULER_ITEM_PARKED`] | `project/execution` or `workflow:project/name` | reason | | scheduler |
 //! | `MODEL_<STAGE>` (`ferroflow_meta::ModelStage::event_type`) | model | the version, as JSON | | the Model Center (`ferroflow-meta`) |
+//! | [`MODEL_METRICS`] | model | `{version, metrics, error, stage, job_execution}` | execution | a stream job's `model_metrics` sink (`ferroflow-stream`) |
 //!
 //! Rules wait for these by type and key (`rules`); the server and the CLI send and list them.
 
@@ -23,3 +24,6 @@ pub const SCHEDULER_ITEM_PARKED: &str = "SCHEDULER_ITEM_PARKED";
 /// The event type that asks the scheduler to stop an execution (key: the workflow,
 /// context: the execution).
 pub const EXECUTION_STOP_REQUESTED: &str = "EXECUTION_STOP_REQUESTED";
+/// Metrics of a model version were recorded (key: the model; value: JSON with the version,
+/// its metrics, the evaluation error if it failed and the stage it is in afterwards).
+pub const MODEL_METRICS: &str = "MODEL_METRICS";

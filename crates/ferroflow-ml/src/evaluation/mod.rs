@@ -2,3 +2,4 @@
 
 pub mod binary_classification;
 pub mod multiclass_regression;
+pub mod versions;
