@@ -8,6 +8,13 @@ bash scripts/setup-runtimes.sh   # ONNX Runtime and libtorch from their PyPI whe
 cargo build -q --bin ferroflow
 bin="${CARGO_TARGET_DIR:-target}/debug/ferroflow"
 
+echo "== The online-learning loop (examples/ad_click_loop, about a minute): simulated ad impressions"
+echo "   stream into online FTRL training; each model version goes to the Model Center; an evaluation"
+echo "   job scores it on the impressions after it and deploys it if its AUC >= 0.6; the serving job"
+echo "   swaps to every deployed version without restarting. Then: versions, metrics, predictions."
+bash examples/ad_click_loop/run.sh "$bin" 45
+
+echo
 echo "== 1. batch: clicks CSV -> filter -> 10 s event-time windows per user -> Parquet + top 5"
 rm -rf examples/out
 "$bin" run examples/clickstream.yaml

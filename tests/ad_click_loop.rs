@@ -95,7 +95,7 @@ fn scored(dir: &Path) -> Vec<(i64, i64)> {
         let mut lines = text.lines();
         assert_eq!(
             lines.next(),
-            Some("id,ts,ad,click,prediction,served_by"),
+            Some("id,ts,ad,click,prediction,served_by,scored_at"),
             "{name}"
         );
         for line in lines {

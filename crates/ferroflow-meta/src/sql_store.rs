@@ -151,11 +151,37 @@ pub struct SqliteStore {
     wal: std::path::PathBuf,
 }
 
+/// SQLITE_BUSY (5) and its extended codes: another connection holds the lock.
+fn is_locked(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     /// Commits are synced to disk (`synchronous = FULL`): an acknowledged write survives a
     /// crash of the process or of the machine.
+    ///
+    /// Processes that open a new database at the same moment can find it locked while one
+    /// of them switches it to WAL mode (SQLite answers that without waiting): opening is
+    /// retried for up to 10 s then.
     pub async fn open(path: &Path) -> Result<Self> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::open_once(path).await {
+                Err(MetaError::Storage(e))
+                    if is_locked(&e) && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| MetaError::Invalid {
                 field: "path",

@@ -29,6 +29,7 @@ pub struct VersionedModel {
     pub(crate) initial_version: i64,
     pub(crate) wait_for_first: bool,
     pub(crate) version_column: Option<String>,
+    pub(crate) scored_at_column: Option<String>,
 }
 
 impl std::fmt::Debug for VersionedModel {
@@ -38,6 +39,7 @@ impl std::fmt::Debug for VersionedModel {
             .field("initial_version", &self.initial_version)
             .field("wait_for_first", &self.wait_for_first)
             .field("version_column", &self.version_column)
+            .field("scored_at_column", &self.scored_at_column)
             .finish()
     }
 }
@@ -51,6 +53,7 @@ impl VersionedModel {
             initial_version: 0,
             wait_for_first: false,
             version_column: None,
+            scored_at_column: None,
         }
     }
 
@@ -70,6 +73,13 @@ impl VersionedModel {
     /// Add an Int64 column `name` holding the version that scored each row.
     pub fn version_column(mut self, name: impl Into<String>) -> Self {
         self.version_column = Some(name.into());
+        self
+    }
+
+    /// Add a timestamp (ms) column `name` holding the wall-clock time each row was scored:
+    /// a serving log's "when", and how a benchmark sees a new version's first prediction.
+    pub fn scored_at_column(mut self, name: impl Into<String>) -> Self {
+        self.scored_at_column = Some(name.into());
         self
     }
 }
@@ -95,22 +105,30 @@ pub(crate) fn check_versions_schema(node: &str, versions: &Schema) -> ferroflow_
     Ok(())
 }
 
-/// The output schema of the node: the model's columns, plus the version column.
+/// The output schema of the node: the model's columns, plus the version and scored-at
+/// columns.
 pub(crate) fn output_schema(
     model: &VersionedModel,
     scored: SchemaRef,
 ) -> ferroflow_engine::Result<SchemaRef> {
-    let Some(col) = &model.version_column else {
-        return Ok(scored);
-    };
-    if scored.field_with_name(col).is_ok() {
-        return Err(EngineError::Plan(format!(
-            "version column '{col}' is already an output column of {}",
-            model.template.class_name()
-        )));
-    }
     let mut fields: Vec<Field> = scored.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(col, DataType::Int64, false));
+    let extra = [
+        (&model.version_column, DataType::Int64),
+        (
+            &model.scored_at_column,
+            DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
+        ),
+    ];
+    for (col, dt) in extra {
+        let Some(col) = col else { continue };
+        if fields.iter().any(|f| f.name() == col) {
+            return Err(EngineError::Plan(format!(
+                "column '{col}' is already an output column of {}",
+                model.template.class_name()
+            )));
+        }
+        fields.push(Field::new(col, dt, false));
+    }
     Ok(Arc::new(Schema::new(fields)))
 }
 
@@ -142,6 +160,7 @@ impl OperatorFactory for VersionsFactory {
             input: self.input.clone(),
             schema: self.schema.clone(),
             version_column: self.model.version_column.clone(),
+            scored_at_column: self.model.scored_at_column.is_some(),
             serving,
             held: VecDeque::new(),
             held_rows: 0,
@@ -169,6 +188,7 @@ struct VersionsOperator {
     input: SchemaRef,
     schema: SchemaRef,
     version_column: Option<String>,
+    scored_at_column: bool,
     serving: Option<Serving>,
     /// Rows that arrived before the first version, in arrival order.
     held: VecDeque<RecordBatch>,
@@ -189,12 +209,23 @@ impl VersionsOperator {
             return Ok(());
         };
         let scored = conform(&self.scored, t, class)?;
-        if self.version_column.is_none() {
+        if self.version_column.is_none() && !self.scored_at_column {
             out.emit(scored);
             return Ok(());
         }
+        let n = scored.num_rows();
         let mut columns = scored.columns().to_vec();
-        columns.push(Arc::new(Int64Array::from_value(s.version, scored.num_rows())) as ArrayRef);
+        if self.version_column.is_some() {
+            columns.push(Arc::new(Int64Array::from_value(s.version, n)) as ArrayRef);
+        }
+        if self.scored_at_column {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            columns.push(
+                Arc::new(arrow_array::TimestampMillisecondArray::from_value(now, n)) as ArrayRef,
+            );
+        }
         out.emit(RecordBatch::try_new(self.schema.clone(), columns)?);
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! ML-library stages as job-spec operations: `ml` (a transformer or model applied to every
-//! batch, optionally fed versions from a model-data stream) and `fit_online` (an online
-//! estimator trained on the stream, emitting its model-data versions).
+//! batch, optionally fed versions from a model-data stream or saved versions), `fit_online`
+//! (an online estimator trained on the stream, emitting its model-data versions) and
+//! `evaluate` (every arriving saved version scored on the labelled rows after it).
 //!
 //! ```yaml
 //! nodes:
@@ -20,6 +21,9 @@
 //!   - name: score_saved
 //!     input: features
 //!     ml: {model_dir: models/lr}   # a model saved by ferroflow ml fit (relative to the spec)
+//!   - name: evaluated
+//!     input: features
+//!     evaluate: {versions: generated, label_col: clicked, rows: 2000}
 //! ```
 
 use std::sync::Arc;
@@ -47,6 +51,8 @@ struct MlSettings {
     versions: Option<String>,
     /// With `versions`: add this column holding the version that scored each row.
     version_column: Option<String>,
+    /// With `versions`: add this timestamp column holding when each row was scored.
+    scored_at_column: Option<String>,
     /// One model-data row (JSON-lines encoding: vectors as arrays) for a `stage` that has
     /// none: with `versions` it only fixes the output columns (rows wait for the first
     /// version); otherwise it is the model served.
@@ -135,12 +141,18 @@ impl NodeFactory for MlNode {
             if let Some(c) = &s.version_column {
                 model = model.version_column(c);
             }
+            if let Some(c) = &s.scored_at_column {
+                model = model.scored_at_column(c);
+            }
             return input
                 .ml_transform_with_versions(ctx.node(), model, &extra[0])
                 .map_err(|e| ctx.err_from(e));
         }
         if s.version_column.is_some() {
             return Err(ctx.err("'version_column' is used with 'versions' only"));
+        }
+        if s.scored_at_column.is_some() {
+            return Err(ctx.err("'scored_at_column' is used with 'versions' only"));
         }
         let r = match (stage, extra.first()) {
             (AnyStage::Model(m), Some(model_data)) => {
