@@ -678,3 +678,28 @@ pub fn load_stage(dir: &Path) -> Result<AnyStage> {
     }
     Ok(stage)
 }
+
+/// The saved model (or transformer) of `version` at `uri` (a directory, or a `file://`
+/// uri), for node `node`.
+pub(crate) fn load_version(
+    node: &str,
+    version: i64,
+    uri: &str,
+) -> ferroflow_engine::Result<std::sync::Arc<dyn AlgoOperator>> {
+    let what = format!("node '{node}': version {version} at '{uri}'");
+    let dir = uri.strip_prefix("file://").unwrap_or(uri);
+    Ok(
+        match load_stage(std::path::Path::new(dir))
+            .map_err(|e| crate::online::nodes::ml_err(&what, e))?
+        {
+            AnyStage::Model(m) => std::sync::Arc::from(m as Box<dyn AlgoOperator>),
+            AnyStage::Operator(o) => std::sync::Arc::from(o),
+            AnyStage::Estimator(e) => {
+                return Err(ferroflow_engine::EngineError::Other(format!(
+                    "{what} is an estimator ({}), not a fitted model",
+                    e.class_name()
+                )));
+            }
+        },
+    )
+}

@@ -6,7 +6,6 @@
 //! is scored exactly once, by the version that was current when its batch arrived.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -20,7 +19,7 @@ use ferroflow_engine::{
 };
 
 use crate::online::nodes::{conform, ml_err};
-use crate::stage::{AlgoOperator, AnyStage, load_stage};
+use crate::stage::AlgoOperator;
 
 /// How a model node fed saved versions starts and what it writes.
 #[derive(Clone)]
@@ -245,7 +244,7 @@ impl VersionsOperator {
     /// Load the saved model of `version` at `uri` and check that it fits the node.
     fn load(&self, version: i64, uri: &str) -> ferroflow_engine::Result<Arc<dyn AlgoOperator>> {
         let what = format!("node '{}': version {version} at '{uri}'", self.name);
-        let stage = load_version(&self.name, version, uri)?;
+        let stage = crate::stage::load_version(&self.name, version, uri)?;
         let probe = stage
             .transform(&[RecordBatch::new_empty(self.input.clone())])
             .map_err(|e| ml_err(&what, e))?;
@@ -311,29 +310,6 @@ impl VersionsOperator {
         }
         Ok(())
     }
-}
-
-/// The saved model (or transformer) of `version` at `uri` (a directory, or a `file://`
-/// uri), for node `node`.
-pub(crate) fn load_version(
-    node: &str,
-    version: i64,
-    uri: &str,
-) -> ferroflow_engine::Result<Arc<dyn AlgoOperator>> {
-    let what = format!("node '{node}': version {version} at '{uri}'");
-    let dir = uri.strip_prefix("file://").unwrap_or(uri);
-    Ok(
-        match load_stage(Path::new(dir)).map_err(|e| ml_err(&what, e))? {
-            AnyStage::Model(m) => Arc::from(m as Box<dyn AlgoOperator>),
-            AnyStage::Operator(o) => Arc::from(o),
-            AnyStage::Estimator(e) => {
-                return Err(EngineError::Other(format!(
-                    "{what} is an estimator ({}), not a fitted model",
-                    e.class_name()
-                )));
-            }
-        },
-    )
 }
 
 fn names(s: &Schema) -> Vec<String> {

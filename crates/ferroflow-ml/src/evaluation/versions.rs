@@ -179,7 +179,7 @@ impl EvaluateOperator {
             return Err("no rows arrived after it".into());
         }
         let model: Arc<dyn AlgoOperator> =
-            crate::swap::load_version(&self.name, p.version, &p.uri).map_err(|e| e.to_string())?;
+            crate::stage::load_version(&self.name, p.version, &p.uri).map_err(|e| e.to_string())?;
         let batches: Vec<RecordBatch> = self.window.iter().cloned().collect();
         let window = arrow_select::concat::concat_batches(&self.input, &batches)
             .map_err(|e| e.to_string())?;
