@@ -275,32 +275,20 @@ impl VersionsOperator {
         if n == 0 {
             return Ok(());
         }
-        let version_col = arrow_cast::cast(
-            batch.column_by_name("version").expect("checked at build"),
-            &DataType::Int64,
-        )?;
-        let versions = version_col.as_primitive::<Int64Type>();
-        let uris = batch
-            .column_by_name("uri")
-            .expect("checked at build")
-            .as_string::<i32>();
-        let Some(i) = (0..n)
-            .rev()
-            .find(|&i| versions.is_valid(i) && uris.is_valid(i))
-        else {
+        let rows = version_rows(&batch)?;
+        let Some((version, uri)) = rows.into_iter().rev().flatten().next() else {
             return Err(EngineError::Other(format!(
                 "node '{}': a versions row without version or uri",
                 self.name
             )));
         };
-        let (version, uri) = (versions.value(i), uris.value(i));
         if self.serving.as_ref().is_some_and(|s| s.version == version) {
             return Ok(());
         }
-        let stage = self.load(version, uri)?;
+        let stage = self.load(version, &uri)?;
         self.serving = Some(Serving {
             version,
-            uri: Some(uri.to_string()),
+            uri: Some(uri),
             stage,
         });
         let held: Vec<RecordBatch> = self.held.drain(..).collect();
@@ -310,6 +298,28 @@ impl VersionsOperator {
         }
         Ok(())
     }
+}
+
+/// The `(version, uri)` of each row of a versions batch (checked at build to have both
+/// columns); `None` where either is null.
+pub(crate) fn version_rows(
+    batch: &RecordBatch,
+) -> ferroflow_engine::Result<Vec<Option<(i64, String)>>> {
+    let version_col = arrow_cast::cast(
+        batch.column_by_name("version").expect("checked at build"),
+        &DataType::Int64,
+    )?;
+    let versions = version_col.as_primitive::<Int64Type>();
+    let uris = batch
+        .column_by_name("uri")
+        .expect("checked at build")
+        .as_string::<i32>();
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            (versions.is_valid(i) && uris.is_valid(i))
+                .then(|| (versions.value(i), uris.value(i).to_string()))
+        })
+        .collect())
 }
 
 fn names(s: &Schema) -> Vec<String> {

@@ -13,8 +13,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ferroflow_engine::state::{StateDecoder, StateEncoder};
@@ -274,27 +272,17 @@ impl EvaluateOperator {
     }
 
     fn versions(&mut self, batch: &RecordBatch) -> ferroflow_engine::Result<()> {
-        let version_col = arrow_cast::cast(
-            batch.column_by_name("version").expect("checked at build"),
-            &DataType::Int64,
-        )?;
-        let versions = version_col.as_primitive::<Int64Type>();
-        let uris = batch
-            .column_by_name("uri")
-            .expect("checked at build")
-            .as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            if versions.is_null(i) || uris.is_null(i) {
+        for row in crate::swap::version_rows(batch)? {
+            let Some((v, uri)) = row else {
                 return Err(EngineError::Other(format!(
                     "node '{}': a versions row without version or uri",
                     self.name
                 )));
-            }
-            let v = versions.value(i);
+            };
             if self.last.is_none_or(|last| v > last) {
                 self.pending.push_back(Pending {
                     version: v,
-                    uri: uris.value(i).to_string(),
+                    uri,
                     arrived_at: self.seen,
                 });
                 self.last = Some(v);
