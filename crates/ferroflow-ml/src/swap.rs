@@ -8,9 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ferroflow_engine::state::{StateDecoder, StateEncoder};
 use ferroflow_engine::{
@@ -275,7 +273,7 @@ impl VersionsOperator {
         if n == 0 {
             return Ok(());
         }
-        let rows = version_rows(&batch)?;
+        let rows = crate::table::version_rows(&batch)?;
         let Some((version, uri)) = rows.into_iter().rev().flatten().next() else {
             return Err(EngineError::Other(format!(
                 "node '{}': a versions row without version or uri",
@@ -298,28 +296,6 @@ impl VersionsOperator {
         }
         Ok(())
     }
-}
-
-/// The `(version, uri)` of each row of a versions batch (checked at build to have both
-/// columns); `None` where either is null.
-pub(crate) fn version_rows(
-    batch: &RecordBatch,
-) -> ferroflow_engine::Result<Vec<Option<(i64, String)>>> {
-    let version_col = arrow_cast::cast(
-        batch.column_by_name("version").expect("checked at build"),
-        &DataType::Int64,
-    )?;
-    let versions = version_col.as_primitive::<Int64Type>();
-    let uris = batch
-        .column_by_name("uri")
-        .expect("checked at build")
-        .as_string::<i32>();
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            (versions.is_valid(i) && uris.is_valid(i))
-                .then(|| (versions.value(i), uris.value(i).to_string()))
-        })
-        .collect())
 }
 
 fn names(s: &Schema) -> Vec<String> {

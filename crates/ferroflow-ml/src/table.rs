@@ -184,3 +184,25 @@ impl Ord for OrdF64 {
         self.0.total_cmp(&o.0)
     }
 }
+
+/// The `(version, uri)` of each row of a versions batch (checked at build to have both
+/// columns); `None` where either is null.
+pub(crate) fn version_rows(
+    batch: &RecordBatch,
+) -> ferroflow_engine::Result<Vec<Option<(i64, String)>>> {
+    let version_col = arrow_cast::cast(
+        batch.column_by_name("version").expect("checked at build"),
+        &DataType::Int64,
+    )?;
+    let versions = version_col.as_primitive::<arrow_array::types::Int64Type>();
+    let uris = batch
+        .column_by_name("uri")
+        .expect("checked at build")
+        .as_string::<i32>();
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            (versions.is_valid(i) && uris.is_valid(i))
+                .then(|| (versions.value(i), uris.value(i).to_string()))
+        })
+        .collect())
+}

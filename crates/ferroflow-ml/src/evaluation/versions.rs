@@ -272,7 +272,7 @@ impl EvaluateOperator {
     }
 
     fn versions(&mut self, batch: &RecordBatch) -> ferroflow_engine::Result<()> {
-        for row in crate::swap::version_rows(batch)? {
+        for row in crate::table::version_rows(batch)? {
             let Some((v, uri)) = row else {
                 return Err(EngineError::Other(format!(
                     "node '{}': a versions row without version or uri",
