@@ -23,6 +23,7 @@ pub mod feature;
 pub mod gbdt;
 pub mod graph;
 pub mod io;
+mod java;
 pub mod linear;
 pub mod online;
 pub mod optimizer;

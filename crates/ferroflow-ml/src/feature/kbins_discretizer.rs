@@ -48,10 +48,9 @@ impl Default for KBinsDiscretizer {
     }
 }
 
-crate::impl_stage!(
-    KBinsDiscretizer,
-    "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer"
-);
+const CLASS: &str = "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer";
+
+crate::impl_stage!(KBinsDiscretizer, CLASS);
 
 /// Edges `min, min + w, min + 2w, ...` added up as Flink ML does (not `min + i * w`, which
 /// rounds differently).
@@ -160,7 +159,13 @@ impl Estimator for KBinsDiscretizer {
         let bins = self.params.i64("numBins")? as usize;
         let strategy = self.params.str("strategy")?;
         let mut data = training_vectors(first(inputs)?, &self.params.str("inputCol")?)?;
-        data.truncate(self.params.i64("subSamples")? as usize);
+        if strategy != "uniform" {
+            // As Flink ML: `uniform` takes min and max over all rows; the other strategies
+            // fit on `subSamples` rows drawn as its DataStreamUtils.sample draws them (one
+            // partition), seeded with the class name's hash.
+            let n = usize::try_from(self.params.i64("subSamples")?).unwrap_or(usize::MAX);
+            data = crate::java::sample(&data, n, i64::from(crate::java::string_hash(CLASS)));
+        }
         let dim = data[0].size();
         let mut edges = Vec::with_capacity(dim);
         for j in 0..dim {
@@ -297,6 +302,44 @@ impl Model for KBinsDiscretizerModel {
 #[cfg(test)]
 mod tests {
     use super::bin;
+
+    /// Edges fitted on the values 0..1000 (in order) with `strategy` and `subSamples` 100.
+    fn fitted_edges(strategy: &str) -> Vec<f64> {
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = (0..1000)
+            .map(|i| {
+                let mut m = serde_json::Map::new();
+                m.insert("v".into(), serde_json::json!([i as f64]));
+                m
+            })
+            .collect();
+        let data = crate::io::rows_to_batch(&rows).unwrap();
+        let meta = serde_json::json!({"className": "KBinsDiscretizer", "paramMap": {
+            "inputCol": "v", "outputCol": "b", "numBins": 2, "strategy": strategy,
+            "subSamples": 100}});
+        let crate::AnyStage::Estimator(e) = crate::stage_from_json(&meta).unwrap() else {
+            panic!("an estimator")
+        };
+        let model = e.fit(&[data]).unwrap();
+        let table = model.model_data().unwrap();
+        crate::table::read_nested_doubles(&table[0], "binEdges").unwrap()[0].clone()
+    }
+
+    #[test]
+    fn sub_samples_are_drawn_as_flink_ml_draws_them_and_uniform_uses_every_row() {
+        // Uniform: min and max of all 1000 rows, whatever subSamples says.
+        assert_eq!(fitted_edges("uniform"), [0.0, 499.5, 999.0]);
+        // Quantile: on 100 rows sampled over the whole input (java.util.Random seeded with
+        // the class name's hash), not the first 100, whose median would be about 50.
+        let q = fitted_edges("quantile");
+        let mut sample = crate::java::sample(
+            &(0..1000).map(f64::from).collect::<Vec<_>>(),
+            100,
+            i64::from(crate::java::string_hash(super::CLASS)),
+        );
+        sample.sort_by(f64::total_cmp);
+        assert_eq!(q, super::quantile_edges(&sample, 2));
+        assert!((300.0..700.0).contains(&q[1]), "{q:?}");
+    }
 
     #[test]
     fn values_outside_the_edges_go_to_the_end_bins() {

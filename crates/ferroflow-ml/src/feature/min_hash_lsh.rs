@@ -29,42 +29,7 @@ const HASH_PRIME: i64 = 2_038_074_743;
 
 const CLASS: &str = "org.apache.flink.ml.feature.lsh.MinHashLSH";
 
-/// `java.lang.String.hashCode`: Flink ML's default seed is the class name's.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
-
-/// `java.util.Random`, the 48-bit linear congruential generator, for Flink ML's numbers.
-struct JavaRandom(u64);
-
-impl JavaRandom {
-    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
-    const MASK: u64 = (1 << 48) - 1;
-
-    fn new(seed: i64) -> Self {
-        JavaRandom((seed as u64 ^ Self::MULTIPLIER) & Self::MASK)
-    }
-
-    fn next(&mut self, bits: u32) -> i32 {
-        self.0 = (self.0.wrapping_mul(Self::MULTIPLIER).wrapping_add(0xB)) & Self::MASK;
-        (self.0 >> (48 - bits)) as i64 as i32
-    }
-
-    /// `nextInt(bound)` for a positive bound.
-    fn next_int(&mut self, bound: i32) -> i32 {
-        if bound & (bound - 1) == 0 {
-            return ((bound as i64 * self.next(31) as i64) >> 31) as i32;
-        }
-        loop {
-            let bits = self.next(31);
-            let val = bits % bound;
-            if bits.wrapping_sub(val).wrapping_add(bound - 1) >= 0 {
-                return val;
-            }
-        }
-    }
-}
+use crate::java::{JavaRandom, string_hash as java_string_hash};
 
 fn specs() -> Vec<ParamSpec> {
     vec![

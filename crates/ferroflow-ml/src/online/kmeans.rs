@@ -33,8 +33,7 @@ const CLASS: &str = "org.apache.flink.ml.clustering.kmeans.OnlineKMeans";
 
 /// Java's `String.hashCode`, Flink ML's default seed (`getClass().getName().hashCode()`).
 fn java_hash(s: &str) -> i64 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)) as i64
+    crate::java::string_hash(s) as i64
 }
 
 fn model_specs() -> Vec<ParamSpec> {

@@ -440,42 +440,12 @@ pub(crate) fn inline_model_data(param: &str, v: &Value) -> Result<RecordBatch> {
     crate::io::rows_to_batch(&[row]).map_err(|e| MlError::param(param, e.to_string()))
 }
 
-/// java.util.Random, for Flink ML's random initial models.
-pub(crate) struct JavaRandom(u64);
-
-impl JavaRandom {
-    const MULT: u64 = 0x5_DEEC_E66D;
-    const MASK: u64 = (1 << 48) - 1;
-
-    pub(crate) fn new(seed: i64) -> Self {
-        JavaRandom((seed as u64 ^ Self::MULT) & Self::MASK)
-    }
-
-    fn next(&mut self, bits: u32) -> i64 {
-        self.0 = (self.0.wrapping_mul(Self::MULT).wrapping_add(0xB)) & Self::MASK;
-        ((self.0 >> (48 - bits)) as i64) as i32 as i64
-    }
-
-    pub(crate) fn next_double(&mut self) -> f64 {
-        let hi = self.next(26) as u64 & ((1 << 26) - 1);
-        let lo = self.next(27) as u64 & ((1 << 27) - 1);
-        ((hi << 27) + lo) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
+pub(crate) use crate::java::JavaRandom;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn java_random_matches_java() {
-        // new java.util.Random(0).nextDouble(), twice; and seed 42.
-        let mut r = JavaRandom::new(0);
-        assert_eq!(r.next_double(), 0.730967787376657);
-        assert_eq!(r.next_double(), 0.24053641567148587);
-        assert_eq!(JavaRandom::new(42).next_double(), 0.7275636800328681);
-    }
 
     #[test]
     fn windows_parse_as_flink_ml_saves_them() {
