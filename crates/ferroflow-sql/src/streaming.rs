@@ -186,6 +186,7 @@ impl StreamingSql {
         let SetExpr::Select(select) = q.body.as_ref() else {
             return unsupported("expected a plain SELECT");
         };
+        refuse_unplanned(q, select)?;
         let [from] = select.from.as_slice() else {
             return unsupported("expected exactly one table in FROM");
         };
@@ -319,6 +320,55 @@ impl StreamingSql {
     }
 }
 
+/// Every clause of `q` and `select` the streaming planner does not plan is refused, naming
+/// it: dropping one silently would give wrong results (`HAVING` ignored returns every group).
+fn refuse_unplanned(
+    q: &datafusion::sql::sqlparser::ast::Query,
+    select: &datafusion::sql::sqlparser::ast::Select,
+) -> Result<()> {
+    let mut found: Vec<&str> = Vec::new();
+    let mut check = |present: bool, what: &'static str| {
+        if present {
+            found.push(what);
+        }
+    };
+    check(select.having.is_some(), "HAVING");
+    check(select.distinct.is_some(), "SELECT DISTINCT");
+    check(select.top.is_some(), "TOP");
+    check(select.qualify.is_some(), "QUALIFY");
+    check(!select.named_window.is_empty(), "WINDOW (named windows)");
+    check(select.into.is_some(), "SELECT INTO");
+    check(!select.lateral_views.is_empty(), "LATERAL VIEW");
+    check(select.prewhere.is_some(), "PREWHERE");
+    check(!select.connect_by.is_empty(), "CONNECT BY");
+    check(!select.cluster_by.is_empty(), "CLUSTER BY");
+    check(!select.distribute_by.is_empty(), "DISTRIBUTE BY");
+    check(!select.sort_by.is_empty(), "SORT BY");
+    check(select.exclude.is_some(), "EXCLUDE");
+    check(q.fetch.is_some(), "FETCH");
+    check(!q.locks.is_empty(), "FOR UPDATE / FOR SHARE");
+    check(q.for_clause.is_some(), "FOR XML / FOR JSON");
+    check(q.settings.is_some(), "SETTINGS");
+    check(q.format_clause.is_some(), "FORMAT");
+    check(!q.pipe_operators.is_empty(), "pipe operators");
+    check(
+        matches!(&select.group_by, GroupByExpr::Expressions(_, m) if !m.is_empty()),
+        "GROUP BY modifiers (WITH ROLLUP, CUBE, TOTALS)",
+    );
+    match found.as_slice() {
+        [] => Ok(()),
+        [one] if *one == "HAVING" => unsupported(
+            "HAVING is not supported in streaming SQL yet: filter the windowed rows in a \
+             following node instead (e.g. `filter: n > 50` on `COUNT(*) AS n`)",
+        ),
+        all => unsupported(format!(
+            "{} {} not supported in streaming SQL",
+            all.join(", "),
+            if all.len() == 1 { "is" } else { "are" }
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +389,47 @@ mod tests {
         );
         assert!(parse_interval("'0' SECOND").is_err());
         assert!(parse_interval("'x' SECOND").is_err());
+    }
+
+    fn refused(sql: &str) -> String {
+        match StreamingSql::new().query("q", sql) {
+            Ok(_) => panic!("accepted: {sql}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Clauses the planner does not plan are refused by name, before anything is built
+    /// (HAVING was once dropped, returning every group).
+    #[test]
+    fn clauses_it_does_not_plan_are_refused_by_name() {
+        let w = "GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)";
+        let e = refused(&format!(
+            "SELECT k, COUNT(*) AS n FROM t {w} HAVING COUNT(*) > 50"
+        ));
+        assert!(
+            e.contains("HAVING is not supported") && e.contains("filter"),
+            "{e}"
+        );
+        let e = refused(&format!("SELECT DISTINCT k, COUNT(*) AS n FROM t {w}"));
+        assert!(e.contains("SELECT DISTINCT is not supported"), "{e}");
+        let e = refused(&format!(
+            "SELECT DISTINCT k, COUNT(*) AS n FROM t {w} HAVING COUNT(*) > 1"
+        ));
+        assert!(
+            e.contains("HAVING, SELECT DISTINCT are not supported"),
+            "{e}"
+        );
+        let e = refused(&format!("SELECT k, COUNT(*) AS n FROM t {w} QUALIFY n > 1"));
+        assert!(e.contains("QUALIFY is not supported"), "{e}");
+        let e = refused(&format!(
+            "SELECT k, COUNT(*) AS n FROM t {w} WINDOW x AS (PARTITION BY k)"
+        ));
+        assert!(e.contains("WINDOW (named windows)"), "{e}");
+        let e = refused(
+            "SELECT k, COUNT(*) AS n FROM t GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND) WITH ROLLUP",
+        );
+        assert!(e.contains("ROLLUP"), "{e}");
+        let e = refused(&format!("SELECT k, COUNT(*) AS n FROM t {w} ORDER BY n"));
+        assert!(e.contains("ORDER BY"), "{e}");
     }
 }
