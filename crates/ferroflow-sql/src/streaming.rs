@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, SelectItem, SetExpr,
     Statement, TableFactor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -242,14 +242,23 @@ impl StreamingSql {
             let (out, default_name) = self.select_item(e, &keys, &mut aggs)?;
             outs.push((out, alias.unwrap_or(default_name)));
         }
+        // HAVING: a filter on the window's rows; its aggregates are computed by the window
+        // too (hidden unless also selected).
+        let having = match &select.having {
+            Some(h) => Some(self.having(h, &keys, &outs, &mut aggs)?.to_string()),
+            None => None,
+        };
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let windowed = if keys.is_empty() {
+        let mut windowed = if keys.is_empty() {
             stream.window_all(&format!("{prefix}.window"), window, &aggs)?
         } else {
             stream
                 .key_by(&key_refs)?
                 .window(&format!("{prefix}.window"), window, &aggs)?
         };
+        if let Some(predicate) = having {
+            windowed = windowed.filter(&format!("{prefix}.having"), &predicate)?;
+        }
         let exprs: Vec<String> = outs
             .iter()
             .map(|(o, alias)| {
@@ -266,6 +275,70 @@ impl StreamingSql {
             .collect();
         let refs: Vec<&str> = exprs.iter().map(String::as_str).collect();
         Ok(windowed.select(&format!("{prefix}.select"), &refs)?)
+    }
+
+    /// The HAVING condition over the window's output columns: aggregates become the
+    /// window's (added if not selected), SELECT aliases their columns, keys and the window
+    /// bounds stay.
+    fn having(
+        &self,
+        e: &Expr,
+        keys: &[String],
+        outs: &[(Out, String)],
+        aggs: &mut Vec<Aggregate>,
+    ) -> Result<Expr> {
+        let column = |name: &str| Expr::Identifier(Ident::with_quote('"', name));
+        if let Some(c) = ident(e) {
+            let lc = c.to_ascii_lowercase();
+            if keys.contains(&c) || lc == "window_start" || lc == "window_end" {
+                return Ok(column(if keys.contains(&c) { &c } else { &lc }));
+            }
+            return match outs.iter().find(|(_, alias)| *alias == c) {
+                Some((Out::Column(col), _)) => Ok(column(col)),
+                Some((Out::Agg(i), _)) => Ok(column(&aggs[*i].alias)),
+                None => unsupported(format!(
+                    "HAVING: column '{c}' is neither a GROUP BY key, a window bound nor a SELECT alias"
+                )),
+            };
+        }
+        if function_parts(e).is_some() {
+            return match self.select_item(e, keys, aggs)? {
+                (Out::Column(c), _) => Ok(column(&c)),
+                (Out::Agg(i), _) => Ok(column(&aggs[i].alias)),
+            };
+        }
+        let mut sub = |x: &Expr| self.having(x, keys, outs, aggs).map(Box::new);
+        Ok(match e {
+            Expr::BinaryOp { left, op, right } => Expr::BinaryOp {
+                left: sub(left)?,
+                op: op.clone(),
+                right: sub(right)?,
+            },
+            Expr::UnaryOp { op, expr } => Expr::UnaryOp {
+                op: *op,
+                expr: sub(expr)?,
+            },
+            Expr::Nested(x) => Expr::Nested(sub(x)?),
+            Expr::IsNull(x) => Expr::IsNull(sub(x)?),
+            Expr::IsNotNull(x) => Expr::IsNotNull(sub(x)?),
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => Expr::Between {
+                expr: sub(expr)?,
+                negated: *negated,
+                low: sub(low)?,
+                high: sub(high)?,
+            },
+            Expr::Value(_) => e.clone(),
+            other => {
+                return unsupported(format!(
+                    "HAVING: '{other}' is not supported in streaming SQL (comparisons, AND/OR/NOT, BETWEEN, IS NULL over aggregates, keys and aliases are)"
+                ));
+            }
+        })
     }
 
     fn select_item(
@@ -321,7 +394,8 @@ impl StreamingSql {
 }
 
 /// Every clause of `q` and `select` the streaming planner does not plan is refused, naming
-/// it: dropping one silently would give wrong results (`HAVING` ignored returns every group).
+/// it: dropping one silently would give wrong results (a `HAVING` once ignored returned
+/// every group).
 fn refuse_unplanned(
     q: &datafusion::sql::sqlparser::ast::Query,
     select: &datafusion::sql::sqlparser::ast::Select,
@@ -332,7 +406,6 @@ fn refuse_unplanned(
             found.push(what);
         }
     };
-    check(select.having.is_some(), "HAVING");
     check(select.distinct.is_some(), "SELECT DISTINCT");
     check(select.top.is_some(), "TOP");
     check(select.qualify.is_some(), "QUALIFY");
@@ -357,10 +430,6 @@ fn refuse_unplanned(
     );
     match found.as_slice() {
         [] => Ok(()),
-        [one] if *one == "HAVING" => unsupported(
-            "HAVING is not supported in streaming SQL yet: filter the windowed rows in a \
-             following node instead (e.g. `filter: n > 50` on `COUNT(*) AS n`)",
-        ),
         all => unsupported(format!(
             "{} {} not supported in streaming SQL",
             all.join(", "),
@@ -399,24 +468,18 @@ mod tests {
     }
 
     /// Clauses the planner does not plan are refused by name, before anything is built
-    /// (HAVING was once dropped, returning every group).
+    /// (HAVING, once dropped and returning every group, is planned now: see the job-spec
+    /// crate's streaming_sql tests).
     #[test]
     fn clauses_it_does_not_plan_are_refused_by_name() {
         let w = "GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)";
-        let e = refused(&format!(
-            "SELECT k, COUNT(*) AS n FROM t {w} HAVING COUNT(*) > 50"
-        ));
-        assert!(
-            e.contains("HAVING is not supported") && e.contains("filter"),
-            "{e}"
-        );
         let e = refused(&format!("SELECT DISTINCT k, COUNT(*) AS n FROM t {w}"));
         assert!(e.contains("SELECT DISTINCT is not supported"), "{e}");
         let e = refused(&format!(
-            "SELECT DISTINCT k, COUNT(*) AS n FROM t {w} HAVING COUNT(*) > 1"
+            "SELECT DISTINCT k, COUNT(*) AS n FROM t {w} QUALIFY n > 1"
         ));
         assert!(
-            e.contains("HAVING, SELECT DISTINCT are not supported"),
+            e.contains("SELECT DISTINCT, QUALIFY are not supported"),
             "{e}"
         );
         let e = refused(&format!("SELECT k, COUNT(*) AS n FROM t {w} QUALIFY n > 1"));
