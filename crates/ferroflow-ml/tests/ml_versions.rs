@@ -63,29 +63,7 @@ fn save_pipeline(dir: &Path, label: fn(f64, f64) -> bool) -> PathBuf {
     let AnyStage::Estimator(p) = stage_from_json(&spec).unwrap() else {
         panic!("a pipeline estimator")
     };
-    let train: Vec<RecordBatch> = rows(2_000, 500, 99)
-        .into_iter()
-        .map(|b| {
-            let a = b.column(1).as_primitive::<Float64Type>();
-            let bb = b.column(2).as_primitive::<Float64Type>();
-            let y: Float64Array = a
-                .values()
-                .iter()
-                .zip(bb.values())
-                .map(|(&a, &b)| Some(f64::from(label(a, b))))
-                .collect();
-            let mut cols = b.columns().to_vec();
-            cols.push(Arc::new(y));
-            let mut fields: Vec<Field> = b
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            fields.push(Field::new("label", DataType::Float64, true));
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
-        })
-        .collect();
+    let train = labelled(rows(2_000, 500, 99), label);
     let model = p.fit(&train).unwrap();
     save_stage(&AnyStage::Model(model), dir).unwrap();
     dir.to_path_buf()
@@ -391,8 +369,8 @@ fn versions_without_the_columns_and_rows_without_a_version_are_refused() {
     assert!(err.contains("no model version"), "{err}");
 }
 
-/// `rows` with a `label` column: 1.0 where `a > b`.
-fn labelled(data: Vec<RecordBatch>) -> Vec<RecordBatch> {
+/// `data` with a `label` column: 1.0 where `label(a, b)`.
+fn labelled(data: Vec<RecordBatch>, label: fn(f64, f64) -> bool) -> Vec<RecordBatch> {
     data.into_iter()
         .map(|b| {
             let a = b.column(1).as_primitive::<Float64Type>();
@@ -401,7 +379,7 @@ fn labelled(data: Vec<RecordBatch>) -> Vec<RecordBatch> {
                 a.values()
                     .iter()
                     .zip(bb.values())
-                    .map(|(&a, &b)| f64::from(a > b)),
+                    .map(|(&a, &b)| f64::from(label(a, b))),
             );
             let mut cols = b.columns().to_vec();
             cols.push(Arc::new(y));
@@ -423,7 +401,7 @@ fn each_version_is_evaluated_once_on_the_rows_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let good = save_pipeline(&dir.path().join("good"), |a, b| a > b);
     let inverted = save_pipeline(&dir.path().join("inverted"), |a, b| a < b);
-    let data = labelled(rows(4_000, 20, 8));
+    let data = labelled(rows(4_000, 20, 8), |a, b| a > b);
     let job = JobBuilder::new("evaluate");
     let schema = data[0].schema();
     let rows = job
