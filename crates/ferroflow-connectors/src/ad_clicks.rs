@@ -88,21 +88,21 @@ impl AdClicks {
         })
     }
 
-    /// Event time of row 0 (ms since the epoch) and between two rows (at least 1).
-    pub fn with_time(mut self, start_ms: i64, step_ms: i64) -> Result<Self> {
+    /// Event time of row 0 (ms since the epoch).
+    pub fn with_start_ms(mut self, start_ms: i64) -> Self {
+        self.start_ms = start_ms;
+        self
+    }
+
+    /// Event time between two rows (ms, at least 1).
+    pub fn with_step_ms(mut self, step_ms: i64) -> Result<Self> {
         if step_ms < 1 {
             return Err(ConnectorError::Config(format!(
                 "ad clicks: step_ms {step_ms} must be at least 1"
             )));
         }
-        self.start_ms = start_ms;
         self.step_ms = step_ms;
         Ok(self)
-    }
-
-    /// Event time of row 0 and between two rows (ms).
-    pub fn time(&self) -> (i64, i64) {
-        (self.start_ms, self.step_ms)
     }
 
     /// Rows over which the ad effects turn by a quarter (0: no drift).
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         assert!(AdClicks::new(0, 1, 0).is_err());
-        assert!(AdClicks::new(1, 1, 0).unwrap().with_time(0, 0).is_err());
+        assert!(AdClicks::new(1, 1, 0).unwrap().with_step_ms(0).is_err());
         assert!(AdClicks::new(1, 1, 0).unwrap().with_base_rate(1.0).is_err());
     }
 }

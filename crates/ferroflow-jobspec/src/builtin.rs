@@ -263,14 +263,13 @@ struct AdClicksType;
 impl SourceFactory for AdClicksType {
     fn build(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Arc<dyn Source>> {
         let s: AdClicksSettings = ctx.parse(settings)?;
-        let defaults = AdClicks::new(1, 1, 0).map_err(|e| ctx.err_from(e))?;
         let mut g = AdClicks::new(s.users.unwrap_or(1000), s.ads.unwrap_or(100), s.seed)
             .map_err(|e| ctx.err_from(e))?;
-        if s.start_ms.is_some() || s.step_ms.is_some() {
-            let (start, step) = defaults.time();
-            g = g
-                .with_time(s.start_ms.unwrap_or(start), s.step_ms.unwrap_or(step))
-                .map_err(|e| ctx.err_from(e))?;
+        if let Some(start) = s.start_ms {
+            g = g.with_start_ms(start);
+        }
+        if let Some(step) = s.step_ms {
+            g = g.with_step_ms(step).map_err(|e| ctx.err_from(e))?;
         }
         if let Some(d) = s.drift_rows {
             g = g.with_drift_rows(d);

@@ -49,6 +49,19 @@ crate::impl_stage!(
     "org.apache.flink.ml.evaluation.binaryclassification.BinaryClassificationEvaluator"
 );
 
+/// The positive class's score of each row of `col`: element 1 of a vector (element 0 of a
+/// one-element vector), or the value of a double column.
+pub(crate) fn positive_scores(batch: &RecordBatch, col: &str) -> Result<Vec<Option<f64>>> {
+    if is_vector_type(column(batch, col)?.data_type()) {
+        Ok(vectors(batch, col)?
+            .into_iter()
+            .map(|v| v.map(|v| if v.size() > 1 { v.get(1) } else { v.get(0) }))
+            .collect())
+    } else {
+        doubles(batch, col)
+    }
+}
+
 /// The metrics of (score, label, weight) triples.
 pub fn binary_metrics(points: &mut [(f64, bool, f64)]) -> [f64; 4] {
     // Descending score; tied scores form one threshold.
@@ -109,14 +122,7 @@ impl AlgoOperator for BinaryClassificationEvaluator {
         let label_col = self.params.str("labelCol")?;
         let raw_col = self.params.str("rawPredictionCol")?;
         let labels = doubles(batch, &label_col)?;
-        let scores: Vec<Option<f64>> = if is_vector_type(column(batch, &raw_col)?.data_type()) {
-            vectors(batch, &raw_col)?
-                .into_iter()
-                .map(|v| v.map(|v| if v.size() > 1 { v.get(1) } else { v.get(0) }))
-                .collect()
-        } else {
-            doubles(batch, &raw_col)?
-        };
+        let scores = positive_scores(batch, &raw_col)?;
         let weights = match self.params.opt_str("weightCol")? {
             Some(w) => doubles(batch, &w)?,
             None => vec![Some(1.0); batch.num_rows()],

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ferroflow_engine::state::{StateDecoder, StateEncoder};
 use ferroflow_engine::{
@@ -21,10 +21,9 @@ use ferroflow_engine::{
     StateKind,
 };
 
-use crate::evaluation::binary_classification::binary_metrics;
+use crate::evaluation::binary_classification::{binary_metrics, positive_scores};
 use crate::stage::AlgoOperator;
-use crate::table::{column, doubles, vectors};
-use crate::vector::is_vector_type;
+use crate::table::doubles;
 
 /// Predicted probabilities are clipped to `[EPS, 1 - EPS]` for the log-loss.
 const EPS: f64 = 1e-15;
@@ -154,33 +153,33 @@ impl EvaluateOperator {
         }
     }
 
-    /// Score `p` on the last `rows` rows of the window (all of them arrived after it).
-    fn score(&self, p: &Pending, rows: usize) -> Scored {
-        let mut scored = Scored {
+    /// Score `p` on the last `rows` rows of `window` (all of them arrived after it).
+    fn score(&self, p: &Pending, window: &RecordBatch, rows: usize) -> Scored {
+        let (positives, metrics) = match self.metrics(p, window, rows) {
+            Ok((positives, auc, loss)) => (positives, Ok((auc, loss))),
+            Err(e) => (0, Err(e)),
+        };
+        Scored {
             version: p.version,
             uri: p.uri.clone(),
             rows: rows as i64,
-            positives: 0,
-            metrics: Err(String::new()),
-        };
-        scored.metrics = self.metrics(p, rows, &mut scored.positives);
-        scored
+            positives,
+            metrics,
+        }
     }
 
+    /// Positives, AUC and log-loss of `p` on the last `rows` rows of `window`.
     fn metrics(
         &self,
         p: &Pending,
+        window: &RecordBatch,
         rows: usize,
-        positives: &mut i64,
-    ) -> std::result::Result<(f64, f64), String> {
+    ) -> std::result::Result<(i64, f64, f64), String> {
         if rows == 0 {
             return Err("no rows arrived after it".into());
         }
         let model: Arc<dyn AlgoOperator> =
             crate::stage::load_version(&self.name, p.version, &p.uri).map_err(|e| e.to_string())?;
-        let batches: Vec<RecordBatch> = self.window.iter().cloned().collect();
-        let window = arrow_select::concat::concat_batches(&self.input, &batches)
-            .map_err(|e| e.to_string())?;
         let window = window.slice(window.num_rows() - rows, rows);
         let out = model
             .transform(std::slice::from_ref(&window))
@@ -189,19 +188,10 @@ impl EvaluateOperator {
             .first()
             .ok_or_else(|| format!("{} gave no output", model.class_name()))?;
         let labels = doubles(out, &self.eval.label_col).map_err(|e| e.to_string())?;
-        let raw = &self.eval.raw_prediction_col;
-        let probs: Vec<Option<f64>> =
-            if is_vector_type(column(out, raw).map_err(|e| e.to_string())?.data_type()) {
-                vectors(out, raw)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|v| v.map(|v| if v.size() > 1 { v.get(1) } else { v.get(0) }))
-                    .collect()
-            } else {
-                doubles(out, raw).map_err(|e| e.to_string())?
-            };
+        let probs =
+            positive_scores(out, &self.eval.raw_prediction_col).map_err(|e| e.to_string())?;
         let mut points = Vec::with_capacity(labels.len());
-        let mut loss = 0.0;
+        let (mut loss, mut positives) = (0.0, 0);
         for (row, (l, p)) in labels.into_iter().zip(probs).enumerate() {
             let (Some(l), Some(p)) = (l, p) else {
                 return Err(format!("row {row}: null label or prediction"));
@@ -212,7 +202,7 @@ impl EvaluateOperator {
             let positive = l == 1.0;
             let q = p.clamp(EPS, 1.0 - EPS);
             loss -= if positive { q.ln() } else { (1.0 - q).ln() };
-            *positives += i64::from(positive);
+            positives += i64::from(positive);
             points.push((p, positive, 1.0));
         }
         if points.is_empty() {
@@ -220,7 +210,7 @@ impl EvaluateOperator {
         }
         let n = points.len() as f64;
         let [auc, ..] = binary_metrics(&mut points);
-        Ok((auc, loss / n))
+        Ok((positives, auc, loss / n))
     }
 
     fn emit(&self, results: &[Scored], out: &mut Output) -> ferroflow_engine::Result<()> {
@@ -256,6 +246,8 @@ impl EvaluateOperator {
     /// Evaluate the waiting versions whose rows have all arrived (at the end: all).
     fn drain(&mut self, out: &mut Output) -> ferroflow_engine::Result<()> {
         let mut results = Vec::new();
+        // The window's rows in one batch, made once for all the versions scored now.
+        let mut window: Option<RecordBatch> = None;
         while let Some(p) = self.pending.front() {
             let after = self.seen - p.arrived_at;
             let rows = if after >= self.eval.rows as u64 {
@@ -265,7 +257,11 @@ impl EvaluateOperator {
             } else {
                 break;
             };
-            results.push(self.score(p, rows));
+            if window.is_none() {
+                let batches: Vec<RecordBatch> = self.window.iter().cloned().collect();
+                window = Some(arrow_select::concat::concat_batches(&self.input, &batches)?);
+            }
+            results.push(self.score(p, window.as_ref().expect("made above"), rows));
             self.pending.pop_front();
         }
         self.emit(&results, out)
