@@ -30,6 +30,7 @@ pub mod optimizer;
 pub mod params;
 pub mod pipeline;
 pub mod recommendation;
+mod simd;
 pub mod stage;
 pub mod stats;
 pub mod swap;

@@ -200,6 +200,7 @@ impl OnlineEstimator for OnlineLogisticRegression {
             wsum: vec![0.0; coef.len()],
             coef,
             in_batch: 0,
+            sparse_in_batch: false,
             version,
             emitted: 0,
             outputs: (
@@ -254,6 +255,8 @@ struct Ftrl {
     grad: Vec<f64>,
     wsum: Vec<f64>,
     in_batch: usize,
+    /// Whether a sparse row is in the batch (else every weight sum is `in_batch`).
+    sparse_in_batch: bool,
     /// Version of `coef`.
     version: i64,
     /// Versions emitted by this run (the first emitted is 1).
@@ -310,21 +313,18 @@ impl Ftrl {
         let e = p - label;
         match f {
             Features::Dense(x, w) => {
-                for (i, xi) in x[row * w..(row + 1) * w].iter().enumerate() {
-                    self.grad[i] += e * xi;
-                    self.wsum[i] += 1.0;
-                }
+                crate::simd::axpy(&mut self.grad, e, &x[row * w..(row + 1) * w]);
+                self.wsum.iter_mut().for_each(|s| *s += 1.0);
             }
             Features::Rows(r) => match r[row].as_ref().expect("checked by dot") {
                 Vector::Dense(x) => {
-                    for (i, xi) in x.iter().enumerate() {
-                        self.grad[i] += e * xi;
-                        self.wsum[i] += 1.0;
-                    }
+                    crate::simd::axpy(&mut self.grad, e, x);
+                    self.wsum.iter_mut().for_each(|s| *s += 1.0);
                 }
                 Vector::Sparse {
                     indices, values, ..
                 } => {
+                    self.sparse_in_batch = true;
                     for (&i, xi) in indices.iter().zip(values) {
                         self.grad[i] += e * xi;
                         self.wsum[i] += weight;
@@ -341,28 +341,29 @@ impl Ftrl {
     }
 
     fn update(&mut self) {
-        for i in 0..self.coef.len() {
-            let g = if self.wsum[i] != 0.0 {
-                self.grad[i] / self.wsum[i]
-            } else {
-                self.grad[i]
-            };
-            let n = self.n[i] + g * g;
-            let sqrt_n = n.sqrt();
-            let sigma = (sqrt_n - self.sqrt_n[i]) / self.alpha;
-            self.z[i] += g - sigma * self.coef[i];
-            self.n[i] = n;
-            self.sqrt_n[i] = sqrt_n;
-            self.coef[i] = if self.z[i].abs() <= self.l1 {
-                0.0
-            } else {
-                ((if self.z[i] < 0.0 { -1.0 } else { 1.0 }) * self.l1 - self.z[i])
-                    / ((self.beta + sqrt_n) / self.alpha + self.l2)
-            };
-        }
+        let p = crate::simd::FtrlParams {
+            alpha: self.alpha,
+            beta: self.beta,
+            l1: self.l1,
+            l2: self.l2,
+        };
+        // A batch of one dense row has every weight sum 1: no division.
+        let wsum = (self.sparse_in_batch || self.in_batch != 1).then_some(&self.wsum[..]);
+        crate::simd::ftrl_step(
+            p,
+            crate::simd::FtrlState {
+                coef: &mut self.coef,
+                n: &mut self.n,
+                sqrt_n: &mut self.sqrt_n,
+                z: &mut self.z,
+            },
+            &self.grad,
+            wsum,
+        );
         self.grad.iter_mut().for_each(|g| *g = 0.0);
         self.wsum.iter_mut().for_each(|w| *w = 0.0);
         self.in_batch = 0;
+        self.sparse_in_batch = false;
         self.emitted += 1;
         self.version = self.emitted;
     }
@@ -506,6 +507,8 @@ impl OnlineLearner for Ftrl {
         }
         self.sqrt_n = self.n.iter().map(|n| n.sqrt()).collect();
         self.in_batch = d.u64().map_err(state_err)? as usize;
+        // Unknown after a restore: the per-coefficient weight sums are always right.
+        self.sparse_in_batch = true;
         self.version = d.i64().map_err(state_err)?;
         self.emitted = d.i64().map_err(state_err)?;
         Ok(())

@@ -26,7 +26,7 @@ use crate::error::{MlError, Result};
 use crate::params::{ParamSpec, ParamType, Params, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model, Stage};
 use crate::table::{column, model_vector, one_row, with_columns};
-use crate::vector::{Vector, dense_column, dense_type, read_vectors};
+use crate::vector::{Vector, dense_column, dense_matrix_view, dense_type, read_vectors};
 
 fn model_specs() -> Vec<ParamSpec> {
     vec![
@@ -266,30 +266,31 @@ impl Stats {
                 }
             }
         }
-        for (i, xi) in out[start..].iter_mut().enumerate() {
-            if s.with_mean {
-                *xi -= self.mean[i];
-            }
-            if s.with_std {
-                *xi *= if self.std[i] == 0.0 {
-                    0.0
-                } else {
-                    1.0 / self.std[i]
-                };
-            }
-        }
+        self.scale_in_place(s, &mut out[start..]);
+    }
+
+    /// Scale `x` (of the model's size) in place.
+    fn scale_in_place(&self, s: &Scoring, x: &mut [f64]) {
+        crate::simd::standardize(
+            x,
+            s.with_mean.then_some(&self.mean[..]),
+            s.with_std.then_some(&self.std[..]),
+        );
     }
 
     fn check_size(&self, s: &Scoring, row: usize, v: &Vector) -> Result<()> {
-        if v.size() == self.mean.len() {
+        self.check_width(s, row, v.size())
+    }
+
+    fn check_width(&self, s: &Scoring, row: usize, width: usize) -> Result<()> {
+        if width == self.mean.len() {
             return Ok(());
         }
         Err(MlError::Row {
             row,
             message: format!(
-                "column '{}': vector of size {}, the model has {}",
+                "column '{}': vector of size {width}, the model has {}",
                 s.input,
-                v.size(),
                 self.mean.len()
             ),
         })
@@ -323,49 +324,42 @@ impl Cumulative {
         if acc.n == 0 {
             return Ok(None);
         }
+        self.fold(&acc.sum, &acc.sq, acc.n, timestamp)
+    }
+
+    /// Fold a closed window's sums (`n > 0` rows) into the statistics and make the next
+    /// version, in the previous version's buffers (a version per row is common).
+    fn fold(
+        &mut self,
+        sum: &[f64],
+        sq: &[f64],
+        n: u64,
+        timestamp: i64,
+    ) -> Result<Option<RecordBatch>> {
         if self.sum.is_empty() {
-            self.sum = vec![0.0; acc.sum.len()];
-            self.sq = vec![0.0; acc.sum.len()];
+            self.sum = vec![0.0; sum.len()];
+            self.sq = vec![0.0; sum.len()];
         }
-        if acc.sum.len() != self.sum.len() {
+        if sum.len() != self.sum.len() {
             return Err(MlError::column(
                 &self.input,
                 format!(
                     "vectors of size {} after vectors of size {}",
-                    acc.sum.len(),
+                    sum.len(),
                     self.sum.len()
                 ),
             ));
         }
-        for (a, b) in self.sum.iter_mut().zip(&acc.sum) {
-            *a += b;
-        }
-        for (a, b) in self.sq.iter_mut().zip(&acc.sq) {
-            *a += b;
-        }
-        self.n += acc.n;
-        let n = self.n as f64;
-        // The new version in the old one's buffers (a version per row is common).
+        crate::simd::add_assign(&mut self.sum, sum);
+        crate::simd::add_assign(&mut self.sq, sq);
+        self.n += n;
         let mut stats = self.model.take().unwrap_or(Stats {
             mean: Vec::new(),
             std: Vec::new(),
             version: 0,
             timestamp: 0,
         });
-        stats.mean.clear();
-        // Flink ML scales by the reciprocal.
-        stats.mean.extend(self.sum.iter().map(|s| s * (1.0 / n)));
-        stats.std.clear();
-        if self.n > 1 {
-            stats.std.extend(
-                self.sq
-                    .iter()
-                    .zip(&stats.mean)
-                    .map(|(q, m)| ((q - n * m * m) / (n - 1.0)).sqrt()),
-            );
-        } else {
-            stats.std.resize(stats.mean.len(), 0.0);
-        }
+        crate::simd::mean_std(&self.sum, &self.sq, self.n, &mut stats.mean, &mut stats.std);
         stats.version = self.version;
         stats.timestamp = timestamp;
         self.version += 1;
@@ -538,6 +532,109 @@ impl Cumulative {
     }
 }
 
+impl Cumulative {
+    /// [`OnlineLearner::score_then_learn`] for count windows over a dense column without
+    /// nulls (`x`: the batch's rows, `w` wide): the row-by-row arithmetic, reading rows in
+    /// place and reusing the window's buffers instead of a vector and a window per row.
+    fn score_then_learn_dense(
+        &mut self,
+        batch: &RecordBatch,
+        x: &[f64],
+        w: usize,
+        size: u64,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut acc = self.open.remove(&0).unwrap_or_default();
+        if acc.sum.is_empty() {
+            acc.sum = vec![0.0; w];
+            acc.sq = vec![0.0; w];
+        }
+        let result = self.score_dense_rows(batch, x, w, size, &mut acc);
+        if acc.n > 0 {
+            self.open.insert(0, acc);
+        }
+        result
+    }
+
+    fn score_dense_rows(
+        &mut self,
+        batch: &RecordBatch,
+        x: &[f64],
+        w: usize,
+        size: u64,
+        acc: &mut Acc,
+    ) -> Result<Vec<RecordBatch>> {
+        debug_assert_eq!(x.len(), batch.num_rows() * w);
+        if acc.sum.len() != w {
+            return Err(MlError::column(
+                &self.input,
+                format!("vector of size {w} in a window of size {}", acc.sum.len()),
+            ));
+        }
+        let rows = batch.num_rows();
+        let mut scaled: Vec<f64> = Vec::new();
+        let mut versions: Vec<i64> = Vec::with_capacity(rows);
+        let mut out = Vec::new();
+        let mut waiting = self.model.is_none();
+        if !waiting {
+            scaled.reserve(rows * w);
+        }
+        for (r, xr) in x.chunks_exact(w).enumerate() {
+            crate::simd::add_moments(&mut acc.sum, &mut acc.sq, xr);
+            acc.n += 1;
+            if acc.n == size {
+                self.fold(&acc.sum, &acc.sq, acc.n, i64::MAX)?;
+                acc.sum.fill(0.0);
+                acc.sq.fill(0.0);
+                acc.n = 0;
+            }
+            if self.model.is_none() {
+                continue;
+            }
+            if waiting {
+                // The first model: the rows that waited for it are scaled with it.
+                waiting = false;
+                for h in std::mem::take(&mut self.held) {
+                    out.push(self.score(&h)?);
+                }
+                let m = self.model.as_ref().expect("checked");
+                m.check_width(&self.scoring, 0, w)?;
+                scaled.reserve(rows * w);
+                for j in 0..r {
+                    let at = scaled.len();
+                    scaled.extend_from_slice(&x[j * w..(j + 1) * w]);
+                    m.scale_in_place(&self.scoring, &mut scaled[at..]);
+                    versions.push(m.version);
+                }
+            }
+            let m = self.model.as_ref().expect("checked");
+            m.check_width(&self.scoring, r, w)?;
+            let at = scaled.len();
+            scaled.extend_from_slice(xr);
+            m.scale_in_place(&self.scoring, &mut scaled[at..]);
+            versions.push(m.version);
+        }
+        if waiting {
+            self.held.push(batch.clone());
+            return Ok(out);
+        }
+        let s = &self.scoring;
+        out.push(with_columns(
+            batch,
+            vec![
+                (
+                    s.output.clone(),
+                    crate::vector::dense_matrix_column(scaled, w),
+                ),
+                (
+                    s.version_col.clone(),
+                    Arc::new(Int64Array::from(versions)) as ArrayRef,
+                ),
+            ],
+        )?);
+        Ok(out)
+    }
+}
+
 impl OnlineLearner for Cumulative {
     fn learn(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
         let times = self.times(batch)?;
@@ -598,6 +695,12 @@ impl OnlineLearner for Cumulative {
         self.rows_wanted = false;
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
+        }
+        if let Windows::CountTumbling(size) = self.windows
+            && let Some((x, w)) = dense_matrix_view(column(batch, &self.input)?)
+            && w > 0
+        {
+            return self.score_then_learn_dense(batch, x, w, size);
         }
         let times = self.times(batch)?;
         let rows = self.rows(batch)?;
@@ -827,5 +930,95 @@ impl Model for OnlineStandardScalerModel {
                 .as_ref()
                 .map_or(i64::MIN, |m| m.timestamp.saturating_add(delay)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::{AnyStage, stage_from_json};
+    use crate::vector::{dense_matrix_column, vector_column_general};
+    use arrow_array::Array;
+
+    fn learner(size: u64, schema: &Schema) -> Box<dyn OnlineLearner> {
+        let stage = stage_from_json(&json!({
+            "className": "OnlineStandardScaler",
+            "paramMap": {"inputCol": "x", "outputCol": "y", "withMean": true, "withStd": true,
+                "windows": {"class": "org.apache.flink.ml.common.window.CountTumblingWindows",
+                            "size": size}}
+        }))
+        .unwrap();
+        let AnyStage::Estimator(e) = stage else {
+            panic!("an estimator")
+        };
+        e.as_online()
+            .unwrap()
+            .learner(schema, &LearnContext::default())
+            .unwrap()
+    }
+
+    /// Scaled values (bits) and versions of the batches a learner returned, in order.
+    fn scored(batches: Vec<RecordBatch>) -> Vec<(Vec<u64>, i64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let y = read_vectors("y", b.column_by_name("y").unwrap()).unwrap();
+            let v = b.column_by_name("version").unwrap();
+            let v = v.as_any().downcast_ref::<Int64Array>().unwrap();
+            for (row, y) in y.into_iter().enumerate() {
+                let bits = y.unwrap().to_dense().iter().map(|x| x.to_bits()).collect();
+                out.push((bits, v.value(row)));
+            }
+        }
+        out
+    }
+
+    /// Progressive scaling of a dense column without nulls (read in place, windows reused)
+    /// gives, to the bit, what the row-by-row path gives for the same rows in the general
+    /// vector encoding: for windows of one row and of three (rows waiting for the first
+    /// model, windows across batches, an incomplete window at the end).
+    #[test]
+    fn the_dense_path_scales_as_the_row_by_row_path() {
+        let w = 3;
+        let rows: Vec<Vec<f64>> = (0..10)
+            .map(|i| {
+                (0..w)
+                    .map(|j| ((i * w + j) as f64 * 0.77).sin() * 5.0 + j as f64)
+                    .collect()
+            })
+            .collect();
+        for size in [1, 3] {
+            let (mut dense, mut general) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (None, None);
+            let mut at = 0;
+            for len in [2, 5, 3] {
+                let part = &rows[at..at + len];
+                at += len;
+                let d = dense_matrix_column(part.concat(), w);
+                let g = vector_column_general(
+                    &part
+                        .iter()
+                        .map(|r| Some(Vector::Dense(r.clone())))
+                        .collect::<Vec<_>>(),
+                );
+                for (col, out, l) in [(d, &mut dense, &mut a), (g, &mut general, &mut b)] {
+                    let schema = Arc::new(Schema::new(vec![Field::new(
+                        "x",
+                        col.data_type().clone(),
+                        true,
+                    )]));
+                    let batch = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
+                    let l = l.get_or_insert_with(|| learner(size, &schema));
+                    out.extend(scored(l.score_then_learn(&batch).unwrap()));
+                }
+            }
+            for (out, l) in [(&mut dense, &mut a), (&mut general, &mut b)] {
+                out.extend(scored(l.as_mut().unwrap().finish_scoring().unwrap()));
+            }
+            assert_eq!(dense.len(), rows.len(), "size {size}");
+            assert_eq!(dense, general, "size {size}");
+            // Versions count windows: the first model is version 0.
+            let last = dense.last().unwrap().1;
+            assert_eq!(last, (rows.len() as i64 / size as i64) - 1, "size {size}");
+        }
     }
 }
