@@ -1455,6 +1455,95 @@ fn progressive_validation_scores_each_row_before_learning_it() {
         assert_eq!(row["id"], json!(i));
         assert_eq!(row["modelVersion"], json!(i), "one version per row");
     }
+    // Parquet in and out runs as one streaming job (read, score and write at once); it
+    // scores as the in-memory path does, to the bit, over several row groups.
+    {
+        use arrow_array::{Array, Float64Array, Int64Array, ListArray, RecordBatch};
+        use std::sync::Arc;
+        let col = |k: &str| -> Arc<dyn Array> {
+            Arc::new(Float64Array::from(
+                rows.iter()
+                    .map(|r| r[k].as_f64().unwrap())
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let ids: Arc<dyn Array> = Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()));
+        let batch = RecordBatch::try_from_iter([
+            ("id", ids),
+            ("a", col("a")),
+            ("b", col("b")),
+            ("one", col("one")),
+            ("label", col("label")),
+        ])
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(7))
+            .build();
+        let file = std::fs::File::create(p("all.parquet")).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        // CSV in, Parquet out takes the in-memory path; Parquet in and out streams.
+        for (input, output) in [("all.csv", "mem.parquet"), ("all.parquet", "pp.parquet")] {
+            ferroflow(&[
+                "progressive",
+                "--stage",
+                &s(&p("pipeline.json")),
+                "--input",
+                &s(&p(input)),
+                "--output",
+                &s(&p(output)),
+            ])
+            .unwrap();
+        }
+        // Per row: the bits of rawPrediction and the version.
+        let scores = |name: &str| -> Vec<(Vec<u64>, i64)> {
+            let file = std::fs::File::open(p(name)).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            let mut out = Vec::new();
+            for b in reader {
+                let b = b.unwrap();
+                let schema = b.schema();
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                assert_eq!(
+                    names,
+                    [
+                        "id",
+                        "a",
+                        "b",
+                        "one",
+                        "label",
+                        "prediction",
+                        "rawPrediction",
+                        "modelVersion"
+                    ],
+                    "{name}"
+                );
+                let raw = b.column_by_name("rawPrediction").unwrap();
+                let raw = raw.as_any().downcast_ref::<ListArray>().unwrap();
+                let version = b.column_by_name("modelVersion").unwrap();
+                let version = version.as_any().downcast_ref::<Int64Array>().unwrap();
+                for r in 0..b.num_rows() {
+                    let cell = raw.value(r);
+                    let cell = cell.as_any().downcast_ref::<Float64Array>().unwrap();
+                    let bits = cell.values().iter().map(|x| x.to_bits()).collect();
+                    out.push((bits, version.value(r)));
+                }
+            }
+            out
+        };
+        let (mem, streamed) = (scores("mem.parquet"), scores("pp.parquet"));
+        assert_eq!(streamed.len(), n);
+        assert_eq!(mem, streamed);
+        for (i, (_, v)) in streamed.iter().enumerate() {
+            assert_eq!(*v, i as i64, "one version per row");
+        }
+    }
     // Online estimators are refused where they cannot stream: an unknown stage class fails
     // naming it.
     let bad = json!({"className": "Pipeline", "stages": [{"className": "KMeans", "paramMap": {}}]});

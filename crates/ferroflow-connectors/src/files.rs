@@ -622,6 +622,32 @@ impl SourceReader for FileSetReader {
     }
 }
 
+/// Rows per Parquet row group written. A writer holds a whole row group's encoded pages in
+/// memory until it is complete; the parquet crate's default (about a million rows) made a
+/// streaming sink hold that much and grow its buffers by copying.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// How Parquet files are written here: row groups of 64 Ki rows, dictionary encoding only
+/// for string columns, where values repeat (on doubles it costs most of the write and falls
+/// back to plain pages).
+pub fn parquet_writer_properties(schema: &Schema) -> parquet::file::properties::WriterProperties {
+    let mut props = parquet::file::properties::WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for f in schema.fields() {
+        if matches!(
+            f.data_type(),
+            arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8
+        ) {
+            props = props.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(f.name().as_str()),
+                true,
+            );
+        }
+    }
+    props.build()
+}
+
 /// Writes batches to files of one format.
 ///
 /// With one instance and a path that has an extension, writes that file; otherwise `path` is
@@ -631,6 +657,8 @@ impl SourceReader for FileSetReader {
 pub struct FileSink {
     path: PathBuf,
     format: FileFormat,
+    /// fsync a file written at the end of input before it is renamed into place.
+    sync_at_end: bool,
 }
 
 impl FileSink {
@@ -639,7 +667,16 @@ impl FileSink {
         FileSink {
             path: path.as_ref().to_path_buf(),
             format,
+            sync_at_end: true,
         }
+    }
+
+    /// Do not fsync the file written at the end of input (a one-shot command's output, as
+    /// ordinary tools write files); the rename into place still hides a half-written file.
+    /// Files committed at checkpoints are always synced: exactly-once depends on it.
+    pub fn without_sync_at_end(mut self) -> Self {
+        self.sync_at_end = false;
+        self
     }
 
     /// Like [`FileSink::new`], with the format taken from the extension.
@@ -726,6 +763,7 @@ impl Sink for FileSink {
             index: instance.index,
             opened: 0,
             committing: false,
+            sync_at_end: self.sync_at_end,
         };
         // Jobs without checkpoints write their one file even when no row arrives.
         w.open()?;
@@ -828,6 +866,7 @@ struct FileSinkWriter {
     opened: u64,
     /// Pre-committed at least once: output goes out through commits, not `finish`.
     committing: bool,
+    sync_at_end: bool,
 }
 
 impl FileSinkWriter {
@@ -851,7 +890,12 @@ impl FileSinkWriter {
                 Writer::Json(arrow_json::LineDelimitedWriter::new(BufWriter::new(file)))
             }
             FileFormat::Parquet => Writer::Parquet(
-                ArrowWriter::try_new(file, self.schema.clone(), None).map_err(|e| fmt_err(&e))?,
+                ArrowWriter::try_new(
+                    file,
+                    self.schema.clone(),
+                    Some(parquet_writer_properties(&self.schema)),
+                )
+                .map_err(|e| fmt_err(&e))?,
             ),
             FileFormat::ArrowIpc => Writer::Ipc(
                 arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &self.schema)
@@ -862,8 +906,9 @@ impl FileSinkWriter {
         Ok(())
     }
 
-    /// Finish the open file's format, flush and sync it; returns its temporary path.
-    fn close(&mut self) -> ferroflow_engine::Result<Option<(PathBuf, u64)>> {
+    /// Finish the open file's format, flush and (with `sync`) sync it; returns its temporary
+    /// path.
+    fn close(&mut self, sync: bool) -> ferroflow_engine::Result<Option<(PathBuf, u64)>> {
         let Some((writer, tmp, rows)) = self.current.take() else {
             return Ok(None);
         };
@@ -885,8 +930,10 @@ impl FileSinkWriter {
                 .and_then(|b| b.into_inner().map_err(|e| e.to_string())),
         }
         .map_err(|e| ConnectorError::format(&display, e))?;
-        file.sync_all()
-            .map_err(|e| ConnectorError::io(tmp.display(), e))?;
+        if sync {
+            file.sync_all()
+                .map_err(|e| ConnectorError::io(tmp.display(), e))?;
+        }
         Ok(Some((tmp, rows)))
     }
 }
@@ -918,7 +965,7 @@ impl SinkWriter for FileSinkWriter {
             self.open()?;
         }
         let display = self.target.display().to_string();
-        let (tmp, _) = self.close()?.expect("opened above");
+        let (tmp, _) = self.close(self.sync_at_end)?.expect("opened above");
         std::fs::rename(&tmp, &self.target).map_err(|e| ConnectorError::io(&display, e))?;
         Ok(())
     }
@@ -932,7 +979,7 @@ impl SinkWriter for FileSinkWriter {
             .into());
         }
         self.committing = true;
-        let Some((tmp, rows)) = self.close()? else {
+        let Some((tmp, rows)) = self.close(true)? else {
             return Ok(Vec::new());
         };
         if rows == 0 {

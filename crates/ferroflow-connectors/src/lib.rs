@@ -32,7 +32,7 @@ pub use deadletter::DeadLetter;
 pub use dirwatch::DirectoryWatchSource;
 pub use discard::DiscardSink;
 pub use error::{ConnectorError, Result};
-pub use files::{FileFormat, FileSink, FileSource};
+pub use files::{FileFormat, FileSink, FileSource, parquet_writer_properties};
 pub use generator::{GenColumn, GeneratorSource, RowGenerator};
 pub use memory::{MemorySink, MemorySource};
 pub use print::PrintSink;

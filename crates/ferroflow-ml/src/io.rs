@@ -509,22 +509,15 @@ pub fn write_table(batch: &RecordBatch, path: &Path) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl") | Some("json") => write_jsonl(batch, path),
         Some("parquet") => {
-            // Dictionary encoding only where values repeat (strings): on doubles it costs
-            // most of the write and falls back to plain pages anyway.
-            let mut props = parquet::file::properties::WriterProperties::builder()
-                .set_dictionary_enabled(false);
-            for f in batch.schema().fields() {
-                if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
-                    props = props.set_column_dictionary_enabled(
-                        parquet::schema::types::ColumnPath::from(f.name().as_str()),
-                        true,
-                    );
-                }
-            }
             let file = std::fs::File::create(path).map_err(|e| io_err(&e))?;
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props.build()))
-                    .map_err(|e| io_err(&e))?;
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                file,
+                batch.schema(),
+                Some(ferroflow_connectors::parquet_writer_properties(
+                    &batch.schema(),
+                )),
+            )
+            .map_err(|e| io_err(&e))?;
             w.write(batch).map_err(|e| io_err(&e))?;
             w.close().map_err(|e| io_err(&e))?;
             Ok(())
