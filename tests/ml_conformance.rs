@@ -1437,21 +1437,19 @@ fn progressive_validation_scores_each_row_before_learning_it() {
     .unwrap();
     let pp = read_rows(&p("pp.jsonl"));
     assert_eq!(pp.len(), n);
+    let columns = [
+        "id",
+        "a",
+        "b",
+        "one",
+        "label",
+        "prediction",
+        "rawPrediction",
+        "modelVersion",
+    ];
     for (i, row) in pp.iter().enumerate() {
         let keys: Vec<&String> = row.keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "id",
-                "a",
-                "b",
-                "one",
-                "label",
-                "prediction",
-                "rawPrediction",
-                "modelVersion"
-            ]
-        );
+        assert_eq!(keys, columns);
         assert_eq!(row["id"], json!(i));
         assert_eq!(row["modelVersion"], json!(i), "one version per row");
     }
@@ -1510,20 +1508,7 @@ fn progressive_validation_scores_each_row_before_learning_it() {
                 let b = b.unwrap();
                 let schema = b.schema();
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                assert_eq!(
-                    names,
-                    [
-                        "id",
-                        "a",
-                        "b",
-                        "one",
-                        "label",
-                        "prediction",
-                        "rawPrediction",
-                        "modelVersion"
-                    ],
-                    "{name}"
-                );
+                assert_eq!(names, columns, "{name}");
                 let raw = b.column_by_name("rawPrediction").unwrap();
                 let raw = raw.as_any().downcast_ref::<ListArray>().unwrap();
                 let version = b.column_by_name("modelVersion").unwrap();

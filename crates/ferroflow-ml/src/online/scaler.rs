@@ -593,9 +593,7 @@ impl Cumulative {
             if waiting {
                 // The first model: the rows that waited for it are scaled with it.
                 waiting = false;
-                for h in std::mem::take(&mut self.held) {
-                    out.push(self.score(&h)?);
-                }
+                self.release_held(&mut out)?;
                 let m = self.model.as_ref().expect("checked");
                 m.check_width(&self.scoring, 0, w)?;
                 scaled.reserve(rows * w);
@@ -617,21 +615,40 @@ impl Cumulative {
             self.held.push(batch.clone());
             return Ok(out);
         }
+        out.push(self.with_scaled(
+            batch,
+            crate::vector::dense_matrix_column(scaled, w),
+            versions,
+        )?);
+        Ok(out)
+    }
+
+    /// The first model came: the batches held for it, scaled with it, go out first.
+    fn release_held(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        for h in std::mem::take(&mut self.held) {
+            out.push(self.score(&h)?);
+        }
+        Ok(())
+    }
+
+    /// `batch` with its scaled rows and the version that scaled each.
+    fn with_scaled(
+        &self,
+        batch: &RecordBatch,
+        scaled: ArrayRef,
+        versions: Vec<i64>,
+    ) -> Result<RecordBatch> {
         let s = &self.scoring;
-        out.push(with_columns(
+        with_columns(
             batch,
             vec![
-                (
-                    s.output.clone(),
-                    crate::vector::dense_matrix_column(scaled, w),
-                ),
+                (s.output.clone(), scaled),
                 (
                     s.version_col.clone(),
                     Arc::new(Int64Array::from(versions)) as ArrayRef,
                 ),
             ],
-        )?);
-        Ok(out)
+        )
     }
 }
 
@@ -721,9 +738,7 @@ impl OnlineLearner for Cumulative {
             if waiting {
                 // The first model: the rows that waited for it are scaled with it.
                 waiting = false;
-                for h in std::mem::take(&mut self.held) {
-                    out.push(self.score(&h)?);
-                }
+                self.release_held(&mut out)?;
                 let m = self.model.as_ref().expect("checked");
                 scaled.reserve(rows.len() * m.mean.len());
                 for (j, w) in rows[..i].iter().enumerate() {
@@ -741,23 +756,13 @@ impl OnlineLearner for Cumulative {
             self.held.push(batch.clone());
             return Ok(out);
         }
-        let s = &self.scoring;
         let width = scaled.len() / rows.len();
         let column = if width == 0 {
             dense_column(&vec![Some(Vec::new()); rows.len()])
         } else {
             crate::vector::dense_matrix_column(scaled, width)
         };
-        out.push(with_columns(
-            batch,
-            vec![
-                (s.output.clone(), column),
-                (
-                    s.version_col.clone(),
-                    Arc::new(Int64Array::from(versions)) as ArrayRef,
-                ),
-            ],
-        )?);
+        out.push(self.with_scaled(batch, column, versions)?);
         Ok(out)
     }
 
