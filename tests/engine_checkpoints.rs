@@ -401,6 +401,9 @@ fn write_watch_input(dir: &Path) -> usize {
 /// Run a directory-watch job until all `rows` are committed, then stop it with SIGTERM.
 fn run_watch_until(job: &Job, rows: usize, extra: &[&str]) {
     let mut child = job.spawn(extra);
+    // A process signalled before it installs its handlers dies by the signal, as any
+    // process does; when earlier runs committed every row already, give it time to start.
+    std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     while total(&committed_rows(&job.path("out/rows"))) < rows {
         assert!(child.try_wait().unwrap().is_none(), "the job ended early");

@@ -203,6 +203,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             fresh,
             from_savepoint,
         } => {
+            let stop = StopSignals::install()?;
             let text =
                 std::fs::read_to_string(&spec).map_err(|e| format!("{}: {e}", spec.display()))?;
             let origin = spec.display().to_string();
@@ -244,7 +245,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                     eprintln!("restored job '{}' from {r}", handle.name());
                 }
             }
-            install_stop_signals(handle.clone());
+            stop.attach(handle.clone());
             let report = supervise(&handle, bounded, duration, quiet, metrics_interval)?;
             if !quiet {
                 print_metrics(&report);
@@ -416,32 +417,76 @@ fn checkpoint_settings(
     Ok(cfg)
 }
 
-/// Ctrl-C or SIGTERM stops the job with a savepoint (its output committed); a second one
-/// aborts it.
-fn install_stop_signals(handle: JobHandle) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+/// Ctrl-C and SIGTERM for `ferroflow run`, listened for from the moment they are
+/// installed: a signal that comes before the job has started is kept, and stops the job as
+/// soon as it is attached (before, the listener was registered by a thread started after
+/// the job, and a signal in between killed the process outright).
+struct StopSignals {
+    rt: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, AnyError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-        else {
-            return;
+            .build()?;
+        #[cfg(unix)]
+        let (term, int) = {
+            use tokio::signal::unix::{SignalKind, signal};
+            let _entered = rt.enter();
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            )
         };
-        rt.block_on(async {
-            for n in 0..2 {
-                shutdown_signal().await;
-                if n == 0 {
-                    eprintln!(
-                        "\nstopping job '{}' (a savepoint, then its output is committed)...",
-                        handle.name()
-                    );
-                    handle.stop();
-                } else {
-                    eprintln!("\naborting job '{}'", handle.name());
-                    handle.cancel();
+        Ok(StopSignals {
+            rt,
+            #[cfg(unix)]
+            term,
+            #[cfg(unix)]
+            int,
+        })
+    }
+
+    /// The first signal stops `handle` with a savepoint (its output committed); a second
+    /// one aborts it.
+    fn attach(self, handle: JobHandle) {
+        std::thread::spawn(move || {
+            #[cfg(unix)]
+            let StopSignals {
+                rt,
+                mut term,
+                mut int,
+            } = self;
+            #[cfg(not(unix))]
+            let StopSignals { rt } = self;
+            rt.block_on(async {
+                for n in 0..2 {
+                    #[cfg(unix)]
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                    #[cfg(not(unix))]
+                    let _ = tokio::signal::ctrl_c().await;
+                    if n == 0 {
+                        eprintln!(
+                            "\nstopping job '{}' (a savepoint, then its output is committed)...",
+                            handle.name()
+                        );
+                        handle.stop();
+                    } else {
+                        eprintln!("\naborting job '{}'", handle.name());
+                        handle.cancel();
+                    }
                 }
-            }
+            });
         });
-    });
+    }
 }
 
 fn supervise(
