@@ -170,6 +170,31 @@ fn a_stream_job_spec_is_checked_at_submission_naming_its_line() {
     .unwrap();
     let err = flow.fails(&["workflow", "submit", wf.to_str().unwrap()]);
     assert!(err.contains("unknown field `checkpoint_every`"), "{err}");
+
+    // Through a server the job file is read beside the spec too, not in the server's
+    // working directory.
+    let srv = flow.server(&[]);
+    std::fs::write(&wf, WORKFLOW).unwrap();
+    std::fs::write(
+        flow.path("numbers.yaml"),
+        JOB.replace("select: [id, k, \"k * 2 AS k2\"]", "select: [nope]"),
+    )
+    .unwrap();
+    let submit = [
+        "workflow",
+        "submit",
+        wf.to_str().unwrap(),
+        "--server",
+        &srv.url,
+    ];
+    let err = flow.fails(&submit);
+    assert!(
+        err.contains("numbers.yaml:12: node 'tagged'") && err.contains("nope"),
+        "{err}"
+    );
+    std::fs::write(flow.path("numbers.yaml"), JOB).unwrap();
+    let out = flow.ok(&submit);
+    assert!(out.contains("submitted workflow"), "{out}");
 }
 
 /// Online training of a bounded, deterministic stream into the Model Center, slow enough

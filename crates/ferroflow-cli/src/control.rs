@@ -2,15 +2,13 @@
 //! through a server (`--server URL`) or, without one, on the embedded SQLite store directly.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ferroflow_meta::{
-    EventFilter, MetaStore, ModelStage, NewEvent, NewModelVersion, NewRecord, Notifier, RecordKind,
-    SqliteStore,
-};
-use serde_json::{Value, json};
+use ferroflow_api::Client;
+use ferroflow_api::wire::{EventQuery, Page, RecordQuery, RecordUpdate};
+use ferroflow_meta::{ModelStage, NewEvent, NewModelVersion, NewRecord, RecordKind};
+use serde_json::Value;
 
 use crate::AnyError;
 
@@ -91,33 +89,14 @@ pub(crate) struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self) -> EventFilter {
-        let list = |v: &Option<String>| {
-            v.as_deref()
-                .map(|s| {
-                    s.split(',')
-                        .map(|x| x.trim().to_string())
-                        .filter(|x| !x.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        EventFilter {
-            keys: list(&self.keys),
-            event_types: list(&self.types),
+    /// The API query for events after `after`.
+    fn query(&self, after: i64) -> EventQuery {
+        EventQuery {
+            after: Some(after),
+            keys: self.keys.clone(),
+            event_types: self.types.clone(),
             ..Default::default()
         }
-    }
-
-    fn query(&self) -> String {
-        let mut q = format!("after={}", self.after);
-        if let Some(k) = &self.keys {
-            q.push_str(&format!("&keys={k}"));
-        }
-        if let Some(t) = &self.types {
-            q.push_str(&format!("&event_types={t}"));
-        }
-        q
     }
 }
 
@@ -174,102 +153,22 @@ fn parse_metric(s: &str) -> Result<(String, f64), String> {
     Ok((k.to_string(), v))
 }
 
-pub(crate) enum Client {
-    Http {
-        agent: ureq::Agent,
-        base: String,
-        token: Option<String>,
-    },
-    Embedded {
-        notifier: Notifier,
-        store: Arc<dyn MetaStore>,
-        rt: tokio::runtime::Runtime,
-    },
-}
-
-impl Client {
-    pub(crate) fn open(t: &Target) -> Result<Client, AnyError> {
-        Ok(match &t.server {
-            Some(url) => Client::Http {
-                agent: ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(120)))
-                    .build()
-                    .into(),
-                base: url.trim_end_matches('/').to_string(),
-                token: match &t.token {
-                    Some(tok) => Some(tok.clone()),
-                    None => ferroflow_server::auth::read_token(&t.data_dir)?,
-                },
-            },
-            None => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let store: Arc<dyn MetaStore> =
-                    Arc::new(rt.block_on(SqliteStore::open(&t.data_dir.join("meta.db")))?);
-                Client::Embedded {
-                    notifier: Notifier::new(store.clone()),
-                    store,
-                    rt,
-                }
-            }
-        })
-    }
-
-    /// One HTTP call; a non-2xx answer becomes an error carrying the server's message.
-    pub(crate) fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, AnyError> {
-        let Client::Http { agent, base, token } = self else {
-            unreachable!("HTTP call on the embedded client")
-        };
-        let url = format!("{base}{path}");
-        let auth = token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut resp = match (method, body) {
-            ("GET", _) => {
-                let mut r = agent.get(&url);
-                if let Some(a) = &auth {
-                    r = r.header("authorization", a);
-                }
-                r.call()?
-            }
-            ("DELETE", _) => {
-                let mut r = agent.delete(&url);
-                if let Some(a) = &auth {
-                    r = r.header("authorization", a);
-                }
-                r.call()?
-            }
-            (m, b) => {
-                let mut r = match m {
-                    "PUT" => agent.put(&url),
-                    _ => agent.post(&url),
-                };
-                if let Some(a) = &auth {
-                    r = r.header("authorization", a);
-                }
-                r.send_json(b.cloned().unwrap_or(Value::Null))?
-            }
-        };
-        let status = resp.status().as_u16();
-        // JSON, or text (a job log) as a string.
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status >= 400 {
-            let msg = body["message"].as_str().unwrap_or("no message");
-            return Err(format!("server answered {status}: {msg}").into());
+/// The control plane this command talks to: the server at `--server`, or the embedded store
+/// of `--data-dir` through the server's own router in this process.
+pub(crate) fn client(t: &Target) -> Result<Client, AnyError> {
+    Ok(match &t.server {
+        Some(url) => {
+            let token = match &t.token {
+                Some(tok) => Some(tok.clone()),
+                None => ferroflow_server::auth::read_token(&t.data_dir)?,
+            };
+            Client::http(url, token.as_deref())
         }
-        Ok(body)
-    }
+        None => Client::new(ferroflow_server::InProcess::open_sqlite(
+            &t.data_dir,
+            crate::job_types::job_types(),
+        )?),
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,71 +192,39 @@ pub(crate) enum TokensCommand {
 }
 
 pub(crate) fn tokens(target: &Target, cmd: TokensCommand) -> Result<(), AnyError> {
-    let client = Client::open(target)?;
+    let client = client(target)?;
     match cmd {
         TokensCommand::Create { name, role } => {
-            let role: ferroflow_meta::Role = role.parse()?;
-            let created = match &client {
-                Client::Http { .. } => client.call(
-                    "POST",
-                    "/api/tokens",
-                    Some(&json!({"name": name, "role": role})),
-                )?,
-                Client::Embedded { store, rt, .. } => {
-                    let secret = ferroflow_meta::new_secret()?;
-                    let t = rt.block_on(store.create_token(
-                        &name,
-                        role,
-                        &ferroflow_meta::secret_hash(&secret),
-                    ))?;
-                    json!({"name": t.name, "role": t.role, "create_time": t.create_time, "secret": secret})
-                }
-            };
+            let created = client.create_token(&name, role.parse()?)?;
             eprintln!(
                 "token '{}' ({}) created; its secret is shown this once:",
-                created["name"].as_str().unwrap_or_default(),
-                created["role"].as_str().unwrap_or_default()
+                created.token.name, created.token.role
             );
-            println!("{}", created["secret"].as_str().unwrap_or_default());
+            println!("{}", created.secret);
         }
         TokensCommand::List => {
-            let list = match &client {
-                Client::Http { .. } => client.call("GET", "/api/tokens", None)?,
-                Client::Embedded { store, rt, .. } => {
-                    serde_json::to_value(rt.block_on(store.list_tokens())?)?
-                }
-            };
-            for t in list.as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<9} created {}",
-                    t["name"].as_str().unwrap_or_default(),
-                    t["role"].as_str().unwrap_or_default(),
-                    t["create_time"]
-                );
+            for t in client.list_tokens()? {
+                println!("{:<24} {:<9} created {}", t.name, t.role, t.create_time);
             }
         }
         TokensCommand::Revoke { name } => {
-            match &client {
-                Client::Http { .. } => {
-                    client.call("DELETE", &format!("/api/tokens/{name}"), None)?;
-                }
-                Client::Embedded { store, rt, .. } => rt.block_on(store.revoke_token(&name))?,
-            }
+            client.revoke_token(&name)?;
             println!("revoked token '{name}'");
         }
     }
     Ok(())
 }
 
-fn print(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+fn print(v: &impl serde::Serialize) -> Result<(), AnyError> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
+/// Longest one listen request waits (the API's own limit); longer waits are several.
+const LISTEN_CHUNK: Duration = Duration::from_secs(60);
+
 pub(crate) fn events(target: &Target, cmd: EventsCommand) -> Result<(), AnyError> {
-    let client = Client::open(target)?;
+    let client = client(target)?;
     match cmd {
         EventsCommand::Send {
             key,
@@ -376,29 +243,15 @@ pub(crate) fn events(target: &Target, cmd: EventsCommand) -> Result<(), AnyError
                 context,
                 ..Default::default()
             };
-            let stored = match &client {
-                Client::Http { .. } => {
-                    client.call("POST", "/api/events", Some(&serde_json::to_value(&e)?))?
-                }
-                Client::Embedded { notifier, rt, .. } => {
-                    serde_json::to_value(rt.block_on(notifier.send(e))?)?
-                }
-            };
-            print(&stored);
+            print(&client.send_event(&e)?)?;
         }
         EventsCommand::List { filter, limit } => {
-            let list = match &client {
-                Client::Http { .. } => client.call(
-                    "GET",
-                    &format!("/api/events?{}&limit={limit}", filter.query()),
-                    None,
-                )?,
-                Client::Embedded { store, rt, .. } => serde_json::to_value(
-                    rt.block_on(store.list_events(&filter.filter(), filter.after, limit))?,
-                )?,
+            let query = EventQuery {
+                limit: Some(limit),
+                ..filter.query(filter.after)
             };
-            for e in list.as_array().into_iter().flatten() {
-                println!("{e}");
+            for e in client.list_events(&query)? {
+                println!("{}", serde_json::to_string(&e)?);
             }
         }
         EventsCommand::Listen {
@@ -407,36 +260,31 @@ pub(crate) fn events(target: &Target, cmd: EventsCommand) -> Result<(), AnyError
             timeout,
         } => {
             let mut after = filter.after;
+            let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
             loop {
-                let wait = if follow { 30 } else { timeout };
-                let got = match &client {
-                    Client::Http { .. } => client.call(
-                        "GET",
-                        &format!(
-                            "/api/events/listen?{}&timeout_ms={}",
-                            FilterArgs {
-                                after,
-                                keys: filter.keys.clone(),
-                                types: filter.types.clone()
-                            }
-                            .query(),
-                            wait * 1000
-                        ),
-                        None,
-                    )?,
-                    Client::Embedded { notifier, rt, .. } => serde_json::to_value(rt.block_on(
-                        notifier.listen(&filter.filter(), after, 1000, Duration::from_secs(wait)),
-                    )?)?,
+                let wait = if follow {
+                    Duration::from_secs(30)
+                } else {
+                    deadline
+                        .saturating_duration_since(std::time::Instant::now())
+                        .min(LISTEN_CHUNK)
                 };
-                for e in got.as_array().into_iter().flatten() {
-                    println!("{e}");
-                    after = after.max(e["offset"].as_i64().unwrap_or(after));
+                let query = EventQuery {
+                    timeout_ms: Some(wait.as_millis() as u64),
+                    ..filter.query(after)
+                };
+                let got = client.listen_events(&query)?;
+                for e in &got {
+                    println!("{}", serde_json::to_string(e)?);
+                    after = after.max(e.offset);
                 }
                 if !follow {
-                    if got.as_array().is_none_or(|a| a.is_empty()) {
+                    if !got.is_empty() {
+                        return Ok(());
+                    }
+                    if std::time::Instant::now() >= deadline {
                         return Err(format!("no event within {timeout} s").into());
                     }
-                    return Ok(());
                 }
             }
         }
@@ -445,24 +293,15 @@ pub(crate) fn events(target: &Target, cmd: EventsCommand) -> Result<(), AnyError
 }
 
 pub(crate) fn models(target: &Target, cmd: ModelsCommand) -> Result<(), AnyError> {
-    let client = Client::open(target)?;
-    let out = match cmd {
-        ModelsCommand::Register { name, description } => match &client {
-            Client::Http { .. } => client.call(
-                "POST",
-                "/api/models",
-                Some(&json!({"name": name, "description": description})),
-            )?,
-            Client::Embedded { store, rt, .. } => {
-                serde_json::to_value(rt.block_on(store.register_model(&name, &description))?)?
-            }
-        },
-        ModelsCommand::List => match &client {
-            Client::Http { .. } => client.call("GET", "/api/models", None)?,
-            Client::Embedded { store, rt, .. } => {
-                serde_json::to_value(rt.block_on(store.list_models(0, 1000))?)?
-            }
-        },
+    let client = client(target)?;
+    match cmd {
+        ModelsCommand::Register { name, description } => {
+            print(&client.register_model(&name, &description)?)
+        }
+        ModelsCommand::List => print(&client.list_models(Page {
+            offset: None,
+            limit: Some(1000),
+        })?),
         ModelsCommand::CreateVersion {
             name,
             uri,
@@ -475,45 +314,18 @@ pub(crate) fn models(target: &Target, cmd: ModelsCommand) -> Result<(), AnyError
                 metrics: metrics.into_iter().collect(),
                 ..Default::default()
             };
-            match &client {
-                Client::Http { .. } => client.call(
-                    "POST",
-                    &format!("/api/models/{name}/versions"),
-                    Some(&serde_json::to_value(&v)?),
-                )?,
-                Client::Embedded { store, rt, .. } => {
-                    serde_json::to_value(rt.block_on(store.create_model_version(&name, v))?)?
-                }
-            }
+            print(&client.create_model_version(&name, &v)?)
         }
-        ModelsCommand::Versions { name, stage } => match &client {
-            Client::Http { .. } => {
-                let q = stage.map(|s| format!("?stage={s}")).unwrap_or_default();
-                client.call("GET", &format!("/api/models/{name}/versions{q}"), None)?
-            }
-            Client::Embedded { store, rt, .. } => {
-                let stage = stage.as_deref().map(str::parse::<ModelStage>).transpose()?;
-                serde_json::to_value(rt.block_on(store.list_model_versions(&name, stage))?)?
-            }
-        },
+        ModelsCommand::Versions { name, stage } => {
+            let stage = stage.as_deref().map(str::parse::<ModelStage>).transpose()?;
+            print(&client.list_model_versions(&name, stage)?)
+        }
         ModelsCommand::Stage {
             name,
             version,
             stage,
-        } => match &client {
-            Client::Http { .. } => client.call(
-                "PUT",
-                &format!("/api/models/{name}/versions/{version}/stage"),
-                Some(&json!({"stage": stage.to_ascii_uppercase()})),
-            )?,
-            Client::Embedded { store, rt, .. } => {
-                let stage: ModelStage = stage.parse()?;
-                serde_json::to_value(rt.block_on(store.set_model_stage(&name, version, stage))?)?
-            }
-        },
-    };
-    print(&out);
-    Ok(())
+        } => print(&client.set_model_stage(&name, version, stage.parse()?)?),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -585,8 +397,8 @@ fn json_arg(s: &str) -> Result<Value, AnyError> {
 }
 
 pub(crate) fn meta(target: &Target, cmd: MetaCommand) -> Result<(), AnyError> {
-    let client = Client::open(target)?;
-    let out = match cmd {
+    let client = client(target)?;
+    match cmd {
         MetaCommand::Create {
             kind,
             project,
@@ -600,29 +412,13 @@ pub(crate) fn meta(target: &Target, cmd: MetaCommand) -> Result<(), AnyError> {
                 parent,
                 body: json_arg(&body)?,
             };
-            match &client {
-                Client::Http { .. } => client.call(
-                    "POST",
-                    &format!("/api/meta/{kind}"),
-                    Some(&serde_json::to_value(&r)?),
-                )?,
-                Client::Embedded { store, rt, .. } => serde_json::to_value(
-                    rt.block_on(store.create_record(kind.parse::<RecordKind>()?, r))?,
-                )?,
-            }
+            print(&client.create_record(kind.parse()?, &r)?)
         }
         MetaCommand::Get {
             kind,
             project,
             name,
-        } => match &client {
-            Client::Http { .. } => {
-                client.call("GET", &format!("/api/meta/{kind}/{project}/{name}"), None)?
-            }
-            Client::Embedded { store, rt, .. } => serde_json::to_value(
-                rt.block_on(store.get_record(kind.parse()?, &project, &name))?,
-            )?,
-        },
+        } => print(&client.get_record(kind.parse()?, &project, &name)?),
         MetaCommand::Update {
             kind,
             project,
@@ -630,63 +426,33 @@ pub(crate) fn meta(target: &Target, cmd: MetaCommand) -> Result<(), AnyError> {
             body,
             revision,
         } => {
-            let body = json_arg(&body)?;
-            match &client {
-                Client::Http { .. } => client.call(
-                    "PUT",
-                    &format!("/api/meta/{kind}/{project}/{name}"),
-                    Some(&json!({"body": body, "revision": revision})),
-                )?,
-                Client::Embedded { store, rt, .. } => serde_json::to_value(rt.block_on(
-                    store.update_record(kind.parse()?, &project, &name, body, revision),
-                )?)?,
-            }
+            let update = RecordUpdate {
+                body: json_arg(&body)?,
+                revision,
+            };
+            print(&client.update_record(kind.parse()?, &project, &name, &update)?)
         }
         MetaCommand::Delete {
             kind,
             project,
             name,
         } => {
-            match &client {
-                Client::Http { .. } => {
-                    client.call(
-                        "DELETE",
-                        &format!("/api/meta/{kind}/{project}/{name}"),
-                        None,
-                    )?;
-                }
-                Client::Embedded { store, rt, .. } => {
-                    rt.block_on(store.delete_record(kind.parse()?, &project, &name))?;
-                }
-            }
-            json!({"deleted": format!("{kind}/{project}/{name}")})
+            let kind: RecordKind = kind.parse()?;
+            client.delete_record(kind, &project, &name)?;
+            print(&serde_json::json!({"deleted": format!("{kind}/{project}/{name}")}))
         }
         MetaCommand::List {
             kind,
             project,
             parent,
-        } => match &client {
-            Client::Http { .. } => {
-                let mut q = vec![];
-                if let Some(p) = &project {
-                    q.push(format!("project={p}"));
-                }
-                if let Some(p) = &parent {
-                    q.push(format!("parent={p}"));
-                }
-                client.call("GET", &format!("/api/meta/{kind}?{}", q.join("&")), None)?
-            }
-            Client::Embedded { store, rt, .. } => {
-                serde_json::to_value(rt.block_on(store.list_records(
-                    kind.parse()?,
-                    project.as_deref(),
-                    parent.as_deref(),
-                    0,
-                    1000,
-                ))?)?
-            }
-        },
-    };
-    print(&out);
-    Ok(())
+        } => print(&client.list_records(
+            kind.parse()?,
+            &RecordQuery {
+                project,
+                parent,
+                offset: None,
+                limit: Some(1000),
+            },
+        )?),
+    }
 }

@@ -10,6 +10,7 @@
 //!   `--server URL` or, without one, the embedded SQLite store.
 
 mod control;
+mod job_types;
 mod ml;
 mod workflow;
 
@@ -271,7 +272,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 allowed_origins,
                 body_limit,
                 max_listeners,
-                job_types: crate::workflow::job_types(),
+                job_types: crate::job_types::job_types(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

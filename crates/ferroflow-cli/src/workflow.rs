@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use ferroflow_api::wire::SubmitRequest;
 use ferroflow_meta::{MetaStore, PostgresStore, SqliteStore};
-use ferroflow_workflow::service::{self, ExecutionInfo, JobExecutionInfo, WorkflowInfo};
+use ferroflow_workflow::service::JobExecutionInfo;
 use ferroflow_workflow::{
     CancelToken, JobStatus, Launcher, RunnerOptions, Scheduler, SchedulerConfig,
 };
-use serde_json::{Value, json};
 
 use crate::AnyError;
-use crate::control::{Client, Target};
+use crate::control::{Target, client};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum WorkflowCommand {
@@ -161,16 +161,6 @@ pub(crate) enum JobCommand {
     },
 }
 
-/// The job types of the `ferroflow` binary: `process`, `native`, `flink` and `stream`.
-pub(crate) fn job_types() -> ferroflow_workflow::PluginRegistry {
-    let mut r = ferroflow_native::job_types();
-    r.register(Arc::new(ferroflow_flink::FlinkPlugin));
-    r.register(Arc::new(ferroflow_stream::StreamPlugin::new(
-        ferroflow_stream::factories(),
-    )));
-    r
-}
-
 async fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
@@ -214,7 +204,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
             &text,
             &spec.display().to_string(),
             &graph,
-            &crate::workflow::job_types(),
+            &crate::job_types::job_types(),
         )?;
         println!(
             "{}: workflow '{}' is valid: {} job(s), {} node(s)",
@@ -225,88 +215,36 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
         );
         return Ok(());
     }
-    let client = Client::open(target)?;
+    let client = client(target)?;
     match cmd {
         WorkflowCommand::Check { .. } => unreachable!("handled above"),
         WorkflowCommand::Submit { spec } => {
             let (text, graph) = read_spec(spec.as_path())?;
-            let base_dir = graph
-                .base_dir
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            let info: WorkflowInfo = match &client {
-                Client::Http { .. } => serde_json::from_value(client.call(
-                    "POST",
-                    "/api/workflows",
-                    Some(&json!({"spec": text, "file": spec.display().to_string(), "base_dir": base_dir})),
-                )?)?,
-                Client::Embedded { store, rt, .. } => {
-                    let types = crate::workflow::job_types();
-                    ferroflow_workflow::check_job_types(
-                        &text,
-                        &spec.display().to_string(),
-                        &graph,
-                        &types,
-                    )?;
-                    rt.block_on(service::submit(&**store, &types, &graph))?
-                }
-            };
+            let base_dir = graph.base_dir.as_ref().map(|p| p.display().to_string());
+            let info = client.submit_workflow(&SubmitRequest {
+                spec: text,
+                file: Some(spec.display().to_string()),
+                base_dir,
+            })?;
             println!(
                 "submitted workflow '{}' to project '{}' (snapshot {})",
                 info.name, info.project, info.snapshot
             );
         }
         WorkflowCommand::Start { workflow, project } => {
-            let p = &project.project;
-            let name = match &client {
-                Client::Http { .. } => client.call(
-                    "POST",
-                    &format!("/api/workflows/{p}/{workflow}/executions"),
-                    None,
-                )?["execution"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                Client::Embedded { store, rt, .. } => {
-                    rt.block_on(service::start(&**store, p, &workflow))?
-                }
-            };
-            println!("{name}");
+            println!(
+                "{}",
+                client
+                    .start_execution(&project.project, &workflow)?
+                    .execution
+            );
         }
         WorkflowCommand::Stop { execution, project } => {
-            let p = &project.project;
-            match &client {
-                Client::Http { .. } => {
-                    client.call(
-                        "POST",
-                        &format!("/api/executions/{p}/{execution}/stop"),
-                        None,
-                    )?;
-                }
-                Client::Embedded { store, rt, .. } => {
-                    rt.block_on(service::stop(&**store, p, &execution))?
-                }
-            }
+            client.stop_execution(&project.project, &execution)?;
             println!("stop requested for {execution}");
         }
         WorkflowCommand::List { project, json } => {
-            let list: Vec<WorkflowInfo> = match &client {
-                Client::Http { .. } => {
-                    let q = project
-                        .as_deref()
-                        .map(|p| format!("?project={p}"))
-                        .unwrap_or_default();
-                    serde_json::from_value(client.call(
-                        "GET",
-                        &format!("/api/workflows{q}"),
-                        None,
-                    )?)?
-                }
-                Client::Embedded { store, rt, .. } => {
-                    rt.block_on(service::list_workflows(&**store, project.as_deref()))?
-                }
-            };
+            let list = client.list_workflows(project.as_deref())?;
             if json {
                 return print_json(&list);
             }
@@ -326,7 +264,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
             project,
             json,
         } => {
-            let list = executions(&client, &project.project, &workflow)?;
+            let list = client.executions(&project.project, &workflow)?;
             if json {
                 return print_json(&list);
             }
@@ -358,7 +296,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
             project,
             json,
         } => {
-            let list = job_executions(&client, &project.project, &execution)?;
+            let list = client.job_executions(&project.project, &execution)?;
             if json {
                 return print_json(&list);
             }
@@ -387,27 +325,10 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
             attempt,
             project,
         } => {
-            let p = &project.project;
-            let text = match &client {
-                Client::Http { .. } => {
-                    let q = attempt.map(|a| format!("?attempt={a}")).unwrap_or_default();
-                    match client.call(
-                        "GET",
-                        &format!("/api/executions/{p}/{execution}/jobs/{job}/log{q}"),
-                        None,
-                    )? {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    }
-                }
-                Client::Embedded { store, rt, .. } => {
-                    let path =
-                        rt.block_on(service::job_log(&**store, p, &execution, &job, attempt))?;
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| format!("log {}: {e}", path.display()))?
-                }
-            };
-            print!("{text}");
+            print!(
+                "{}",
+                client.job_log(&project.project, &execution, &job, attempt)?
+            );
         }
         WorkflowCommand::Wait {
             execution,
@@ -421,7 +342,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
             loop {
                 let done = match &job {
                     None => {
-                        let e = execution_info(&client, p, &execution)?;
+                        let e = client.execution(p, &execution)?;
                         if e.body.status.is_terminal() {
                             println!("{execution}: {}", e.body.status);
                             return match e.body.status {
@@ -436,7 +357,7 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
                         false
                     }
                     Some(j) => {
-                        let list = job_executions(&client, p, &execution)?;
+                        let list = client.job_executions(p, &execution)?;
                         let mine: Vec<&JobExecutionInfo> =
                             list.iter().filter(|r| &r.body.job == j).collect();
                         if let Some(f) = mine.iter().find(|r| r.body.status == JobStatus::Failed) {
@@ -476,49 +397,6 @@ pub(crate) fn workflow(target: &Target, cmd: WorkflowCommand) -> Result<(), AnyE
 
 fn read_spec(path: &Path) -> Result<(String, ferroflow_workflow::AiGraph), AnyError> {
     Ok(ferroflow_workflow::load_workflow_text(path)?)
-}
-
-fn executions(client: &Client, p: &str, workflow: &str) -> Result<Vec<ExecutionInfo>, AnyError> {
-    Ok(match client {
-        Client::Http { .. } => serde_json::from_value(client.call(
-            "GET",
-            &format!("/api/workflows/{p}/{workflow}/executions"),
-            None,
-        )?)?,
-        Client::Embedded { store, rt, .. } => {
-            rt.block_on(service::executions(&**store, p, workflow))?
-        }
-    })
-}
-
-fn execution_info(client: &Client, p: &str, execution: &str) -> Result<ExecutionInfo, AnyError> {
-    Ok(match client {
-        Client::Http { .. } => serde_json::from_value(client.call(
-            "GET",
-            &format!("/api/executions/{p}/{execution}"),
-            None,
-        )?)?,
-        Client::Embedded { store, rt, .. } => {
-            rt.block_on(service::execution(&**store, p, execution))?
-        }
-    })
-}
-
-fn job_executions(
-    client: &Client,
-    p: &str,
-    execution: &str,
-) -> Result<Vec<JobExecutionInfo>, AnyError> {
-    Ok(match client {
-        Client::Http { .. } => serde_json::from_value(client.call(
-            "GET",
-            &format!("/api/executions/{p}/{execution}/jobs"),
-            None,
-        )?)?,
-        Client::Embedded { store, rt, .. } => {
-            rt.block_on(service::job_executions(&**store, p, execution))?
-        }
-    })
 }
 
 pub(crate) fn scheduler(args: SchedulerArgs) -> Result<(), AnyError> {
@@ -589,7 +467,7 @@ pub(crate) fn job(cmd: JobCommand) -> Result<(), AnyError> {
             heartbeat: Duration::from_millis(heartbeat_ms),
             data_dir,
         };
-        let registry = crate::workflow::job_types();
+        let registry = crate::job_types::job_types();
         let status = ferroflow_workflow::run_job_execution(
             store,
             &registry,

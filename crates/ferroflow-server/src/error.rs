@@ -4,26 +4,15 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+pub use ferroflow_api::wire::ErrorBody;
 use ferroflow_meta::MetaError;
-use serde::Serialize;
-
-/// The JSON body of every error response.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// Stable machine-readable code (`not_found`, `invalid_transition`, ...).
-    pub code: &'static str,
-    /// What went wrong, for a person.
-    pub message: String,
-    /// Extra structured detail, when there is some.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Value>,
-}
 
 /// An error on its way to becoming a response.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    // Boxed: handlers return `Result<_, ApiError>` everywhere, and the body is large.
+    body: Box<ErrorBody>,
 }
 
 impl ApiError {
@@ -31,11 +20,11 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
-                code,
+            body: Box::new(ErrorBody {
+                code: code.into(),
                 message: message.into(),
                 details: None,
-            },
+            }),
         }
     }
 

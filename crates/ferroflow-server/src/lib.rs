@@ -12,12 +12,13 @@
 //!   wrong; request bodies are limited in size.
 //! - `/metrics` serves Prometheus text; shutdown is graceful.
 
-mod api;
 pub mod auth;
 mod error;
 mod extract;
+mod in_process;
+mod router;
+mod routes;
 mod state;
-mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,8 +26,9 @@ use std::sync::Arc;
 
 use ferroflow_meta::{ArtifactStore, MetaStore, Notifier, PostgresStore, SqliteStore};
 
-pub use api::router;
 pub use error::{ApiError, ErrorBody};
+pub use in_process::InProcess;
+pub use router::router;
 pub use state::{AppState, DEFAULT_MAX_LISTENERS};
 
 /// Settings of a server.

@@ -29,6 +29,10 @@ pub struct AppState {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Held while an upload is renamed into place and its record written.
     pub(crate) artifact_commits: Arc<tokio::sync::Mutex<()>>,
+    /// The caller opened the data directory itself (the in-process API): it may write the
+    /// control layer's own records through the generic routes, still checked by kind, as
+    /// it could by opening the store. Never set for a server on a socket.
+    pub(crate) store_owner: bool,
 }
 
 /// Waiting clients (long-poll listeners and event streams) a server serves at once by
@@ -72,6 +76,7 @@ impl AppState {
             listeners: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_LISTENERS)),
             shutdown: tokio::sync::watch::channel(false).1,
             artifact_commits: Arc::default(),
+            store_owner: false,
             metrics: Arc::new(Metrics {
                 registry,
                 requests,
@@ -107,6 +112,12 @@ impl AppState {
     /// Job types workflow submissions are checked against (default: the built-in ones).
     pub fn with_job_types(mut self, job_types: PluginRegistry) -> Self {
         self.job_types = job_types;
+        self
+    }
+
+    /// Handlers serve the data directory's owner (see [`AppState::store_owner`]).
+    pub(crate) fn for_store_owner(mut self) -> Self {
+        self.store_owner = true;
         self
     }
 

@@ -7,14 +7,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use ferroflow_api::wire::{LogQuery, Started, SubmitRequest, WorkflowQuery};
 use ferroflow_workflow::WorkflowError;
 use ferroflow_workflow::service::{self, ExecutionInfo, JobExecutionInfo, WorkflowInfo};
-use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, caller};
 use crate::state::AppState;
+use ferroflow_api::wire::ErrorBody;
 use ferroflow_meta::Role;
 
 /// Largest log answered in one response; longer logs are cut from the front.
@@ -44,18 +45,6 @@ impl From<WorkflowError> for ApiError {
     }
 }
 
-/// A workflow spec to submit.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub(crate) struct SubmitRequest {
-    /// The YAML spec.
-    spec: String,
-    /// Its file name, for error messages (default `spec.yaml`).
-    file: Option<String>,
-    /// Directory relative paths in the spec resolve against, on the machine that runs the
-    /// jobs (the CLI sends the spec file's directory).
-    base_dir: Option<String>,
-}
-
 #[utoipa::path(post, path = "/api/workflows", tag = "workflows", request_body = SubmitRequest,
     responses((status = 201, description = "Stored; new executions run this snapshot", body = WorkflowInfo),
               (status = 400, description = "The spec is invalid; the message points at file:line", body = ErrorBody),
@@ -68,6 +57,8 @@ pub(crate) async fn submit_workflow(
     let who = caller(who)?;
     let file = r.file.as_deref().unwrap_or("spec.yaml");
     let mut graph = ferroflow_workflow::parse_workflow(&r.spec, file)?;
+    // Job files named relative to the spec are checked where the spec lives, as they run.
+    graph.base_dir = r.base_dir.filter(|d| !d.is_empty()).map(Into::into);
     ferroflow_workflow::check_job_types(&r.spec, file, &graph, s.job_types())?;
     let user_code = s.job_types().host_access_jobs(&graph);
     if !user_code.is_empty() && who.role < Role::Admin {
@@ -85,18 +76,9 @@ pub(crate) async fn submit_workflow(
             ),
         ));
     }
-    graph.base_dir = r.base_dir.filter(|d| !d.is_empty()).map(Into::into);
     let info = service::submit(s.store(), s.job_types(), &graph).await?;
     s.after_write();
     Ok((StatusCode::CREATED, Json(info)))
-}
-
-/// Workflow listing filter.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct WorkflowQuery {
-    /// Only this project.
-    project: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/workflows", tag = "workflows", params(WorkflowQuery),
@@ -108,15 +90,6 @@ pub(crate) async fn list_workflows(
     Ok(Json(
         service::list_workflows(s.store(), q.project.as_deref()).await?,
     ))
-}
-
-/// A started execution.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Started {
-    /// Project.
-    project: String,
-    /// The new execution's name.
-    execution: String,
 }
 
 #[utoipa::path(post, path = "/api/workflows/{project}/{workflow}/executions", tag = "workflows",
@@ -180,14 +153,6 @@ pub(crate) async fn list_job_executions(
     Ok(Json(
         service::job_executions(s.store(), &project, &execution).await?,
     ))
-}
-
-/// Which run's log.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct LogQuery {
-    /// The run (default: the newest).
-    attempt: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/api/executions/{project}/{execution}/jobs/{job}/log", tag = "workflows",
