@@ -4,12 +4,28 @@
 #[derive(Debug, thiserror::Error)]
 pub enum FlinkError {
     /// The cluster did not answer (down, wrong address).
-    #[error("the Flink cluster at {url} is unreachable: {message}")]
+    #[error("the Flink cluster at {url} is unreachable: {}", causes(source))]
     Unreachable {
         /// The REST URL.
         url: String,
-        /// The transport error.
-        message: String,
+        /// The request that got no answer, and why.
+        #[source]
+        source: ferroflow_api::TransportError,
+    },
+    /// The cluster stopped answering while a job ran, for longer than the job allows.
+    #[error(
+        "the Flink cluster at {url} is unreachable: no answer for {silent:?} while Flink job {job_id} ran ({source})"
+    )]
+    Lost {
+        /// The REST URL.
+        url: String,
+        /// Flink's job id.
+        job_id: String,
+        /// How long it has not answered.
+        silent: std::time::Duration,
+        /// The last unanswered request.
+        #[source]
+        source: Box<FlinkError>,
     },
     /// The REST API answered with an error.
     #[error("Flink REST {method} {path} answered {status}: {message}")]
@@ -47,13 +63,27 @@ pub enum FlinkError {
         message: String,
     },
     /// A local file.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Io {
         /// The file.
         path: String,
         /// The error.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
+}
+
+/// An error and its causes, `: `-separated (for messages stored as text, e.g. a job
+/// execution's error).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// Result of this crate.

@@ -513,12 +513,11 @@ impl FlinkJob {
                 }
                 Err(e @ FlinkError::Unreachable { .. }) => {
                     if last_ok.elapsed() > unreachable_for {
-                        return Err(FlinkError::Unreachable {
+                        return Err(FlinkError::Lost {
                             url: url.clone(),
-                            message: format!(
-                                "no answer for {:?} while Flink job {job_id} ran ({e})",
-                                last_ok.elapsed()
-                            ),
+                            job_id: job_id.clone(),
+                            silent: last_ok.elapsed(),
+                            source: Box::new(e),
                         });
                     }
                 }

@@ -6,20 +6,21 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ferroflow_api::{HttpTransport, Method, Request, Transport};
 use serde_json::{Value, json};
 
 use crate::error::{FlinkError, Result};
 
-/// A Flink cluster's REST endpoint.
+/// A Flink cluster's REST endpoint, over the control plane's HTTP transport (no token:
+/// Flink's REST API has none).
 #[derive(Clone)]
 pub struct FlinkRest {
-    base: String,
-    agent: ureq::Agent,
+    http: HttpTransport,
 }
 
 impl std::fmt::Debug for FlinkRest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FlinkRest({})", self.base)
+        write!(f, "FlinkRest({})", self.http.base())
     }
 }
 
@@ -46,44 +47,33 @@ impl FlinkRest {
     /// A client of the cluster at `base` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base: &str) -> Self {
         FlinkRest {
-            base: base.trim_end_matches('/').to_string(),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(120)))
-                .timeout_connect(Some(Duration::from_secs(5)))
-                .build()
-                .into(),
+            http: HttpTransport::new(base, None, Duration::from_secs(120)),
         }
     }
 
     /// The REST URL.
     pub fn url(&self) -> &str {
-        &self.base
+        self.http.base()
     }
 
-    fn unreachable(&self, e: ureq::Error) -> FlinkError {
-        FlinkError::Unreachable {
-            url: self.base.clone(),
-            message: e.to_string(),
-        }
-    }
-
-    fn answer(
-        &self,
-        method: &'static str,
-        path: &str,
-        resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value> {
-        let mut resp = resp.map_err(|e| self.unreachable(e))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status >= 400 {
+    /// Send one request; an answer of 400 or more is [`FlinkError::Api`] with Flink's
+    /// `errors`, root cause first.
+    fn call(&self, method: Method, path: &str, body: Option<(String, Vec<u8>)>) -> Result<Value> {
+        let resp = self
+            .http
+            .send(Request {
+                method,
+                path: path.to_string(),
+                body,
+            })
+            .map_err(|source| FlinkError::Unreachable {
+                url: self.url().to_string(),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&resp.body);
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()));
+        if resp.status >= 400 {
             let message = match body.get("errors").and_then(Value::as_array) {
                 Some(errors) => errors
                     .iter()
@@ -97,9 +87,9 @@ impl FlinkRest {
                 None => body.to_string(),
             };
             return Err(FlinkError::Api {
-                method,
+                method: method.as_str(),
                 path: path.to_string(),
-                status,
+                status: resp.status,
                 message: root_cause(&message),
             });
         }
@@ -107,16 +97,15 @@ impl FlinkRest {
     }
 
     fn get(&self, path: &str) -> Result<Value> {
-        let r = self.agent.get(format!("{}{path}", self.base)).call();
-        self.answer("GET", path, r)
+        self.call(Method::Get, path, None)
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let r = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .send_json(body);
-        self.answer("POST", path, r)
+        let json = (
+            "application/json".to_string(),
+            body.to_string().into_bytes(),
+        );
+        self.call(Method::Post, path, Some(json))
     }
 
     /// `/overview`: the cluster's version, TaskManagers and slots.
@@ -134,9 +123,9 @@ impl FlinkRest {
 
     /// Upload a jar; returns its id for [`FlinkRest::run_jar`].
     pub fn upload_jar(&self, jar: &Path) -> Result<String> {
-        let bytes = std::fs::read(jar).map_err(|e| FlinkError::Io {
+        let bytes = std::fs::read(jar).map_err(|source| FlinkError::Io {
             path: jar.display().to_string(),
-            message: e.to_string(),
+            source,
         })?;
         let name = jar
             .file_name()
@@ -158,15 +147,8 @@ impl FlinkRest {
         );
         body.extend_from_slice(&bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let r = self
-            .agent
-            .post(format!("{}/jars/upload", self.base))
-            .header(
-                "Content-Type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .send(&body[..]);
-        let v = self.answer("POST", "/jars/upload", r)?;
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let v = self.call(Method::Post, "/jars/upload", Some((content_type, body)))?;
         let file = v["filename"].as_str().unwrap_or_default();
         let id = file.rsplit('/').next().unwrap_or_default();
         if id.is_empty() {
@@ -213,8 +195,7 @@ impl FlinkRest {
     /// Remove an uploaded jar.
     pub fn delete_jar(&self, jar_id: &str) -> Result<()> {
         let path = format!("/jars/{jar_id}");
-        let r = self.agent.delete(format!("{}{path}", self.base)).call();
-        self.answer("DELETE", &path, r).map(|_| ())
+        self.call(Method::Delete, &path, None).map(|_| ())
     }
 
     /// A job's state.
@@ -274,11 +255,7 @@ impl FlinkRest {
     /// Cancel a job (`PATCH /jobs/<id>?mode=cancel`).
     pub fn cancel(&self, job_id: &str) -> Result<()> {
         let path = format!("/jobs/{job_id}?mode=cancel");
-        let r = self
-            .agent
-            .patch(format!("{}{path}", self.base))
-            .send_empty();
-        self.answer("PATCH", &path, r).map(|_| ())
+        self.call(Method::Patch, &path, None).map(|_| ())
     }
 
     /// Stop a job with a savepoint in `dir` and wait for it; returns the savepoint's path.
