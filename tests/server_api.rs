@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
 struct ServerProc {
     child: Child,
     base: String,
@@ -15,21 +17,15 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(args: &[&str]) -> ServerProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferroflow"))
-            .arg("server")
-            .args(["--bind", "127.0.0.1:0"])
-            .args(args)
-            .env("FERROFLOW_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut child, line) = common::spawn_until_ready(
+            Command::new(env!("CARGO_BIN_EXE_ferroflow"))
+                .arg("server")
+                .args(["--bind", "127.0.0.1:0"])
+                .args(args)
+                .env("FERROFLOW_TOKEN", TOKEN)
+                .stderr(Stdio::piped()),
+        );
         let base = line
-            .trim()
             .strip_prefix("ferroflow server listening on ")
             .unwrap_or_else(|| {
                 let mut err = String::new();

@@ -1,7 +1,6 @@
 //! Driving the `ferroflow` binary's control layer: a data directory, a scheduler process,
 //! workflow commands.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -63,8 +62,8 @@ impl Flow {
 
     /// Start `ferroflow scheduler` (fast heartbeats) and wait until it runs; returns its pid.
     pub(crate) fn start_scheduler(&mut self) -> u32 {
-        let mut child = self
-            .cmd(&[
+        let (child, line) = super::spawn_until_ready(
+            self.cmd(&[
                 "scheduler",
                 "--heartbeat",
                 "200ms",
@@ -73,14 +72,8 @@ impl Flow {
                 "--stop-timeout",
                 "5s",
             ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            .stderr(Stdio::inherit()),
+        );
         assert!(line.contains("scheduler running"), "{line}");
         let pid = child.id();
         self.schedulers.push(child);
@@ -196,19 +189,13 @@ impl Flow {
     /// `ferroflow server` on this data directory (loopback, a free port; `extra` flags), as
     /// started for the first time: no token given, so it makes `<data_dir>/token`.
     pub(crate) fn server(&self, extra: &[&str]) -> Server {
-        let mut child = self
-            .cmd(&["server", "--bind", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("FERROFLOW_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        let (child, line) = super::spawn_until_ready(
+            self.cmd(&["server", "--bind", "127.0.0.1:0"])
+                .args(extra)
+                .env_remove("FERROFLOW_TOKEN")
+                .stderr(Stdio::inherit()),
+        );
+        let url = line.rsplit(' ').next().unwrap().to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "{line}");
         Server { child, url }
     }

@@ -1,8 +1,20 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Spawn `cmd` with stdout piped and wait for its first line (what a server or scheduler
+/// prints once it is ready): the child and that line, trimmed.
+pub(crate) fn spawn_until_ready(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
 
 /// Write a clicks CSV of `n` rows: ts (ms), user, amount. Event times grow by `step_ms` per row
 /// and are pushed back by up to `disorder_ms` (deterministic).
