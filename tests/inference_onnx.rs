@@ -1063,6 +1063,31 @@ fn missing_or_corrupt_model_files_are_refused_before_the_job_starts() {
 }
 
 #[test]
+fn load_errors_keep_the_cause_as_their_source() {
+    use std::error::Error as _;
+    let err = OnnxModel::load("/nonexistent/model.onnx", OnnxOptions::default()).unwrap_err();
+    let io = err
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        io.map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("corrupt.onnx");
+    std::fs::write(&bad, b"this is not a protobuf").unwrap();
+    let err = OnnxModel::load(&bad, OnnxOptions::default()).unwrap_err();
+    let cause = err.source().expect("ONNX Runtime's error is kept");
+    assert!(cause.downcast_ref::<std::io::Error>().is_none());
+    assert!(
+        err.to_string().contains("corrupt.onnx") && err.to_string().ends_with(&cause.to_string()),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_bindings_name_the_node_the_model_input_and_the_column() {
     // No column for the model input.
     let b = RecordBatch::try_from_iter(vec![("id", ids(2))]).unwrap();

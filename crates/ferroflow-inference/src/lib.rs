@@ -26,7 +26,7 @@ mod onnx;
 
 pub use batching::{AdaptiveBatcher, BatchConfig};
 pub use binding::{Binding, InputMapping, OutputMapping, OutputShape};
-pub use error::{InferenceError, Result};
+pub use error::{BoxError, Context, InferenceError, Result};
 pub use model::{
     ElementType, InferenceModel, InputTensor, ModelLoader, ModelSignature, OutputData,
     OutputTensor, TensorData, TensorSpec, ValueKind, load_shared,

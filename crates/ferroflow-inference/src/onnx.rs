@@ -14,7 +14,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynMapValueType, DynValue, Tensor, TensorElementType, TensorRef, ValueType};
 use parking_lot::Mutex;
 
-use crate::error::{InferenceError, Result};
+use crate::error::{BoxError, Context, InferenceError, Result};
 use crate::model::{
     ElementType, InferenceModel, InputTensor, ModelLoader, ModelSignature, OutputData,
     OutputTensor, TensorData, TensorSpec, ValueKind,
@@ -23,8 +23,10 @@ use crate::model::{
 /// The library version the set-up script fetches.
 pub const ONNX_RUNTIME_VERSION: &str = "1.31.1";
 
-static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =
-    OnceLock::new();
+/// The outcome of loading the library, once per process (the error is shared by every caller).
+type Loaded =
+    std::result::Result<ort::environment::Environment, Arc<dyn std::error::Error + Send + Sync>>;
+static ENVIRONMENT: OnceLock<Loaded> = OnceLock::new();
 static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// Where the ONNX Runtime library is looked for: `ORT_DYLIB_PATH` at run time, else the path
@@ -49,21 +51,27 @@ pub fn init_onnx_runtime(library: Option<&Path>) -> Result<()> {
     let outcome = ENVIRONMENT.get_or_init(|| {
         let _ = LIBRARY.set(path.clone());
         if !path.exists() && path.components().count() > 1 {
-            return Err("file not found".to_string());
+            return Err(Arc::from(BoxError::from("file not found")));
         }
         ort::init_from(&path)
-            .map_err(|e| e.to_string())?
+            .map_err(shared)?
             .with_name("ferroflow")
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(shared)
     });
     outcome
         .as_ref()
         .map(|_| ())
-        .map_err(|message| InferenceError::RuntimeUnavailable {
+        .map_err(|source| InferenceError::RuntimeUnavailable {
             path: LIBRARY.get().unwrap_or(&path).display().to_string(),
-            message: message.clone(),
+            source: source.clone(),
         })
+}
+
+fn shared(
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Arc<dyn std::error::Error + Send + Sync> {
+    Arc::new(e)
 }
 
 /// The process's ONNX Runtime environment (initialised on first use), for programs that also
@@ -155,11 +163,11 @@ impl OnnxModel {
     /// accepts, naming the file.
     pub fn load(path: impl AsRef<Path>, options: OnnxOptions) -> Result<Self> {
         let path_str = path.as_ref().display().to_string();
-        let load_err = |message: String| InferenceError::Load {
+        let load_err = |source: BoxError| InferenceError::Load {
             path: path_str.clone(),
-            message,
+            source,
         };
-        let bytes = std::fs::read(path.as_ref()).map_err(|e| load_err(e.to_string()))?;
+        let bytes = std::fs::read(path.as_ref()).map_err(|e| load_err(e.into()))?;
         environment()?;
         let session = new_session(&bytes, &options).map_err(load_err)?;
         let signature = ModelSignature {
@@ -194,9 +202,9 @@ impl OnnxModel {
         session: &mut Session,
         inputs: &[InputTensor<'_>],
     ) -> Result<Vec<OutputTensor>> {
-        let run_err = |message: String| InferenceError::Run {
+        let run_err = |source: BoxError| InferenceError::Run {
             model: self.path.clone(),
-            message,
+            source,
         };
         let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
@@ -204,35 +212,35 @@ impl OnnxModel {
             let shape = t.shape.clone();
             let v: ort::session::SessionInputValue<'_> = match &t.data {
                 TensorData::F32(d) => TensorRef::from_array_view((shape, &d[..]))
-                    .map_err(|e| run_err(e.to_string()))?
+                    .map_err(|e| run_err(e.into()))?
                     .into(),
                 TensorData::F64(d) => TensorRef::from_array_view((shape, &d[..]))
-                    .map_err(|e| run_err(e.to_string()))?
+                    .map_err(|e| run_err(e.into()))?
                     .into(),
                 TensorData::I32(d) => TensorRef::from_array_view((shape, &d[..]))
-                    .map_err(|e| run_err(e.to_string()))?
+                    .map_err(|e| run_err(e.into()))?
                     .into(),
                 TensorData::I64(d) => TensorRef::from_array_view((shape, &d[..]))
-                    .map_err(|e| run_err(e.to_string()))?
+                    .map_err(|e| run_err(e.into()))?
                     .into(),
                 TensorData::Bool(d) => Tensor::from_array((shape, d.clone()))
-                    .map_err(|e| run_err(e.to_string()))?
+                    .map_err(|e| run_err(e.into()))?
                     .into(),
                 TensorData::Str(d) => {
                     // ONNX Runtime copies strings into its own tensor anyway.
                     let owned: Arc<[String]> = d.iter().map(|s| s.to_string()).collect();
                     Tensor::from_string_array((shape, owned))
-                        .map_err(|e| run_err(e.to_string()))?
+                        .map_err(|e| run_err(e.into()))?
                         .into()
                 }
             };
             values.push((t.name.to_string(), v));
         }
-        let outputs = session.run(values).map_err(|e| run_err(e.to_string()))?;
+        let outputs = session.run(values).map_err(|e| run_err(e.into()))?;
         let mut result = Vec::with_capacity(self.signature.outputs.len());
         for spec in &self.signature.outputs {
             let value = outputs.get(&spec.name).ok_or_else(|| {
-                run_err(format!("output '{}' missing from the results", spec.name))
+                run_err(format!("output '{}' missing from the results", spec.name).into())
             })?;
             result.push(extract(&spec.name, value).map_err(run_err)?);
         }
@@ -240,23 +248,26 @@ impl OnnxModel {
     }
 }
 
-fn new_session(bytes: &[u8], options: &OnnxOptions) -> std::result::Result<Session, String> {
-    let env = environment().map_err(|e| e.to_string())?;
+fn new_session(bytes: &[u8], options: &OnnxOptions) -> std::result::Result<Session, BoxError> {
+    let env = environment()?;
     let level = if options.optimize {
         GraphOptimizationLevel::All
     } else {
         GraphOptimizationLevel::Disable
     };
-    Session::builder(env)
-        .map_err(|e| e.to_string())?
+    // The builder's errors carry the builder back; only the error is kept.
+    let keep = |e: ort::Error<ort::session::builder::SessionBuilder>| {
+        let e: ort::Error = e.into();
+        BoxError::from(e)
+    };
+    Ok(Session::builder(env)?
         .with_optimization_level(level)
-        .map_err(|e| e.to_string())?
+        .map_err(keep)?
         .with_intra_threads(options.intra_threads.max(1))
-        .map_err(|e| e.to_string())?
+        .map_err(keep)?
         .with_inter_threads(1)
-        .map_err(|e| e.to_string())?
-        .commit_from_memory(bytes)
-        .map_err(|e| e.to_string())
+        .map_err(keep)?
+        .commit_from_memory(bytes)?)
 }
 
 impl InferenceModel for OnnxModel {
@@ -273,10 +284,10 @@ impl InferenceModel for OnnxModel {
             .find_map(|k| self.sessions[(start + k) % n].try_lock())
             .unwrap_or_else(|| self.sessions[start].lock());
         if guard.is_none() {
-            *guard = Some(new_session(&self.bytes, &self.options).map_err(|message| {
+            *guard = Some(new_session(&self.bytes, &self.options).map_err(|source| {
                 InferenceError::Load {
                     path: self.path.clone(),
-                    message,
+                    source,
                 }
             })?);
         }
@@ -309,7 +320,7 @@ fn elem(t: TensorElementType) -> Option<ElementType> {
     })
 }
 
-fn spec(name: &str, ty: &ValueType) -> std::result::Result<TensorSpec, String> {
+fn spec(name: &str, ty: &ValueType) -> std::result::Result<TensorSpec, BoxError> {
     let kind = match ty {
         ValueType::Tensor { ty: t, shape, .. } => ValueKind::Tensor {
             elem: elem(*t).ok_or_else(|| {
@@ -329,12 +340,10 @@ fn spec(name: &str, ty: &ValueType) -> std::result::Result<TensorSpec, String> {
                 }
             }
             other => {
-                return Err(format!(
-                    "'{name}' is a sequence of {other:?}, not supported"
-                ));
+                return Err(format!("'{name}' is a sequence of {other:?}, not supported").into());
             }
         },
-        other => return Err(format!("'{name}' has type {other:?}, not supported")),
+        other => return Err(format!("'{name}' has type {other:?}, not supported").into()),
     };
     Ok(TensorSpec {
         name: name.to_string(),
@@ -342,8 +351,8 @@ fn spec(name: &str, ty: &ValueType) -> std::result::Result<TensorSpec, String> {
     })
 }
 
-fn extract(name: &str, value: &DynValue) -> std::result::Result<OutputTensor, String> {
-    let err = |e: ort::Error| format!("output '{name}': {e}");
+fn extract(name: &str, value: &DynValue) -> std::result::Result<OutputTensor, BoxError> {
+    let err = |e: ort::Error| Context::boxed(format!("output '{name}'"), e);
     match value.dtype() {
         ValueType::Tensor { ty, .. } => {
             let (shape, data) = match ty {
@@ -371,7 +380,7 @@ fn extract(name: &str, value: &DynValue) -> std::result::Result<OutputTensor, St
                     let (s, d) = value.try_extract_strings().map_err(err)?;
                     (s.to_vec(), OutputData::Str(d))
                 }
-                other => return Err(format!("output '{name}' has element type {other:?}")),
+                other => return Err(format!("output '{name}' has element type {other:?}").into()),
             };
             Ok(OutputTensor {
                 name: name.to_string(),
@@ -407,7 +416,7 @@ fn extract(name: &str, value: &DynValue) -> std::result::Result<OutputTensor, St
                 // Class order: the order the probabilities are listed in.
                 row.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
                 if *width.get_or_insert(row.len()) != row.len() {
-                    return Err(format!("output '{name}': rows have different class counts"));
+                    return Err(format!("output '{name}': rows have different class counts").into());
                 }
                 probs.extend(row.into_iter().map(|(_, _, v)| v));
             }
@@ -417,6 +426,6 @@ fn extract(name: &str, value: &DynValue) -> std::result::Result<OutputTensor, St
                 data: OutputData::F32(probs),
             })
         }
-        other => Err(format!("output '{name}' has type {other:?}, not supported")),
+        other => Err(format!("output '{name}' has type {other:?}, not supported").into()),
     }
 }

@@ -136,9 +136,10 @@ impl TorchModel {
     /// Load the module at `path` (missing or invalid file: an error naming it).
     pub fn load(path: &str, options: TorchOptions) -> Result<Self> {
         set_threads(options.threads);
+        // Messages, not tch's errors: those carry a C++ backtrace; only its first line is kept.
         let load_err = |message: String| InferenceError::Load {
             path: path.to_string(),
-            message,
+            source: message.into(),
         };
         if !std::path::Path::new(path).is_file() {
             return Err(load_err("no such file".to_string()));
@@ -211,7 +212,7 @@ pub(crate) fn to_tensor(t: &InputTensor<'_>) -> Result<Tensor> {
         TensorData::Str(_) => {
             return Err(InferenceError::Run {
                 model: t.name.to_string(),
-                message: "TorchScript takes no string tensors".to_string(),
+                source: "TorchScript takes no string tensors".into(),
             });
         }
     })
@@ -248,7 +249,7 @@ impl InferenceModel for TorchModel {
     fn run(&self, inputs: &[InputTensor<'_>]) -> Result<Vec<OutputTensor>> {
         let run_err = |message: String| InferenceError::Run {
             model: self.path.clone(),
-            message,
+            source: message.into(),
         };
         let args: Vec<IValue> = inputs
             .iter()
