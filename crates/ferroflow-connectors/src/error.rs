@@ -28,12 +28,13 @@ pub enum ConnectorError {
         source: std::io::Error,
     },
     /// A file is not in the expected format.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Format {
         /// The path.
         path: String,
-        /// What is wrong.
-        message: String,
+        /// What is wrong: the decoder's error (Arrow, Parquet, JSON), or our message.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The connector is misconfigured.
     #[error("{0}")]
@@ -48,19 +49,22 @@ impl ConnectorError {
         }
     }
 
-    pub(crate) fn format(path: impl std::fmt::Display, message: impl std::fmt::Display) -> Self {
+    pub(crate) fn format(path: impl std::fmt::Display, source: impl Into<BoxError>) -> Self {
         ConnectorError::Format {
             path: path.to_string(),
-            message: message.to_string(),
+            source: source.into(),
         }
     }
 }
 
 impl From<ConnectorError> for EngineError {
     fn from(e: ConnectorError) -> Self {
-        EngineError::Connector(e.to_string())
+        EngineError::Connector(Box::new(e))
     }
 }
+
+/// A library's error (or a message of ours), kept as a source.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Result alias for connectors.
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 use ferroflow_engine::{
     InstanceInfo, Progress, Sink, SinkWriter, Source, SourceEvent, SourceReader,
 };
@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 
 use crate::csv::{CsvFileReader, CsvOptions};
 use crate::deadletter::DeadLetter;
-use crate::error::{ConnectorError, Result};
+use crate::error::{BoxError, ConnectorError, Result};
 use crate::json::JsonFileReader;
 use crate::splits::FileSplit;
 
@@ -878,7 +878,7 @@ impl FileSinkWriter {
         ));
         let file = File::create(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
         let display = self.target.display().to_string();
-        let fmt_err = |e: &dyn std::fmt::Display| ConnectorError::format(&display, e);
+        let fmt_err = |e: ArrowError| ConnectorError::format(&display, e);
         let writer = match self.format {
             FileFormat::Csv(o) => Writer::Csv(
                 arrow_csv::WriterBuilder::new()
@@ -895,11 +895,11 @@ impl FileSinkWriter {
                     self.schema.clone(),
                     Some(parquet_writer_properties(&self.schema)),
                 )
-                .map_err(|e| fmt_err(&e))?,
+                .map_err(|e| ConnectorError::format(&display, e))?,
             ),
             FileFormat::ArrowIpc => Writer::Ipc(
                 arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &self.schema)
-                    .map_err(|e| fmt_err(&e))?,
+                    .map_err(fmt_err)?,
             ),
         };
         self.current = Some((writer, tmp, 0));
@@ -913,21 +913,23 @@ impl FileSinkWriter {
             return Ok(None);
         };
         let display = self.target.display().to_string();
+        // The buffered writer's error without the writer it hands back.
+        let flushed = |e: std::io::IntoInnerError<BufWriter<File>>| BoxError::from(e.into_error());
         let file = match writer {
-            Writer::Csv(w) => w.into_inner().into_inner().map_err(|e| e.to_string()),
+            Writer::Csv(w) => w.into_inner().into_inner().map_err(flushed),
             Writer::Json(mut w) => w
                 .finish()
-                .map_err(|e| e.to_string())
-                .and_then(|_| w.into_inner().into_inner().map_err(|e| e.to_string())),
+                .map_err(BoxError::from)
+                .and_then(|_| w.into_inner().into_inner().map_err(flushed)),
             Writer::Parquet(mut w) => w
                 .finish()
-                .map_err(|e| e.to_string())
-                .and_then(|_| w.inner_mut().try_clone().map_err(|e| e.to_string())),
+                .map_err(BoxError::from)
+                .and_then(|_| w.inner_mut().try_clone().map_err(BoxError::from)),
             Writer::Ipc(mut w) => w
                 .finish()
-                .map_err(|e| e.to_string())
-                .and_then(|_| w.into_inner().map_err(|e| e.to_string()))
-                .and_then(|b| b.into_inner().map_err(|e| e.to_string())),
+                .map_err(BoxError::from)
+                .and_then(|_| w.into_inner().map_err(BoxError::from))
+                .and_then(|b| b.into_inner().map_err(flushed)),
         }
         .map_err(|e| ConnectorError::format(&display, e))?;
         if sync {
@@ -947,10 +949,10 @@ impl SinkWriter for FileSinkWriter {
         let (w, _, rows) = self.current.as_mut().expect("opened above");
         *rows += batch.num_rows() as u64;
         let r = match w {
-            Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string()),
-            Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string()),
-            Writer::Parquet(w) => w.write(&batch).map_err(|e| e.to_string()),
-            Writer::Ipc(w) => w.write(&batch).map_err(|e| e.to_string()),
+            Writer::Csv(w) => w.write(&batch).map_err(BoxError::from),
+            Writer::Json(w) => w.write(&batch).map_err(BoxError::from),
+            Writer::Parquet(w) => w.write(&batch).map_err(BoxError::from),
+            Writer::Ipc(w) => w.write(&batch).map_err(BoxError::from),
         };
         r.map_err(|e| ConnectorError::format(display, e).into())
     }

@@ -21,9 +21,10 @@ pub enum EngineError {
         #[source]
         source: Box<EngineError>,
     },
-    /// A source or sink failed.
+    /// A source or sink failed; its error (a connector's, or a message) is kept as the
+    /// source.
     #[error("connector error: {0}")]
-    Connector(String),
+    Connector(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An Arrow kernel failed.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

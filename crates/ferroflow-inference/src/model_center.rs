@@ -9,6 +9,7 @@ use ferroflow_engine::{EngineError, InstanceInfo, Source, SourceEvent, SourceRea
 use ferroflow_meta::{EventFilter, MetaStore, ModelStage, ModelVersion};
 use tokio::runtime::Handle;
 
+use crate::error::Context;
 use crate::node::model_version_schema;
 
 /// An unbounded source of `(version, uri)` rows for model `model`: the newest version in
@@ -71,7 +72,10 @@ impl Source for ModelCenterSource {
             .block_on(self.store.get_model(&self.model))
             .map(|_| ())
             .map_err(|e| {
-                EngineError::Connector(format!("model center: model '{}': {e}", self.model))
+                EngineError::Connector(Context::boxed(
+                    format!("model center: model '{}'", self.model),
+                    e,
+                ))
             })
     }
 
@@ -97,11 +101,14 @@ impl Source for ModelCenterSource {
         let mut after: Option<i64> = None;
         for s in splits.iter().filter(|s| !s.is_empty()) {
             let bytes: [u8; 8] = s.as_slice().try_into().map_err(|_| {
-                EngineError::Connector(format!(
-                    "model center: model '{}': a checkpointed position of {} bytes (expected 8)",
-                    self.model,
-                    s.len()
-                ))
+                EngineError::Connector(
+                    format!(
+                        "model center: model '{}': a checkpointed position of {} bytes (expected 8)",
+                        self.model,
+                        s.len()
+                    )
+                    .into(),
+                )
             })?;
             let offset = i64::from_le_bytes(bytes);
             after = Some(after.map_or(offset, |a| a.max(offset)));
@@ -167,7 +174,10 @@ impl SourceReader for ModelCenterReader {
             return Ok(SourceEvent::Idle(Duration::from_secs(1)));
         }
         let err = |e: ferroflow_meta::MetaError| {
-            EngineError::Connector(format!("model center: model '{}': {e}", self.model))
+            EngineError::Connector(Context::boxed(
+                format!("model center: model '{}'", self.model),
+                e,
+            ))
         };
         let Some(after) = self.after else {
             // The offset first, then the current versions: a change in between is seen twice
@@ -206,9 +216,9 @@ impl SourceReader for ModelCenterReader {
             .iter()
             .map(|e| {
                 serde_json::from_str(&e.value).map_err(|x| {
-                    EngineError::Connector(format!(
-                        "model center: event {} is not a model version: {x}",
-                        e.offset
+                    EngineError::Connector(Context::boxed(
+                        format!("model center: event {} is not a model version", e.offset),
+                        x,
                     ))
                 })
             })
