@@ -250,6 +250,18 @@ fn model_versions(flow: &Flow) -> Vec<Value> {
         .clone()
 }
 
+/// The versions so far: none while the job has not registered the model yet.
+fn versions_so_far(flow: &Flow) -> usize {
+    let out = flow.cmd(&["models", "versions", "ctr"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("model 'ctr' not found") {
+        return 0;
+    }
+    assert!(out.status.success(), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array().unwrap().len()
+}
+
 /// Train to the end (killing the first run once it registered `kill_after` versions, if
 /// given); returns the Model Center's versions and the last one's model data.
 fn train(kill_after: Option<usize>) -> (Vec<Value>, Vec<String>) {
@@ -269,7 +281,7 @@ fn train(kill_after: Option<usize>) -> (Vec<Value>, Vec<String>) {
                 if let Some(j) = running {
                     pid = j["pid"].as_u64().unwrap_or(0);
                 }
-                pid != 0 && model_versions(&flow).len() >= n
+                pid != 0 && versions_so_far(&flow) >= n
             },
         );
         let st = Command::new("kill")
