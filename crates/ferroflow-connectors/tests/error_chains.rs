@@ -27,7 +27,10 @@ fn a_corrupt_parquet_file_keeps_parquets_error() {
     assert!(err.to_string().contains("broken.parquet"), "{err}");
     assert!(caused_by::<parquet::errors::ParquetError>(&err), "{err:?}");
     let engine = EngineError::from(err);
-    assert!(caused_by::<parquet::errors::ParquetError>(&engine), "{engine:?}");
+    assert!(
+        caused_by::<parquet::errors::ParquetError>(&engine),
+        "{engine:?}"
+    );
     assert!(!caused_by::<std::io::Error>(&engine), "{engine:?}");
 }
 

@@ -302,6 +302,41 @@ fn settings_are_checked_at_submission() {
         e.contains("node 't' (transform)") && e.contains("NoSuchStage"),
         "{e}"
     );
+    // Values are checked by type, not skipped: a column list holds names, a count a number.
+    let e = check(&format!(
+        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: v, job: j, inputs: [r], dataset_validate: {{not_null: [a, 3]}}}}\n"
+    ));
+    assert!(
+        e.contains("bad.yaml:7")
+            && e.contains("node 'v' (dataset_validate)")
+            && e.contains("invalid type"),
+        "{e}"
+    );
+    let e = check(&format!(
+        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: v, job: j, inputs: [r], dataset_validate: {{min_rows: ten}}}}\n"
+    ));
+    assert!(
+        e.contains("node 'v' (dataset_validate)") && e.contains("invalid type"),
+        "{e}"
+    );
+    let e = check(&format!(
+        "{head}  - {{id: p, job: j, push_model: {{model: m, stage: SOMEWHERE}}}}\n"
+    ));
+    assert!(
+        e.contains("node 'p' (push_model)") && e.contains("unknown stage 'SOMEWHERE'"),
+        "{e}"
+    );
+    let e = check(&format!(
+        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: v, job: j, inputs: [r], model_validate: {{model: m, metric: auc, threshold: 0.5, reject: drop, evaluator: {{className: BinaryClassificationEvaluator}}}}}}\n"
+    ));
+    assert!(e.contains("reject 'drop': use keep or deprecate"), "{e}");
+    let e = check(&format!(
+        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv, pth: b.csv}}}}\n"
+    ));
+    assert!(
+        e.contains("unknown setting 'pth' (known: path, dataset)"),
+        "{e}"
+    );
     let e = check("workflow: w\nproject: p\njobs:\n  j: {type: native, command: ls}\n");
     assert!(
         e.contains("bad.yaml:4") && e.contains("unknown setting 'command' for a native job"),
