@@ -34,31 +34,27 @@ pub struct Health {
     pub latest_offset: i64,
 }
 
+// Query strings (the `*Query` structs and `Page`): serde_urlencoded leaves out a `None`
+// field by itself.
+
 /// Event query parameters: comma-separated lists filter; `after` is exclusive.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct EventQuery {
     /// Only events with a greater offset (default 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<i64>,
     /// Most events returned (default 1000, at most 10000).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// Comma-separated keys.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<String>,
     /// Comma-separated event types.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_types: Option<String>,
     /// Comma-separated namespaces.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<String>,
     /// Comma-separated senders.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub senders: Option<String>,
     /// listen: how long to wait for a first event, in ms (default 30000, at most 60000).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
@@ -103,10 +99,8 @@ pub struct NewModel {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct Page {
     /// Skip this many (default 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u32>,
     /// At most this many (default 100, at most 1000).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
@@ -124,7 +118,6 @@ pub struct ModelUpdate {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct StageQuery {
     /// Only versions in this stage.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
 }
 
@@ -142,16 +135,12 @@ pub struct StageChange {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct RecordQuery {
     /// Only this project.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
     /// Only records owned by this parent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// Skip this many (default 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u32>,
     /// At most this many (default 100, at most 1000).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
@@ -172,7 +161,6 @@ pub struct RecordUpdate {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ArtifactQuery {
     /// What the artifact is (model, dataset, report...; default `file`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 }
 
@@ -218,7 +206,6 @@ pub struct SubmitRequest {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct WorkflowQuery {
     /// Only this project.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
 }
 
@@ -238,7 +225,6 @@ pub struct Started {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct LogQuery {
     /// The run (default: the newest).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
 }
 

@@ -302,41 +302,37 @@ fn settings_are_checked_at_submission() {
         e.contains("node 't' (transform)") && e.contains("NoSuchStage"),
         "{e}"
     );
-    // Values are checked by type, not skipped: a column list holds names, a count a number.
-    let e = check(&format!(
-        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: v, job: j, inputs: [r], dataset_validate: {{not_null: [a, 3]}}}}\n"
-    ));
-    assert!(
-        e.contains("bad.yaml:7")
-            && e.contains("node 'v' (dataset_validate)")
-            && e.contains("invalid type"),
-        "{e}"
-    );
-    let e = check(&format!(
-        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: v, job: j, inputs: [r], dataset_validate: {{min_rows: ten}}}}\n"
-    ));
-    assert!(
-        e.contains("node 'v' (dataset_validate)") && e.contains("invalid type"),
-        "{e}"
-    );
-    let e = check(&format!(
-        "{head}  - {{id: p, job: j, push_model: {{model: m, stage: SOMEWHERE}}}}\n"
-    ));
-    assert!(
-        e.contains("node 'p' (push_model)") && e.contains("unknown stage 'SOMEWHERE'"),
-        "{e}"
-    );
-    let e = check(&format!(
-        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: v, job: j, inputs: [r], model_validate: {{model: m, metric: auc, threshold: 0.5, reject: drop, evaluator: {{className: BinaryClassificationEvaluator}}}}}}\n"
-    ));
-    assert!(e.contains("reject 'drop': use keep or deprecate"), "{e}");
-    let e = check(&format!(
-        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv, pth: b.csv}}}}\n"
-    ));
-    assert!(
-        e.contains("unknown setting 'pth' (known: path, dataset)"),
-        "{e}"
-    );
+    // Values are checked by type, not skipped (a column list holds names, a count a number);
+    // each error names its node.
+    let read = "  - {id: r, job: j, read_dataset: {path: a.csv}}\n";
+    let ev = "evaluator: {className: BinaryClassificationEvaluator}";
+    for (node, expect) in [
+        (
+            "{id: v, job: j, inputs: [r], dataset_validate: {not_null: [a, 3]}}".to_string(),
+            vec!["bad.yaml:7", "node 'v' (dataset_validate)", "invalid type"],
+        ),
+        (
+            "{id: v, job: j, inputs: [r], dataset_validate: {min_rows: ten}}".into(),
+            vec!["node 'v' (dataset_validate)", "invalid type"],
+        ),
+        (
+            "{id: p, job: j, push_model: {model: m, stage: SOMEWHERE}}".into(),
+            vec!["node 'p' (push_model)", "unknown stage 'SOMEWHERE'"],
+        ),
+        (
+            format!(
+                "{{id: v, job: j, inputs: [r], model_validate: {{model: m, metric: auc, threshold: 0.5, reject: drop, {ev}}}}}"
+            ),
+            vec!["reject 'drop': use keep or deprecate"],
+        ),
+        (
+            "{id: w, job: j, inputs: [r], write_dataset: {path: b.csv, pth: c.csv}}".into(),
+            vec!["unknown setting 'pth' (known: path)"],
+        ),
+    ] {
+        let e = check(&format!("{head}{read}  - {node}\n"));
+        assert!(expect.iter().all(|x| e.contains(x)), "{node}: {e}");
+    }
     let e = check("workflow: w\nproject: p\njobs:\n  j: {type: native, command: ls}\n");
     assert!(
         e.contains("bad.yaml:4") && e.contains("unknown setting 'command' for a native job"),
