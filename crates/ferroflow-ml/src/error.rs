@@ -33,12 +33,22 @@ pub enum MlError {
     #[error("unknown stage class '{0}'")]
     UnknownStage(String),
     /// Reading or writing a file.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Io {
         /// The file or directory.
         path: String,
-        /// What went wrong.
-        message: String,
+        /// What went wrong: the file system's, parser's or decoder's error, or our message.
+        #[source]
+        source: BoxError,
+    },
+    /// A library a stage runs failed (DataFusion for SQLTransformer, say); its error is kept.
+    #[error("{what}: {source}")]
+    Library {
+        /// The stage or step.
+        what: String,
+        /// The library's error.
+        #[source]
+        source: BoxError,
     },
     /// Anything else wrong with the input (an empty training table, say).
     #[error("{0}")]
@@ -66,13 +76,24 @@ impl MlError {
         }
     }
 
-    pub(crate) fn io(path: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn io(path: impl std::fmt::Display, source: impl Into<BoxError>) -> Self {
         MlError::Io {
             path: path.to_string(),
-            message: e.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// `source`, a library's error, while running `what`.
+    pub fn library(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        MlError::Library {
+            what: what.into(),
+            source: source.into(),
         }
     }
 }
+
+/// An error kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Result alias for this crate.
 pub type Result<T, E = MlError> = std::result::Result<T, E>;

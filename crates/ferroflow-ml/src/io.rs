@@ -465,33 +465,32 @@ fn write_f64(w: &mut impl Write, x: f64) -> std::io::Result<()> {
 /// Read a table by extension: `.jsonl`/`.json` (the conformance encoding), `.parquet`
 /// (vector columns as stored), `.csv` (header row; types inferred).
 pub fn read_table(path: &Path) -> Result<RecordBatch> {
-    let io_err = |e: &dyn std::fmt::Display| MlError::io(path.display(), e);
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl") | Some("json") => read_jsonl(path),
         Some("parquet") => {
-            let file = std::fs::File::open(path).map_err(|e| io_err(&e))?;
+            let file = std::fs::File::open(path).map_err(|e| MlError::io(path.display(), e))?;
             let reader =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| io_err(&e))?;
+                    .map_err(|e| MlError::io(path.display(), e))?;
             let schema = reader.schema().clone();
             let batches = reader
                 .build()
-                .map_err(|e| io_err(&e))?
+                .map_err(|e| MlError::io(path.display(), e))?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
         }
         Some("csv") => {
-            let mut file = std::fs::File::open(path).map_err(|e| io_err(&e))?;
+            let mut file = std::fs::File::open(path).map_err(|e| MlError::io(path.display(), e))?;
             let format = arrow_csv::reader::Format::default().with_header(true);
             let (schema, _) = format
                 .infer_schema(&mut file, None)
-                .map_err(|e| io_err(&e))?;
-            let file = std::fs::File::open(path).map_err(|e| io_err(&e))?;
+                .map_err(|e| MlError::io(path.display(), e))?;
+            let file = std::fs::File::open(path).map_err(|e| MlError::io(path.display(), e))?;
             let schema = Arc::new(schema);
             let reader = arrow_csv::ReaderBuilder::new(schema.clone())
                 .with_format(format)
                 .build(file)
-                .map_err(|e| io_err(&e))?;
+                .map_err(|e| MlError::io(path.display(), e))?;
             let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
         }
@@ -505,11 +504,10 @@ pub fn read_table(path: &Path) -> Result<RecordBatch> {
 /// Write a table by extension (see [`read_table`]); in CSV, vector and list cells are
 /// written as their JSON text.
 pub fn write_table(batch: &RecordBatch, path: &Path) -> Result<()> {
-    let io_err = |e: &dyn std::fmt::Display| MlError::io(path.display(), e);
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl") | Some("json") => write_jsonl(batch, path),
         Some("parquet") => {
-            let file = std::fs::File::create(path).map_err(|e| io_err(&e))?;
+            let file = std::fs::File::create(path).map_err(|e| MlError::io(path.display(), e))?;
             let mut w = parquet::arrow::ArrowWriter::try_new(
                 file,
                 batch.schema(),
@@ -517,9 +515,9 @@ pub fn write_table(batch: &RecordBatch, path: &Path) -> Result<()> {
                     &batch.schema(),
                 )),
             )
-            .map_err(|e| io_err(&e))?;
-            w.write(batch).map_err(|e| io_err(&e))?;
-            w.close().map_err(|e| io_err(&e))?;
+            .map_err(|e| MlError::io(path.display(), e))?;
+            w.write(batch).map_err(|e| MlError::io(path.display(), e))?;
+            w.close().map_err(|e| MlError::io(path.display(), e))?;
             Ok(())
         }
         Some("csv") => {
@@ -551,7 +549,7 @@ pub fn write_table(batch: &RecordBatch, path: &Path) -> Result<()> {
                 }
             }
             let flat = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
-            let file = std::fs::File::create(path).map_err(|e| io_err(&e))?;
+            let file = std::fs::File::create(path).map_err(|e| MlError::io(path.display(), e))?;
             let mut w = arrow_csv::WriterBuilder::new()
                 .with_header(true)
                 .build(file);

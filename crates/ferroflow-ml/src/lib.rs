@@ -38,7 +38,7 @@ mod table;
 pub mod vector;
 
 pub use dataflow::{FittedModel, MlStreamExt, OnlineFit};
-pub use error::{MlError, Result};
+pub use error::{BoxError, MlError, Result};
 pub use graph::{Graph, GraphBuilder, GraphModel, TableId};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{

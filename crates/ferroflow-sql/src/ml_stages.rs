@@ -45,14 +45,15 @@ impl AlgoOperator for SqlTransformer {
                 message: "must read the input as __THIS__".into(),
             });
         }
-        let err = |e: String| MlError::Invalid(format!("SQLTransformer: {e}"));
-        let sql = crate::BatchSql::new().map_err(|e| err(e.to_string()))?;
+        let err = |e: crate::SqlError| MlError::library("SQLTransformer", e);
+        let df_err = |e: datafusion::error::DataFusionError| MlError::library("SQLTransformer", e);
+        let sql = crate::BatchSql::new().map_err(err)?;
         sql.context()
             .register_batch("__this__", batch.clone())
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(df_err)?;
         let out = sql
             .query(&statement.replace("__THIS__", "__this__"))
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(err)?;
         let schema = out
             .first()
             .map(|b| b.schema())
@@ -64,7 +65,7 @@ impl AlgoOperator for SqlTransformer {
                     "SELECT * FROM ({}) LIMIT 0",
                     statement.replace("__THIS__", "__this__")
                 ))
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(err)?;
             return Ok(vec![
                 plan.into_iter()
                     .next()
