@@ -15,7 +15,6 @@ import re
 import sys
 
 KNOWN = {
-    "ferroflow-engine": [{"coordinator", "runtime"}],
     # The stage list in stage.rs names every algorithm module, which all implement its traits.
     "ferroflow-ml": [{
         "alink", "als", "classification", "clustering", "evaluation", "feature", "gbdt",

@@ -17,7 +17,17 @@ use crate::connector::Sink;
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointBarrier;
 use crate::operator::OperatorState;
-use crate::runtime::JobShared;
+
+/// The job a coordinator serves, as the coordinator sees it: a checkpoint that cannot be
+/// written or committed fails the job, and a job with checkpoints ends once its last one is
+/// committed. The runtime's job state implements it; the trait keeps this module free of the
+/// runtime.
+pub(crate) trait JobEnd: Send + Sync + 'static {
+    /// Fail the job with `e` (the first error wins) and stop every task.
+    fn fail(self: &Arc<Self>, e: EngineError);
+    /// The job is over: wake its waiters.
+    fn mark_finished(&self);
+}
 
 /// What the coordinator knows of a node.
 pub(crate) struct NodeMeta {
@@ -157,9 +167,9 @@ impl Coordinator {
     }
 
     /// A task instance acknowledged barrier `id` with its state.
-    pub(crate) fn ack(
+    pub(crate) fn ack<J: JobEnd>(
         self: &Arc<Self>,
-        shared: &Arc<JobShared>,
+        shared: &Arc<J>,
         id: u64,
         node: usize,
         instance: usize,
@@ -197,9 +207,9 @@ impl Coordinator {
         });
     }
 
-    fn written(
+    fn written<J: JobEnd>(
         self: &Arc<Self>,
-        shared: &Arc<JobShared>,
+        shared: &Arc<J>,
         id: u64,
         node: usize,
         instance: usize,
@@ -226,9 +236,9 @@ impl Coordinator {
 
     /// A task instance ended (end of input): its final state counts for every checkpoint
     /// from now on.
-    pub(crate) fn instance_finished(
+    pub(crate) fn instance_finished<J: JobEnd>(
         self: &Arc<Self>,
-        shared: &Arc<JobShared>,
+        shared: &Arc<J>,
         node: usize,
         instance: usize,
         state: Option<OperatorState>,
@@ -238,7 +248,7 @@ impl Coordinator {
     }
 
     /// Every task has ended (`ok`: without error or cancellation).
-    pub(crate) fn tasks_ended(self: &Arc<Self>, shared: &Arc<JobShared>, ok: bool) {
+    pub(crate) fn tasks_ended<J: JobEnd>(self: &Arc<Self>, shared: &Arc<J>, ok: bool) {
         let busy = {
             let mut st = self.st.lock();
             st.tasks_ended = true;
@@ -269,7 +279,7 @@ impl Coordinator {
     }
 
     /// Report the end of a failed or cancelled job once its I/O tasks are done.
-    pub(crate) fn finish_after_io(self: &Arc<Self>, shared: &Arc<JobShared>) {
+    pub(crate) fn finish_after_io<J: JobEnd>(self: &Arc<Self>, shared: &Arc<J>) {
         if self.outstanding.load(Ordering::Acquire) == 0 {
             shared.mark_finished();
             return;
@@ -305,7 +315,7 @@ impl Coordinator {
             .flat_map(|(n, m)| (0..m.parallelism).map(move |i| (n, i)))
     }
 
-    fn try_complete(self: &Arc<Self>, shared: &Arc<JobShared>) {
+    fn try_complete<J: JobEnd>(self: &Arc<Self>, shared: &Arc<J>) {
         let done = {
             let mut st = self.st.lock();
             let Some(f) = st.in_flight.as_ref() else {
@@ -447,7 +457,7 @@ impl Coordinator {
 
     /// All tasks ended and no checkpoint is in flight: a bounded job with checkpoints writes
     /// its final manifest and commits what its sinks left pending.
-    fn finalize(self: &Arc<Self>, shared: &Arc<JobShared>) {
+    fn finalize<J: JobEnd>(self: &Arc<Self>, shared: &Arc<J>) {
         {
             let mut st = self.st.lock();
             if st.finalizing || st.in_flight.is_some() || st.completing {
