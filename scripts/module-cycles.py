@@ -6,21 +6,10 @@ A module `a` depends on `b` when a file of `a` names `crate::b` (in a `use`, a p
 root. Test modules (`#[cfg(test)]` blocks to the end of file, `tests.rs`) are left out: tests
 may reach anywhere. Exit status 1 when any crate has a cycle, listing each strongly connected
 component.
-
-KNOWN lists the cycles that existed when this check was added (issue: control-plane
-redesign); they may shrink but not grow: a cycle that is not inside a known one fails.
 """
 import os
 import re
 import sys
-
-KNOWN = {
-    # The stage list in stage.rs names every algorithm module, which all implement its traits.
-    "ferroflow-ml": [{
-        "alink", "als", "classification", "clustering", "evaluation", "feature", "gbdt",
-        "graph", "linear", "online", "pipeline", "recommendation", "stage", "stats",
-    }],
-}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,14 +90,12 @@ def main():
                     graph[m] |= refs(strip(fh.read()), mods) - {m}
         for comp in sccs(graph):
             edges = [f"{a}->{b}" for a in comp for b in sorted(graph[a]) if b in comp]
-            known = any(set(comp) <= k for k in KNOWN.get(c, []))
-            bad += not known
-            label = "known cycle" if known else "NEW CYCLE"
-            print(f"{c}: {label} among {', '.join(comp)} ({'; '.join(edges)})")
+            bad += 1
+            print(f"{c}: module cycle among {', '.join(comp)} ({'; '.join(edges)})")
     if bad:
-        print(f"{bad} module cycle(s) beyond the known ones", file=sys.stderr)
+        print(f"{bad} module cycle(s)", file=sys.stderr)
         sys.exit(1)
-    print(f"no module cycles beyond the known ones in {len(crates)} crates")
+    print(f"no module cycles in {len(crates)} crates")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ use ferroflow::connectors::{GenColumn, GeneratorSource, MemorySink};
 use ferroflow::engine::{CheckpointConfig, JobBuilder, JobGraph, JobStatus, Runtime};
 use ferroflow::inference::ModelCenterSource;
 use ferroflow::meta::{MetaStore, ModelStage, NewModelVersion, SqliteStore};
-use ferroflow::ml::stage::{AnyStage, load_stage, save_stage, stage_from_json};
+use ferroflow::ml::stage::{AnyStage, save_stage};
 use ferroflow::ml::{AlgoOperator, MlStreamExt, VersionedModel};
+use ferroflow::ml::{load_stage, stage_from_json};
 use serde_json::json;
 
 const ROWS: u64 = 20_000;

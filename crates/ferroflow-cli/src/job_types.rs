@@ -7,7 +7,14 @@ pub(crate) fn job_types() -> ferroflow_workflow::PluginRegistry {
     let mut r = ferroflow_native::job_types();
     r.register(Arc::new(ferroflow_flink::FlinkPlugin));
     r.register(Arc::new(ferroflow_stream::StreamPlugin::new(
-        ferroflow_stream::factories(),
+        spec_factories(),
     )));
     r
+}
+
+/// What job specs may name in this binary: the stream crate's sources, sinks and
+/// operations, its `ml` operations reading every stage class the binary has
+/// (SQLTransformer included).
+pub(crate) fn spec_factories() -> ferroflow_jobspec::Factories {
+    ferroflow_stream::factories_with(ferroflow_sql::ml_stages())
 }

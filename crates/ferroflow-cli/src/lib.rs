@@ -218,7 +218,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                 &text,
                 &origin,
                 &base,
-                &ferroflow_stream::factories(),
+                &job_types::spec_factories(),
             )?;
             let checkpointing = checkpoint_settings(
                 job.checkpointing().cloned(),
@@ -300,7 +300,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Scheduler(args) => workflow::scheduler(args),
         Command::Job { command } => workflow::job(command),
         Command::Check { spec } => {
-            let job = ferroflow_jobspec::load_with(&spec, &ferroflow_stream::factories())?;
+            let job = ferroflow_jobspec::load_with(&spec, &job_types::spec_factories())?;
             println!(
                 "{}: job '{}' is valid ({}): {}",
                 spec.display(),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use clap::Subcommand;
 use ferroflow_engine::{DataStream, JobBuilder, JobConfig, Runtime};
-use ferroflow_ml::{AnyStage, MlStreamExt, io};
+use ferroflow_ml::{AnyStage, MlStreamExt, StageRegistry, io};
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -133,9 +133,11 @@ fn read_json(path: &Path) -> Result<serde_json::Value, AnyError> {
     Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
-fn read_stage(path: &Path) -> Result<AnyStage, AnyError> {
+fn read_stage(stages: &StageRegistry, path: &Path) -> Result<AnyStage, AnyError> {
     let meta = read_json(path)?;
-    Ok(ferroflow_ml::stage_from_json(&meta).map_err(|e| format!("{}: {e}", path.display()))?)
+    Ok(stages
+        .from_json(&meta)
+        .map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
 /// Replay `table` in row order as a stream (one source instance, `rows_per_batch` rows a
@@ -224,7 +226,10 @@ fn progressive_parquet(
 }
 
 /// The stages of a Pipeline's JSON (`None` when `path` holds a single stage).
-fn pipeline_stages(path: &Path) -> Result<Option<Vec<AnyStage>>, AnyError> {
+fn pipeline_stages(
+    registry: &StageRegistry,
+    path: &Path,
+) -> Result<Option<Vec<AnyStage>>, AnyError> {
     let meta = read_json(path)?;
     let Some(stages) = meta.get("stages") else {
         return Ok(None);
@@ -234,7 +239,7 @@ fn pipeline_stages(path: &Path) -> Result<Option<Vec<AnyStage>>, AnyError> {
             .as_array()
             .ok_or_else(|| format!("{}: 'stages' must be an array", path.display()))?
             .iter()
-            .map(ferroflow_ml::stage_from_json)
+            .map(|s| registry.from_json(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{}: {e}", path.display()))?,
     ))
@@ -242,7 +247,8 @@ fn pipeline_stages(path: &Path) -> Result<Option<Vec<AnyStage>>, AnyError> {
 
 /// Run an `ml` command.
 pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
-    ferroflow_sql::register_ml_stages();
+    // Every stage class the binary has, SQLTransformer included.
+    let registry = ferroflow_sql::ml_stages();
     match command {
         MlCommand::Transform {
             stage,
@@ -252,8 +258,8 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             output,
         } => {
             let stage = match (stage, model_dir) {
-                (Some(s), None) => read_stage(&s)?,
-                (None, Some(d)) => ferroflow_ml::load_stage(&d)?,
+                (Some(s), None) => read_stage(&registry, &s)?,
+                (None, Some(d)) => registry.load(&d)?,
                 _ => return Err("give --stage or --model-dir".into()),
             };
             let table = read_table(&input)?;
@@ -289,7 +295,7 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             input,
             model_dir,
         } => {
-            let AnyStage::Estimator(est) = read_stage(&stage)? else {
+            let AnyStage::Estimator(est) = read_stage(&registry, &stage)? else {
                 return Err(format!(
                     "{}: not an estimator (use ferroflow ml transform)",
                     stage.display()
@@ -308,9 +314,9 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             model_data,
             event_time_col,
         } => {
-            let mut stages = match pipeline_stages(&stage)? {
+            let mut stages = match pipeline_stages(&registry, &stage)? {
                 Some(stages) => stages,
-                None => vec![read_stage(&stage)?],
+                None => vec![read_stage(&registry, &stage)?],
             };
             let online: Vec<usize> = stages
                 .iter()
@@ -375,9 +381,9 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             input,
             output,
         } => {
-            let stages = match pipeline_stages(&stage)? {
+            let stages = match pipeline_stages(&registry, &stage)? {
                 Some(stages) => stages,
-                None => vec![read_stage(&stage)?],
+                None => vec![read_stage(&registry, &stage)?],
             };
             let started = std::time::Instant::now();
             let rows = if is_parquet(&input) && is_parquet(&output) {
@@ -397,7 +403,7 @@ pub(crate) fn run(command: MlCommand) -> Result<(), AnyError> {
             );
             Ok(())
         }
-        MlCommand::ModelData { model_dir, output } => match ferroflow_ml::load_stage(&model_dir)? {
+        MlCommand::ModelData { model_dir, output } => match registry.load(&model_dir)? {
             AnyStage::Model(m) => write_tables(&m.model_data()?, &output),
             _ => Err(format!("{}: not a model", model_dir.display()).into()),
         },

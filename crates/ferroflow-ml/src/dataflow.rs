@@ -101,12 +101,12 @@ pub trait MlStreamExt {
     /// rows of this stream that arrive after it (node `name`, one instance): one row per
     /// version with
     /// the area under the ROC curve and the log-loss (see
-    /// [`crate::evaluation::versions`]). A version older than one already evaluated is
+    /// [`crate::version_metrics`]). A version older than one already evaluated is
     /// passed over; one that cannot be scored gives a row with its error.
     fn ml_evaluate_versions(
         &self,
         name: &str,
-        eval: crate::evaluation::versions::VersionEvaluation,
+        eval: crate::version_metrics::VersionEvaluation,
         versions: &DataStream,
     ) -> ferroflow_engine::Result<DataStream>;
 
@@ -333,6 +333,9 @@ impl MlStreamExt for DataStream {
             Arc::new(crate::online::nodes::ModelDataFactory {
                 name: name.to_string(),
                 template: model,
+                // Models fed model data are this crate's (online models and the models
+                // of its batch estimators).
+                stages: crate::classes::builtin_stages(),
                 schema,
                 event_time: event_time_col.map(str::to_string),
                 max_held_rows: MAX_HELD_ROWS,
@@ -424,7 +427,7 @@ impl MlStreamExt for DataStream {
     fn ml_evaluate_versions(
         &self,
         name: &str,
-        eval: crate::evaluation::versions::VersionEvaluation,
+        eval: crate::version_metrics::VersionEvaluation,
         versions: &DataStream,
     ) -> ferroflow_engine::Result<DataStream> {
         crate::swap::check_versions_schema(name, &versions.schema())?;
@@ -450,7 +453,7 @@ impl MlStreamExt for DataStream {
         self.transform_multi_single(
             name,
             &[versions],
-            Arc::new(crate::evaluation::versions::EvaluateFactory {
+            Arc::new(crate::version_metrics::EvaluateFactory {
                 name: name.to_string(),
                 eval,
                 input,

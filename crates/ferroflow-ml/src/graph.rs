@@ -2,7 +2,7 @@
 //! generalisation of a pipeline (several inputs and outputs, branches that join).
 //!
 //! ```text
-//! let mut b = GraphBuilder::new();
+//! let mut b = GraphBuilder::new(ferroflow_ml::builtin_stages());
 //! let input = b.create_table_id();
 //! let scaled = b.add_estimator(scaler, &[input], 1)[0];
 //! let scored = b.add_estimator(lr, &[scaled], 1)[0];
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
 use crate::params::Params;
-use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, Stage, load_stage, save_stage};
+use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, Stage, StageRegistry, save_stage};
 
 /// Flink ML's class of a graph (an estimator).
 pub const GRAPH_CLASS: &str = "org.apache.flink.ml.builder.Graph";
@@ -44,17 +44,23 @@ struct Node {
 }
 
 /// Builds a graph of stages.
-#[derive(Default)]
 pub struct GraphBuilder {
     next: usize,
     defined: Vec<TableId>,
     nodes: Vec<Node>,
+    registry: StageRegistry,
 }
 
 impl GraphBuilder {
-    /// An empty builder.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty builder for a graph of stages of classes in `registry` (fitting copies the
+    /// transformers by class into the fitted graph).
+    pub fn new(registry: StageRegistry) -> Self {
+        GraphBuilder {
+            next: 0,
+            defined: Vec::new(),
+            nodes: Vec::new(),
+            registry,
+        }
     }
 
     /// A new table id, for a graph input.
@@ -111,6 +117,7 @@ impl GraphBuilder {
             nodes: self.nodes,
             inputs: inputs.to_vec(),
             outputs: outputs.to_vec(),
+            registry: self.registry,
         })
     }
 
@@ -145,8 +152,14 @@ impl GraphBuilder {
     }
 }
 
-/// Run `nodes` over `tables` (fitting estimators when `fit`), collecting the fitted nodes.
-fn run(nodes: &[Node], tables: &mut HashMap<TableId, RecordBatch>, fit: bool) -> Result<Vec<Node>> {
+/// Run `nodes` over `tables`. With `fit`, estimators are fitted and the fitted nodes
+/// collected (transformers copied by class from the registry); without, every node must be
+/// fitted already and nothing is collected.
+fn run(
+    nodes: &[Node],
+    tables: &mut HashMap<TableId, RecordBatch>,
+    fit: Option<&StageRegistry>,
+) -> Result<Vec<Node>> {
     let mut fitted = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let inputs: Vec<RecordBatch> = n
@@ -158,19 +171,21 @@ fn run(nodes: &[Node], tables: &mut HashMap<TableId, RecordBatch>, fit: bool) ->
                 })
             })
             .collect::<Result<_>>()?;
-        let stage = match &n.stage {
-            AnyStage::Estimator(e) if fit => AnyStage::Model(e.fit(&inputs).map_err(|err| {
-                MlError::Invalid(format!("node {i} ({}): {err}", e.class_name()))
-            })?),
-            AnyStage::Estimator(e) => {
+        let fitted_model = match (&n.stage, fit) {
+            (AnyStage::Estimator(e), Some(_)) => {
+                Some(AnyStage::Model(e.fit(&inputs).map_err(|err| {
+                    MlError::Invalid(format!("node {i} ({}): {err}", e.class_name()))
+                })?))
+            }
+            (AnyStage::Estimator(e), None) => {
                 return Err(MlError::Invalid(format!(
                     "node {i} ({}) is not fitted",
                     e.class_name()
                 )));
             }
-            other => crate::pipeline::clone_stage(other)?,
+            _ => None,
         };
-        let out = match &stage {
+        let out = match fitted_model.as_ref().unwrap_or(&n.stage) {
             AnyStage::Operator(s) => s.transform(&inputs)?,
             AnyStage::Model(s) => s.transform(&inputs)?,
             AnyStage::Estimator(_) => unreachable!("fitted above"),
@@ -178,11 +193,17 @@ fn run(nodes: &[Node], tables: &mut HashMap<TableId, RecordBatch>, fit: bool) ->
         for (t, table) in n.outputs.iter().zip(out) {
             tables.insert(*t, table);
         }
-        fitted.push(Node {
-            stage,
-            inputs: n.inputs.clone(),
-            outputs: n.outputs.clone(),
-        });
+        if let Some(registry) = fit {
+            let stage = match fitted_model {
+                Some(m) => m,
+                None => crate::pipeline::clone_stage(&n.stage, registry)?,
+            };
+            fitted.push(Node {
+                stage,
+                inputs: n.inputs.clone(),
+                outputs: n.outputs.clone(),
+            });
+        }
     }
     Ok(fitted)
 }
@@ -215,6 +236,7 @@ pub struct Graph {
     nodes: Vec<Node>,
     inputs: Vec<TableId>,
     outputs: Vec<TableId>,
+    registry: StageRegistry,
 }
 
 impl Stage for Graph {
@@ -232,7 +254,7 @@ impl Stage for Graph {
 impl Estimator for Graph {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
         let mut tables = bind(&self.inputs, inputs)?;
-        let nodes = run(&self.nodes, &mut tables, true)?;
+        let nodes = run(&self.nodes, &mut tables, Some(&self.registry))?;
         Ok(Box::new(GraphModel {
             params: Params::new(Vec::new()),
             nodes,
@@ -265,7 +287,7 @@ impl Stage for GraphModel {
 impl AlgoOperator for GraphModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let mut tables = bind(&self.inputs, inputs)?;
-        run(&self.nodes, &mut tables, false)?;
+        run(&self.nodes, &mut tables, None)?;
         collect(&self.outputs, &tables)
     }
 }
@@ -305,22 +327,25 @@ impl Graph {
         save_graph(GRAPH_CLASS, &self.nodes, &self.inputs, &self.outputs, dir)
     }
 
-    /// Load what [`Graph::save`] (or Flink ML) wrote; `meta` is its metadata.
-    pub fn load(dir: &Path, meta: &Value) -> Result<Self> {
-        let (nodes, inputs, outputs) = load_graph(dir, meta)?;
+    /// Load what [`Graph::save`] (or Flink ML) wrote; `meta` is its metadata, the nodes
+    /// loaded with `registry`.
+    pub fn load(dir: &Path, meta: &Value, registry: &StageRegistry) -> Result<Self> {
+        let (nodes, inputs, outputs) = load_graph(dir, meta, registry)?;
         Ok(Graph {
             params: Params::new(Vec::new()),
             nodes,
             inputs,
             outputs,
+            registry: registry.clone(),
         })
     }
 }
 
 impl GraphModel {
-    /// Load what [`Model::save`] of a GraphModel (or Flink ML) wrote; `meta` is its metadata.
-    pub fn load(dir: &Path, meta: &Value) -> Result<Self> {
-        let (nodes, inputs, outputs) = load_graph(dir, meta)?;
+    /// Load what [`Model::save`] of a GraphModel (or Flink ML) wrote; `meta` is its
+    /// metadata, the nodes loaded with `registry`.
+    pub fn load(dir: &Path, meta: &Value, registry: &StageRegistry) -> Result<Self> {
+        let (nodes, inputs, outputs) = load_graph(dir, meta, registry)?;
         if let Some(i) = nodes
             .iter()
             .position(|n| matches!(n.stage, AnyStage::Estimator(_)))
@@ -404,7 +429,7 @@ fn save_graph(
 
 type Loaded = (Vec<Node>, Vec<TableId>, Vec<TableId>);
 
-fn load_graph(dir: &Path, meta: &Value) -> Result<Loaded> {
+fn load_graph(dir: &Path, meta: &Value, registry: &StageRegistry) -> Result<Loaded> {
     let at = dir.join("metadata").display().to_string();
     let bad = |m: String| MlError::io(&at, m);
     let g = meta
@@ -465,7 +490,7 @@ fn load_graph(dir: &Path, meta: &Value) -> Result<Loaded> {
             }
         }
         nodes.push(Node {
-            stage: load_stage(&stage_dir(dir, id, count))?,
+            stage: registry.load(&stage_dir(dir, id, count))?,
             inputs: algo,
             outputs: table_ids(spec, "outputIds")?.unwrap_or_default(),
         });
@@ -486,7 +511,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::stage::stage_from_json;
+    use crate::{load_stage, stage_from_json};
 
     fn estimator(v: serde_json::Value) -> Box<dyn Estimator> {
         match stage_from_json(&v).unwrap() {
@@ -526,7 +551,7 @@ mod tests {
 
     /// x -> VectorAssembler -> v -> MinMaxScaler -> s.
     fn scaler_graph() -> Graph {
-        let mut b = GraphBuilder::new();
+        let mut b = GraphBuilder::new(crate::builtin_stages());
         let input = b.create_table_id();
         let assembled = b
             .add_algo_operator(
@@ -596,8 +621,8 @@ mod tests {
 
     #[test]
     fn undefined_tables_are_refused() {
-        let mut b = GraphBuilder::new();
-        let mut other = GraphBuilder::new();
+        let mut b = GraphBuilder::new(crate::builtin_stages());
+        let mut other = GraphBuilder::new(crate::builtin_stages());
         let foreign = other.create_table_id();
         other.create_table_id();
         let err = b

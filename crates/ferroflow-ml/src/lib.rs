@@ -14,6 +14,7 @@
 
 pub mod alink;
 pub mod als;
+mod classes;
 pub mod classification;
 pub mod clustering;
 pub mod dataflow;
@@ -36,14 +37,16 @@ pub mod stats;
 pub mod swap;
 mod table;
 pub mod vector;
+pub mod version_metrics;
 
+pub use classes::{builtin_stages, create_stage, load_stage, stage_classes, stage_from_json};
 pub use dataflow::{FittedModel, MlStreamExt, OnlineFit};
 pub use error::{BoxError, MlError, Result};
 pub use graph::{Graph, GraphBuilder, GraphModel, TableId};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{
-    AlgoOperator, AnyStage, Estimator, Factory, Model, Stage, create_stage, load_stage,
-    register_stage, save_model, save_stage, stage_classes, stage_from_json,
+    AlgoOperator, AnyStage, Estimator, Factory, FromJson, Loader, Model, Stage, StageRegistry,
+    save_model, save_stage,
 };
 pub use swap::VersionedModel;
 pub use vector::Vector;

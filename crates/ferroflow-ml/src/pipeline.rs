@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
 use crate::params::Params;
-use crate::stage::{
-    AlgoOperator, AnyStage, Estimator, Model, Stage, create_stage, load_stage, save_stage,
-    stage_from_json,
-};
+use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, Stage, StageRegistry, save_stage};
 
 /// Flink ML's class name of pipelines.
 pub const PIPELINE_CLASS: &str = "org.apache.flink.ml.builder.Pipeline";
@@ -22,7 +19,7 @@ pub const PIPELINE_CLASS: &str = "org.apache.flink.ml.builder.Pipeline";
 pub const PIPELINE_MODEL_CLASS: &str = "org.apache.flink.ml.builder.PipelineModel";
 
 /// A copy of a stage (class, params and, for a model, its model data).
-pub fn clone_stage(stage: &AnyStage) -> Result<AnyStage> {
+pub fn clone_stage(stage: &AnyStage, stages: &StageRegistry) -> Result<AnyStage> {
     let (class, params) = match stage {
         AnyStage::Operator(s) => (s.class_name(), s.params()),
         AnyStage::Estimator(s) => (s.class_name(), s.params()),
@@ -33,7 +30,7 @@ pub fn clone_stage(stage: &AnyStage) -> Result<AnyStage> {
             "nested pipelines are not supported".into(),
         ));
     }
-    let mut copy = create_stage(class)?;
+    let mut copy = stages.create(class)?;
     copy.params_mut().set_all(&params.to_map())?;
     if let (AnyStage::Model(from), AnyStage::Model(to)) = (stage, &mut copy) {
         to.set_model_data(&from.model_data()?)?;
@@ -61,19 +58,24 @@ fn transform_with(stage: &AnyStage, table: &RecordBatch) -> Result<RecordBatch> 
 pub struct Pipeline {
     params: Params,
     stages: Vec<AnyStage>,
+    /// Where the fitted pipeline's copies of its transformers come from.
+    registry: StageRegistry,
 }
 
 impl Pipeline {
-    /// A pipeline of these stages.
-    pub fn new(stages: Vec<AnyStage>) -> Self {
+    /// A pipeline of these stages, all of classes in `registry` (fitting copies the
+    /// transformers by class into the fitted model).
+    pub fn new(stages: Vec<AnyStage>, registry: StageRegistry) -> Self {
         Pipeline {
             params: Params::new(Vec::new()),
             stages,
+            registry,
         }
     }
 
-    /// From `{"className": "Pipeline", "stages": [{"className": ..., "paramMap": ...}, ...]}`.
-    pub fn from_json(meta: &Value) -> Result<Self> {
+    /// From `{"className": "Pipeline", "stages": [{"className": ..., "paramMap": ...}, ...]}`,
+    /// the stages created from `registry`.
+    pub fn from_json(meta: &Value, registry: &StageRegistry) -> Result<Self> {
         let stages = meta
             .get("stages")
             .and_then(Value::as_array)
@@ -81,10 +83,12 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                stage_from_json(s).map_err(|e| MlError::Invalid(format!("stage {i}: {e}")))
+                registry
+                    .from_json(s)
+                    .map_err(|e| MlError::Invalid(format!("stage {i}: {e}")))
             })
             .collect::<Result<_>>()?;
-        Ok(Pipeline::new(stages))
+        Ok(Pipeline::new(stages, registry.clone()))
     }
 }
 
@@ -118,7 +122,7 @@ impl Estimator for Pipeline {
                         MlError::Invalid(format!("stage {i} ({}): {err}", e.class_name()))
                     })?)
                 }
-                other => clone_stage(other)?,
+                other => clone_stage(other, &self.registry)?,
             };
             // Later stages see the table as transformed by this one.
             if last_estimator.is_some_and(|l| i < l) {
@@ -176,8 +180,9 @@ impl PipelineModel {
         Ok(())
     }
 
-    /// Load what [`PipelineModel::save_pipeline`] wrote (`meta` is its metadata).
-    pub fn load(dir: &Path, meta: &Value) -> Result<Self> {
+    /// Load what [`PipelineModel::save_pipeline`] wrote (`meta` is its metadata), the
+    /// stages loaded with `registry`.
+    pub fn load(dir: &Path, meta: &Value, registry: &StageRegistry) -> Result<Self> {
         let n = meta
             .get("numStages")
             .and_then(Value::as_u64)
@@ -185,7 +190,7 @@ impl PipelineModel {
             as usize;
         let digits = n.max(1).to_string().len();
         let stages = (0..n)
-            .map(|i| load_stage(&dir.join("stages").join(format!("{i:0digits$}"))))
+            .map(|i| registry.load(&dir.join("stages").join(format!("{i:0digits$}"))))
             .collect::<Result<_>>()?;
         Ok(PipelineModel::new(stages))
     }

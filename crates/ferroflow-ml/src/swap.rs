@@ -17,7 +17,7 @@ use ferroflow_engine::{
 };
 
 use crate::online::nodes::{conform, ml_err};
-use crate::stage::AlgoOperator;
+use crate::stage::{AlgoOperator, AnyStage, StageRegistry};
 
 /// How a model node fed saved versions starts and what it writes.
 #[derive(Clone)]
@@ -27,6 +27,7 @@ pub struct VersionedModel {
     pub(crate) wait_for_first: bool,
     pub(crate) version_column: Option<String>,
     pub(crate) scored_at_column: Option<String>,
+    pub(crate) stages: StageRegistry,
 }
 
 impl std::fmt::Debug for VersionedModel {
@@ -51,7 +52,15 @@ impl VersionedModel {
             wait_for_first: false,
             version_column: None,
             scored_at_column: None,
+            stages: crate::classes::builtin_stages(),
         }
+    }
+
+    /// Load versions with these stages (default: this crate's; a saved pipeline holding
+    /// another crate's stage, such as SQLTransformer, needs a registry with it).
+    pub fn stages(mut self, stages: StageRegistry) -> Self {
+        self.stages = stages;
+        self
     }
 
     /// The version number of the model given to [`VersionedModel::new`] (default 0).
@@ -162,6 +171,7 @@ impl OperatorFactory for VersionsFactory {
             held: VecDeque::new(),
             held_rows: 0,
             max_held_rows: self.max_held_rows,
+            stages: self.model.stages.clone(),
         }))
     }
 
@@ -191,6 +201,8 @@ struct VersionsOperator {
     held: VecDeque<RecordBatch>,
     held_rows: usize,
     max_held_rows: usize,
+    /// What saved versions are loaded with.
+    stages: StageRegistry,
 }
 
 impl VersionsOperator {
@@ -242,7 +254,7 @@ impl VersionsOperator {
     /// Load the saved model of `version` at `uri` and check that it fits the node.
     fn load(&self, version: i64, uri: &str) -> ferroflow_engine::Result<Arc<dyn AlgoOperator>> {
         let what = format!("node '{}': version {version} at '{uri}'", self.name);
-        let stage = crate::stage::load_version(&self.name, version, uri)?;
+        let stage = load_version(&self.name, version, uri, &self.stages)?;
         let probe = stage
             .transform(&[RecordBatch::new_empty(self.input.clone())])
             .map_err(|e| ml_err(&what, e))?;
@@ -408,4 +420,31 @@ impl Operator for VersionsOperator {
         }
         Ok(())
     }
+}
+
+/// The saved model (or transformer) of `version` at `uri` (a directory, or a `file://`
+/// uri), for node `node`, loaded with `stages`.
+pub(crate) fn load_version(
+    node: &str,
+    version: i64,
+    uri: &str,
+    stages: &StageRegistry,
+) -> ferroflow_engine::Result<Arc<dyn AlgoOperator>> {
+    let what = format!("node '{node}': version {version} at '{uri}'");
+    let dir = uri.strip_prefix("file://").unwrap_or(uri);
+    Ok(
+        match stages
+            .load(std::path::Path::new(dir))
+            .map_err(|e| ml_err(&what, e))?
+        {
+            AnyStage::Model(m) => Arc::from(m as Box<dyn AlgoOperator>),
+            AnyStage::Operator(o) => Arc::from(o),
+            AnyStage::Estimator(e) => {
+                return Err(EngineError::Other(format!(
+                    "{what} is an estimator ({}), not a fitted model",
+                    e.class_name()
+                )));
+            }
+        },
+    )
 }

@@ -6,7 +6,8 @@
 mod fuzz;
 
 use ferroflow_ml::io::read_jsonl;
-use ferroflow_ml::stage::{AnyStage, load_stage, save_stage, stage_from_json};
+use ferroflow_ml::stage::{AnyStage, save_stage};
+use ferroflow_ml::{load_stage, stage_from_json};
 use proptest::prelude::*;
 use serde_json::json;
 

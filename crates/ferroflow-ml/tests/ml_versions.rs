@@ -14,8 +14,9 @@ use ferroflow_connectors::{MemorySink, MemorySource};
 use ferroflow_engine::{
     InstanceInfo, JobBuilder, JobConfig, Runtime, Source, SourceEvent, SourceReader,
 };
-use ferroflow_ml::stage::{AnyStage, load_stage, save_stage, stage_from_json};
+use ferroflow_ml::stage::{AnyStage, save_stage};
 use ferroflow_ml::{AlgoOperator, MlStreamExt, VersionedModel};
+use ferroflow_ml::{load_stage, stage_from_json};
 use serde_json::json;
 
 /// Rows `(id, a, b)`, `a` and `b` in [-1, 1), in batches of `batch`.
@@ -397,7 +398,7 @@ fn labelled(data: Vec<RecordBatch>, label: fn(f64, f64) -> bool) -> Vec<RecordBa
 
 #[test]
 fn each_version_is_evaluated_once_on_the_rows_after_it() {
-    use ferroflow_ml::evaluation::versions::VersionEvaluation;
+    use ferroflow_ml::version_metrics::VersionEvaluation;
     let dir = tempfile::tempdir().unwrap();
     let good = save_pipeline(&dir.path().join("good"), |a, b| a > b);
     let inverted = save_pipeline(&dir.path().join("inverted"), |a, b| a < b);
@@ -470,7 +471,7 @@ fn each_version_is_evaluated_once_on_the_rows_after_it() {
 
 #[test]
 fn an_evaluation_without_its_label_or_rows_is_refused_at_build() {
-    use ferroflow_ml::evaluation::versions::VersionEvaluation;
+    use ferroflow_ml::version_metrics::VersionEvaluation;
     let job = JobBuilder::new("evaluate");
     let data = rows(10, 10, 1);
     let src = job

@@ -415,7 +415,7 @@ fn an_online_model_saves_and_loads_with_its_place_in_the_model_stream() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("olr");
     ferroflow_ml::stage::save_stage(&AnyStage::Model(model), &saved).unwrap();
-    let AnyStage::Model(loaded) = ferroflow_ml::stage::load_stage(&saved).unwrap() else {
+    let AnyStage::Model(loaded) = ferroflow_ml::load_stage(&saved).unwrap() else {
         panic!("a model")
     };
     assert_eq!(loaded.version(), Some(25));

@@ -40,16 +40,26 @@ pub type NodeFunction =
     Arc<dyn Fn(&[RecordBatch], &Value) -> std::result::Result<RecordBatch, String> + Send + Sync>;
 
 /// The `native` job type.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NativePlugin {
     functions: HashMap<String, NodeFunction>,
+    /// The stages nodes name and saved models are loaded with.
+    stages: ferroflow_ml::StageRegistry,
+}
+
+impl Default for NativePlugin {
+    fn default() -> Self {
+        NativePlugin::new()
+    }
 }
 
 impl NativePlugin {
-    /// The job type with no user functions. Registers the SQL stages with the ML library.
+    /// The job type with no user functions; stages are the ML library's and SQLTransformer.
     pub fn new() -> Self {
-        ferroflow_sql::register_ml_stages();
-        NativePlugin::default()
+        NativePlugin {
+            functions: HashMap::new(),
+            stages: ferroflow_sql::ml_stages(),
+        }
     }
 
     /// Make `function` available to `user_defined` nodes as `name`. A job run as a child
@@ -84,7 +94,10 @@ impl NativePlugin {
                 names.join(", ")
             ))
         };
-        sub.nodes.iter().map(|n| step::parse(n, known)).collect()
+        sub.nodes
+            .iter()
+            .map(|n| step::parse(n, known, &self.stages))
+            .collect()
     }
 }
 
@@ -115,6 +128,7 @@ impl JobPlugin for NativePlugin {
             steps: sub.nodes.iter().map(|n| (*n).clone()).zip(steps).collect(),
             base_dir: sub.graph.base_dir.clone(),
             functions: self.functions.clone(),
+            stages: self.stages.clone(),
         }))
     }
 }

@@ -20,6 +20,8 @@ pub(crate) struct NativeJob {
     pub(crate) steps: Vec<(Node, Step)>,
     pub(crate) base_dir: Option<PathBuf>,
     pub(crate) functions: HashMap<String, NodeFunction>,
+    /// What stages and saved models are read with.
+    pub(crate) stages: ferroflow_ml::StageRegistry,
 }
 
 /// What a step has to work with.
@@ -100,8 +102,11 @@ impl Run<'_> {
             Step::ValidateData(s) => Some(validate_data(n, s, &inputs[0])?),
             Step::Transform(stage) => Some(transform_with(n, stage, &inputs[0])?),
             Step::TransformDir(dir) => {
-                let stage =
-                    ferroflow_ml::load_stage(&self.job.path(dir)).map_err(|e| node_err(n, e))?;
+                let stage = self
+                    .job
+                    .stages
+                    .load(&self.job.path(dir))
+                    .map_err(|e| node_err(n, e))?;
                 Some(transform_with(n, &stage, &inputs[0])?)
             }
             Step::Train(t) => Some(self.train(n, t, &inputs[0])?),
@@ -180,7 +185,7 @@ impl Run<'_> {
             Scorer::Dir(dir) => {
                 let p = self.job.path(dir);
                 (
-                    ferroflow_ml::load_stage(&p).map_err(|e| node_err(n, e))?,
+                    self.job.stages.load(&p).map_err(|e| node_err(n, e))?,
                     p.display().to_string(),
                 )
             }
@@ -199,7 +204,10 @@ impl Run<'_> {
                     })?,
                 };
                 (
-                    ferroflow_ml::load_stage(Path::new(&v.uri)).map_err(|e| node_err(n, e))?,
+                    self.job
+                        .stages
+                        .load(Path::new(&v.uri))
+                        .map_err(|e| node_err(n, e))?,
                     format!("{model} version {}", v.version),
                 )
             }
@@ -292,7 +300,11 @@ impl Run<'_> {
             .center
             .target(n, model, c.stage)?
             .ok_or_else(|| node_err(n, format!("no version of '{model}' is {}", c.stage)))?;
-        let fitted = ferroflow_ml::load_stage(Path::new(&v.uri)).map_err(|e| node_err(n, e))?;
+        let fitted = self
+            .job
+            .stages
+            .load(Path::new(&v.uri))
+            .map_err(|e| node_err(n, e))?;
         let scored = transform_with(n, &fitted, input)?;
         let metrics = transform_with(n, &c.evaluator, &scored)?;
         let value = first_metric(n, &metrics, metric)?;

@@ -2,6 +2,7 @@
 //! field list is the one list of keys a kind accepts (an unknown key is refused by name).
 
 use ferroflow_meta::ModelStage;
+use ferroflow_ml::StageRegistry;
 use ferroflow_ml::stage::AnyStage;
 use ferroflow_workflow::{Node, Result, WorkflowError};
 use serde::de::DeserializeOwned;
@@ -111,8 +112,10 @@ pub(crate) fn read<T: Settings>(n: &Node) -> Result<T> {
 }
 
 /// A stage setting (`{className, paramMap}`, a Pipeline, ...) as a stage.
-pub(crate) fn stage(n: &Node, key: &str, v: &Value) -> Result<AnyStage> {
-    ferroflow_ml::stage::stage_from_json(v).map_err(|e| node_err(n, format!("{key}: {e}")))
+pub(crate) fn stage(stages: &StageRegistry, n: &Node, key: &str, v: &Value) -> Result<AnyStage> {
+    stages
+        .from_json(v)
+        .map_err(|e| node_err(n, format!("{key}: {e}")))
 }
 
 /// A `stage` setting, or `default` without one.

@@ -3,6 +3,7 @@
 //! same way, here, once.
 
 use ferroflow_meta::ModelStage;
+use ferroflow_ml::StageRegistry;
 use ferroflow_ml::stage::AnyStage;
 use ferroflow_workflow::{Node, NodeKind, Result};
 use serde_json::json;
@@ -84,6 +85,7 @@ pub(crate) enum Step {
 pub(crate) fn parse(
     n: &Node,
     known_function: impl Fn(&str) -> std::result::Result<(), String>,
+    stages: &StageRegistry,
 ) -> Result<Step> {
     let need_inputs = |count: usize| {
         if n.inputs.len() != count {
@@ -118,8 +120,9 @@ pub(crate) fn parse(
             let s: settings::Transform = read(n)?;
             need_inputs(1)?;
             match (s.stage, s.sql, s.model_dir) {
-                (Some(v), None, None) => Step::Transform(stage(n, "stage", &v)?),
+                (Some(v), None, None) => Step::Transform(stage(stages, n, "stage", &v)?),
                 (None, Some(sql), None) => Step::Transform(stage(
+                    stages,
                     n,
                     "sql",
                     &json!({"className": "SQLTransformer", "paramMap": {"statement": sql}}),
@@ -136,7 +139,8 @@ pub(crate) fn parse(
         NodeKind::Train => {
             let s: settings::Train = read(n)?;
             need_inputs(1)?;
-            let AnyStage::Estimator(estimator) = stage(n, "estimator", &s.estimator)? else {
+            let AnyStage::Estimator(estimator) = stage(stages, n, "estimator", &s.estimator)?
+            else {
                 return Err(node_err(
                     n,
                     "'estimator' is not an estimator (nothing to fit)",
@@ -145,7 +149,10 @@ pub(crate) fn parse(
             Step::Train(Training {
                 model: s.model,
                 estimator,
-                evaluator: s.evaluator.map(|v| stage(n, "evaluator", &v)).transpose()?,
+                evaluator: s
+                    .evaluator
+                    .map(|v| stage(stages, n, "evaluator", &v))
+                    .transpose()?,
                 description: s.description,
             })
         }
@@ -158,7 +165,7 @@ pub(crate) fn parse(
                 Some(r) => return Err(node_err(n, format!("reject '{r}': use keep or deprecate"))),
             };
             Step::ValidateModel(ModelCheck {
-                evaluator: stage(n, "evaluator", &s.evaluator)?,
+                evaluator: stage(stages, n, "evaluator", &s.evaluator)?,
                 stage: model_stage(n, s.stage.as_deref(), ModelStage::Generated)?,
                 model: s.model,
                 metric: s.metric,
@@ -192,7 +199,7 @@ pub(crate) fn parse(
         NodeKind::Evaluate => {
             let s: settings::Evaluate = read(n)?;
             need_inputs(1)?;
-            Step::Evaluate(stage(n, "evaluator", &s.evaluator)?)
+            Step::Evaluate(stage(stages, n, "evaluator", &s.evaluator)?)
         }
         NodeKind::UserDefined => {
             let f = n

@@ -346,7 +346,7 @@ async fn model_validate_acts_on_the_version_its_event_names() {
     let data = env.dir.path().join("train.jsonl");
     write_training_data(&data);
     // One fitted model, registered twice: versions 1 and 2, both GENERATED.
-    let ferroflow_ml::stage::AnyStage::Estimator(est) = ferroflow_ml::stage::stage_from_json(
+    let ferroflow_ml::stage::AnyStage::Estimator(est) = ferroflow_ml::stage_from_json(
         &serde_json::json!({"className": "LogisticRegression", "paramMap": {"maxIter": 200, "learningRate": 1.0}}),
     )
     .unwrap() else {

@@ -18,5 +18,5 @@ pub use batch::BatchSql;
 pub use error::{Result, SqlError};
 pub use expr::{ExprStreamExt, PlannedExpr, plan_expr, split_alias};
 #[cfg(feature = "ml")]
-pub use ml_stages::register_ml_stages;
+pub use ml_stages::{ml_stages, register_ml_stages};
 pub use streaming::{StreamingSql, parse_interval};

@@ -1,11 +1,11 @@
 //! ML stages that need SQL: Flink ML's SQLTransformer, on DataFusion.
 //!
-//! Call [`register_ml_stages`] once so `ferroflow_ml::create_stage` (and saved models) find
-//! them by class name; the `ferroflow` command does.
+//! [`ml_stages`] is the ML library's stages with these added; whatever reads stages by class
+//! name (the `ferroflow` command's `ml` commands, native jobs, stream jobs) is handed it.
 
 use arrow_array::RecordBatch;
 use ferroflow_ml::params::{ParamSpec, ParamType, Params, Validator};
-use ferroflow_ml::{AlgoOperator, AnyStage, MlError, register_stage};
+use ferroflow_ml::{AlgoOperator, AnyStage, MlError, StageRegistry};
 use serde_json::Value;
 
 /// SQLTransformer: the result of `statement` over the input table, named `__THIS__` in it
@@ -76,12 +76,20 @@ impl AlgoOperator for SqlTransformer {
     }
 }
 
-/// Register the ML stages of this crate with `ferroflow-ml`.
-pub fn register_ml_stages() {
-    register_stage(
+/// Add the ML stages of this crate (SQLTransformer) to `registry`; refused when one of
+/// their class names is there already.
+pub fn register_ml_stages(registry: &mut StageRegistry) -> ferroflow_ml::Result<()> {
+    registry.register(
         "org.apache.flink.ml.feature.sqltransformer.SQLTransformer",
         || AnyStage::Operator(Box::new(SqlTransformer::default())),
-    );
+    )
+}
+
+/// The ML library's stages and this crate's.
+pub fn ml_stages() -> StageRegistry {
+    let mut registry = ferroflow_ml::builtin_stages();
+    register_ml_stages(&mut registry).expect("SQLTransformer is not a built-in stage");
+    registry
 }
 
 #[cfg(test)]
@@ -97,10 +105,11 @@ mod tests {
 
     #[test]
     fn statements_run_over_the_input_by_class_name() {
-        register_ml_stages();
-        let stage = ferroflow_ml::stage_from_json(&json!({"className": "SQLTransformer",
+        let stages = ml_stages();
+        let stage = stages
+            .from_json(&json!({"className": "SQLTransformer",
             "paramMap": {"statement": "SELECT *, (v1 + v2) AS v3 FROM __THIS__ WHERE v1 > 0"}}))
-        .unwrap();
+            .unwrap();
         let AnyStage::Operator(op) = stage else {
             panic!()
         };
@@ -121,18 +130,68 @@ mod tests {
             .unwrap()
             .as_primitive::<Float64Type>();
         assert_eq!(v3.values().to_vec(), vec![11.0, 32.0]);
-        let e = ferroflow_ml::stage_from_json(&json!({"className": "SQLTransformer",
+        let e = stages
+            .from_json(&json!({"className": "SQLTransformer",
             "paramMap": {"statement": "SELECT 1"}}))
-        .map(|s| match s {
-            AnyStage::Operator(op) => op
-                .transform(&[RecordBatch::new_empty(Arc::new(
-                    arrow_schema::Schema::empty(),
-                ))])
-                .unwrap_err()
-                .to_string(),
-            _ => unreachable!(),
-        })
-        .unwrap();
+            .map(|s| match s {
+                AnyStage::Operator(op) => op
+                    .transform(&[RecordBatch::new_empty(Arc::new(
+                        arrow_schema::Schema::empty(),
+                    ))])
+                    .unwrap_err()
+                    .to_string(),
+                _ => unreachable!(),
+            })
+            .unwrap();
         assert!(e.contains("__THIS__"), "{e}");
+    }
+
+    /// A pipeline holding SQLTransformer is read, fitted, saved and loaded back with the
+    /// registry that has it; the ML library's own registry refuses it by name, and
+    /// registering the class twice is refused.
+    #[test]
+    fn a_pipeline_with_sql_is_read_and_loaded_with_the_registry_that_has_it() {
+        let pipeline = json!({"className": "Pipeline", "stages": [
+            {"className": "SQLTransformer",
+             "paramMap": {"statement": "SELECT *, v1 * 2 AS v2 FROM __THIS__"}},
+            {"className": "VectorAssembler",
+             "paramMap": {"inputCols": ["v1", "v2"], "outputCol": "features",
+                          "inputSizes": [1, 1]}},
+            {"className": "StandardScaler",
+             "paramMap": {"inputCol": "features", "outputCol": "scaled"}},
+        ]});
+        let err = ferroflow_ml::stage_from_json(&pipeline)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("SQLTransformer"), "{err}");
+
+        let stages = ml_stages();
+        let AnyStage::Estimator(est) = stages.from_json(&pipeline).unwrap() else {
+            panic!("a Pipeline is an estimator")
+        };
+        let table = RecordBatch::try_from_iter(vec![(
+            "v1",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])) as ArrayRef,
+        )])
+        .unwrap();
+        let model = est.fit(std::slice::from_ref(&table)).unwrap();
+        let want = model.transform(std::slice::from_ref(&table)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("model");
+        model.save(&saved).unwrap();
+
+        let err = ferroflow_ml::load_stage(&saved).err().unwrap().to_string();
+        assert!(err.contains("SQLTransformer"), "{err}");
+        let AnyStage::Model(back) = stages.load(&saved).unwrap() else {
+            panic!("a saved PipelineModel loads as a model")
+        };
+        let got = back.transform(std::slice::from_ref(&table)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got[0].schema().field(1).name(), "v2");
+
+        let mut again = ml_stages();
+        let err = register_ml_stages(&mut again).unwrap_err().to_string();
+        assert!(err.contains("registered twice"), "{err}");
     }
 }

@@ -189,8 +189,14 @@ impl JobPlugin for StreamPlugin {
 /// the ML library's `ml`, `fit_online` and `evaluate` (see the `ml` module's docs), the
 /// `model_center` source and sink and the `model_metrics` sink (they run only in a `stream`
 /// workflow job, which gives them the Model Center; elsewhere they are checked and refuse
-/// to start).
+/// to start). Stages are this crate's ML library's ([`ferroflow_ml::builtin_stages`]).
 pub fn factories() -> Factories {
+    factories_with(ferroflow_ml::builtin_stages())
+}
+
+/// [`factories`] whose `ml`, `fit_online` and `evaluate` operations read stages, saved
+/// models and versions with `stages` (e.g. with `ferroflow_sql`'s SQLTransformer added).
+pub fn factories_with(stages: ferroflow_ml::StageRegistry) -> Factories {
     Factories::builtin()
         .with_sink(
             "model_center",
@@ -204,9 +210,9 @@ pub fn factories() -> Factories {
             "model_center",
             Arc::new(model_center::ModelCenterSourceType(None)),
         )
-        .with_node("ml", Arc::new(ml::MlNode))
-        .and_then(|f| f.with_node("fit_online", Arc::new(ml::FitOnlineNode)))
-        .and_then(|f| f.with_node("evaluate", Arc::new(ml::EvaluateNode)))
+        .with_node("ml", Arc::new(ml::MlNode(stages.clone())))
+        .and_then(|f| f.with_node("fit_online", Arc::new(ml::FitOnlineNode(stages.clone()))))
+        .and_then(|f| f.with_node("evaluate", Arc::new(ml::EvaluateNode(stages))))
         .expect("'ml', 'fit_online' and 'evaluate' are not built-in operations")
 }
 

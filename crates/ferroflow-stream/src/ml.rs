@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use ferroflow_engine::DataStream;
 use ferroflow_jobspec::{BuildContext, NodeFactory, NodeInputs, Result, Settings};
-use ferroflow_ml::{AnyStage, MlStreamExt};
+use ferroflow_ml::{AnyStage, MlStreamExt, StageRegistry};
 use serde::Deserialize;
 
 /// `ml:` settings.
@@ -60,13 +60,14 @@ struct MlSettings {
 }
 
 fn stage_of(
+    stages: &StageRegistry,
     ctx: &BuildContext<'_>,
     stage: Option<&serde_json::Value>,
     model_dir: Option<&str>,
 ) -> Result<AnyStage> {
     match (stage, model_dir) {
-        (Some(meta), None) => ferroflow_ml::stage_from_json(meta).map_err(|e| ctx.err_from(e)),
-        (None, Some(dir)) => ferroflow_ml::load_stage(&ctx.path(dir)).map_err(|e| ctx.err_from(e)),
+        (Some(meta), None) => stages.from_json(meta).map_err(|e| ctx.err_from(e)),
+        (None, Some(dir)) => stages.load(&ctx.path(dir)).map_err(|e| ctx.err_from(e)),
         _ => Err(ctx.err("give exactly one of 'stage' and 'model_dir'")),
     }
 }
@@ -86,8 +87,8 @@ fn need_input(ctx: &BuildContext<'_>, inputs: NodeInputs) -> Result<(DataStream,
     Ok((input, inputs.extra))
 }
 
-/// The `ml` operation.
-pub(crate) struct MlNode;
+/// The `ml` operation, its stages (and saved versions) read with the registry it holds.
+pub(crate) struct MlNode(pub(crate) StageRegistry);
 
 impl NodeFactory for MlNode {
     fn extra_inputs(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Vec<String>> {
@@ -108,7 +109,7 @@ impl NodeFactory for MlNode {
     ) -> Result<DataStream> {
         let s: MlSettings = ctx.parse(settings)?;
         let (input, extra) = need_input(ctx, inputs)?;
-        let mut stage = stage_of(ctx, s.stage.as_ref(), s.model_dir.as_deref())?;
+        let mut stage = stage_of(&self.0, ctx, s.stage.as_ref(), s.model_dir.as_deref())?;
         if let Some(row) = &s.initial_model_data {
             let AnyStage::Model(m) = &mut stage else {
                 return Err(ctx.err(
@@ -137,7 +138,9 @@ impl NodeFactory for MlNode {
                     )));
                 }
             };
-            let mut model = ferroflow_ml::VersionedModel::new(template).wait_for_first_version();
+            let mut model = ferroflow_ml::VersionedModel::new(template)
+                .wait_for_first_version()
+                .stages(self.0.clone());
             if let Some(c) = &s.version_column {
                 model = model.version_column(c);
             }
@@ -194,7 +197,7 @@ struct FitOnlineSettings {
 }
 
 /// The `fit_online` operation: its output is the estimator's model-data stream.
-pub(crate) struct FitOnlineNode;
+pub(crate) struct FitOnlineNode(pub(crate) StageRegistry);
 
 impl NodeFactory for FitOnlineNode {
     fn build(
@@ -211,10 +214,10 @@ impl NodeFactory for FitOnlineNode {
                 .as_array()
                 .ok_or_else(|| ctx.err("'stages' must be a list"))?
                 .iter()
-                .map(|m| ferroflow_ml::stage_from_json(m).map_err(|e| ctx.err_from(e)))
+                .map(|m| self.0.from_json(m).map_err(|e| ctx.err_from(e)))
                 .collect::<Result<Vec<_>>>()?,
             None => {
-                let stage = ferroflow_ml::stage_from_json(&s.stage).map_err(|e| ctx.err_from(e))?;
+                let stage = self.0.from_json(&s.stage).map_err(|e| ctx.err_from(e))?;
                 match stage {
                     AnyStage::Estimator(e) if e.as_online().is_some() => {
                         return input
@@ -264,7 +267,7 @@ struct EvaluateSettings {
 /// The `evaluate` operation: every version arriving on `versions` scored on the next `rows`
 /// labelled rows of the input (rows it was not trained on); one row per version (`version`, `uri`, `rows`,
 /// `positives`, `auc`, `log_loss`, `error`), for a `model_metrics` sink.
-pub(crate) struct EvaluateNode;
+pub(crate) struct EvaluateNode(pub(crate) StageRegistry);
 
 impl NodeFactory for EvaluateNode {
     fn extra_inputs(&self, settings: &Settings, ctx: &BuildContext<'_>) -> Result<Vec<String>> {
@@ -280,11 +283,12 @@ impl NodeFactory for EvaluateNode {
     ) -> Result<DataStream> {
         let s: EvaluateSettings = ctx.parse(settings)?;
         let (input, extra) = need_input(ctx, inputs)?;
-        let defaults = ferroflow_ml::evaluation::versions::VersionEvaluation::default();
-        let eval = ferroflow_ml::evaluation::versions::VersionEvaluation {
+        let defaults = ferroflow_ml::version_metrics::VersionEvaluation::default();
+        let eval = ferroflow_ml::version_metrics::VersionEvaluation {
             label_col: s.label_col.unwrap_or(defaults.label_col),
             raw_prediction_col: s.raw_prediction_col.unwrap_or(defaults.raw_prediction_col),
             rows: s.rows.unwrap_or(defaults.rows),
+            stages: self.0.clone(),
         };
         input
             .ml_evaluate_versions(ctx.node(), eval, &extra[0])

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-
 use crate::channel::Channel;
 use crate::error::Result;
 use crate::exchange::{Route, Router};

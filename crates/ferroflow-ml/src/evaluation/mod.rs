@@ -2,4 +2,3 @@
 
 pub mod binary_classification;
 pub mod multiclass_regression;
-pub mod versions;

@@ -15,7 +15,7 @@ use ferroflow_engine::{
 
 use super::{LearnContext, OnlineEstimator, OnlineLearner, event_times};
 use crate::error::MlError;
-use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, create_stage};
+use crate::stage::{AlgoOperator, AnyStage, Estimator, Model, StageRegistry};
 
 /// An ML error, kept as the source, with what was running.
 pub(crate) fn ml_err(what: impl std::fmt::Display, e: MlError) -> EngineError {
@@ -51,9 +51,12 @@ pub(crate) fn conform(
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// A fresh model with `template`'s class, params and model data.
-pub(crate) fn copy_model(template: &dyn Model) -> crate::Result<Box<dyn Model>> {
-    let mut m = match create_stage(template.class_name())? {
+/// A fresh model with `template`'s class (made by `stages`), params and model data.
+pub(crate) fn copy_model(
+    template: &dyn Model,
+    stages: &StageRegistry,
+) -> crate::Result<Box<dyn Model>> {
+    let mut m = match stages.create(template.class_name())? {
         AnyStage::Model(m) => m,
         _ => {
             return Err(MlError::Invalid(format!(
@@ -220,6 +223,8 @@ impl Operator for LearnerOperator {
 pub(crate) struct ModelDataFactory {
     pub(crate) name: String,
     pub(crate) template: Arc<dyn Model>,
+    /// Makes each instance's copy of the template.
+    pub(crate) stages: StageRegistry,
     pub(crate) schema: SchemaRef,
     pub(crate) event_time: Option<String>,
     pub(crate) max_held_rows: usize,
@@ -231,7 +236,7 @@ impl OperatorFactory for ModelDataFactory {
     }
 
     fn create(&self, _: &InstanceInfo) -> ferroflow_engine::Result<Box<dyn Operator>> {
-        let model = copy_model(self.template.as_ref())
+        let model = copy_model(self.template.as_ref(), &self.stages)
             .map_err(|e| ml_err(self.template.class_name(), e))?;
         let has_model = model
             .model_data()
@@ -246,6 +251,7 @@ impl OperatorFactory for ModelDataFactory {
             event_time: self.event_time.clone(),
             schema: self.schema.clone(),
             max_held_rows: self.max_held_rows,
+            stages: self.stages.clone(),
         }))
     }
 
@@ -260,6 +266,8 @@ struct ModelDataOperator {
     name: String,
     class: &'static str,
     model: Box<dyn Model>,
+    /// Makes the probe that reads an arriving version's number.
+    stages: StageRegistry,
     has_model: bool,
     /// Rows that arrived before a model could score them, in arrival order.
     held: VecDeque<RecordBatch>,
@@ -447,7 +455,8 @@ impl Operator for ModelDataOperator {
             if model.is_empty() {
                 continue;
             }
-            let mut probe = copy_model(self.model.as_ref()).map_err(|e| self.err(e))?;
+            let mut probe =
+                copy_model(self.model.as_ref(), &self.stages).map_err(|e| self.err(e))?;
             probe.set_model_data(&model).map_err(|e| self.err(e))?;
             let v = probe.version().unwrap_or(i64::MIN);
             if best.as_ref().is_none_or(|(b, _)| v > *b) {

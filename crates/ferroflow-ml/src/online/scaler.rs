@@ -941,7 +941,8 @@ impl Model for OnlineStandardScalerModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::{AnyStage, stage_from_json};
+    use crate::stage::AnyStage;
+    use crate::stage_from_json;
     use crate::vector::{dense_matrix_column, vector_column_general};
     use arrow_array::Array;
 

@@ -22,7 +22,7 @@ use ferroflow_engine::{
 };
 
 use crate::evaluation::binary_classification::{binary_metrics, positive_scores};
-use crate::stage::AlgoOperator;
+use crate::stage::{AlgoOperator, StageRegistry};
 use crate::table::doubles;
 
 /// Predicted probabilities are clipped to `[EPS, 1 - EPS]` for the log-loss.
@@ -38,6 +38,8 @@ pub struct VersionEvaluation {
     pub raw_prediction_col: String,
     /// The rows each version is scored on: the ones arriving after it (default 2000).
     pub rows: usize,
+    /// What saved versions are loaded with (default: this crate's stages).
+    pub stages: StageRegistry,
 }
 
 impl Default for VersionEvaluation {
@@ -46,6 +48,7 @@ impl Default for VersionEvaluation {
             label_col: "label".into(),
             raw_prediction_col: "rawPrediction".into(),
             rows: 2000,
+            stages: crate::classes::builtin_stages(),
         }
     }
 }
@@ -179,7 +182,8 @@ impl EvaluateOperator {
             return Err("no rows arrived after it".into());
         }
         let model: Arc<dyn AlgoOperator> =
-            crate::stage::load_version(&self.name, p.version, &p.uri).map_err(|e| e.to_string())?;
+            crate::swap::load_version(&self.name, p.version, &p.uri, &self.eval.stages)
+                .map_err(|e| e.to_string())?;
         let window = window.slice(window.num_rows() - rows, rows);
         let out = model
             .transform(std::slice::from_ref(&window))
