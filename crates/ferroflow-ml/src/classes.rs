@@ -24,46 +24,38 @@ pub fn builtin_stages() -> StageRegistry {
                 r.register(class, make)
                     .expect("the built-in class names are distinct");
             }
-            let composites: [(
-                &'static str,
-                Option<crate::stage::FromJson>,
-                Option<crate::stage::Loader>,
-            ); 4] = [
-                (
-                    PIPELINE_CLASS,
-                    Some(|meta, r| {
-                        Ok(AnyStage::Estimator(Box::new(Pipeline::from_json(meta, r)?)))
-                    }),
-                    None,
-                ),
-                (
-                    PIPELINE_MODEL_CLASS,
-                    None,
-                    Some(|dir, meta, r| {
-                        Ok(AnyStage::Model(Box::new(PipelineModel::load(
-                            dir, meta, r,
-                        )?)))
-                    }),
-                ),
-                (
-                    GRAPH_CLASS,
-                    None,
-                    Some(|dir, meta, r| {
-                        Ok(AnyStage::Estimator(Box::new(Graph::load(dir, meta, r)?)))
-                    }),
-                ),
-                (
-                    GRAPH_MODEL_CLASS,
-                    None,
-                    Some(|dir, meta, r| {
-                        Ok(AnyStage::Model(Box::new(GraphModel::load(dir, meta, r)?)))
-                    }),
-                ),
-            ];
-            for (class, from_json, load) in composites {
+            let composite = |r: &mut StageRegistry, class, from_json, load| {
                 r.register_composite(class, from_json, load)
-                    .expect("the built-in class names are distinct");
-            }
+                    .expect("the built-in class names are distinct")
+            };
+            composite(
+                &mut r,
+                PIPELINE_CLASS,
+                Some(|meta, r| Ok(AnyStage::Estimator(Box::new(Pipeline::from_json(meta, r)?)))),
+                None,
+            );
+            composite(
+                &mut r,
+                PIPELINE_MODEL_CLASS,
+                None,
+                Some(|dir, meta, r| {
+                    Ok(AnyStage::Model(Box::new(PipelineModel::load(
+                        dir, meta, r,
+                    )?)))
+                }),
+            );
+            composite(
+                &mut r,
+                GRAPH_CLASS,
+                None,
+                Some(|dir, meta, r| Ok(AnyStage::Estimator(Box::new(Graph::load(dir, meta, r)?)))),
+            );
+            composite(
+                &mut r,
+                GRAPH_MODEL_CLASS,
+                None,
+                Some(|dir, meta, r| Ok(AnyStage::Model(Box::new(GraphModel::load(dir, meta, r)?)))),
+            );
             r
         })
         .clone()

@@ -6,7 +6,7 @@
 //! `Pending` and frees its thread. Sources and sinks do I/O, so they run on tokio's blocking
 //! threads and never on the CPU pool or on a tokio worker.
 
-pub(crate) mod job;
+mod job;
 mod plan;
 mod restore;
 mod tasks;
