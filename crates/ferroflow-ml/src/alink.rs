@@ -8,7 +8,7 @@ use arrow_array::{Float64Array, RecordBatch};
 use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Validator};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::{doubles, model_vector, one_row, with_columns};
 use crate::vector::dense_column;
@@ -32,25 +32,11 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// Alink's StandardScaler: each selected column centred and scaled by its sample standard
-/// deviation; nulls are skipped in the statistics and stay null.
-#[derive(Debug, Clone)]
-pub struct AlinkStandardScaler {
-    params: Params,
+crate::stage! {
+    /// Alink's StandardScaler: each selected column centred and scaled by its sample standard
+    /// deviation; nulls are skipped in the statistics and stay null.
+    pub struct AlinkStandardScaler("com.alibaba.alink.pipeline.dataproc.StandardScaler", specs()) {}
 }
-
-impl Default for AlinkStandardScaler {
-    fn default() -> Self {
-        AlinkStandardScaler {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    AlinkStandardScaler,
-    "com.alibaba.alink.pipeline.dataproc.StandardScaler"
-);
 
 impl Estimator for AlinkStandardScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -76,28 +62,13 @@ impl Estimator for AlinkStandardScaler {
     }
 }
 
-/// The fitted model: model data `means` and `stdDevs`.
-#[derive(Debug, Clone)]
-pub struct AlinkStandardScalerModel {
-    params: Params,
-    means: Vec<f64>,
-    stds: Vec<f64>,
-}
-
-impl Default for AlinkStandardScalerModel {
-    fn default() -> Self {
-        AlinkStandardScalerModel {
-            params: Params::new(specs()),
-            means: Vec::new(),
-            stds: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `means` and `stdDevs`.
+    pub struct AlinkStandardScalerModel("com.alibaba.alink.pipeline.dataproc.StandardScalerModel", specs()) {
+        means: Vec<f64>,
+        stds: Vec<f64>,
     }
 }
-
-crate::impl_stage!(
-    AlinkStandardScalerModel,
-    "com.alibaba.alink.pipeline.dataproc.StandardScalerModel"
-);
 
 impl AlgoOperator for AlinkStandardScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

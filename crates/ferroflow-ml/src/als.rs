@@ -20,7 +20,7 @@ use arrow_schema::DataType;
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator};
+use crate::params::{ParamSpec, ParamType, Validator};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::{column, doubles, first, vectors, with_columns};
 use crate::vector::dense_column;
@@ -71,21 +71,10 @@ fn ids(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     Ok(c.as_primitive::<Int64Type>().iter().collect())
 }
 
-/// The estimator.
-#[derive(Debug, Clone)]
-pub struct Als {
-    params: Params,
+crate::stage! {
+    /// The estimator.
+    pub struct Als("com.alibaba.alink.pipeline.recommendation.ALS", specs()) {}
 }
-
-impl Default for Als {
-    fn default() -> Self {
-        Als {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(Als, "com.alibaba.alink.pipeline.recommendation.ALS");
 
 /// Solve `a x = b` for a symmetric positive definite `a` (n x n, row-major) by Cholesky.
 fn solve_spd(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Vec<f64> {
@@ -233,28 +222,13 @@ impl Estimator for Als {
     }
 }
 
-/// The fitted factors.
-#[derive(Debug, Clone)]
-pub struct AlsModel {
-    params: Params,
-    users: HashMap<i64, Vec<f64>>,
-    items: HashMap<i64, Vec<f64>>,
-}
-
-impl Default for AlsModel {
-    fn default() -> Self {
-        AlsModel {
-            params: Params::new(specs()),
-            users: HashMap::new(),
-            items: HashMap::new(),
-        }
+crate::stage! {
+    /// The fitted factors.
+    pub struct AlsModel("com.alibaba.alink.pipeline.recommendation.ALSModel", specs()) {
+        users: HashMap<i64, Vec<f64>>,
+        items: HashMap<i64, Vec<f64>>,
     }
 }
-
-crate::impl_stage!(
-    AlsModel,
-    "com.alibaba.alink.pipeline.recommendation.ALSModel"
-);
 
 impl AlgoOperator for AlsModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -69,25 +69,11 @@ fn nb_specs() -> Vec<ParamSpec> {
     v
 }
 
-/// Naive Bayes over categorical features: every feature value is a category, as in Flink
-/// ML (`theta[label][feature]` maps a value to its log-probability).
-#[derive(Debug, Clone)]
-pub struct NaiveBayes {
-    params: Params,
+crate::stage! {
+    /// Naive Bayes over categorical features: every feature value is a category, as in Flink
+    /// ML (`theta[label][feature]` maps a value to its log-probability).
+    pub struct NaiveBayes("org.apache.flink.ml.classification.naivebayes.NaiveBayes", nb_specs()) {}
 }
-
-impl Default for NaiveBayes {
-    fn default() -> Self {
-        NaiveBayes {
-            params: Params::new(nb_specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    NaiveBayes,
-    "org.apache.flink.ml.classification.naivebayes.NaiveBayes"
-);
 
 impl Estimator for NaiveBayes {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -138,31 +124,15 @@ impl Estimator for NaiveBayes {
     }
 }
 
-/// The fitted model: model data `theta` (per label and feature, value -> log-probability,
-/// as JSON), `piArray` and `labels`.
-#[derive(Debug, Clone)]
-pub struct NaiveBayesModel {
-    params: Params,
-    labels: Vec<f64>,
-    pi: Vec<f64>,
-    theta: Vec<Vec<Vec<(f64, f64)>>>,
-}
-
-impl Default for NaiveBayesModel {
-    fn default() -> Self {
-        NaiveBayesModel {
-            params: Params::new(nb_specs()),
-            labels: Vec::new(),
-            pi: Vec::new(),
-            theta: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `theta` (per label and feature, value -> log-probability,
+    /// as JSON), `piArray` and `labels`.
+    pub struct NaiveBayesModel("org.apache.flink.ml.classification.naivebayes.NaiveBayesModel", nb_specs()) {
+        labels: Vec<f64>,
+        pi: Vec<f64>,
+        theta: Vec<Vec<Vec<(f64, f64)>>>,
     }
 }
-
-crate::impl_stage!(
-    NaiveBayesModel,
-    "org.apache.flink.ml.classification.naivebayes.NaiveBayesModel"
-);
 
 impl AlgoOperator for NaiveBayesModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
@@ -290,22 +260,11 @@ fn knn_specs() -> Vec<ParamSpec> {
     v
 }
 
-/// K nearest neighbours (Euclidean), majority vote; ties go to the label whose neighbours
-/// are closer in total.
-#[derive(Debug, Clone)]
-pub struct Knn {
-    params: Params,
+crate::stage! {
+    /// K nearest neighbours (Euclidean), majority vote; ties go to the label whose neighbours
+    /// are closer in total.
+    pub struct Knn("org.apache.flink.ml.classification.knn.Knn", knn_specs()) {}
 }
-
-impl Default for Knn {
-    fn default() -> Self {
-        Knn {
-            params: Params::new(knn_specs()),
-        }
-    }
-}
-
-crate::impl_stage!(Knn, "org.apache.flink.ml.classification.knn.Knn");
 
 impl Estimator for Knn {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -317,23 +276,12 @@ impl Estimator for Knn {
     }
 }
 
-/// The fitted model: model data rows (`features`, `label`): the training points.
-#[derive(Debug, Clone)]
-pub struct KnnModel {
-    params: Params,
-    points: Vec<(Vec<f64>, f64)>,
-}
-
-impl Default for KnnModel {
-    fn default() -> Self {
-        KnnModel {
-            params: Params::new(knn_specs()),
-            points: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data rows (`features`, `label`): the training points.
+    pub struct KnnModel("org.apache.flink.ml.classification.knn.KnnModel", knn_specs()) {
+        points: Vec<(Vec<f64>, f64)>,
     }
 }
-
-crate::impl_stage!(KnnModel, "org.apache.flink.ml.classification.knn.KnnModel");
 
 impl AlgoOperator for KnnModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

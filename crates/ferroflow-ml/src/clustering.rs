@@ -324,23 +324,12 @@ fn kmeans_specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// KMeans: Lloyd's iterations from `k` initial centroids (`random`: distinct rows chosen
-/// with `seed`, as Flink ML; `k-means++` as an extension), for `maxIter` rounds or until no
-/// point changes cluster. Assignment runs on every core.
-#[derive(Debug, Clone)]
-pub struct KMeans {
-    params: Params,
+crate::stage! {
+    /// KMeans: Lloyd's iterations from `k` initial centroids (`random`: distinct rows chosen
+    /// with `seed`, as Flink ML; `k-means++` as an extension), for `maxIter` rounds or until no
+    /// point changes cluster. Assignment runs on every core.
+    pub struct KMeans("org.apache.flink.ml.clustering.kmeans.KMeans", kmeans_specs()) {}
 }
-
-impl Default for KMeans {
-    fn default() -> Self {
-        KMeans {
-            params: Params::new(kmeans_specs()),
-        }
-    }
-}
-
-crate::impl_stage!(KMeans, "org.apache.flink.ml.clustering.kmeans.KMeans");
 
 struct Rng(u64);
 impl Rng {
@@ -617,28 +606,13 @@ impl crate::stage::Estimator for KMeans {
     }
 }
 
-/// The fitted model: model data `centroids` (vectors) and `weights` (points per centroid).
-#[derive(Debug, Clone)]
-pub struct KMeansModel {
-    params: Params,
-    centroids: Vec<Vec<f64>>,
-    weights: Vec<f64>,
-}
-
-impl Default for KMeansModel {
-    fn default() -> Self {
-        KMeansModel {
-            params: Params::new(kmeans_specs()),
-            centroids: Vec::new(),
-            weights: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `centroids` (vectors) and `weights` (points per centroid).
+    pub struct KMeansModel("org.apache.flink.ml.clustering.kmeans.KMeansModel", kmeans_specs()) {
+        centroids: Vec<Vec<f64>>,
+        weights: Vec<f64>,
     }
 }
-
-crate::impl_stage!(
-    KMeansModel,
-    "org.apache.flink.ml.clustering.kmeans.KMeansModel"
-);
 
 impl AlgoOperator for KMeansModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -69,3 +69,34 @@ macro_rules! impl_stage {
         }
     };
 }
+
+/// Declares a stage: the struct (its `params` plus its model data, each field starting at its
+/// `Default`), `Default` with the given param specs, and [`Stage`] with the Flink ML class name.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! stage {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident($class:expr, $specs:expr) {
+            $($(#[$field_meta:meta])* $field:ident: $field_ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        $vis struct $name {
+            params: $crate::params::Params,
+            $($(#[$field_meta])* $field: $field_ty,)*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    params: $crate::params::Params::new($specs),
+                    $($field: Default::default(),)*
+                }
+            }
+        }
+
+        $crate::impl_stage!($name, $class);
+    };
+}

@@ -82,24 +82,10 @@ fn check(names: &[String], allowed: &[&str]) -> Result<()> {
 const MULTICLASS: &[&str] = &["accuracy", "weightedPrecision", "weightedRecall", "f1"];
 const REGRESSION: &[&str] = &["rmse", "mse", "mae", "r2"];
 
-/// Multiclass classification metrics; precision, recall and F1 weighted by label frequency.
-#[derive(Debug, Clone)]
-pub struct MulticlassClassificationEvaluator {
-    params: Params,
+crate::stage! {
+    /// Multiclass classification metrics; precision, recall and F1 weighted by label frequency.
+    pub struct MulticlassClassificationEvaluator("ferroflow.ml.evaluation.MulticlassClassificationEvaluator", specs(json!(MULTICLASS))) {}
 }
-
-impl Default for MulticlassClassificationEvaluator {
-    fn default() -> Self {
-        MulticlassClassificationEvaluator {
-            params: Params::new(specs(json!(MULTICLASS))),
-        }
-    }
-}
-
-crate::impl_stage!(
-    MulticlassClassificationEvaluator,
-    "ferroflow.ml.evaluation.MulticlassClassificationEvaluator"
-);
 
 impl AlgoOperator for MulticlassClassificationEvaluator {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
@@ -153,24 +139,10 @@ impl AlgoOperator for MulticlassClassificationEvaluator {
     }
 }
 
-/// Regression metrics.
-#[derive(Debug, Clone)]
-pub struct RegressionEvaluator {
-    params: Params,
+crate::stage! {
+    /// Regression metrics.
+    pub struct RegressionEvaluator("ferroflow.ml.evaluation.RegressionEvaluator", specs(json!(REGRESSION))) {}
 }
-
-impl Default for RegressionEvaluator {
-    fn default() -> Self {
-        RegressionEvaluator {
-            params: Params::new(specs(json!(REGRESSION))),
-        }
-    }
-}
-
-crate::impl_stage!(
-    RegressionEvaluator,
-    "ferroflow.ml.evaluation.RegressionEvaluator"
-);
 
 impl AlgoOperator for RegressionEvaluator {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

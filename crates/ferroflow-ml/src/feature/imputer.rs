@@ -9,7 +9,7 @@ use arrow_array::{Array, Float64Array, RecordBatch};
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{column, doubles, one_row, with_columns};
@@ -56,21 +56,10 @@ pub(crate) fn quantile_sample(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// The estimator: `inputCols`, `outputCols`, `strategy`, `missingValue`, `relativeError`.
-#[derive(Debug, Clone)]
-pub struct Imputer {
-    params: Params,
+crate::stage! {
+    /// The estimator: `inputCols`, `outputCols`, `strategy`, `missingValue`, `relativeError`.
+    pub struct Imputer("org.apache.flink.ml.feature.imputer.Imputer", specs()) {}
 }
-
-impl Default for Imputer {
-    fn default() -> Self {
-        Imputer {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(Imputer, "org.apache.flink.ml.feature.imputer.Imputer");
 
 impl Estimator for Imputer {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -120,26 +109,12 @@ impl Estimator for Imputer {
     }
 }
 
-/// The fitted model: model data `surrogates` (a map from column name to value).
-#[derive(Debug, Clone)]
-pub struct ImputerModel {
-    params: Params,
-    surrogates: Vec<(String, f64)>,
-}
-
-impl Default for ImputerModel {
-    fn default() -> Self {
-        ImputerModel {
-            params: Params::new(specs()),
-            surrogates: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `surrogates` (a map from column name to value).
+    pub struct ImputerModel("org.apache.flink.ml.feature.imputer.ImputerModel", specs()) {
+        surrogates: Vec<(String, f64)>,
     }
 }
-
-crate::impl_stage!(
-    ImputerModel,
-    "org.apache.flink.ml.feature.imputer.ImputerModel"
-);
 
 impl AlgoOperator for ImputerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -4,31 +4,17 @@
 use arrow_array::RecordBatch;
 
 use crate::error::Result;
-use crate::params::{Params, common};
+use crate::params::common;
 use crate::stage::AlgoOperator;
 use crate::table::first;
 use crate::table::{column, doubles, vectors, with_columns};
 use crate::vector::{Vector, is_vector_type, vector_column};
 
-/// The transformer: `inputCols`, `outputCol`. A row with a null input gives null; any sparse
-/// input gives a sparse output.
-#[derive(Debug, Clone)]
-pub struct Interaction {
-    params: Params,
+crate::stage! {
+    /// The transformer: `inputCols`, `outputCol`. A row with a null input gives null; any sparse
+    /// input gives a sparse output.
+    pub struct Interaction("org.apache.flink.ml.feature.interaction.Interaction", vec![common::input_cols(), common::output_col()]) {}
 }
-
-impl Default for Interaction {
-    fn default() -> Self {
-        Interaction {
-            params: Params::new(vec![common::input_cols(), common::output_col()]),
-        }
-    }
-}
-
-crate::impl_stage!(
-    Interaction,
-    "org.apache.flink.ml.feature.interaction.Interaction"
-);
 
 impl AlgoOperator for Interaction {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -5,7 +5,7 @@ use arrow_array::RecordBatch;
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{
@@ -33,24 +33,13 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: `inputCol`, `outputCol`, `numBins` (5), `strategy` (quantile),
-/// `subSamples`.
-#[derive(Debug, Clone)]
-pub struct KBinsDiscretizer {
-    params: Params,
-}
-
-impl Default for KBinsDiscretizer {
-    fn default() -> Self {
-        KBinsDiscretizer {
-            params: Params::new(specs()),
-        }
-    }
-}
-
 const CLASS: &str = "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizer";
 
-crate::impl_stage!(KBinsDiscretizer, CLASS);
+crate::stage! {
+    /// The estimator: `inputCol`, `outputCol`, `numBins` (5), `strategy` (quantile),
+    /// `subSamples`.
+    pub struct KBinsDiscretizer(CLASS, specs()) {}
+}
 
 /// Edges `min, min + w, min + 2w, ...` added up as Flink ML does (not `min + i * w`, which
 /// rounds differently).
@@ -190,26 +179,12 @@ impl Estimator for KBinsDiscretizer {
     }
 }
 
-/// The fitted model: model data `binEdges` (one array of edges per feature).
-#[derive(Debug, Clone)]
-pub struct KBinsDiscretizerModel {
-    params: Params,
-    edges: Vec<Vec<f64>>,
-}
-
-impl Default for KBinsDiscretizerModel {
-    fn default() -> Self {
-        KBinsDiscretizerModel {
-            params: Params::new(specs()),
-            edges: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `binEdges` (one array of edges per feature).
+    pub struct KBinsDiscretizerModel("org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizerModel", specs()) {
+        edges: Vec<Vec<f64>>,
     }
 }
-
-crate::impl_stage!(
-    KBinsDiscretizerModel,
-    "org.apache.flink.ml.feature.kbinsdiscretizer.KBinsDiscretizerModel"
-);
 
 /// Bin of `x` as Flink ML's model finds it: `Arrays.binarySearch` over the edges (an
 /// exact hit is that edge's bin, else the bin left of the insertion point), clamped to the

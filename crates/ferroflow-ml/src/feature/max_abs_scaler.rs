@@ -3,7 +3,7 @@
 use arrow_array::RecordBatch;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, Params, common};
+use crate::params::{ParamSpec, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
@@ -13,24 +13,10 @@ fn specs() -> Vec<ParamSpec> {
     vec![common::input_col(), common::output_col()]
 }
 
-/// The estimator.
-#[derive(Debug, Clone)]
-pub struct MaxAbsScaler {
-    params: Params,
+crate::stage! {
+    /// The estimator.
+    pub struct MaxAbsScaler("org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler", specs()) {}
 }
-
-impl Default for MaxAbsScaler {
-    fn default() -> Self {
-        MaxAbsScaler {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    MaxAbsScaler,
-    "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScaler"
-);
 
 impl Estimator for MaxAbsScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -48,26 +34,12 @@ impl Estimator for MaxAbsScaler {
     }
 }
 
-/// The fitted model: model data `maxVector`.
-#[derive(Debug, Clone)]
-pub struct MaxAbsScalerModel {
-    params: Params,
-    max: Vec<f64>,
-}
-
-impl Default for MaxAbsScalerModel {
-    fn default() -> Self {
-        MaxAbsScalerModel {
-            params: Params::new(specs()),
-            max: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `maxVector`.
+    pub struct MaxAbsScalerModel("org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel", specs()) {
+        max: Vec<f64>,
     }
 }
-
-crate::impl_stage!(
-    MaxAbsScalerModel,
-    "org.apache.flink.ml.feature.maxabsscaler.MaxAbsScalerModel"
-);
 
 impl AlgoOperator for MaxAbsScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

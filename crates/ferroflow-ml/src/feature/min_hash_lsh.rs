@@ -56,21 +56,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: draws the hash functions (the data gives only the vector size).
-#[derive(Debug, Clone)]
-pub struct MinHashLsh {
-    params: Params,
+crate::stage! {
+    /// The estimator: draws the hash functions (the data gives only the vector size).
+    pub struct MinHashLsh("org.apache.flink.ml.feature.lsh.MinHashLSH", specs()) {}
 }
-
-impl Default for MinHashLsh {
-    fn default() -> Self {
-        MinHashLsh {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(MinHashLsh, "org.apache.flink.ml.feature.lsh.MinHashLSH");
 
 impl Estimator for MinHashLsh {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {

@@ -4,7 +4,7 @@ use arrow_array::RecordBatch;
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
@@ -19,24 +19,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator.
-#[derive(Debug, Clone)]
-pub struct MinMaxScaler {
-    params: Params,
+crate::stage! {
+    /// The estimator.
+    pub struct MinMaxScaler("org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler", specs()) {}
 }
-
-impl Default for MinMaxScaler {
-    fn default() -> Self {
-        MinMaxScaler {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    MinMaxScaler,
-    "org.apache.flink.ml.feature.minmaxscaler.MinMaxScaler"
-);
 
 impl Estimator for MinMaxScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -66,28 +52,13 @@ impl Estimator for MinMaxScaler {
     }
 }
 
-/// The fitted model: model data `minVector` and `maxVector`.
-#[derive(Debug, Clone)]
-pub struct MinMaxScalerModel {
-    params: Params,
-    min: Vec<f64>,
-    max: Vec<f64>,
-}
-
-impl Default for MinMaxScalerModel {
-    fn default() -> Self {
-        MinMaxScalerModel {
-            params: Params::new(specs()),
-            min: Vec::new(),
-            max: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `minVector` and `maxVector`.
+    pub struct MinMaxScalerModel("org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel", specs()) {
+        min: Vec<f64>,
+        max: Vec<f64>,
     }
 }
-
-crate::impl_stage!(
-    MinMaxScalerModel,
-    "org.apache.flink.ml.feature.minmaxscaler.MinMaxScalerModel"
-);
 
 impl AlgoOperator for MinMaxScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

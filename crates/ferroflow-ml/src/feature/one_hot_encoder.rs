@@ -7,7 +7,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{column, doubles, with_columns};
@@ -33,24 +33,10 @@ fn index(row: usize, col: &str, x: f64) -> Result<usize> {
     Ok(x as usize)
 }
 
-/// The estimator: `inputCols`, `outputCols`, `dropLast`, `handleInvalid` (only `error`).
-#[derive(Debug, Clone)]
-pub struct OneHotEncoder {
-    params: Params,
+crate::stage! {
+    /// The estimator: `inputCols`, `outputCols`, `dropLast`, `handleInvalid` (only `error`).
+    pub struct OneHotEncoder("org.apache.flink.ml.feature.onehotencoder.OneHotEncoder", specs()) {}
 }
-
-impl Default for OneHotEncoder {
-    fn default() -> Self {
-        OneHotEncoder {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    OneHotEncoder,
-    "org.apache.flink.ml.feature.onehotencoder.OneHotEncoder"
-);
 
 impl Estimator for OneHotEncoder {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -81,26 +67,12 @@ impl Estimator for OneHotEncoder {
     }
 }
 
-/// The fitted model: model data rows (`columnIndex`, `maxIndex`).
-#[derive(Debug, Clone)]
-pub struct OneHotEncoderModel {
-    params: Params,
-    max: Vec<usize>,
-}
-
-impl Default for OneHotEncoderModel {
-    fn default() -> Self {
-        OneHotEncoderModel {
-            params: Params::new(specs()),
-            max: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data rows (`columnIndex`, `maxIndex`).
+    pub struct OneHotEncoderModel("org.apache.flink.ml.feature.onehotencoder.OneHotEncoderModel", specs()) {
+        max: Vec<usize>,
     }
 }
-
-crate::impl_stage!(
-    OneHotEncoderModel,
-    "org.apache.flink.ml.feature.onehotencoder.OneHotEncoderModel"
-);
 
 impl AlgoOperator for OneHotEncoderModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -5,7 +5,7 @@ use arrow_array::RecordBatch;
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{
@@ -22,21 +22,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: `inputCol`, `outputCol`, `k` (components kept, default 2).
-#[derive(Debug, Clone)]
-pub struct Pca {
-    params: Params,
+crate::stage! {
+    /// The estimator: `inputCol`, `outputCol`, `k` (components kept, default 2).
+    pub struct Pca("com.alibaba.alink.pipeline.feature.PCA", specs()) {}
 }
-
-impl Default for Pca {
-    fn default() -> Self {
-        Pca {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(Pca, "com.alibaba.alink.pipeline.feature.PCA");
 
 /// Eigenvalues and eigenvectors (columns) of a symmetric matrix, by cyclic Jacobi rotations.
 // Rotations touch two rows and two columns at once; indices say that more plainly.
@@ -148,28 +137,15 @@ impl Estimator for Pca {
     }
 }
 
-/// The fitted model: model data `mean`, `components` (one vector per component) and
-/// `explainedVarianceRatio`.
-#[derive(Debug, Clone)]
-pub struct PcaModel {
-    params: Params,
-    mean: Vec<f64>,
-    components: Vec<Vec<f64>>,
-    explained: Vec<f64>,
-}
-
-impl Default for PcaModel {
-    fn default() -> Self {
-        PcaModel {
-            params: Params::new(specs()),
-            mean: Vec::new(),
-            components: Vec::new(),
-            explained: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `mean`, `components` (one vector per component) and
+    /// `explainedVarianceRatio`.
+    pub struct PcaModel("com.alibaba.alink.pipeline.feature.PCAModel", specs()) {
+        mean: Vec<f64>,
+        components: Vec<Vec<f64>>,
+        explained: Vec<f64>,
     }
 }
-
-crate::impl_stage!(PcaModel, "com.alibaba.alink.pipeline.feature.PCAModel");
 
 impl AlgoOperator for PcaModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

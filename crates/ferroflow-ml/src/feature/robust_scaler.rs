@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::imputer::quantile_sample;
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{model_vector, one_row, training_vectors, vectors, with_columns};
@@ -48,24 +48,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator.
-#[derive(Debug, Clone)]
-pub struct RobustScaler {
-    params: Params,
+crate::stage! {
+    /// The estimator.
+    pub struct RobustScaler("org.apache.flink.ml.feature.robustscaler.RobustScaler", specs()) {}
 }
-
-impl Default for RobustScaler {
-    fn default() -> Self {
-        RobustScaler {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    RobustScaler,
-    "org.apache.flink.ml.feature.robustscaler.RobustScaler"
-);
 
 impl Estimator for RobustScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -104,28 +90,13 @@ impl Estimator for RobustScaler {
     }
 }
 
-/// The fitted model: model data `medians` and `ranges`.
-#[derive(Debug, Clone)]
-pub struct RobustScalerModel {
-    params: Params,
-    medians: Vec<f64>,
-    ranges: Vec<f64>,
-}
-
-impl Default for RobustScalerModel {
-    fn default() -> Self {
-        RobustScalerModel {
-            params: Params::new(specs()),
-            medians: Vec::new(),
-            ranges: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `medians` and `ranges`.
+    pub struct RobustScalerModel("org.apache.flink.ml.feature.robustscaler.RobustScalerModel", specs()) {
+        medians: Vec<f64>,
+        ranges: Vec<f64>,
     }
 }
-
-crate::impl_stage!(
-    RobustScalerModel,
-    "org.apache.flink.ml.feature.robustscaler.RobustScalerModel"
-);
 
 impl AlgoOperator for RobustScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

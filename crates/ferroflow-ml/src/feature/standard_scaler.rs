@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::{first, model_vector, one_row, training_vectors, vectors, with_columns};
 use crate::vector::dense_column;
@@ -18,24 +18,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator.
-#[derive(Debug, Clone)]
-pub struct StandardScaler {
-    params: Params,
+crate::stage! {
+    /// The estimator.
+    pub struct StandardScaler("org.apache.flink.ml.feature.standardscaler.StandardScaler", specs()) {}
 }
-
-impl Default for StandardScaler {
-    fn default() -> Self {
-        StandardScaler {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    StandardScaler,
-    "org.apache.flink.ml.feature.standardscaler.StandardScaler"
-);
 
 impl Estimator for StandardScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -70,28 +56,13 @@ impl Estimator for StandardScaler {
     }
 }
 
-/// The fitted model: model data `mean` and `std` (dense vectors).
-#[derive(Debug, Clone)]
-pub struct StandardScalerModel {
-    params: Params,
-    mean: Vec<f64>,
-    std: Vec<f64>,
-}
-
-impl Default for StandardScalerModel {
-    fn default() -> Self {
-        StandardScalerModel {
-            params: Params::new(specs()),
-            mean: Vec::new(),
-            std: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `mean` and `std` (dense vectors).
+    pub struct StandardScalerModel("org.apache.flink.ml.feature.standardscaler.StandardScalerModel", specs()) {
+        mean: Vec<f64>,
+        std: Vec<f64>,
     }
 }
-
-crate::impl_stage!(
-    StandardScalerModel,
-    "org.apache.flink.ml.feature.standardscaler.StandardScalerModel"
-);
 
 impl AlgoOperator for StandardScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

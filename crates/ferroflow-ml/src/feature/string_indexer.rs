@@ -11,7 +11,7 @@ use arrow_schema::DataType;
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{column, doubles, filter_rows, one_row, with_columns};
@@ -98,25 +98,11 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: `inputCols`, `outputCols`, `stringOrderType`, `handleInvalid`,
-/// `maxIndexNum`.
-#[derive(Debug, Clone)]
-pub struct StringIndexer {
-    params: Params,
+crate::stage! {
+    /// The estimator: `inputCols`, `outputCols`, `stringOrderType`, `handleInvalid`,
+    /// `maxIndexNum`.
+    pub struct StringIndexer("org.apache.flink.ml.feature.stringindexer.StringIndexer", specs()) {}
 }
-
-impl Default for StringIndexer {
-    fn default() -> Self {
-        StringIndexer {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    StringIndexer,
-    "org.apache.flink.ml.feature.stringindexer.StringIndexer"
-);
 
 impl Estimator for StringIndexer {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -189,26 +175,12 @@ fn arrays_from(data: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
         .collect()
 }
 
-/// The fitted model: model data `stringArrays` (one array of labels per input column).
-#[derive(Debug, Clone)]
-pub struct StringIndexerModel {
-    params: Params,
-    arrays: Vec<Vec<String>>,
-}
-
-impl Default for StringIndexerModel {
-    fn default() -> Self {
-        StringIndexerModel {
-            params: Params::new(specs()),
-            arrays: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `stringArrays` (one array of labels per input column).
+    pub struct StringIndexerModel("org.apache.flink.ml.feature.stringindexer.StringIndexerModel", specs()) {
+        arrays: Vec<Vec<String>>,
     }
 }
-
-crate::impl_stage!(
-    StringIndexerModel,
-    "org.apache.flink.ml.feature.stringindexer.StringIndexerModel"
-);
 
 impl AlgoOperator for StringIndexerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
@@ -274,26 +246,12 @@ impl Model for StringIndexerModel {
     }
 }
 
-/// Indices back to strings, with a StringIndexer's model data (`stringArrays`).
-#[derive(Debug, Clone)]
-pub struct IndexToStringModel {
-    params: Params,
-    arrays: Vec<Vec<String>>,
-}
-
-impl Default for IndexToStringModel {
-    fn default() -> Self {
-        IndexToStringModel {
-            params: Params::new(vec![common::input_cols(), common::output_cols()]),
-            arrays: Vec::new(),
-        }
+crate::stage! {
+    /// Indices back to strings, with a StringIndexer's model data (`stringArrays`).
+    pub struct IndexToStringModel("org.apache.flink.ml.feature.stringindexer.IndexToStringModel", vec![common::input_cols(), common::output_cols()]) {
+        arrays: Vec<Vec<String>>,
     }
 }
-
-crate::impl_stage!(
-    IndexToStringModel,
-    "org.apache.flink.ml.feature.stringindexer.IndexToStringModel"
-);
 
 impl AlgoOperator for IndexToStringModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

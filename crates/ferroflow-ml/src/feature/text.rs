@@ -165,25 +165,11 @@ fn cv_specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// CountVectorizer: a vocabulary of the most frequent terms (document frequency within
-/// `[minDF, maxDF]`, counts or fractions), then per-row term counts.
-#[derive(Debug, Clone)]
-pub struct CountVectorizer {
-    params: Params,
+crate::stage! {
+    /// CountVectorizer: a vocabulary of the most frequent terms (document frequency within
+    /// `[minDF, maxDF]`, counts or fractions), then per-row term counts.
+    pub struct CountVectorizer("org.apache.flink.ml.feature.countvectorizer.CountVectorizer", cv_specs()) {}
 }
-
-impl Default for CountVectorizer {
-    fn default() -> Self {
-        CountVectorizer {
-            params: Params::new(cv_specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    CountVectorizer,
-    "org.apache.flink.ml.feature.countvectorizer.CountVectorizer"
-);
 
 impl Estimator for CountVectorizer {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -225,26 +211,12 @@ impl Estimator for CountVectorizer {
     }
 }
 
-/// The fitted model: model data `vocabulary`.
-#[derive(Debug, Clone)]
-pub struct CountVectorizerModel {
-    params: Params,
-    vocabulary: Vec<String>,
-}
-
-impl Default for CountVectorizerModel {
-    fn default() -> Self {
-        CountVectorizerModel {
-            params: Params::new(cv_specs()),
-            vocabulary: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `vocabulary`.
+    pub struct CountVectorizerModel("org.apache.flink.ml.feature.countvectorizer.CountVectorizerModel", cv_specs()) {
+        vocabulary: Vec<String>,
     }
 }
-
-crate::impl_stage!(
-    CountVectorizerModel,
-    "org.apache.flink.ml.feature.countvectorizer.CountVectorizerModel"
-);
 
 impl AlgoOperator for CountVectorizerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
@@ -323,22 +295,11 @@ fn idf_specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// IDF: `idf_j = log((numDocs + 1) / (docFreq_j + 1))`, 0 for terms in fewer than
-/// `minDocFreq` documents; the output is `x .* idf`.
-#[derive(Debug, Clone)]
-pub struct Idf {
-    params: Params,
+crate::stage! {
+    /// IDF: `idf_j = log((numDocs + 1) / (docFreq_j + 1))`, 0 for terms in fewer than
+    /// `minDocFreq` documents; the output is `x .* idf`.
+    pub struct Idf("org.apache.flink.ml.feature.idf.IDF", idf_specs()) {}
 }
-
-impl Default for Idf {
-    fn default() -> Self {
-        Idf {
-            params: Params::new(idf_specs()),
-        }
-    }
-}
-
-crate::impl_stage!(Idf, "org.apache.flink.ml.feature.idf.IDF");
 
 impl Estimator for Idf {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -372,27 +333,14 @@ impl Estimator for Idf {
     }
 }
 
-/// The fitted model: model data `idf`, `docFreq`, `numDocs`.
-#[derive(Debug, Clone)]
-pub struct IdfModel {
-    params: Params,
-    idf: Vec<f64>,
-    doc_freq: Vec<u64>,
-    num_docs: i64,
-}
-
-impl Default for IdfModel {
-    fn default() -> Self {
-        IdfModel {
-            params: Params::new(idf_specs()),
-            idf: Vec::new(),
-            doc_freq: Vec::new(),
-            num_docs: 0,
-        }
+crate::stage! {
+    /// The fitted model: model data `idf`, `docFreq`, `numDocs`.
+    pub struct IdfModel("org.apache.flink.ml.feature.idf.IDFModel", idf_specs()) {
+        idf: Vec<f64>,
+        doc_freq: Vec<u64>,
+        num_docs: i64,
     }
 }
-
-crate::impl_stage!(IdfModel, "org.apache.flink.ml.feature.idf.IDFModel");
 
 impl AlgoOperator for IdfModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

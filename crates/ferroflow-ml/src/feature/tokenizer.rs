@@ -60,21 +60,10 @@ fn java_split(s: &str, re: &regex::Regex) -> Vec<String> {
     parts
 }
 
-/// Lower-cases and splits on whitespace (Java's `toLowerCase().split("\\s")`).
-#[derive(Debug, Clone)]
-pub struct Tokenizer {
-    params: Params,
+crate::stage! {
+    /// Lower-cases and splits on whitespace (Java's `toLowerCase().split("\\s")`).
+    pub struct Tokenizer("org.apache.flink.ml.feature.tokenizer.Tokenizer", vec![common::input_col(), common::output_col()]) {}
 }
-
-impl Default for Tokenizer {
-    fn default() -> Self {
-        Tokenizer {
-            params: Params::new(vec![common::input_col(), common::output_col()]),
-        }
-    }
-}
-
-crate::impl_stage!(Tokenizer, "org.apache.flink.ml.feature.tokenizer.Tokenizer");
 
 impl AlgoOperator for Tokenizer {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -11,7 +11,7 @@ use arrow_schema::DataType;
 use serde_json::{Value, json};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{column, one_row, vectors, with_columns};
@@ -56,26 +56,12 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: `featureType` and `labelType` choose the test; `selectionMode`
-/// (numTopFeatures, percentile, fpr, fdr, fwe) and `selectionThreshold` (defaults 50, 0.1,
-/// 0.05, 0.05, 0.05) choose the features.
-#[derive(Debug, Clone)]
-pub struct UnivariateFeatureSelector {
-    params: Params,
+crate::stage! {
+    /// The estimator: `featureType` and `labelType` choose the test; `selectionMode`
+    /// (numTopFeatures, percentile, fpr, fdr, fwe) and `selectionThreshold` (defaults 50, 0.1,
+    /// 0.05, 0.05, 0.05) choose the features.
+    pub struct UnivariateFeatureSelector("org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelector", specs()) {}
 }
-
-impl Default for UnivariateFeatureSelector {
-    fn default() -> Self {
-        UnivariateFeatureSelector {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    UnivariateFeatureSelector,
-    "org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelector"
-);
 
 /// The features selected from per-feature p-values.
 pub(crate) fn select(p_values: &[f64], mode: &str, threshold: f64) -> Vec<usize> {
@@ -146,26 +132,12 @@ impl Estimator for UnivariateFeatureSelector {
     }
 }
 
-/// The fitted model: model data `indices` (the features kept).
-#[derive(Debug, Clone)]
-pub struct UnivariateFeatureSelectorModel {
-    params: Params,
-    indices: Vec<usize>,
-}
-
-impl Default for UnivariateFeatureSelectorModel {
-    fn default() -> Self {
-        UnivariateFeatureSelectorModel {
-            params: Params::new(specs()),
-            indices: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `indices` (the features kept).
+    pub struct UnivariateFeatureSelectorModel("org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelectorModel", specs()) {
+        indices: Vec<usize>,
     }
 }
-
-crate::impl_stage!(
-    UnivariateFeatureSelectorModel,
-    "org.apache.flink.ml.feature.univariatefeatureselector.UnivariateFeatureSelectorModel"
-);
 
 impl AlgoOperator for UnivariateFeatureSelectorModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

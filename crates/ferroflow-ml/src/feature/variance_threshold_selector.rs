@@ -9,7 +9,7 @@ use arrow_schema::DataType;
 use serde_json::json;
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common};
+use crate::params::{ParamSpec, ParamType, Validator, common};
 use crate::stage::{AlgoOperator, Estimator, Model};
 use crate::table::first;
 use crate::table::{column, one_row, training_vectors, vectors, with_columns};
@@ -28,24 +28,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: `inputCol`, `outputCol`, `varianceThreshold` (default 0).
-#[derive(Debug, Clone)]
-pub struct VarianceThresholdSelector {
-    params: Params,
+crate::stage! {
+    /// The estimator: `inputCol`, `outputCol`, `varianceThreshold` (default 0).
+    pub struct VarianceThresholdSelector("org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelector", specs()) {}
 }
-
-impl Default for VarianceThresholdSelector {
-    fn default() -> Self {
-        VarianceThresholdSelector {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    VarianceThresholdSelector,
-    "org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelector"
-);
 
 impl Estimator for VarianceThresholdSelector {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -70,28 +56,13 @@ impl Estimator for VarianceThresholdSelector {
     }
 }
 
-/// The fitted model: model data `numOfFeatures` and `indices` (the features kept).
-#[derive(Debug, Clone)]
-pub struct VarianceThresholdSelectorModel {
-    params: Params,
-    num_features: usize,
-    indices: Vec<usize>,
-}
-
-impl Default for VarianceThresholdSelectorModel {
-    fn default() -> Self {
-        VarianceThresholdSelectorModel {
-            params: Params::new(specs()),
-            num_features: 0,
-            indices: Vec::new(),
-        }
+crate::stage! {
+    /// The fitted model: model data `numOfFeatures` and `indices` (the features kept).
+    pub struct VarianceThresholdSelectorModel("org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelectorModel", specs()) {
+        num_features: usize,
+        indices: Vec<usize>,
     }
 }
-
-crate::impl_stage!(
-    VarianceThresholdSelectorModel,
-    "org.apache.flink.ml.feature.variancethresholdselector.VarianceThresholdSelectorModel"
-);
 
 impl AlgoOperator for VarianceThresholdSelectorModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

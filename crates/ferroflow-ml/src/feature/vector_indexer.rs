@@ -29,24 +29,10 @@ fn specs() -> Vec<ParamSpec> {
     ]
 }
 
-/// The estimator: `inputCol`, `outputCol`, `maxCategories` (20), `handleInvalid`.
-#[derive(Debug, Clone)]
-pub struct VectorIndexer {
-    params: Params,
+crate::stage! {
+    /// The estimator: `inputCol`, `outputCol`, `maxCategories` (20), `handleInvalid`.
+    pub struct VectorIndexer("org.apache.flink.ml.feature.vectorindexer.VectorIndexer", specs()) {}
 }
-
-impl Default for VectorIndexer {
-    fn default() -> Self {
-        VectorIndexer {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    VectorIndexer,
-    "org.apache.flink.ml.feature.vectorindexer.VectorIndexer"
-);
 
 /// Category maps keyed by the bits of the value (doubles are not `Ord`).
 type CategoryMaps = BTreeMap<usize, Vec<(f64, usize)>>;

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::clustering::nearest;
 use crate::error::{MlError, Result};
-use crate::params::{ParamSpec, ParamType, Params, Validator, common, json_f64, vector_param};
+use crate::params::{ParamSpec, ParamType, Validator, common, json_f64, vector_param};
 use crate::stage::{AlgoOperator, Estimator, Model, Stage};
 use crate::table::{column, model_vector, nested_doubles, one_row, read_nested_doubles};
 use crate::vector::{Vector, dense_column, dense_matrix_view, dense_type, read_vectors};
@@ -82,25 +82,14 @@ fn specs() -> Vec<ParamSpec> {
     s
 }
 
-/// The estimator. The initial model: `initialModelData` as `{"centroids": [[...], ...],
-/// "weights": [...]}` or `{"random": {"dim": D, "weight": W, "seed": S}}` (`seed` defaults
-/// to the stage's), or [`OnlineKMeans::set_initial_model_data`] (a KMeans model's data).
-#[derive(Debug, Clone)]
-pub struct OnlineKMeans {
-    params: Params,
-    initial: Option<RecordBatch>,
-}
-
-impl Default for OnlineKMeans {
-    fn default() -> Self {
-        OnlineKMeans {
-            params: Params::new(specs()),
-            initial: None,
-        }
+crate::stage! {
+    /// The estimator. The initial model: `initialModelData` as `{"centroids": [[...], ...],
+    /// "weights": [...]}` or `{"random": {"dim": D, "weight": W, "seed": S}}` (`seed` defaults
+    /// to the stage's), or [`OnlineKMeans::set_initial_model_data`] (a KMeans model's data).
+    pub struct OnlineKMeans(CLASS, specs()) {
+        initial: Option<RecordBatch>,
     }
 }
-
-crate::impl_stage!(OnlineKMeans, CLASS);
 
 impl OnlineKMeans {
     fn initial_model(&self) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
@@ -489,26 +478,12 @@ impl OnlineLearner for MiniBatch {
     }
 }
 
-/// The model: the closest centroid of the newest model data it was given.
-#[derive(Debug, Clone)]
-pub struct OnlineKMeansModel {
-    params: Params,
-    model: Option<(Vec<Vec<f64>>, Vec<f64>, i64)>,
-}
-
-impl Default for OnlineKMeansModel {
-    fn default() -> Self {
-        OnlineKMeansModel {
-            params: Params::new(model_specs()),
-            model: None,
-        }
+crate::stage! {
+    /// The model: the closest centroid of the newest model data it was given.
+    pub struct OnlineKMeansModel("org.apache.flink.ml.clustering.kmeans.OnlineKMeansModel", model_specs()) {
+        model: Option<(Vec<Vec<f64>>, Vec<f64>, i64)>,
     }
 }
-
-crate::impl_stage!(
-    OnlineKMeansModel,
-    "org.apache.flink.ml.clustering.kmeans.OnlineKMeansModel"
-);
 
 impl AlgoOperator for OnlineKMeansModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

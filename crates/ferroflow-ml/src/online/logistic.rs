@@ -80,28 +80,14 @@ fn specs() -> Vec<ParamSpec> {
     s
 }
 
-/// The estimator. The initial model comes from the `initialModelData` param (one model-data
-/// row: `coefficient`, `modelVersion`) or [`OnlineLogisticRegression::set_initial_model_data`]
-/// (a batch LogisticRegression's model data, say).
-#[derive(Debug, Clone)]
-pub struct OnlineLogisticRegression {
-    params: Params,
-    initial: Option<RecordBatch>,
-}
-
-impl Default for OnlineLogisticRegression {
-    fn default() -> Self {
-        OnlineLogisticRegression {
-            params: Params::new(specs()),
-            initial: None,
-        }
+crate::stage! {
+    /// The estimator. The initial model comes from the `initialModelData` param (one model-data
+    /// row: `coefficient`, `modelVersion`) or [`OnlineLogisticRegression::set_initial_model_data`]
+    /// (a batch LogisticRegression's model data, say).
+    pub struct OnlineLogisticRegression("org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegression", specs()) {
+        initial: Option<RecordBatch>,
     }
 }
-
-crate::impl_stage!(
-    OnlineLogisticRegression,
-    "org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegression"
-);
 
 impl OnlineLogisticRegression {
     fn initial_model(&self) -> Result<(Vec<f64>, i64)> {
@@ -515,27 +501,13 @@ impl OnlineLearner for Ftrl {
     }
 }
 
-/// The model: scores with the newest model data it was given (`coefficient`,
-/// `modelVersion`) and writes `prediction`, `rawPrediction` [1 - p, p] and the version.
-#[derive(Debug, Clone)]
-pub struct OnlineLogisticRegressionModel {
-    params: Params,
-    coef: Option<(Vec<f64>, i64)>,
-}
-
-impl Default for OnlineLogisticRegressionModel {
-    fn default() -> Self {
-        OnlineLogisticRegressionModel {
-            params: Params::new(model_specs()),
-            coef: None,
-        }
+crate::stage! {
+    /// The model: scores with the newest model data it was given (`coefficient`,
+    /// `modelVersion`) and writes `prediction`, `rawPrediction` [1 - p, p] and the version.
+    pub struct OnlineLogisticRegressionModel("org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegressionModel", model_specs()) {
+        coef: Option<(Vec<f64>, i64)>,
     }
 }
-
-crate::impl_stage!(
-    OnlineLogisticRegressionModel,
-    "org.apache.flink.ml.classification.logisticregression.OnlineLogisticRegressionModel"
-);
 
 impl AlgoOperator for OnlineLogisticRegressionModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

@@ -60,24 +60,10 @@ fn specs() -> Vec<ParamSpec> {
     s
 }
 
-/// The estimator.
-#[derive(Debug, Clone)]
-pub struct OnlineStandardScaler {
-    params: Params,
+crate::stage! {
+    /// The estimator.
+    pub struct OnlineStandardScaler("org.apache.flink.ml.feature.standardscaler.OnlineStandardScaler", specs()) {}
 }
-
-impl Default for OnlineStandardScaler {
-    fn default() -> Self {
-        OnlineStandardScaler {
-            params: Params::new(specs()),
-        }
-    }
-}
-
-crate::impl_stage!(
-    OnlineStandardScaler,
-    "org.apache.flink.ml.feature.standardscaler.OnlineStandardScaler"
-);
 
 impl Estimator for OnlineStandardScaler {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
@@ -843,27 +829,13 @@ impl OnlineLearner for Cumulative {
     }
 }
 
-/// The model: scales with the newest model data it was given (`mean`, `std`, `version`,
-/// `timestamp`) and writes the version in `modelVersionCol`.
-#[derive(Debug, Clone)]
-pub struct OnlineStandardScalerModel {
-    params: Params,
-    model: Option<Stats>,
-}
-
-impl Default for OnlineStandardScalerModel {
-    fn default() -> Self {
-        OnlineStandardScalerModel {
-            params: Params::new(model_specs()),
-            model: None,
-        }
+crate::stage! {
+    /// The model: scales with the newest model data it was given (`mean`, `std`, `version`,
+    /// `timestamp`) and writes the version in `modelVersionCol`.
+    pub struct OnlineStandardScalerModel("org.apache.flink.ml.feature.standardscaler.OnlineStandardScalerModel", model_specs()) {
+        model: Option<Stats>,
     }
 }
-
-crate::impl_stage!(
-    OnlineStandardScalerModel,
-    "org.apache.flink.ml.feature.standardscaler.OnlineStandardScalerModel"
-);
 
 impl AlgoOperator for OnlineStandardScalerModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
