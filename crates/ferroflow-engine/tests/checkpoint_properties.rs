@@ -8,7 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferroflow::prelude::*;
+use ferroflow_connectors::{FileFormat, FileSink, GenColumn, GeneratorSource};
+use ferroflow_engine::{
+    AggFunc, Aggregate, CheckpointConfig, EmitMode, JobBuilder, JobConfig, JobStatus, Runtime,
+    WatermarkStrategy, WindowSpec,
+};
 use proptest::prelude::*;
 
 fn job(
@@ -17,7 +21,7 @@ fn job(
     seed: u64,
     rows: u64,
     parallelism: usize,
-) -> ferroflow::engine::JobGraph {
+) -> ferroflow_engine::JobGraph {
     let job = JobBuilder::with_config(
         "prop-restore",
         JobConfig {
@@ -175,7 +179,7 @@ fn a_stop_after_every_source_ended_reports_finished() {
     let source = GeneratorSource::new(vec![("id".into(), GenColumn::Sequence)], Some(10), 1)
         .unwrap()
         .with_batch_size(10);
-    let schema = ferroflow::engine::Source::schema(&source);
+    let schema = ferroflow_engine::Source::schema(&source);
     let job = JobBuilder::with_config("late-stop", JobConfig::default()).with_checkpointing(
         CheckpointConfig::new(dir.path().join("ckpt"), Duration::from_secs(3600)),
     );

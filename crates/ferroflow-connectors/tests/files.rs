@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_schema::{DataType, Field, Schema};
-use ferroflow::connectors::{CsvOptions, DirectoryWatchSource};
-use ferroflow::prelude::*;
+use ferroflow_connectors::{
+    CsvOptions, DirectoryWatchSource, FileFormat, FileSink, FileSource, MemorySink,
+};
+use ferroflow_engine::{JobBuilder, JobConfig, JobReport, JobStatus, Runtime};
 
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -19,8 +21,8 @@ fn schema() -> Arc<Schema> {
 }
 
 fn run_to_memory(
-    source: Arc<dyn ferroflow::engine::Source>,
-) -> (ferroflow::engine::Result<JobReport>, MemorySink) {
+    source: Arc<dyn ferroflow_engine::Source>,
+) -> (ferroflow_engine::Result<JobReport>, MemorySink) {
     let job = JobBuilder::new("read");
     let sink = MemorySink::new();
     job.source("src", source)

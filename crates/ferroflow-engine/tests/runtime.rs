@@ -7,8 +7,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use ferroflow::engine::{ChannelBound, EngineError};
-use ferroflow::prelude::*;
+use ferroflow_connectors::{
+    DiscardSink, FileSink, GenColumn, GeneratorSource, MemorySink, MemorySource,
+};
+use ferroflow_engine::{
+    AggFunc, Aggregate, JobBuilder, JobConfig, JobStatus, JoinType, Runtime, SortKey,
+    WatermarkStrategy,
+};
+use ferroflow_engine::{ChannelBound, EngineError};
 
 fn generator(rows: Option<u64>, batch: usize) -> GeneratorSource {
     GeneratorSource::new(
@@ -438,7 +444,7 @@ trait SchemaForTest {
 
 impl SchemaForTest for GeneratorSource {
     fn schema_for_test(&self) -> SchemaRef {
-        ferroflow::engine::Source::schema(self)
+        ferroflow_engine::Source::schema(self)
     }
 }
 
@@ -467,7 +473,7 @@ fn cancelled_file_sink_leaves_no_partial_file() {
 
 #[test]
 fn non_blocking_sinks_run_inside_the_producing_chain_and_still_finish() {
-    use ferroflow::engine::Sink;
+    use ferroflow_engine::Sink;
     assert!(MemorySink::new().inline());
     assert!(DiscardSink::new().inline());
     assert!(
@@ -508,13 +514,13 @@ struct TimerOp {
     fired: bool,
 }
 
-impl ferroflow::engine::Operator for TimerOp {
+impl ferroflow_engine::Operator for TimerOp {
     fn process_batch(
         &mut self,
         _: usize,
         _: RecordBatch,
-        _: &mut ferroflow::engine::Output,
-    ) -> ferroflow::engine::Result<()> {
+        _: &mut ferroflow_engine::Output,
+    ) -> ferroflow_engine::Result<()> {
         if !self.fired && self.due.is_none() {
             self.due = Some(now_ms() + 100);
         }
@@ -528,8 +534,8 @@ impl ferroflow::engine::Operator for TimerOp {
     fn on_timer(
         &mut self,
         now: i64,
-        out: &mut ferroflow::engine::Output,
-    ) -> ferroflow::engine::Result<()> {
+        out: &mut ferroflow_engine::Output,
+    ) -> ferroflow_engine::Result<()> {
         assert!(now >= self.due.unwrap(), "fired early");
         self.due = None;
         self.fired = true;
@@ -546,14 +552,14 @@ impl ferroflow::engine::Operator for TimerOp {
 
 struct TimerFactory(SchemaRef);
 
-impl ferroflow::engine::OperatorFactory for TimerFactory {
+impl ferroflow_engine::OperatorFactory for TimerFactory {
     fn output_schema(&self) -> SchemaRef {
         self.0.clone()
     }
     fn create(
         &self,
-        _: &ferroflow::engine::InstanceInfo,
-    ) -> ferroflow::engine::Result<Box<dyn ferroflow::engine::Operator>> {
+        _: &ferroflow_engine::InstanceInfo,
+    ) -> ferroflow_engine::Result<Box<dyn ferroflow_engine::Operator>> {
         Ok(Box::new(TimerOp {
             schema: self.0.clone(),
             due: None,

@@ -7,7 +7,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use ferroflow::prelude::*;
+use ferroflow_connectors::{GenColumn, GeneratorSource, MemorySink, MemorySource};
+use ferroflow_engine::{
+    AggFunc, Aggregate, JobBuilder, JobConfig, JobStatus, Runtime, WatermarkStrategy, WindowSpec,
+};
 
 fn events(rows: &[(&str, i64, i64)]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![

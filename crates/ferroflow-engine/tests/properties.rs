@@ -8,7 +8,10 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Int64Array, RecordBatch, TimestampMillisecondArray};
-use ferroflow::prelude::*;
+use ferroflow_connectors::{MemorySink, MemorySource};
+use ferroflow_engine::{
+    AggFunc, Aggregate, JobBuilder, JobConfig, Runtime, WatermarkStrategy, WindowSpec,
+};
 use proptest::prelude::*;
 
 type Event = (i64, i64, i64); // key, ts, value
