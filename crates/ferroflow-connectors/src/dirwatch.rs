@@ -12,7 +12,8 @@ use arrow_schema::SchemaRef;
 use ferroflow_engine::{InstanceInfo, Source, SourceEvent, SourceReader};
 
 use crate::error::{ConnectorError, Result};
-use crate::files::{FileFormat, FileSetReader, Unit, is_ignored, list_files};
+use crate::files::{FileSetReader, Unit, is_ignored, list_files};
+use crate::format::FileFormat;
 use crate::splits::FileSplit;
 use ferroflow_engine::state::{StateDecoder, StateEncoder};
 

@@ -1,117 +1,19 @@
 //! File sources and sinks: CSV, JSON lines, Parquet and Arrow IPC.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{ArrowError, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 use ferroflow_engine::{
     InstanceInfo, Progress, Sink, SinkWriter, Source, SourceEvent, SourceReader,
 };
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
-use crate::csv::{CsvFileReader, CsvOptions};
 use crate::deadletter::DeadLetter;
-use crate::error::{BoxError, ConnectorError, Result};
-use crate::json::JsonFileReader;
+use crate::error::{ConnectorError, Result};
+use crate::format::{BatchReader, BatchWriter, FileFormat, ReadOptions};
 use crate::splits::FileSplit;
-
-/// A file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    /// Comma (or other) separated values.
-    Csv(CsvOptions),
-    /// One JSON object per line.
-    JsonLines,
-    /// Apache Parquet.
-    Parquet,
-    /// Arrow IPC file format (Feather v2).
-    ArrowIpc,
-}
-
-impl FileFormat {
-    /// Guess the format from a file extension.
-    pub fn from_path(path: &Path) -> Option<FileFormat> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        Some(match ext.as_str() {
-            "csv" => FileFormat::Csv(CsvOptions::default()),
-            "tsv" => FileFormat::Csv(CsvOptions {
-                has_header: true,
-                delimiter: b'\t',
-            }),
-            "json" | "jsonl" | "ndjson" => FileFormat::JsonLines,
-            "parquet" | "pq" => FileFormat::Parquet,
-            "arrow" | "ipc" | "feather" => FileFormat::ArrowIpc,
-            _ => return None,
-        })
-    }
-
-    /// Parse a format name as written in job specs.
-    pub fn parse(name: &str) -> Result<FileFormat> {
-        match name.to_ascii_lowercase().as_str() {
-            "csv" => Ok(FileFormat::Csv(CsvOptions::default())),
-            "tsv" => Ok(FileFormat::Csv(CsvOptions {
-                has_header: true,
-                delimiter: b'\t',
-            })),
-            "json" | "jsonl" | "ndjson" | "json_lines" => Ok(FileFormat::JsonLines),
-            "parquet" => Ok(FileFormat::Parquet),
-            "arrow" | "ipc" | "arrow_ipc" | "feather" => Ok(FileFormat::ArrowIpc),
-            other => Err(ConnectorError::Config(format!(
-                "unknown file format '{other}' (known: csv, tsv, json, parquet, arrow)"
-            ))),
-        }
-    }
-
-    /// The usual extension.
-    pub fn extension(&self) -> &'static str {
-        match self {
-            FileFormat::Csv(o) if o.delimiter == b'\t' => "tsv",
-            FileFormat::Csv(_) => "csv",
-            FileFormat::JsonLines => "jsonl",
-            FileFormat::Parquet => "parquet",
-            FileFormat::ArrowIpc => "arrow",
-        }
-    }
-
-    fn matches(&self, path: &Path) -> bool {
-        match (FileFormat::from_path(path), self) {
-            (Some(FileFormat::Csv(_)), FileFormat::Csv(_)) => true,
-            (Some(f), s) => std::mem::discriminant(&f) == std::mem::discriminant(s),
-            (None, _) => false,
-        }
-    }
-
-    /// Read the schema of a file (stored for Parquet and IPC, inferred for CSV and JSON).
-    pub fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
-        let display = path.display().to_string();
-        match self {
-            FileFormat::Csv(o) => crate::csv::infer_schema(path, *o),
-            FileFormat::JsonLines => crate::json::infer_schema(path),
-            FileFormat::Parquet => {
-                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-                let b = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .map_err(|e| ConnectorError::format(&display, e))?;
-                Ok(b.schema().clone())
-            }
-            FileFormat::ArrowIpc => {
-                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-                let r = open_ipc(f, &display)?;
-                Ok(r.schema())
-            }
-        }
-    }
-}
-
-/// Open an Arrow IPC file checked by [`crate::ipc::check_ipc_file`] first.
-fn open_ipc(mut f: File, display: &str) -> Result<arrow_ipc::reader::FileReader<File>> {
-    crate::ipc::check_ipc_file(&mut f, display)?;
-    crate::ipc::guard_decode(display, || arrow_ipc::reader::FileReader::try_new(f, None))?
-        .map_err(|e| ConnectorError::format(display, e))
-}
 
 /// Is this a file a reader should skip: hidden, or still being written by convention.
 pub(crate) fn is_ignored(path: &Path) -> bool {
@@ -141,106 +43,33 @@ pub(crate) fn list_files(path: &Path, format: &FileFormat) -> Result<Vec<PathBuf
     Ok(files)
 }
 
-/// Opens one file and yields its batches.
-pub(crate) enum FileReader {
-    Csv(CsvFileReader),
-    Json(JsonFileReader),
-    Parquet(ParquetRecordBatchReader, String),
-    Ipc(arrow_ipc::reader::FileReader<File>, String),
+/// Reads one file in its format, as rows of the source's schema.
+pub(crate) struct FileReader {
+    inner: Box<dyn BatchReader>,
+    path: String,
 }
 
 impl FileReader {
-    pub(crate) fn open(
-        path: &Path,
-        format: &FileFormat,
-        schema: &SchemaRef,
-        batch_size: usize,
-        dead_letter: Option<Arc<DeadLetter>>,
-        row_groups: Option<Vec<usize>>,
-    ) -> Result<Self> {
-        let display = path.display().to_string();
-        let check = |found: &Schema| -> Result<()> {
-            if found.fields().len() != schema.fields().len()
-                || found
-                    .fields()
-                    .iter()
-                    .zip(schema.fields())
-                    .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
-            {
-                return Err(ConnectorError::format(
-                    &display,
-                    format!("file schema ({found}) differs from the source schema ({schema})"),
-                ));
-            }
-            Ok(())
-        };
-        Ok(match format {
-            FileFormat::Csv(o) => FileReader::Csv(CsvFileReader::open(
-                path,
-                schema.clone(),
-                *o,
-                batch_size,
-                dead_letter,
-            )?),
-            FileFormat::JsonLines => FileReader::Json(JsonFileReader::open(
-                path,
-                schema.clone(),
-                batch_size,
-                dead_letter,
-            )?),
-            FileFormat::Parquet => {
-                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-                let b = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .map_err(|e| ConnectorError::format(&display, e))?;
-                check(b.schema())?;
-                let b = match row_groups {
-                    Some(rg) => b.with_row_groups(rg),
-                    None => b,
-                };
-                let r = b
-                    .with_batch_size(batch_size)
-                    .build()
-                    .map_err(|e| ConnectorError::format(&display, e))?;
-                FileReader::Parquet(r, display)
-            }
-            FileFormat::ArrowIpc => {
-                let f = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-                let r = open_ipc(f, &display)?;
-                check(&r.schema())?;
-                FileReader::Ipc(r, display)
-            }
+    pub(crate) fn open(path: &Path, format: &FileFormat, read: ReadOptions) -> Result<Self> {
+        Ok(FileReader {
+            inner: format.format().open(path, read)?,
+            path: path.display().to_string(),
         })
     }
 
     pub(crate) fn next_batch(&mut self, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
-        let b = match self {
-            FileReader::Csv(r) => r.next_batch()?,
-            FileReader::Json(r) => r.next_batch()?,
-            FileReader::Parquet(r, p) => r
-                .next()
-                .transpose()
-                .map_err(|e| ConnectorError::format(&*p, e))?,
-            // arrow-ipc trusts a file's buffer offsets and panics on some corrupt files:
-            // a damaged file must fail its read, naming it, not the process.
-            FileReader::Ipc(r, p) => crate::ipc::guard_decode(p, || r.next().transpose())?
-                .map_err(|e| ConnectorError::format(&*p, e))?,
-        };
         // Files may differ from the declared schema in metadata or nullability only.
-        Ok(match b {
+        Ok(match self.inner.next_batch()? {
             Some(b) if b.schema() != *schema => Some(
                 RecordBatch::try_new(schema.clone(), b.columns().to_vec())
-                    .map_err(|e| ConnectorError::Config(e.to_string()))?,
+                    .map_err(|e| ConnectorError::format(&self.path, e))?,
             ),
             other => other,
         })
     }
 
     pub(crate) fn position(&self) -> Option<u64> {
-        match self {
-            FileReader::Csv(r) => Some(r.position()),
-            FileReader::Json(r) => Some(r.position()),
-            _ => None,
-        }
+        self.inner.position()
     }
 }
 
@@ -385,20 +214,21 @@ impl FileSource {
     /// Split the input for `parallelism` readers: whole files, except that Parquet files are
     /// split by row group when there are fewer files than readers.
     fn units(&self, parallelism: usize) -> Result<Vec<Unit>> {
-        if self.format != FileFormat::Parquet || self.files.len() >= parallelism {
-            return Ok(self.files.iter().cloned().map(Unit::file).collect());
+        let whole = || Ok(self.files.iter().cloned().map(Unit::file).collect());
+        if self.files.len() >= parallelism {
+            return whole();
         }
+        let format = self.format.format();
         let mut units = Vec::new();
         for f in &self.files {
-            let display = f.display().to_string();
-            let file = File::open(f).map_err(|e| ConnectorError::io(&display, e))?;
-            let b = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| ConnectorError::format(&display, e))?;
-            for (i, rg) in b.metadata().row_groups().iter().enumerate() {
+            let Some(groups) = format.row_groups(f)? else {
+                return whole();
+            };
+            for (i, bytes) in groups.into_iter().enumerate() {
                 units.push(Unit {
                     path: f.clone(),
                     row_groups: Some(vec![i]),
-                    bytes: rg.compressed_size().max(0) as u64,
+                    bytes,
                     skip_rows: 0,
                 });
             }
@@ -531,14 +361,13 @@ impl FileSetReader {
                     return Ok(None);
                 };
                 self.current_size = unit.bytes;
-                self.current = Some(FileReader::open(
-                    &unit.path,
-                    &self.format,
-                    &self.schema,
-                    self.batch_size,
-                    self.dead_letter.clone(),
-                    unit.row_groups.clone(),
-                )?);
+                let read = ReadOptions {
+                    schema: self.schema.clone(),
+                    batch_size: self.batch_size,
+                    dead_letter: self.dead_letter.clone(),
+                    row_groups: unit.row_groups.clone(),
+                };
+                self.current = Some(FileReader::open(&unit.path, &self.format, read)?);
                 self.current_unit = Some((unit, 0));
             }
             let r = self.current.as_mut().expect("opened above");
@@ -622,32 +451,6 @@ impl SourceReader for FileSetReader {
     }
 }
 
-/// Rows per Parquet row group written. A writer holds a whole row group's encoded pages in
-/// memory until it is complete; the parquet crate's default (about a million rows) made a
-/// streaming sink hold that much and grow its buffers by copying.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
-
-/// How Parquet files are written here: row groups of 64 Ki rows, dictionary encoding only
-/// for string columns, where values repeat (on doubles it costs most of the write and falls
-/// back to plain pages).
-pub fn parquet_writer_properties(schema: &Schema) -> parquet::file::properties::WriterProperties {
-    let mut props = parquet::file::properties::WriterProperties::builder()
-        .set_dictionary_enabled(false)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
-    for f in schema.fields() {
-        if matches!(
-            f.data_type(),
-            arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8
-        ) {
-            props = props.set_column_dictionary_enabled(
-                parquet::schema::types::ColumnPath::from(f.name().as_str()),
-                true,
-            );
-        }
-    }
-    props.build()
-}
-
 /// Writes batches to files of one format.
 ///
 /// With one instance and a path that has an extension, writes that file; otherwise `path` is
@@ -712,19 +515,7 @@ impl Sink for FileSink {
     }
 
     fn check_schema(&self, schema: &Schema) -> ferroflow_engine::Result<()> {
-        if let FileFormat::Csv(_) = self.format {
-            for f in schema.fields() {
-                if f.data_type().is_nested() {
-                    return Err(ConnectorError::Config(format!(
-                        "column '{}' of type {} cannot be written as CSV",
-                        f.name(),
-                        f.data_type()
-                    ))
-                    .into());
-                }
-            }
-        }
-        Ok(())
+        Ok(self.format.format().check_writable(schema)?)
     }
 
     fn create_writer(
@@ -841,13 +632,6 @@ fn decode_commit(b: &[u8]) -> ferroflow_engine::Result<(PathBuf, PathBuf)> {
     Ok((pending, visible))
 }
 
-enum Writer {
-    Csv(arrow_csv::Writer<BufWriter<File>>),
-    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
-    Parquet(ArrowWriter<File>),
-    Ipc(arrow_ipc::writer::FileWriter<BufWriter<File>>),
-}
-
 /// Writes one instance's part files. Without checkpoints: one file, renamed into place at
 /// `finish`. With checkpoints: a file per epoch, closed and synced under a hidden name at
 /// each barrier (`pre_commit`) and renamed to `part-<run>-<instance>-<epoch>` when the
@@ -856,7 +640,7 @@ struct FileSinkWriter {
     format: FileFormat,
     schema: SchemaRef,
     /// The open file, its temporary path and rows written to it.
-    current: Option<(Writer, PathBuf, u64)>,
+    current: Option<(Box<dyn BatchWriter>, PathBuf, u64)>,
     target: PathBuf,
     single: bool,
     dir: PathBuf,
@@ -878,30 +662,7 @@ impl FileSinkWriter {
         ));
         let file = File::create(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
         let display = self.target.display().to_string();
-        let fmt_err = |e: ArrowError| ConnectorError::format(&display, e);
-        let writer = match self.format {
-            FileFormat::Csv(o) => Writer::Csv(
-                arrow_csv::WriterBuilder::new()
-                    .with_header(o.has_header)
-                    .with_delimiter(o.delimiter)
-                    .build(BufWriter::new(file)),
-            ),
-            FileFormat::JsonLines => {
-                Writer::Json(arrow_json::LineDelimitedWriter::new(BufWriter::new(file)))
-            }
-            FileFormat::Parquet => Writer::Parquet(
-                ArrowWriter::try_new(
-                    file,
-                    self.schema.clone(),
-                    Some(parquet_writer_properties(&self.schema)),
-                )
-                .map_err(|e| ConnectorError::format(&display, e))?,
-            ),
-            FileFormat::ArrowIpc => Writer::Ipc(
-                arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &self.schema)
-                    .map_err(fmt_err)?,
-            ),
-        };
+        let writer = self.format.format().create(file, &self.schema, &display)?;
         self.current = Some((writer, tmp, 0));
         Ok(())
     }
@@ -913,25 +674,9 @@ impl FileSinkWriter {
             return Ok(None);
         };
         let display = self.target.display().to_string();
-        // The buffered writer's error without the writer it hands back.
-        let flushed = |e: std::io::IntoInnerError<BufWriter<File>>| BoxError::from(e.into_error());
-        let file = match writer {
-            Writer::Csv(w) => w.into_inner().into_inner().map_err(flushed),
-            Writer::Json(mut w) => w
-                .finish()
-                .map_err(BoxError::from)
-                .and_then(|_| w.into_inner().into_inner().map_err(flushed)),
-            Writer::Parquet(mut w) => w
-                .finish()
-                .map_err(BoxError::from)
-                .and_then(|_| w.inner_mut().try_clone().map_err(BoxError::from)),
-            Writer::Ipc(mut w) => w
-                .finish()
-                .map_err(BoxError::from)
-                .and_then(|_| w.into_inner().map_err(BoxError::from))
-                .and_then(|b| b.into_inner().map_err(flushed)),
-        }
-        .map_err(|e| ConnectorError::format(&display, e))?;
+        let file = writer
+            .finish()
+            .map_err(|e| ConnectorError::format(&display, e))?;
         if sync {
             file.sync_all()
                 .map_err(|e| ConnectorError::io(tmp.display(), e))?;
@@ -948,12 +693,7 @@ impl SinkWriter for FileSinkWriter {
         let display = self.target.display().to_string();
         let (w, _, rows) = self.current.as_mut().expect("opened above");
         *rows += batch.num_rows() as u64;
-        let r = match w {
-            Writer::Csv(w) => w.write(&batch).map_err(BoxError::from),
-            Writer::Json(w) => w.write(&batch).map_err(BoxError::from),
-            Writer::Parquet(w) => w.write(&batch).map_err(BoxError::from),
-            Writer::Ipc(w) => w.write(&batch).map_err(BoxError::from),
-        };
+        let r = w.write(&batch);
         r.map_err(|e| ConnectorError::format(display, e).into())
     }
 

@@ -12,27 +12,25 @@
 //! Sources and sinks do blocking I/O and run on the engine's I/O threads, never on its CPU pool.
 
 mod ad_clicks;
-mod csv;
 mod deadletter;
 mod dirwatch;
 mod discard;
 mod error;
 mod files;
+mod format;
 mod generator;
-mod json;
 mod memory;
 mod print;
 mod splits;
 
-pub mod ipc;
-
-pub use crate::csv::CsvOptions;
 pub use ad_clicks::AdClicks;
 pub use deadletter::DeadLetter;
 pub use dirwatch::DirectoryWatchSource;
 pub use discard::DiscardSink;
 pub use error::{ConnectorError, Result};
-pub use files::{FileFormat, FileSink, FileSource, parquet_writer_properties};
+pub use files::{FileSink, FileSource};
+pub use format::parquet::parquet_writer_properties;
+pub use format::{CsvOptions, FileFormat, ipc};
 pub use generator::{GenColumn, GeneratorSource, RowGenerator};
 pub use memory::{MemorySink, MemorySource};
 pub use print::PrintSink;

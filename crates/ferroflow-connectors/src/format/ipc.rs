@@ -9,9 +9,14 @@
 //! decodes none). The decode itself runs under `catch_unwind` for anything left.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::path::Path;
 
-use crate::error::{ConnectorError, Result};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::error::{BoxError, ConnectorError, Result};
+use crate::format::{BatchReader, BatchWriter, Format, ReadOptions, check_file_schema, open_file};
 
 /// Rows a batch may declare per byte of its body, beyond a small allowance for columns
 /// without buffers (all-null and empty columns).
@@ -155,6 +160,72 @@ pub fn check_ipc_file(file: &mut File, path: &str) -> Result<()> {
 pub fn guard_decode<T>(path: &str, decode: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
         .map_err(|_| bad(path, "what it declares does not fit its bytes"))
+}
+
+/// Open an Arrow IPC file checked by [`check_ipc_file`] first.
+fn open_checked(path: &Path) -> Result<arrow_ipc::reader::FileReader<File>> {
+    let display = path.display().to_string();
+    let mut file = open_file(path)?;
+    check_ipc_file(&mut file, &display)?;
+    guard_decode(&display, || {
+        arrow_ipc::reader::FileReader::try_new(file, None)
+    })?
+    .map_err(|e| ConnectorError::format(&display, e))
+}
+
+/// The Arrow IPC file format (Feather v2), every file checked before it is decoded.
+pub(crate) struct ArrowIpc;
+
+impl Format for ArrowIpc {
+    /// The schema stored in the file.
+    fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
+        Ok(open_checked(path)?.schema())
+    }
+
+    fn open(&self, path: &Path, read: ReadOptions) -> Result<Box<dyn BatchReader>> {
+        let reader = open_checked(path)?;
+        let display = path.display().to_string();
+        check_file_schema(&display, &reader.schema(), &read.schema)?;
+        Ok(Box::new(IpcReader {
+            reader,
+            path: display,
+        }))
+    }
+
+    fn create(&self, file: File, schema: &SchemaRef, path: &str) -> Result<Box<dyn BatchWriter>> {
+        let w = arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), schema)
+            .map_err(|e| ConnectorError::format(path, e))?;
+        Ok(Box::new(w))
+    }
+}
+
+struct IpcReader {
+    reader: arrow_ipc::reader::FileReader<File>,
+    path: String,
+}
+
+impl BatchReader for IpcReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        // arrow-ipc trusts a file's buffer offsets and panics on some corrupt files: a
+        // damaged file must fail its read, naming it, not the process.
+        let reader = &mut self.reader;
+        guard_decode(&self.path, || reader.next().transpose())?
+            .map_err(|e| ConnectorError::format(&self.path, e))
+    }
+}
+
+impl BatchWriter for arrow_ipc::writer::FileWriter<BufWriter<File>> {
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), BoxError> {
+        Ok(arrow_ipc::writer::FileWriter::write(self, batch)?)
+    }
+
+    fn finish(mut self: Box<Self>) -> std::result::Result<File, BoxError> {
+        arrow_ipc::writer::FileWriter::finish(&mut *self)?;
+        Ok(self
+            .into_inner()?
+            .into_inner()
+            .map_err(|e| e.into_error())?)
+    }
 }
 
 #[cfg(test)]

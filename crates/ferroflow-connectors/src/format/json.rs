@@ -1,7 +1,7 @@
 //! JSON lines decoding into Arrow with line-precise errors.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +10,8 @@ use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_seekable};
 use arrow_schema::SchemaRef;
 
 use crate::deadletter::DeadLetter;
-use crate::error::{ConnectorError, Result};
+use crate::error::{BoxError, ConnectorError, Result};
+use crate::format::{BatchReader, BatchWriter, Format, ReadOptions};
 
 /// Reads one JSON-lines file as batches of `schema`.
 pub(crate) struct JsonFileReader {
@@ -57,9 +58,10 @@ impl JsonFileReader {
         }
         decoder.flush().map_err(|e| e.to_string())
     }
+}
 
-    /// Next batch, `None` at end of file.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+impl BatchReader for JsonFileReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
         }
@@ -123,9 +125,8 @@ impl JsonFileReader {
             .map_err(|e| ConnectorError::format(&self.path, e))
     }
 
-    /// Bytes consumed so far.
-    pub(crate) fn position(&self) -> u64 {
-        self.bytes
+    fn position(&self) -> Option<u64> {
+        Some(self.bytes)
     }
 }
 
@@ -146,11 +147,42 @@ fn locate(line: &str, reason: &str) -> (String, String) {
     ("?".into(), reason.to_string())
 }
 
-/// Infer a schema from the first lines of a JSON-lines file.
-pub(crate) fn infer_schema(path: &Path) -> Result<SchemaRef> {
-    let display = path.display().to_string();
-    let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-    let (schema, _) = infer_json_schema_from_seekable(BufReader::new(file), Some(1000))
-        .map_err(|e| ConnectorError::format(&display, e))?;
-    Ok(Arc::new(schema))
+/// One JSON object per line.
+pub(crate) struct JsonLines;
+
+type LineWriter = arrow_json::LineDelimitedWriter<BufWriter<File>>;
+
+impl Format for JsonLines {
+    /// Arrow's inference over the first 1000 lines.
+    fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
+        let display = path.display().to_string();
+        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        let (schema, _) = infer_json_schema_from_seekable(BufReader::new(file), Some(1000))
+            .map_err(|e| ConnectorError::format(&display, e))?;
+        Ok(Arc::new(schema))
+    }
+
+    fn open(&self, path: &Path, read: ReadOptions) -> Result<Box<dyn BatchReader>> {
+        Ok(Box::new(JsonFileReader::open(
+            path,
+            read.schema,
+            read.batch_size,
+            read.dead_letter,
+        )?))
+    }
+
+    fn create(&self, file: File, _: &SchemaRef, _: &str) -> Result<Box<dyn BatchWriter>> {
+        Ok(Box::new(LineWriter::new(BufWriter::new(file))))
+    }
+}
+
+impl BatchWriter for LineWriter {
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), BoxError> {
+        Ok(arrow_json::LineDelimitedWriter::write(self, batch)?)
+    }
+
+    fn finish(mut self: Box<Self>) -> std::result::Result<File, BoxError> {
+        arrow_json::LineDelimitedWriter::finish(&mut *self)?;
+        Ok(self.into_inner().into_inner().map_err(|e| e.into_error())?)
+    }
 }

@@ -16,7 +16,8 @@ use arrow_cast::parse::Parser;
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 
 use crate::deadletter::DeadLetter;
-use crate::error::{ConnectorError, Result};
+use crate::error::{BoxError, ConnectorError, Result};
+use crate::format::{BatchReader, BatchWriter, Format, ReadOptions};
 
 /// CSV dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +28,17 @@ pub struct CsvOptions {
     pub delimiter: u8,
 }
 
+impl CsvOptions {
+    /// A header line, comma separated.
+    pub const DEFAULT: CsvOptions = CsvOptions {
+        has_header: true,
+        delimiter: b',',
+    };
+}
+
 impl Default for CsvOptions {
     fn default() -> Self {
-        CsvOptions {
-            has_header: true,
-            delimiter: b',',
-        }
+        CsvOptions::DEFAULT
     }
 }
 
@@ -297,9 +303,10 @@ impl CsvFileReader {
         }
         Ok(())
     }
+}
 
-    /// Next batch, `None` at end of file.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+impl BatchReader for CsvFileReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if let Some(e) = self.pending_error.take() {
             self.done = true;
             return Err(e);
@@ -356,21 +363,66 @@ impl CsvFileReader {
             .map_err(|e| ConnectorError::format(&self.path, e))
     }
 
-    /// Bytes consumed so far.
-    pub(crate) fn position(&self) -> u64 {
-        self.reader.position().byte()
+    fn position(&self) -> Option<u64> {
+        Some(self.reader.position().byte())
     }
 }
 
-/// Infer a schema from the first rows of a CSV file (Arrow's inference).
-pub(crate) fn infer_schema(path: &Path, options: CsvOptions) -> Result<SchemaRef> {
-    let display = path.display().to_string();
-    let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
-    let format = arrow_csv::reader::Format::default()
-        .with_header(options.has_header)
-        .with_delimiter(options.delimiter);
-    let (schema, _) = format
-        .infer_schema(BufReader::new(file), Some(1000))
-        .map_err(|e| ConnectorError::format(&display, e))?;
-    Ok(Arc::new(schema))
+/// CSV in one dialect.
+pub(crate) struct Csv(pub(crate) CsvOptions);
+
+impl Format for Csv {
+    /// Arrow's inference over the first 1000 rows.
+    fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
+        let display = path.display().to_string();
+        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        let format = arrow_csv::reader::Format::default()
+            .with_header(self.0.has_header)
+            .with_delimiter(self.0.delimiter);
+        let (schema, _) = format
+            .infer_schema(BufReader::new(file), Some(1000))
+            .map_err(|e| ConnectorError::format(&display, e))?;
+        Ok(Arc::new(schema))
+    }
+
+    fn open(&self, path: &Path, read: ReadOptions) -> Result<Box<dyn BatchReader>> {
+        Ok(Box::new(CsvFileReader::open(
+            path,
+            read.schema,
+            self.0,
+            read.batch_size,
+            read.dead_letter,
+        )?))
+    }
+
+    /// Nested columns have no CSV form.
+    fn check_writable(&self, schema: &arrow_schema::Schema) -> Result<()> {
+        match schema.fields().iter().find(|f| f.data_type().is_nested()) {
+            Some(f) => Err(ConnectorError::Config(format!(
+                "column '{}' of type {} cannot be written as CSV",
+                f.name(),
+                f.data_type()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn create(&self, file: File, _: &SchemaRef, _: &str) -> Result<Box<dyn BatchWriter>> {
+        Ok(Box::new(
+            arrow_csv::WriterBuilder::new()
+                .with_header(self.0.has_header)
+                .with_delimiter(self.0.delimiter)
+                .build(std::io::BufWriter::new(file)),
+        ))
+    }
+}
+
+impl BatchWriter for arrow_csv::Writer<std::io::BufWriter<File>> {
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), BoxError> {
+        Ok(arrow_csv::Writer::write(self, batch)?)
+    }
+
+    fn finish(self: Box<Self>) -> std::result::Result<File, BoxError> {
+        Ok(self.into_inner().into_inner().map_err(|e| e.into_error())?)
+    }
 }
