@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use arrow_schema::{DataType, Schema, TimeUnit};
-use ferroflow_workflow::{Node, NodeKind, SubGraph};
+use ferroflow_workflow::{Node, SubGraph};
 
 use crate::error::{FlinkError, Result};
 
@@ -95,13 +95,59 @@ fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
+/// The node kinds that translate to Flink SQL (of the workflow spec's native kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Translated {
+    /// `read_dataset`: a filesystem table.
+    Read,
+    /// `transform` with SQL: a view.
+    Transform,
+    /// `write_dataset`: a filesystem sink and an INSERT.
+    Write,
+}
+
+/// The kind of `n` if it translates, else why it cannot run on Flink.
+fn translated(n: &Node) -> Result<Translated> {
+    Ok(match n.kind.as_str() {
+        "read_dataset" => Translated::Read,
+        "transform" => Translated::Transform,
+        "write_dataset" => Translated::Write,
+        "dataset_validate" => {
+            return Err(refuse(
+                n,
+                "dataset checks run in native jobs; express the check in SQL or move the node",
+            ));
+        }
+        "user_defined" => {
+            return Err(refuse(
+                n,
+                "a Rust function cannot run on a Flink cluster; use a native job",
+            ));
+        }
+        "train" | "predict" | "evaluate" | "model_validate" | "push_model" => {
+            return Err(refuse(
+                n,
+                "it needs ferroflow's ML library and the Model Center; run it in a native job",
+            ));
+        }
+        other => {
+            return Err(refuse(
+                n,
+                format!(
+                    "no node kind '{other}' translates to Flink (read_dataset, transform and write_dataset do)"
+                ),
+            ));
+        }
+    })
+}
+
 /// A read or write node's path (as written) and its Flink format.
 fn file_of(n: &Node) -> Result<(&str, &'static str)> {
     let Some(p) = n.str_config("path") else {
         return Err(refuse(
             n,
-            match n.kind {
-                NodeKind::ReadDataset => "give `path` (a dataset record is not translated)",
+            match n.kind.as_str() {
+                "read_dataset" => "give `path` (a dataset record is not translated)",
                 _ => "give `path`",
             },
         ));
@@ -145,29 +191,12 @@ fn sql_of(n: &Node) -> Result<String> {
     Ok(sql)
 }
 
-/// Why a node of a kind that never translates cannot run on Flink.
-fn refuse_kind(n: &Node) -> FlinkError {
-    refuse(
-        n,
-        match n.kind {
-            NodeKind::DatasetValidate => {
-                "dataset checks run in native jobs; express the check in SQL or move the node"
-            }
-            NodeKind::UserDefined => {
-                "a Rust function cannot run on a Flink cluster; use a native job"
-            }
-            _ => "it needs ferroflow's ML library and the Model Center; run it in a native job",
-        },
-    )
-}
-
 /// What can be checked of a node without its input files (at submission): its kind, its
 /// path's format, its SQL.
 pub fn check_node(n: &Node) -> Result<()> {
-    match n.kind {
-        NodeKind::ReadDataset | NodeKind::WriteDataset => file_of(n).map(|_| ()),
-        NodeKind::Transform => sql_of(n).map(|_| ()),
-        _ => Err(refuse_kind(n)),
+    match translated(n)? {
+        Translated::Read | Translated::Write => file_of(n).map(|_| ()),
+        Translated::Transform => sql_of(n).map(|_| ()),
     }
 }
 
@@ -194,8 +223,8 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 .filter(|_| n.inputs.len() == 1)
                 .ok_or_else(|| refuse(n, format!("reads one input, has {}", n.inputs.len())))
         };
-        match n.kind {
-            NodeKind::ReadDataset => {
+        match translated(n)? {
+            Translated::Read => {
                 let (p, format) = file_of(n)?;
                 let path = resolve(p);
                 if !path.exists() {
@@ -259,7 +288,7 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 }
                 schemas.insert(n.id.clone(), schema.as_ref().clone());
             }
-            NodeKind::Transform => {
+            Translated::Transform => {
                 let sql = sql_of(n)?;
                 let from = input()?;
                 planner
@@ -279,7 +308,7 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 ));
                 schemas.insert(n.id.clone(), schema.as_ref().clone());
             }
-            NodeKind::WriteDataset => {
+            Translated::Write => {
                 let (p, format) = file_of(n)?;
                 let path = resolve(p);
                 let from = input()?;
@@ -306,7 +335,6 @@ pub fn translate(sub: &SubGraph<'_>, base_dir: Option<&Path>) -> Result<Translat
                 ));
                 outputs.push(path);
             }
-            _ => return Err(refuse_kind(n)),
         }
     }
     if inserts.is_empty() {
@@ -417,5 +445,22 @@ nodes:
             .unwrap_err()
             .to_string();
         assert!(e.contains("writes nothing"), "{e}");
+        let typo = SPEC.replace(
+            "write_dataset: {path: out.jsonl}",
+            "writ_dataset: {path: out.jsonl}",
+        );
+        let e = translated(&typo, &[("in.csv", "k,v\na,1\n")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 'out'")
+                && e.contains("no node kind 'writ_dataset' translates to Flink"),
+            "{e}"
+        );
+        let train = SPEC.replace("write_dataset: {path: out.jsonl}", "train: {model: m}");
+        let e = translated(&train, &[("in.csv", "k,v\na,1\n")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run it in a native job"), "{e}");
     }
 }

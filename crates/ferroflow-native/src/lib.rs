@@ -28,6 +28,8 @@ mod settings;
 mod step;
 mod tables;
 
+pub use step::NativeKind;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -5,10 +5,85 @@
 use ferroflow_meta::ModelStage;
 use ferroflow_ml::StageRegistry;
 use ferroflow_ml::stage::AnyStage;
-use ferroflow_workflow::{Node, NodeKind, Result};
+use ferroflow_workflow::{Node, Result};
 use serde_json::json;
 
 use crate::settings::{self, model_stage, node_err, read, stage};
+
+/// The node kinds a native job runs, by their spec names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeKind {
+    /// `read_dataset`: read a file or a dataset record.
+    ReadDataset,
+    /// `write_dataset`: write a table to a file.
+    WriteDataset,
+    /// `transform`: an ML stage, SQL or a saved stage.
+    Transform,
+    /// `train`: fit an estimator and register the model.
+    Train,
+    /// `predict`: score with a model.
+    Predict,
+    /// `evaluate`: compute metrics.
+    Evaluate,
+    /// `dataset_validate`: check a table.
+    DatasetValidate,
+    /// `model_validate`: evaluate a version and promote it.
+    ModelValidate,
+    /// `push_model`: deploy a version.
+    PushModel,
+    /// `user_defined`: a function registered in Rust.
+    UserDefined,
+}
+
+impl NativeKind {
+    /// Every kind.
+    pub const ALL: [NativeKind; 10] = [
+        NativeKind::ReadDataset,
+        NativeKind::WriteDataset,
+        NativeKind::Transform,
+        NativeKind::Train,
+        NativeKind::Predict,
+        NativeKind::Evaluate,
+        NativeKind::DatasetValidate,
+        NativeKind::ModelValidate,
+        NativeKind::PushModel,
+        NativeKind::UserDefined,
+    ];
+
+    /// The name a spec gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NativeKind::ReadDataset => "read_dataset",
+            NativeKind::WriteDataset => "write_dataset",
+            NativeKind::Transform => "transform",
+            NativeKind::Train => "train",
+            NativeKind::Predict => "predict",
+            NativeKind::Evaluate => "evaluate",
+            NativeKind::DatasetValidate => "dataset_validate",
+            NativeKind::ModelValidate => "model_validate",
+            NativeKind::PushModel => "push_model",
+            NativeKind::UserDefined => "user_defined",
+        }
+    }
+
+    /// The kind of node `n`, or an error naming the node and the kinds there are.
+    pub fn of(n: &Node) -> Result<NativeKind> {
+        NativeKind::ALL
+            .into_iter()
+            .find(|k| k.name() == n.kind.as_str())
+            .ok_or_else(|| {
+                let known: Vec<&str> = NativeKind::ALL.map(NativeKind::name).to_vec();
+                node_err(
+                    n,
+                    format!(
+                        "a native job has no node kind '{}' (known: {})",
+                        n.kind,
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+}
 
 /// Where `read_dataset` reads.
 pub(crate) enum Input {
@@ -96,8 +171,8 @@ pub(crate) fn parse(
         }
         Ok(())
     };
-    Ok(match n.kind {
-        NodeKind::ReadDataset => {
+    Ok(match NativeKind::of(n)? {
+        NativeKind::ReadDataset => {
             let s: settings::ReadDataset = read(n)?;
             need_inputs(0)?;
             match (s.path, s.dataset) {
@@ -106,17 +181,17 @@ pub(crate) fn parse(
                 _ => return Err(node_err(n, "give exactly one of 'path' and 'dataset'")),
             }
         }
-        NodeKind::WriteDataset => {
+        NativeKind::WriteDataset => {
             let s: settings::WriteDataset = read(n)?;
             need_inputs(1)?;
             Step::Write(s.path)
         }
-        NodeKind::DatasetValidate => {
+        NativeKind::DatasetValidate => {
             let s: settings::DatasetValidate = read(n)?;
             need_inputs(1)?;
             Step::ValidateData(s)
         }
-        NodeKind::Transform => {
+        NativeKind::Transform => {
             let s: settings::Transform = read(n)?;
             need_inputs(1)?;
             match (s.stage, s.sql, s.model_dir) {
@@ -136,7 +211,7 @@ pub(crate) fn parse(
                 }
             }
         }
-        NodeKind::Train => {
+        NativeKind::Train => {
             let s: settings::Train = read(n)?;
             need_inputs(1)?;
             let AnyStage::Estimator(estimator) = stage(stages, n, "estimator", &s.estimator)?
@@ -156,7 +231,7 @@ pub(crate) fn parse(
                 description: s.description,
             })
         }
-        NodeKind::ModelValidate => {
+        NativeKind::ModelValidate => {
             let s: settings::ModelValidate = read(n)?;
             need_inputs(1)?;
             let deprecate = match s.reject.as_deref() {
@@ -173,7 +248,7 @@ pub(crate) fn parse(
                 deprecate,
             })
         }
-        NodeKind::PushModel => {
+        NativeKind::PushModel => {
             let s: settings::PushModel = read(n)?;
             need_inputs(0)?;
             Step::Push {
@@ -182,7 +257,7 @@ pub(crate) fn parse(
                 require: s.require,
             }
         }
-        NodeKind::Predict => {
+        NativeKind::Predict => {
             let s: settings::Predict = read(n)?;
             need_inputs(1)?;
             let stage = model_stage(n, s.stage.as_deref(), ModelStage::Deployed)?;
@@ -196,12 +271,12 @@ pub(crate) fn parse(
                 _ => return Err(node_err(n, "give exactly one of 'model' and 'model_dir'")),
             }
         }
-        NodeKind::Evaluate => {
+        NativeKind::Evaluate => {
             let s: settings::Evaluate = read(n)?;
             need_inputs(1)?;
             Step::Evaluate(stage(stages, n, "evaluator", &s.evaluator)?)
         }
-        NodeKind::UserDefined => {
+        NativeKind::UserDefined => {
             let f = n
                 .str_config("function")
                 .ok_or_else(|| node_err(n, "needs 'function' as a string"))?;

@@ -296,6 +296,17 @@ fn settings_are_checked_at_submission() {
         "{e}"
     );
     let e = check(&format!(
+        "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: t, job: j, inputs: [r], trian: {{model: m}}}}\n"
+    ));
+    assert!(
+        e.contains("bad.yaml:7")
+            && e.contains("node 't' (trian)")
+            && e.contains(
+                "no node kind 'trian' (known: read_dataset, write_dataset, transform, train,"
+            ),
+        "{e}"
+    );
+    let e = check(&format!(
         "{head}  - {{id: r, job: j, read_dataset: {{path: a.csv}}}}\n  - {{id: t, job: j, inputs: [r], transform: {{stage: {{className: NoSuchStage}}}}}}\n"
     ));
     assert!(

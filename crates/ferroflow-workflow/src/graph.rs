@@ -14,67 +14,40 @@ use crate::periodic::Periodic;
 use crate::rules::{Action, ConditionType, EventCondition, Life, Rule, ValueCondition};
 use crate::status::JobStatus;
 
-/// What a node does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeKind {
-    /// Read a dataset.
-    ReadDataset,
-    /// Write a dataset.
-    WriteDataset,
-    /// Transform a table (ML stage, SQL, saved model).
-    Transform,
-    /// Fit an estimator and register the model.
-    Train,
-    /// Score a table with a model.
-    Predict,
-    /// Compute metrics.
-    Evaluate,
-    /// Check a dataset.
-    DatasetValidate,
-    /// Evaluate a model version and promote it.
-    ModelValidate,
-    /// Deploy a model version.
-    PushModel,
-    /// A user's own node (a registered function).
-    UserDefined,
-}
+/// What a node does, as its spec names it (`read_dataset:`, `train:`, ...). The graph does
+/// not know the kinds: the plugin of the node's job type reads the ones it runs and refuses
+/// the others, naming them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeKind(String);
 
 impl NodeKind {
-    /// Every kind.
-    pub const ALL: [NodeKind; 10] = [
-        NodeKind::ReadDataset,
-        NodeKind::WriteDataset,
-        NodeKind::Transform,
-        NodeKind::Train,
-        NodeKind::Predict,
-        NodeKind::Evaluate,
-        NodeKind::DatasetValidate,
-        NodeKind::ModelValidate,
-        NodeKind::PushModel,
-        NodeKind::UserDefined,
-    ];
+    /// The longest kind name accepted.
+    pub const MAX_LEN: usize = 64;
 
-    /// The snake_case name used in specs.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            NodeKind::ReadDataset => "read_dataset",
-            NodeKind::WriteDataset => "write_dataset",
-            NodeKind::Transform => "transform",
-            NodeKind::Train => "train",
-            NodeKind::Predict => "predict",
-            NodeKind::Evaluate => "evaluate",
-            NodeKind::DatasetValidate => "dataset_validate",
-            NodeKind::ModelValidate => "model_validate",
-            NodeKind::PushModel => "push_model",
-            NodeKind::UserDefined => "user_defined",
+    /// A kind name: a lowercase letter, then lowercase letters, digits and `_`.
+    pub fn new(name: &str) -> std::result::Result<NodeKind, String> {
+        let mut chars = name.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && name.len() <= Self::MAX_LEN;
+        if !ok {
+            return Err(format!(
+                "'{name}' is not a node kind (lowercase letters, digits and '_', at most {} characters)",
+                Self::MAX_LEN
+            ));
         }
+        Ok(NodeKind(name.to_string()))
+    }
+
+    /// The name used in specs.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 impl fmt::Display for NodeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.0)
     }
 }
 

@@ -77,84 +77,26 @@ struct JobSpec {
     properties: Map<String, Value>,
 }
 
+/// A node as written: `id`, `job`, `inputs` and one more key, its kind, holding its settings
+/// (`train: {...}`). Which kinds exist is the job type's business, not the spec's.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NodeSpec {
     id: String,
     job: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     inputs: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    read_dataset: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    write_dataset: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    transform: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    train: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    predict: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    evaluate: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dataset_validate: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model_validate: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    push_model: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_defined: Option<Value>,
+    #[serde(flatten)]
+    kind: BTreeMap<String, Value>,
 }
 
 impl NodeSpec {
-    fn kinds(&self) -> Vec<(NodeKind, &Value)> {
-        [
-            (NodeKind::ReadDataset, &self.read_dataset),
-            (NodeKind::WriteDataset, &self.write_dataset),
-            (NodeKind::Transform, &self.transform),
-            (NodeKind::Train, &self.train),
-            (NodeKind::Predict, &self.predict),
-            (NodeKind::Evaluate, &self.evaluate),
-            (NodeKind::DatasetValidate, &self.dataset_validate),
-            (NodeKind::ModelValidate, &self.model_validate),
-            (NodeKind::PushModel, &self.push_model),
-            (NodeKind::UserDefined, &self.user_defined),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-        .collect()
-    }
-
     fn from_node(n: &Node) -> NodeSpec {
-        let mut s = NodeSpec {
+        NodeSpec {
             id: n.id.clone(),
             job: n.job.clone(),
             inputs: n.inputs.clone(),
-            read_dataset: None,
-            write_dataset: None,
-            transform: None,
-            train: None,
-            predict: None,
-            evaluate: None,
-            dataset_validate: None,
-            model_validate: None,
-            push_model: None,
-            user_defined: None,
-        };
-        let slot = match n.kind {
-            NodeKind::ReadDataset => &mut s.read_dataset,
-            NodeKind::WriteDataset => &mut s.write_dataset,
-            NodeKind::Transform => &mut s.transform,
-            NodeKind::Train => &mut s.train,
-            NodeKind::Predict => &mut s.predict,
-            NodeKind::Evaluate => &mut s.evaluate,
-            NodeKind::DatasetValidate => &mut s.dataset_validate,
-            NodeKind::ModelValidate => &mut s.model_validate,
-            NodeKind::PushModel => &mut s.push_model,
-            NodeKind::UserDefined => &mut s.user_defined,
-        };
-        *slot = Some(n.config.clone());
-        s
+            kind: BTreeMap::from([(n.kind.as_str().to_string(), n.config.clone())]),
+        }
     }
 }
 
@@ -249,33 +191,34 @@ pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
         );
     }
     for n in spec.nodes {
-        let kinds = n.kinds();
-        let (kind, config) = match kinds.as_slice() {
-            [(k, v)] => (*k, (*v).clone()),
-            [] => {
+        let at = || lines.node(&n.id);
+        let mut kinds = n.kind.into_iter();
+        let (kind, config) = match (kinds.next(), kinds.next()) {
+            (Some(one), None) => one,
+            (None, _) => {
                 return Err(WorkflowError::spec(
-                    lines.node(&n.id),
+                    at(),
                     format!(
-                        "node '{}' has no kind; give one of: {}",
-                        n.id,
-                        NodeKind::ALL.map(|k| k.as_str()).join(", ")
+                        "node '{}' has no kind: besides id, job and inputs, give the key of what it does (read_dataset, transform, train, ...)",
+                        n.id
                     ),
                 ));
             }
-            many => {
+            (Some((first, _)), Some((second, _))) => {
+                let rest: Vec<String> = kinds.map(|(k, _)| k).collect();
+                let all = [vec![first, second], rest].concat();
                 return Err(WorkflowError::spec(
-                    lines.node(&n.id),
+                    at(),
                     format!(
                         "node '{}' has several kinds ({}); a node does one thing",
                         n.id,
-                        many.iter()
-                            .map(|(k, _)| k.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        all.join(", ")
                     ),
                 ));
             }
         };
+        let kind = NodeKind::new(&kind)
+            .map_err(|e| WorkflowError::spec(at(), format!("node '{}': {e}", n.id)))?;
         graph.nodes.push(Node {
             id: n.id,
             job: n.job,
@@ -420,9 +363,25 @@ nodes:
             "read_dataset: { path: train.csv }\n    inputs: [fit]",
         ));
         assert!(e.contains("cycle") && e.contains("fit <- read"), "{e}");
-        let e = err(&GOOD.replace("train: { model: churn }", "trian: { model: churn }"));
+        // Which kinds exist is the job type's to say (a misspelt kind is refused by the
+        // native plugin: ferroflow-native's `settings_are_checked_at_submission`); the spec
+        // wants exactly one kind, well formed.
+        let e = err(&GOOD.replace("    train: { model: churn }\n", ""));
         assert!(
-            e.contains("w.yaml:27") && e.contains("unknown field `trian`"),
+            e.contains("w.yaml:24") && e.contains("node 'fit' has no kind"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "train: { model: churn }",
+            "train: { model: churn }\n    input: [read]",
+        ));
+        assert!(
+            e.contains("w.yaml:24") && e.contains("several kinds (input, train)"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("train: { model: churn }", "Train: { model: churn }"));
+        assert!(
+            e.contains("w.yaml:24") && e.contains("'Train' is not a node kind"),
             "{e}"
         );
         let e = err(&GOOD.replace("stage: GENERATED", "stage: GENERATD"));
@@ -440,7 +399,15 @@ nodes:
                 vec![Condition::after("b", crate::status::JobStatus::Finished)],
                 Action::Start,
             )))
-            .node(Node::new("n", "a", NodeKind::UserDefined, Value::Null).inputs(["n"]));
+            .node(
+                Node::new(
+                    "n",
+                    "a",
+                    NodeKind::new("user_defined").unwrap(),
+                    Value::Null,
+                )
+                .inputs(["n"]),
+            );
         let e = g.validate().unwrap_err().to_string();
         assert!(e.contains("unknown job 'b'"), "{e}");
     }
