@@ -1075,6 +1075,30 @@ fn load_errors_keep_the_cause_as_their_source() {
         "{err}"
     );
 
+    // Through the engine too: the job is refused as a plan error whose chain still holds
+    // the file system's error.
+    let job = JobBuilder::new("bad");
+    let batch = features_batch();
+    let stream = job
+        .source(
+            "in",
+            Arc::new(MemorySource::new(batch.schema(), vec![batch]).unwrap()),
+        )
+        .unwrap();
+    let Err(err) = stream.predict("scorer", ModelNode::onnx("/nonexistent/model.onnx")) else {
+        panic!("a missing model was accepted");
+    };
+    assert!(matches!(err, EngineError::Plan(_)), "{err:?}");
+    let mut chain: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut not_found = false;
+    while let Some(e) = chain {
+        not_found |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound);
+        chain = e.source();
+    }
+    assert!(not_found, "the cause is lost: {err:?}");
+
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("corrupt.onnx");
     std::fs::write(&bad, b"this is not a protobuf").unwrap();

@@ -61,8 +61,8 @@ pub trait Source: Send + Sync {
         _instance: &InstanceInfo,
         _splits: Vec<Vec<u8>>,
     ) -> Result<Box<dyn SourceReader>> {
-        Err(crate::EngineError::Plan(
-            "this source cannot resume from a checkpoint".into(),
+        Err(crate::EngineError::plan(
+            "this source cannot resume from a checkpoint",
         ))
     }
 
@@ -94,8 +94,8 @@ pub trait SourceReader: Send {
     /// batches returned so far belong to the checkpoint. Only called when
     /// [`Source::supports_checkpoints`] says so.
     fn snapshot(&mut self) -> Result<Vec<Vec<u8>>> {
-        Err(crate::EngineError::Plan(
-            "this source cannot report its position".into(),
+        Err(crate::EngineError::plan(
+            "this source cannot report its position",
         ))
     }
 }
@@ -160,8 +160,8 @@ pub trait Sink: Send + Sync {
         _schema: SchemaRef,
         _states: Vec<OperatorState>,
     ) -> Result<Box<dyn SinkWriter>> {
-        Err(crate::EngineError::Plan(
-            "this sink cannot restore its writers' state".into(),
+        Err(crate::EngineError::plan(
+            "this sink cannot restore its writers' state",
         ))
     }
 }

@@ -9,9 +9,10 @@ use arrow_schema::ArrowError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
-    /// The job graph is malformed: a schema mismatch, an unknown column, a bad parameter.
+    /// The job graph is malformed: a schema mismatch, an unknown column, a bad parameter,
+    /// a model file that does not load.
     #[error("invalid job: {0}")]
-    Plan(String),
+    Plan(#[source] PlanError),
     /// An operator failed while processing data.
     #[error("node '{node}' failed: {source}")]
     Node {
@@ -68,12 +69,47 @@ pub enum EngineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A failure of a crate above the engine (model inference, SQL evaluation), kept whole:
+    /// its message is that error's, and its source chain is there to walk or downcast.
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync>),
     /// Any other failure, with its message.
     #[error("{0}")]
     Other(String),
 }
 
+/// Why a job cannot be built: the message names the node, column or parameter at fault; the
+/// cause, when a library refused something (a model file, say), is kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanError {
+    /// What is wrong, and where.
+    pub message: String,
+    /// The library's error behind it, if any.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
 impl EngineError {
+    /// A planning error with its message.
+    pub fn plan(message: impl Into<String>) -> Self {
+        EngineError::Plan(PlanError {
+            message: message.into(),
+            source: None,
+        })
+    }
+
+    /// A planning error caused by `source` (its text usually ends the message too).
+    pub fn plan_caused(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        EngineError::Plan(PlanError {
+            message: message.into(),
+            source: Some(source.into()),
+        })
+    }
+
     /// Wrap this error with the name of the node it happened in (once: an error already
     /// naming a node is returned unchanged).
     pub fn in_node(self, node: &str) -> Self {
@@ -102,5 +138,5 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Shorthand for a planning error.
 pub(crate) fn plan_err<T>(msg: impl Into<String>) -> Result<T> {
-    Err(EngineError::Plan(msg.into()))
+    Err(EngineError::plan(msg))
 }

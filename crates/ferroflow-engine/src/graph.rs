@@ -430,7 +430,7 @@ impl DataStream {
             .iter()
             .map(|c| {
                 self.schema.index_of(c).map_err(|_| {
-                    EngineError::Plan(format!(
+                    EngineError::plan(format!(
                         "{what}: column '{c}' not found in the output of node '{}' (columns: {})",
                         self.node_name(),
                         column_names(&self.schema)
@@ -450,7 +450,7 @@ impl DataStream {
             .find(|(t, _)| t == tag)
             .map(|(_, s)| s.clone())
             .ok_or_else(|| {
-                EngineError::Plan(format!(
+                EngineError::plan(format!(
                     "node '{}' has no side output '{tag}' (it has: [{}])",
                     node.name,
                     node.side_outputs
@@ -564,7 +564,7 @@ impl DataStream {
     pub fn sink(&self, name: impl Into<String>, sink: Arc<dyn Sink>) -> Result<()> {
         let name = name.into();
         sink.check_schema(&self.schema).map_err(|e| {
-            EngineError::Plan(format!(
+            EngineError::plan(format!(
                 "sink '{name}' does not accept the output of node '{}': {e}",
                 self.node_name()
             ))

@@ -33,7 +33,7 @@ mod time;
 pub use channel::{ChannelBound, HighWater};
 pub use checkpoint::{CheckpointConfig, CheckpointStats, RestoreFrom, Restored};
 pub use connector::{Progress, Sink, SinkWriter, Source, SourceEvent, SourceReader};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, PlanError, Result};
 pub use graph::{
     DataStream, JobBuilder, JobConfig, JobGraph, KeyedStream, NodeId, Partitioning,
     check_same_schema,

@@ -44,7 +44,7 @@ impl WatermarkStrategy {
 /// Check that `column` of `schema` can carry event time; returns its index.
 pub fn time_column_index(schema: &Schema, column: &str, node: &str) -> Result<usize> {
     let idx = schema.index_of(column).map_err(|_| {
-        EngineError::Plan(format!(
+        EngineError::plan(format!(
             "node '{node}': time column '{column}' not found in input columns [{}]",
             column_names(schema)
         ))

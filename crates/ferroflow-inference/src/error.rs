@@ -90,8 +90,8 @@ impl From<InferenceError> for EngineError {
     fn from(e: InferenceError) -> Self {
         match e {
             InferenceError::Engine(e) => e,
-            e @ InferenceError::Binding { .. } => EngineError::Plan(e.to_string()),
-            e => EngineError::Other(e.to_string()),
+            e @ InferenceError::Binding { .. } => EngineError::plan(e.to_string()),
+            e => EngineError::External(Box::new(e)),
         }
     }
 }

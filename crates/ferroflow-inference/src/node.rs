@@ -185,7 +185,7 @@ pub trait ModelStreamExt {
 impl ModelStreamExt for DataStream {
     fn predict(&self, name: &str, model: ModelNode) -> ferroflow_engine::Result<DataStream> {
         if model.wait_for_version {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "node '{name}': wait_for_first_version needs a model-version input \
                  (predict_with_versions)"
             )));
@@ -208,7 +208,7 @@ impl ModelStreamExt for DataStream {
             match vs.field_with_name(col) {
                 Ok(f) if *f.data_type() == dt => {}
                 _ => {
-                    return Err(EngineError::Plan(format!(
+                    return Err(EngineError::plan(format!(
                         "node '{name}': the model-version input (node '{}') needs a column \
                          '{col}' of type {dt}",
                         versions.node_name()
@@ -296,7 +296,7 @@ impl ModelFactory {
         has_versions: bool,
     ) -> ferroflow_engine::Result<Self> {
         let model = load_shared(config.loader.as_ref(), &config.uri)
-            .map_err(|e| EngineError::Plan(format!("node '{name}': {e}")))?;
+            .map_err(|e| EngineError::plan_caused(format!("node '{name}': {e}"), e))?;
         let binding = Binding::new(
             name,
             &schema,
@@ -309,7 +309,7 @@ impl ModelFactory {
             if schema.index_of(col).is_ok()
                 || binding.output_fields().iter().any(|f| f.name() == col)
             {
-                return Err(EngineError::Plan(format!(
+                return Err(EngineError::plan(format!(
                     "node '{name}': version column '{col}' already exists"
                 )));
             }

@@ -177,7 +177,7 @@ impl ferroflow_engine::Sink for FitSink {
         let mut batches = Vec::new();
         for b in states.into_iter().flat_map(|s| s.batches) {
             if b.schema().fields() != schema.fields() {
-                return Err(EngineError::Plan(format!(
+                return Err(EngineError::plan(format!(
                     "node '{}': the checkpointed rows have the columns {:?}, its input now {:?}",
                     self.name,
                     b.schema().fields(),
@@ -261,7 +261,7 @@ impl MlStreamExt for DataStream {
         estimator: Arc<dyn Estimator>,
     ) -> ferroflow_engine::Result<FittedModel> {
         if !self.is_bounded() {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "node '{name}': fitting {} needs a bounded stream (its input has an unbounded source)",
                 estimator.class_name()
             )));
@@ -285,7 +285,7 @@ impl MlStreamExt for DataStream {
         event_time_col: Option<&str>,
     ) -> ferroflow_engine::Result<DataStream> {
         let plan = |e: crate::MlError| {
-            EngineError::Plan(format!("node '{name}' ({}): {e}", estimator.class_name()))
+            EngineError::plan(format!("node '{name}' ({}): {e}", estimator.class_name()))
         };
         let online = crate::online::nodes::online(estimator.as_ref())?;
         let ctx = crate::online::LearnContext {
@@ -313,12 +313,12 @@ impl MlStreamExt for DataStream {
         event_time_col: Option<&str>,
     ) -> ferroflow_engine::Result<DataStream> {
         let plan = |e: crate::MlError| {
-            EngineError::Plan(format!("node '{name}' ({}): {e}", model.class_name()))
+            EngineError::plan(format!("node '{name}' ({}): {e}", model.class_name()))
         };
         let input = self.schema();
         if let Some(c) = event_time_col {
             input.field_with_name(c).map_err(|_| {
-                EngineError::Plan(format!("node '{name}': no event-time column '{c}'"))
+                EngineError::plan(format!("node '{name}': no event-time column '{c}'"))
             })?;
         }
         let schema = match model.output_schema(&input).map_err(plan)? {
@@ -353,7 +353,7 @@ impl MlStreamExt for DataStream {
             .iter()
             .rposition(|s| matches!(s, AnyStage::Estimator(_)))
             .ok_or_else(|| {
-                EngineError::Plan(format!(
+                EngineError::plan(format!(
                     "node '{name}': the pipeline has no estimator to fit"
                 ))
             })?;
@@ -368,14 +368,14 @@ impl MlStreamExt for DataStream {
                 }
                 AnyStage::Estimator(e) => {
                     let Some(online) = e.as_online() else {
-                        return Err(EngineError::Plan(format!(
+                        return Err(EngineError::plan(format!(
                             "node '{name}': stage {i} ({}) is fitted in batch, not online; fit \
                              it first or use its online counterpart",
                             e.class_name()
                         )));
                     };
                     let model = online.new_model().map_err(|err| {
-                        EngineError::Plan(format!("node '{node}' ({}): {err}", e.class_name()))
+                        EngineError::plan(format!("node '{node}' ({}): {err}", e.class_name()))
                     })?;
                     let class = e.class_name();
                     let data =
@@ -432,14 +432,14 @@ impl MlStreamExt for DataStream {
     ) -> ferroflow_engine::Result<DataStream> {
         crate::swap::check_versions_schema(name, &versions.schema())?;
         if eval.rows == 0 || eval.rows > MAX_HELD_ROWS {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "node '{name}': a version is scored on 1 to {MAX_HELD_ROWS} rows, not {}",
                 eval.rows
             )));
         }
         let input = self.schema();
         if input.field_with_name(&eval.label_col).is_err() {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "node '{name}': the input has no label column '{}' (columns: {})",
                 eval.label_col,
                 input
@@ -467,7 +467,7 @@ impl MlStreamExt for DataStream {
         stages: Vec<AnyStage>,
     ) -> ferroflow_engine::Result<DataStream> {
         let (stages, schema) = crate::online::nodes::plan_progressive(&self.schema(), stages)
-            .map_err(|e| EngineError::Plan(format!("node '{name}': {e}")))?;
+            .map_err(|e| EngineError::plan(format!("node '{name}': {e}")))?;
         self.transform_single(
             name,
             Arc::new(crate::online::nodes::ProgressiveFactory {
@@ -498,9 +498,9 @@ fn output_schema_by_probe(
     let empty = RecordBatch::new_empty(input.clone());
     let probe = stage
         .transform(&[empty])
-        .map_err(|e| EngineError::Plan(format!("node '{name}' ({}): {e}", stage.class_name())))?;
+        .map_err(|e| EngineError::plan(format!("node '{name}' ({}): {e}", stage.class_name())))?;
     let first = probe.into_iter().next().ok_or_else(|| {
-        EngineError::Plan(format!(
+        EngineError::plan(format!(
             "node '{name}': {} produced no table",
             stage.class_name()
         ))

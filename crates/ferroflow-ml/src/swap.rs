@@ -98,7 +98,7 @@ pub(crate) fn check_versions_schema(node: &str, versions: &Schema) -> ferroflow_
             .is_ok_and(|f| want.contains(f.data_type()))
     };
     if !ok("version", &[DataType::Int64, DataType::Int32]) || !ok("uri", &[DataType::Utf8]) {
-        return Err(EngineError::Plan(format!(
+        return Err(EngineError::plan(format!(
             "node '{node}': its versions input needs columns version (int64) and uri (utf8), \
              it has {:?}",
             versions
@@ -128,7 +128,7 @@ pub(crate) fn output_schema(
     for (col, dt) in extra {
         let Some(col) = col else { continue };
         if fields.iter().any(|f| f.name() == col) {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "column '{col}' is already an output column of {}",
                 model.template.class_name()
             )));

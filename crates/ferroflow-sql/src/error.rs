@@ -40,7 +40,10 @@ impl From<SqlError> for EngineError {
     fn from(e: SqlError) -> Self {
         match e {
             SqlError::Engine(e) => e,
-            other => EngineError::Plan(other.to_string()),
+            other => {
+                let message = other.to_string();
+                EngineError::plan_caused(message, other)
+            }
         }
     }
 }

@@ -117,7 +117,7 @@ struct ExprOperator {
 }
 
 fn eval_err(e: datafusion::error::DataFusionError) -> EngineError {
-    EngineError::Other(e.to_string())
+    EngineError::External(Box::new(e))
 }
 
 impl Operator for ExprOperator {
@@ -166,7 +166,7 @@ impl ExprStreamExt for DataStream {
         let input = self.schema();
         let p = plan_expr(predicate, &input).map_err(|e| node_err(name, self, e))?;
         if p.field.data_type() != &arrow_schema::DataType::Boolean {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "filter '{name}': predicate '{predicate}' is {}, not Boolean",
                 p.field.data_type()
             )));
@@ -182,7 +182,7 @@ impl ExprStreamExt for DataStream {
 
     fn select(&self, name: &str, exprs: &[&str]) -> ferroflow_engine::Result<DataStream> {
         if exprs.is_empty() {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "select '{name}': no expressions"
             )));
         }
@@ -195,7 +195,7 @@ impl ExprStreamExt for DataStream {
         let mut seen = std::collections::HashSet::new();
         for p in &planned {
             if !seen.insert(p.field.name().clone()) {
-                return Err(EngineError::Plan(format!(
+                return Err(EngineError::plan(format!(
                     "select '{name}': column '{}' appears twice; use AS to rename one",
                     p.field.name()
                 )));
@@ -215,7 +215,7 @@ impl ExprStreamExt for DataStream {
 }
 
 fn node_err(name: &str, input: &DataStream, e: SqlError) -> EngineError {
-    EngineError::Plan(format!(
+    EngineError::plan(format!(
         "node '{name}' (input from '{}'): {e}",
         input.node_name()
     ))

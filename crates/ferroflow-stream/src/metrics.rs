@@ -119,7 +119,7 @@ struct ModelMetricsSink {
 
 impl Sink for ModelMetricsSink {
     fn check_schema(&self, schema: &Schema) -> ferroflow_engine::Result<()> {
-        let plan = |m: String| Err(EngineError::Plan(format!("sink '{}': {m}", self.node)));
+        let plan = |m: String| Err(EngineError::plan(format!("sink '{}': {m}", self.node)));
         match schema.field_with_name(&self.version_column) {
             Ok(f) if f.data_type() == &DataType::Int64 => {}
             Ok(f) => {
@@ -173,7 +173,7 @@ impl Sink for ModelMetricsSink {
         schema: SchemaRef,
     ) -> ferroflow_engine::Result<Box<dyn SinkWriter>> {
         let target = self.target.clone().ok_or_else(|| {
-            EngineError::Plan(format!(
+            EngineError::plan(format!(
                 "sink '{}': a model_metrics sink runs only inside a workflow job (it needs the Model Center)",
                 self.node
             ))

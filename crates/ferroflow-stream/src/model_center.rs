@@ -113,13 +113,13 @@ impl Sink for ModelCenterSink {
     fn check_schema(&self, schema: &Schema) -> ferroflow_engine::Result<()> {
         match schema.field_with_name(&self.version_column) {
             Ok(f) if f.data_type() == &arrow_schema::DataType::Int64 => Ok(()),
-            Ok(f) => Err(EngineError::Plan(format!(
+            Ok(f) => Err(EngineError::plan(format!(
                 "sink '{}': version column '{}' is {}, not int64",
                 self.node,
                 self.version_column,
                 f.data_type()
             ))),
-            Err(_) => Err(EngineError::Plan(format!(
+            Err(_) => Err(EngineError::plan(format!(
                 "sink '{}': the input has no version column '{}' (set 'version_column')",
                 self.node, self.version_column
             ))),
@@ -137,16 +137,16 @@ impl Sink for ModelCenterSink {
         _schema: SchemaRef,
     ) -> ferroflow_engine::Result<Box<dyn SinkWriter>> {
         let target = self.target.clone().ok_or_else(|| {
-            EngineError::Plan(format!(
+            EngineError::plan(format!(
                 "sink '{}': a model_center sink runs only inside a workflow job (it needs the Model Center)",
                 self.node
             ))
         })?;
         // Checked at build: the stage is a model; its data is replaced row by row.
         let AnyStage::Model(stage) = ferroflow_ml::stage_from_json(&self.stage)
-            .map_err(|e| EngineError::Plan(format!("sink '{}': {e}", self.node)))?
+            .map_err(|e| EngineError::plan(format!("sink '{}': {e}", self.node)))?
         else {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "sink '{}': 'stage' is not a model",
                 self.node
             )));
@@ -337,7 +337,7 @@ impl ferroflow_engine::Source for NoModelCenter {
         &self,
         _instance: &InstanceInfo,
     ) -> ferroflow_engine::Result<Box<dyn ferroflow_engine::SourceReader>> {
-        Err(EngineError::Plan(format!(
+        Err(EngineError::plan(format!(
             "source '{}': a model_center source runs only inside a workflow job (it needs the Model Center)",
             self.node
         )))

@@ -137,7 +137,7 @@ impl TorchStreamExt for DataStream {
         name: &str,
         trainer: TorchTrainer,
     ) -> ferroflow_engine::Result<DataStream> {
-        let plan = |e: String| EngineError::Plan(format!("node '{name}': {e}"));
+        let plan = |e: String| EngineError::plan(format!("node '{name}': {e}"));
         let schema = self.schema();
         let label_elem = match trainer.loss {
             Loss::CrossEntropy => ElementType::I64,

@@ -144,7 +144,7 @@ pub(crate) fn bind_aggregates(
                 }
                 Some(c) => {
                     let idx = schema.index_of(c).map_err(|_| {
-                        EngineError::Plan(format!(
+                        EngineError::plan(format!(
                             "node '{node}': aggregate '{}' reads column '{c}', which is not among the input columns [{}]",
                             a.alias,
                             column_names(schema)

@@ -148,7 +148,7 @@ impl Runtime {
         let max_par = g.max_parallelism;
         for id in 0..g.nodes.len() {
             if job.parallelism(id) > max_par as usize {
-                return Err(EngineError::Plan(format!(
+                return Err(EngineError::plan(format!(
                     "node '{}': parallelism {} is above the job's max parallelism {max_par} (its number of key groups)",
                     g.nodes[id].name,
                     job.parallelism(id)

@@ -19,14 +19,14 @@ pub(super) fn check_checkpointable(g: &crate::graph::GraphInner) -> Result<()> {
     for n in &g.nodes {
         match &n.kind {
             NodeKind::Source { source, .. } if !source.supports_checkpoints() => {
-                return Err(EngineError::Plan(format!(
+                return Err(EngineError::plan(format!(
                     "node '{}': this source cannot record its position, so the job cannot take checkpoints",
                     n.name
                 )));
             }
             NodeKind::Sink { sink } => {
                 if let StateKind::Unsupported(why) = sink.state_kind() {
-                    return Err(EngineError::Plan(format!(
+                    return Err(EngineError::plan(format!(
                         "node '{}': this sink cannot be checkpointed ({why}), so the job cannot take checkpoints",
                         n.name
                     )));
@@ -34,7 +34,7 @@ pub(super) fn check_checkpointable(g: &crate::graph::GraphInner) -> Result<()> {
             }
             NodeKind::Operator { factory } => {
                 if let StateKind::Unsupported(why) = factory.state_kind() {
-                    return Err(EngineError::Plan(format!(
+                    return Err(EngineError::plan(format!(
                         "node '{}': its state cannot be checkpointed yet ({why}), so the job cannot take checkpoints",
                         n.name
                     )));
@@ -164,7 +164,7 @@ pub(super) fn source_resume(
         }
         let assigned = source.assign_splits(splits, par)?;
         if assigned.len() != par {
-            return Err(EngineError::Plan(format!(
+            return Err(EngineError::plan(format!(
                 "the source shared its splits among {} instances, not {par}",
                 assigned.len()
             )));

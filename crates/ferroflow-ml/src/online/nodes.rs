@@ -76,7 +76,7 @@ pub(crate) fn copy_model(
 /// `e` as an online estimator, or an error naming it.
 pub(crate) fn online(e: &dyn Estimator) -> ferroflow_engine::Result<&dyn OnlineEstimator> {
     e.as_online().ok_or_else(|| {
-        EngineError::Plan(format!(
+        EngineError::plan(format!(
             "{} does not learn online (an online estimator is needed)",
             e.class_name()
         ))
