@@ -9,7 +9,8 @@ use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArra
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use ferroflow_connectors::{GenColumn, GeneratorSource, MemorySink, MemorySource};
 use ferroflow_engine::{
-    AggFunc, Aggregate, JobBuilder, JobConfig, JobStatus, Runtime, WatermarkStrategy, WindowSpec,
+    AggFunc, Aggregate, JobBuilder, JobConfig, JobReport, JobStatus, Runtime, WatermarkStrategy,
+    WindowSpec,
 };
 
 fn events(rows: &[(&str, i64, i64)]) -> RecordBatch {
@@ -57,31 +58,41 @@ fn rows_of(sink: &MemorySink) -> Vec<(String, i64, i64, i64)> {
     out
 }
 
-fn run_tumbling(batches: Vec<RecordBatch>, parallelism: usize) -> Vec<(String, i64, i64, i64)> {
+/// Run `count(*) AS n, sum(amount) AS total` per user in `spec` windows over `batches`
+/// (event time with no out-of-orderness when `watermarks`): the sorted rows and the report.
+fn run_window(
+    batches: Vec<RecordBatch>,
+    parallelism: usize,
+    watermarks: bool,
+    spec: WindowSpec,
+) -> (Vec<(String, i64, i64, i64)>, JobReport) {
     let job = JobBuilder::with_config(
-        "tumbling",
+        "windows",
         JobConfig {
             parallelism,
             ..Default::default()
         },
     );
-    let src = job
+    let mut src = job
         .source(
             "events",
             Arc::new(MemorySource::from_batches(batches).unwrap()),
         )
-        .unwrap()
-        .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
-            "ts",
-            Duration::from_millis(0),
-        ))
         .unwrap();
+    if watermarks {
+        src = src
+            .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
+                "ts",
+                Duration::ZERO,
+            ))
+            .unwrap();
+    }
     let sink = MemorySink::new();
     src.key_by(&["user"])
         .unwrap()
         .window(
-            "per_user",
-            WindowSpec::tumbling("ts", Duration::from_secs(10)),
+            "w",
+            spec,
             &[
                 Aggregate::count_star("n"),
                 Aggregate::new(AggFunc::Sum, "amount", "total"),
@@ -92,7 +103,12 @@ fn run_tumbling(batches: Vec<RecordBatch>, parallelism: usize) -> Vec<(String, i
         .unwrap();
     let report = Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
     assert_eq!(report.status, JobStatus::Finished);
-    rows_of(&sink)
+    (rows_of(&sink), report)
+}
+
+fn run_tumbling(batches: Vec<RecordBatch>, parallelism: usize) -> Vec<(String, i64, i64, i64)> {
+    let spec = WindowSpec::tumbling("ts", Duration::from_secs(10));
+    run_window(batches, parallelism, true, spec).0
 }
 
 #[test]
@@ -216,32 +232,8 @@ fn dropped_late_records_are_counted() {
         events(&[("a", 30_000, 1)]),
         events(&[("a", 2_000, 1), ("b", 3_000, 1)]),
     ];
-    let job = JobBuilder::new("drop");
-    let sink = MemorySink::new();
-    job.source(
-        "events",
-        Arc::new(MemorySource::from_batches(batches).unwrap()),
-    )
-    .unwrap()
-    .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
-        "ts",
-        Duration::ZERO,
-    ))
-    .unwrap()
-    .key_by(&["user"])
-    .unwrap()
-    .window(
-        "w",
-        WindowSpec::tumbling("ts", Duration::from_secs(10)),
-        &[
-            Aggregate::count_star("n"),
-            Aggregate::new(AggFunc::Sum, "amount", "total"),
-        ],
-    )
-    .unwrap()
-    .sink("out", Arc::new(sink.clone()))
-    .unwrap();
-    let report = Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let spec = WindowSpec::tumbling("ts", Duration::from_secs(10));
+    let (rows, report) = run_window(batches, 1, true, spec);
     assert_eq!(
         report
             .node("w")
@@ -250,7 +242,7 @@ fn dropped_late_records_are_counted() {
             .get("late_records_dropped"),
         Some(&2)
     );
-    assert_eq!(rows_of(&sink).len(), 2);
+    assert_eq!(rows.len(), 2);
 }
 
 #[test]
@@ -262,29 +254,10 @@ fn session_windows_merge_by_gap() {
         ("a", 2_000, 1),
         ("b", 1_000, 5),
     ]);
-    let job = JobBuilder::new("sessions");
-    let sink = MemorySink::new();
-    job.source(
-        "events",
-        Arc::new(MemorySource::from_batches(vec![b]).unwrap()),
-    )
-    .unwrap()
-    .key_by(&["user"])
-    .unwrap()
-    .window(
-        "s",
-        WindowSpec::session("ts", Duration::from_secs(5)),
-        &[
-            Aggregate::count_star("n"),
-            Aggregate::new(AggFunc::Sum, "amount", "total"),
-        ],
-    )
-    .unwrap()
-    .sink("out", Arc::new(sink.clone()))
-    .unwrap();
-    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let spec = WindowSpec::session("ts", Duration::from_secs(5));
+    let (rows, _) = run_window(vec![b], 1, false, spec);
     assert_eq!(
-        rows_of(&sink),
+        rows,
         vec![
             ("a".into(), 1_000, 3, 3),
             ("a".into(), 20_000, 1, 1),
@@ -296,29 +269,10 @@ fn session_windows_merge_by_gap() {
 #[test]
 fn sliding_windows_count_each_record_in_every_window() {
     let b = events(&[("a", 1_000, 1), ("a", 6_000, 1)]);
-    let job = JobBuilder::new("hop");
-    let sink = MemorySink::new();
-    job.source(
-        "events",
-        Arc::new(MemorySource::from_batches(vec![b]).unwrap()),
-    )
-    .unwrap()
-    .key_by(&["user"])
-    .unwrap()
-    .window(
-        "h",
-        WindowSpec::sliding("ts", Duration::from_secs(10), Duration::from_secs(5)),
-        &[
-            Aggregate::count_star("n"),
-            Aggregate::new(AggFunc::Sum, "amount", "total"),
-        ],
-    )
-    .unwrap()
-    .sink("out", Arc::new(sink.clone()))
-    .unwrap();
-    Runtime::new().unwrap().run(job.build().unwrap()).unwrap();
+    let spec = WindowSpec::sliding("ts", Duration::from_secs(10), Duration::from_secs(5));
+    let (rows, _) = run_window(vec![b], 1, false, spec);
     assert_eq!(
-        rows_of(&sink),
+        rows,
         vec![
             ("a".into(), -5_000, 1, 1),
             ("a".into(), 0, 2, 2),
