@@ -9,12 +9,12 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::graph::{GRAPH_CLASS, GRAPH_MODEL_CLASS, Graph, GraphModel};
+use crate::graph::{GRAPH_CLASS, GRAPH_MODEL_CLASS, StageGraph, StageGraphModel};
 use crate::pipeline::{PIPELINE_CLASS, PIPELINE_MODEL_CLASS, Pipeline, PipelineModel};
 use crate::stage::{AnyStage, Factory, StageRegistry};
 
 /// The stages of this crate (every Flink ML stage it implements, Pipeline, PipelineModel,
-/// Graph and GraphModel). Built once; clones share it.
+/// StageGraph and StageGraphModel). Built once; clones share it.
 pub fn builtin_stages() -> StageRegistry {
     static BUILTIN: OnceLock<StageRegistry> = OnceLock::new();
     BUILTIN
@@ -48,13 +48,21 @@ pub fn builtin_stages() -> StageRegistry {
                 &mut r,
                 GRAPH_CLASS,
                 None,
-                Some(|dir, meta, r| Ok(AnyStage::Estimator(Box::new(Graph::load(dir, meta, r)?)))),
+                Some(|dir, meta, r| {
+                    Ok(AnyStage::Estimator(Box::new(StageGraph::load(
+                        dir, meta, r,
+                    )?)))
+                }),
             );
             composite(
                 &mut r,
                 GRAPH_MODEL_CLASS,
                 None,
-                Some(|dir, meta, r| Ok(AnyStage::Model(Box::new(GraphModel::load(dir, meta, r)?)))),
+                Some(|dir, meta, r| {
+                    Ok(AnyStage::Model(Box::new(StageGraphModel::load(
+                        dir, meta, r,
+                    )?)))
+                }),
             );
             r
         })

@@ -1,12 +1,12 @@
-//! `GraphBuilder`, `Graph` and `GraphModel`: a DAG of stages wired by table ids, Flink ML's
+//! `StageGraphBuilder`, `StageGraph` and `StageGraphModel`: a DAG of stages wired by table ids, Flink ML's
 //! generalisation of a pipeline (several inputs and outputs, branches that join).
 //!
 //! ```text
-//! let mut b = GraphBuilder::new(ferroflow_ml::builtin_stages());
+//! let mut b = StageGraphBuilder::new(ferroflow_ml::builtin_stages());
 //! let input = b.create_table_id();
 //! let scaled = b.add_estimator(scaler, &[input], 1)[0];
 //! let scored = b.add_estimator(lr, &[scaled], 1)[0];
-//! let graph = b.build_estimator(&[input], &[scored])?;   // fit -> GraphModel
+//! let graph = b.build_estimator(&[input], &[scored])?;   // fit -> StageGraphModel
 //! ```
 //!
 //! Nodes run in the order they were added, which is a topological order because a node can
@@ -44,18 +44,18 @@ struct Node {
 }
 
 /// Builds a graph of stages.
-pub struct GraphBuilder {
+pub struct StageGraphBuilder {
     next: usize,
     defined: Vec<TableId>,
     nodes: Vec<Node>,
     registry: StageRegistry,
 }
 
-impl GraphBuilder {
+impl StageGraphBuilder {
     /// An empty builder for a graph of stages of classes in `registry` (fitting copies the
     /// transformers by class into the fitted graph).
     pub fn new(registry: StageRegistry) -> Self {
-        GraphBuilder {
+        StageGraphBuilder {
             next: 0,
             defined: Vec::new(),
             nodes: Vec::new(),
@@ -110,9 +110,9 @@ impl GraphBuilder {
     }
 
     /// An estimator over the graph: fitting it fits every estimator node in order.
-    pub fn build_estimator(self, inputs: &[TableId], outputs: &[TableId]) -> Result<Graph> {
+    pub fn build_estimator(self, inputs: &[TableId], outputs: &[TableId]) -> Result<StageGraph> {
         self.check(outputs)?;
-        Ok(Graph {
+        Ok(StageGraph {
             params: Params::new(Vec::new()),
             nodes: self.nodes,
             inputs: inputs.to_vec(),
@@ -122,7 +122,7 @@ impl GraphBuilder {
     }
 
     /// A model over the graph (every node an operator or a fitted model).
-    pub fn build_model(self, inputs: &[TableId], outputs: &[TableId]) -> Result<GraphModel> {
+    pub fn build_model(self, inputs: &[TableId], outputs: &[TableId]) -> Result<StageGraphModel> {
         self.check(outputs)?;
         if self
             .nodes
@@ -133,7 +133,7 @@ impl GraphBuilder {
                 "a graph model cannot hold an unfitted estimator".into(),
             ));
         }
-        Ok(GraphModel {
+        Ok(StageGraphModel {
             params: Params::new(Vec::new()),
             nodes: self.nodes,
             inputs: inputs.to_vec(),
@@ -231,7 +231,7 @@ fn collect(ids: &[TableId], tables: &HashMap<TableId, RecordBatch>) -> Result<Ve
 }
 
 /// An estimator made of a graph of stages.
-pub struct Graph {
+pub struct StageGraph {
     params: Params,
     nodes: Vec<Node>,
     inputs: Vec<TableId>,
@@ -239,7 +239,7 @@ pub struct Graph {
     registry: StageRegistry,
 }
 
-impl Stage for Graph {
+impl Stage for StageGraph {
     fn class_name(&self) -> &'static str {
         GRAPH_CLASS
     }
@@ -251,11 +251,11 @@ impl Stage for Graph {
     }
 }
 
-impl Estimator for Graph {
+impl Estimator for StageGraph {
     fn fit(&self, inputs: &[RecordBatch]) -> Result<Box<dyn Model>> {
         let mut tables = bind(&self.inputs, inputs)?;
         let nodes = run(&self.nodes, &mut tables, Some(&self.registry))?;
-        Ok(Box::new(GraphModel {
+        Ok(Box::new(StageGraphModel {
             params: Params::new(Vec::new()),
             nodes,
             inputs: self.inputs.clone(),
@@ -265,14 +265,14 @@ impl Estimator for Graph {
 }
 
 /// A fitted graph: every node an operator or a model.
-pub struct GraphModel {
+pub struct StageGraphModel {
     params: Params,
     nodes: Vec<Node>,
     inputs: Vec<TableId>,
     outputs: Vec<TableId>,
 }
 
-impl Stage for GraphModel {
+impl Stage for StageGraphModel {
     fn class_name(&self) -> &'static str {
         GRAPH_MODEL_CLASS
     }
@@ -284,7 +284,7 @@ impl Stage for GraphModel {
     }
 }
 
-impl AlgoOperator for GraphModel {
+impl AlgoOperator for StageGraphModel {
     fn transform(&self, inputs: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         let mut tables = bind(&self.inputs, inputs)?;
         run(&self.nodes, &mut tables, None)?;
@@ -292,7 +292,7 @@ impl AlgoOperator for GraphModel {
     }
 }
 
-impl Model for GraphModel {
+impl Model for StageGraphModel {
     /// The model data of the last model node.
     fn model_data(&self) -> Result<Vec<RecordBatch>> {
         for n in self.nodes.iter().rev() {
@@ -320,18 +320,18 @@ impl Model for GraphModel {
     }
 }
 
-impl Graph {
+impl StageGraph {
     /// Save into `dir` (must not exist): `metadata` with `graphData`, stages under
     /// `stages/<nodeId>`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         save_graph(GRAPH_CLASS, &self.nodes, &self.inputs, &self.outputs, dir)
     }
 
-    /// Load what [`Graph::save`] (or Flink ML) wrote; `meta` is its metadata, the nodes
+    /// Load what [`StageGraph::save`] (or Flink ML) wrote; `meta` is its metadata, the nodes
     /// loaded with `registry`.
     pub fn load(dir: &Path, meta: &Value, registry: &StageRegistry) -> Result<Self> {
         let (nodes, inputs, outputs) = load_graph(dir, meta, registry)?;
-        Ok(Graph {
+        Ok(StageGraph {
             params: Params::new(Vec::new()),
             nodes,
             inputs,
@@ -341,8 +341,8 @@ impl Graph {
     }
 }
 
-impl GraphModel {
-    /// Load what [`Model::save`] of a GraphModel (or Flink ML) wrote; `meta` is its
+impl StageGraphModel {
+    /// Load what [`Model::save`] of a StageGraphModel (or Flink ML) wrote; `meta` is its
     /// metadata, the nodes loaded with `registry`.
     pub fn load(dir: &Path, meta: &Value, registry: &StageRegistry) -> Result<Self> {
         let (nodes, inputs, outputs) = load_graph(dir, meta, registry)?;
@@ -355,7 +355,7 @@ impl GraphModel {
                 "a GraphModel's node is an unfitted estimator",
             ));
         }
-        Ok(GraphModel {
+        Ok(StageGraphModel {
             params: Params::new(Vec::new()),
             nodes,
             inputs,
@@ -550,8 +550,8 @@ mod tests {
     }
 
     /// x -> VectorAssembler -> v -> MinMaxScaler -> s.
-    fn scaler_graph() -> Graph {
-        let mut b = GraphBuilder::new(crate::builtin_stages());
+    fn scaler_graph() -> StageGraph {
+        let mut b = StageGraphBuilder::new(crate::builtin_stages());
         let input = b.create_table_id();
         let assembled = b
             .add_algo_operator(
@@ -587,14 +587,14 @@ mod tests {
         assert_eq!(nodes[1]["estimatorInputIds"], json!([1]));
         assert_eq!(meta["graphData"]["outputIds"], json!([2]));
         let AnyStage::Estimator(loaded) = load_stage(&dir.path().join("graph")).unwrap() else {
-            panic!("a Graph loads as an estimator")
+            panic!("a StageGraph loads as an estimator")
         };
         let model = loaded.fit(&[x_table(&[0.0, 5.0, 10.0])]).unwrap();
         // The fitted graph: saved with its nodes' model data, loaded, same output.
         model.save(&dir.path().join("model")).unwrap();
         assert!(dir.path().join("model/stages/1/data/0.arrow").exists());
         let AnyStage::Model(back) = load_stage(&dir.path().join("model")).unwrap() else {
-            panic!("a GraphModel loads as a model")
+            panic!("a StageGraphModel loads as a model")
         };
         let input = [x_table(&[2.5, 10.0])];
         let (a, b) = (
@@ -621,8 +621,8 @@ mod tests {
 
     #[test]
     fn undefined_tables_are_refused() {
-        let mut b = GraphBuilder::new(crate::builtin_stages());
-        let mut other = GraphBuilder::new(crate::builtin_stages());
+        let mut b = StageGraphBuilder::new(crate::builtin_stages());
+        let mut other = StageGraphBuilder::new(crate::builtin_stages());
         let foreign = other.create_table_id();
         other.create_table_id();
         let err = b

@@ -42,7 +42,7 @@ pub mod version_metrics;
 pub use classes::{builtin_stages, create_stage, load_stage, stage_classes, stage_from_json};
 pub use dataflow::{FittedModel, MlStreamExt, OnlineFit};
 pub use error::{BoxError, MlError, Result};
-pub use graph::{Graph, GraphBuilder, GraphModel, TableId};
+pub use graph::{StageGraph, StageGraphBuilder, StageGraphModel, TableId};
 pub use params::{ParamSpec, ParamType, Params, Validator};
 pub use stage::{
     AlgoOperator, AnyStage, Estimator, Factory, FromJson, Loader, Model, Stage, StageRegistry,

@@ -1,7 +1,7 @@
 //! The scheduler's decisions as a state machine over one execution's stored state.
 //!
 //! Nothing here reads or writes the store, launches or signals: each step changes the
-//! [`Exec`] in memory and adds to a [`Pending`] what must be committed (records, events)
+//! [`ExecutionState`] in memory and adds to a [`Pending`] what must be committed (records, events)
 //! and then done (launches). The scheduler commits `Pending` together with the execution's
 //! new state in one transaction, then launches and stops (see the parent module). So every
 //! rule of "what happens next" is testable with a graph and a few events.
@@ -29,7 +29,7 @@ pub(super) struct Ctx<'a> {
 }
 
 /// A loaded execution: its stored state and the graph and rules of its snapshot.
-pub(super) struct Exec {
+pub(super) struct ExecutionState {
     pub(super) project: String,
     pub(super) name: String,
     pub(super) workflow: String,
@@ -61,7 +61,7 @@ pub(super) fn active(s: Option<JobStatus>) -> bool {
     s.is_some_and(|s| !s.is_terminal())
 }
 
-impl Exec {
+impl ExecutionState {
     fn status_event(&self, status: ExecutionStatus) -> NewEvent {
         execution_event(&self.project, &self.workflow, &self.name, status)
     }
@@ -131,7 +131,7 @@ impl Exec {
             }
             Action::Start | Action::Restart => {
                 let attempt = js.attempts + 1;
-                let je = format!("{}.{job}.{attempt}", self.name);
+                let job_execution = format!("{}.{job}.{attempt}", self.name);
                 let body = JobExecutionBody {
                     job: job.to_string(),
                     workflow: self.workflow.clone(),
@@ -159,14 +159,14 @@ impl Exec {
                     kind: RecordKind::JobExecution,
                     record: NewRecord {
                         project: self.project.clone(),
-                        name: je.clone(),
+                        name: job_execution.clone(),
                         parent: Some(self.name.clone()),
                         body: to_body(&body),
                     },
                 });
-                p.launches.push(je.clone());
+                p.launches.push(job_execution.clone());
                 js.attempts = attempt;
-                js.current = Some(je);
+                js.current = Some(job_execution);
                 js.status = Some(JobStatus::Init);
                 js.stop_requested = false;
                 js.restart_pending = false;
@@ -372,13 +372,13 @@ mod tests {
     use super::*;
     use crate::spec::parse_workflow;
 
-    fn exec(spec: &str) -> Exec {
+    fn exec(spec: &str) -> ExecutionState {
         let graph = Arc::new(parse_workflow(spec, "wf.yaml").unwrap());
         let mut rules = BTreeMap::new();
         for job in graph.jobs.keys() {
             rules.insert(job.clone(), graph.rules_of(job).unwrap());
         }
-        Exec {
+        ExecutionState {
             project: "p".into(),
             name: "wf-1".into(),
             workflow: graph.name.clone(),

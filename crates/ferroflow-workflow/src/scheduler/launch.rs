@@ -70,14 +70,14 @@ fn launch_token() -> String {
 impl Scheduler {
     /// INIT (or a STARTING left by a gone scheduler) -> STARTING with a new launch token,
     /// then start its runner.
-    pub(super) async fn launch(&mut self, project: &str, je: &str) -> Result<()> {
-        let key = format!("{project}/{je}");
+    pub(super) async fn launch(&mut self, project: &str, job_execution: &str) -> Result<()> {
+        let key = format!("{project}/{job_execution}");
         if self.handles.contains_key(&key) {
             return Ok(());
         }
         let token = launch_token();
         let relaunch_ok = !self.launched.contains_key(&key);
-        let claimed = update_job_execution(&*self.store, project, je, SENDER, |b| {
+        let claimed = update_job_execution(&*self.store, project, job_execution, SENDER, |b| {
             let ok =
                 b.status == JobStatus::Init || (b.status == JobStatus::Starting && relaunch_ok);
             if ok {
@@ -102,7 +102,7 @@ impl Scheduler {
                     .arg("--project")
                     .arg(project)
                     .arg("--job-execution")
-                    .arg(je)
+                    .arg(job_execution)
                     .arg("--launch-id")
                     .arg(&token)
                     .arg("--heartbeat-ms")
@@ -114,23 +114,34 @@ impl Scheduler {
                     // not reach the jobs, which outlive a scheduler restart by design.
                     .process_group(0);
                 let child = cmd.spawn().map_err(|e| {
-                    WorkflowError::job(je, format!("cannot start {}: {e}", program.display()))
+                    WorkflowError::job(
+                        job_execution,
+                        format!("cannot start {}: {e}", program.display()),
+                    )
                 })?;
                 Handle::Child(child)
             }
             Launcher::InProcess { registry } => {
                 let cancel = CancelToken::new();
-                let (store, registry, project, je, opts, c) = (
+                let (store, registry, project, job_execution, opts, c) = (
                     self.store.clone(),
                     registry.clone(),
                     project.to_string(),
-                    je.to_string(),
+                    job_execution.to_string(),
                     self.cfg.runner.clone(),
                     cancel.clone(),
                 );
                 let join = tokio::spawn(async move {
-                    let _ =
-                        run_job_execution(store, &registry, &project, &je, &token, &opts, c).await;
+                    let _ = run_job_execution(
+                        store,
+                        &registry,
+                        &project,
+                        &job_execution,
+                        &token,
+                        &opts,
+                        c,
+                    )
+                    .await;
                 });
                 Handle::Task { cancel, join }
             }
@@ -140,9 +151,9 @@ impl Scheduler {
     }
 
     /// RUNNING/STARTING/INIT -> STOPPING, and tell the runner.
-    pub(super) async fn stop_job_execution(&mut self, project: &str, je: &str) {
-        let key = format!("{project}/{je}");
-        let r = update_job_execution(&*self.store, project, je, SENDER, |b| {
+    pub(super) async fn stop_job_execution(&mut self, project: &str, job_execution: &str) {
+        let key = format!("{project}/{job_execution}");
+        let r = update_job_execution(&*self.store, project, job_execution, SENDER, |b| {
             if b.status.is_terminal() || b.status == JobStatus::Stopping {
                 return false;
             }
@@ -152,7 +163,7 @@ impl Scheduler {
         .await;
         let body = match r {
             Ok(Some(b)) => b,
-            Ok(None) => match get_job_execution(&*self.store, project, je).await {
+            Ok(None) => match get_job_execution(&*self.store, project, job_execution).await {
                 Ok((_, b)) if b.status == JobStatus::Stopping => b,
                 _ => return,
             },

@@ -18,23 +18,26 @@ impl Scheduler {
         let mut work: Vec<(String, String)> = vec![];
         for exec in self.execs.values() {
             for js in exec.body.jobs.values() {
-                if let (Some(je), true) = (&js.current, active(js.status)) {
-                    work.push((exec.project.clone(), je.clone()));
+                if let (Some(job_execution), true) = (&js.current, active(js.status)) {
+                    work.push((exec.project.clone(), job_execution.clone()));
                 }
             }
         }
-        let live: HashSet<String> = work.iter().map(|(p, je)| format!("{p}/{je}")).collect();
+        let live: HashSet<String> = work
+            .iter()
+            .map(|(p, job_execution)| format!("{p}/{job_execution}"))
+            .collect();
         self.beats.retain(|k, _| live.contains(k));
-        for (project, je) in work {
-            if let Err(e) = self.check_job_health(&project, &je).await {
+        for (project, job_execution) in work {
+            if let Err(e) = self.check_job_health(&project, &job_execution).await {
                 if e.is_transient() {
                     return Err(e);
                 }
                 // This run's own trouble (a launch that cannot start, an unreadable record):
                 // it fails; the rest go on.
-                log(&format!("job execution {project}/{je}: {e}"));
+                log(&format!("job execution {project}/{job_execution}: {e}"));
                 let msg = e.to_string();
-                update_job_execution(&*self.store, &project, &je, SENDER, |b| {
+                update_job_execution(&*self.store, &project, &job_execution, SENDER, |b| {
                     if b.status.is_terminal() {
                         return false;
                     }
@@ -49,9 +52,9 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn check_job_health(&mut self, project: &str, je: &str) -> Result<()> {
-        let key = format!("{project}/{je}");
-        let (_, b) = get_job_execution(&*self.store, project, je).await?;
+    async fn check_job_health(&mut self, project: &str, job_execution: &str) -> Result<()> {
+        let key = format!("{project}/{job_execution}");
+        let (_, b) = get_job_execution(&*self.store, project, job_execution).await?;
         if b.status.is_terminal() {
             return Ok(());
         }
@@ -62,7 +65,7 @@ impl Scheduler {
         };
         let reason = if let Some(how) = exited {
             // Give a runner that just wrote its end a moment to be read.
-            let (_, again) = get_job_execution(&*self.store, project, je).await?;
+            let (_, again) = get_job_execution(&*self.store, project, job_execution).await?;
             if again.status.is_terminal() {
                 return Ok(());
             }
@@ -103,12 +106,12 @@ impl Scheduler {
                     Some(_) => None,
                     None => {
                         // Launched by a scheduler that is gone: launch again.
-                        self.launch(project, je).await?;
+                        self.launch(project, job_execution).await?;
                         None
                     }
                 },
                 JobStatus::Init => {
-                    self.launch(project, je).await?;
+                    self.launch(project, job_execution).await?;
                     None
                 }
                 _ => None,
@@ -132,7 +135,7 @@ impl Scheduler {
             Some(r) if b.status != JobStatus::Stopping => (JobStatus::Failed, Some(r)),
             Some(_) | None => (JobStatus::Stopped, None),
         };
-        update_job_execution(&*self.store, project, je, SENDER, |b| {
+        update_job_execution(&*self.store, project, job_execution, SENDER, |b| {
             if b.status.is_terminal() {
                 return false;
             }

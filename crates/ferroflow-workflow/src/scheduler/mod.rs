@@ -44,7 +44,7 @@ mod decide;
 mod launch;
 mod liveness;
 
-use decide::{Ctx, Exec, Pending, SENDER, active};
+use decide::{Ctx, ExecutionState, Pending, SENDER, active};
 use launch::Handle;
 pub use launch::Launcher;
 
@@ -123,7 +123,7 @@ pub struct Scheduler {
     launcher: Launcher,
     clock: Arc<dyn Clock>,
     cfg: SchedulerConfig,
-    execs: BTreeMap<String, Exec>,
+    execs: BTreeMap<String, ExecutionState>,
     workflows: BTreeMap<String, Wf>,
     handles: HashMap<String, Handle>,
     launched: HashMap<String, Instant>,
@@ -380,8 +380,8 @@ impl Scheduler {
             Ok(_) => {
                 // Its runs must not outlive it.
                 for js in readable.iter().flat_map(|b| b.jobs.values()) {
-                    if let (Some(je), true) = (&js.current, active(js.status)) {
-                        self.stop_job_execution(&r.project, je).await;
+                    if let (Some(job_execution), true) = (&js.current, active(js.status)) {
+                        self.stop_job_execution(&r.project, job_execution).await;
                     }
                 }
                 Ok(())
@@ -392,7 +392,7 @@ impl Scheduler {
 
     /// A loaded execution hit an error of its own: transient errors go up (the state is
     /// reloaded); a stale revision reloads it; anything else stops its jobs and fails it.
-    async fn exec_failed(&mut self, mut exec: Exec, e: WorkflowError) -> Result<()> {
+    async fn exec_failed(&mut self, mut exec: ExecutionState, e: WorkflowError) -> Result<()> {
         if e.is_transient() {
             return Err(e);
         }
@@ -445,7 +445,7 @@ impl Scheduler {
             rules.insert(job.clone(), graph.rules_of(job)?);
         }
         let key = format!("{}/{}", r.project, r.name);
-        let mut exec = Exec {
+        let mut exec = ExecutionState {
             project: r.project.clone(),
             name: r.name.clone(),
             workflow: r.parent.clone().unwrap_or_default(),
@@ -483,7 +483,7 @@ impl Scheduler {
 
     /// Write the execution's state with `p`'s writes and events in one transaction, then
     /// launch and stop.
-    async fn commit(&mut self, exec: &mut Exec, mut p: Pending) -> Result<()> {
+    async fn commit(&mut self, exec: &mut ExecutionState, mut p: Pending) -> Result<()> {
         p.writes.push(RecordWrite::Update {
             kind: RecordKind::Execution,
             project: exec.project.clone(),
@@ -512,27 +512,33 @@ impl Scheduler {
     }
 
     /// Launch what was decided and stop what must stop (idempotent).
-    async fn after_commit(&mut self, exec: &Exec, p: Pending) {
-        for je in p.launches {
-            if let Err(e) = self.launch(&exec.project, &je).await {
+    async fn after_commit(&mut self, exec: &ExecutionState, p: Pending) {
+        for job_execution in p.launches {
+            if let Err(e) = self.launch(&exec.project, &job_execution).await {
                 let msg = e.to_string();
-                let _ = update_job_execution(&*self.store, &exec.project, &je, SENDER, |b| {
-                    if b.status.is_terminal() {
-                        return false;
-                    }
-                    b.status = JobStatus::Failed;
-                    b.error = Some(format!("launch failed: {msg}"));
-                    true
-                })
+                let _ = update_job_execution(
+                    &*self.store,
+                    &exec.project,
+                    &job_execution,
+                    SENDER,
+                    |b| {
+                        if b.status.is_terminal() {
+                            return false;
+                        }
+                        b.status = JobStatus::Failed;
+                        b.error = Some(format!("launch failed: {msg}"));
+                        true
+                    },
+                )
                 .await;
             }
         }
         for js in exec.body.jobs.values() {
             if js.stop_requested
                 && active(js.status)
-                && let Some(je) = &js.current
+                && let Some(job_execution) = &js.current
             {
-                self.stop_job_execution(&exec.project, je).await;
+                self.stop_job_execution(&exec.project, job_execution).await;
             }
         }
     }
@@ -666,7 +672,7 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn apply_to_execution(&mut self, exec: &mut Exec, e: &Event) -> Result<()> {
+    async fn apply_to_execution(&mut self, exec: &mut ExecutionState, e: &Event) -> Result<()> {
         if e.offset <= exec.body.offset {
             return Ok(());
         }
@@ -696,7 +702,12 @@ impl Scheduler {
     }
 
     /// A status event of one of our jobs: read the job execution's stored status.
-    async fn refresh_job(&mut self, exec: &mut Exec, e: &Event, p: &mut Pending) -> Result<()> {
+    async fn refresh_job(
+        &mut self,
+        exec: &mut ExecutionState,
+        e: &Event,
+        p: &mut Pending,
+    ) -> Result<()> {
         let Some(job) = crate::JobKey::job_in(&e.key, &exec.workflow) else {
             return Ok(());
         };
