@@ -50,7 +50,7 @@ free_of ferroflow-ml datafusion sqlx ort ferroflow-meta
 free_of ferroflow-sql sqlx ort ferroflow-meta ferroflow-ml
 free_of ferroflow-jobspec sqlx ferroflow-meta ferroflow-ml
 
-echo "== no new module cycles inside a crate"
+echo "== no module cycles inside a crate"
 python3 scripts/module-cycles.py
 
 echo "== the engine builds alone, without DataFusion"
