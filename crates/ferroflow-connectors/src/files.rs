@@ -12,7 +12,7 @@ use ferroflow_engine::{
 
 use crate::deadletter::DeadLetter;
 use crate::error::{ConnectorError, Result};
-use crate::format::{BatchReader, BatchWriter, FileFormat, ReadOptions};
+use crate::format::{BatchReader, BatchWriter, FileFormat, ReadOptions, open_file};
 use crate::splits::FileSplit;
 
 /// Is this a file a reader should skip: hidden, or still being written by convention.
@@ -261,7 +261,7 @@ impl Source for FileSource {
 
     fn validate(&self) -> ferroflow_engine::Result<()> {
         for f in &self.files {
-            std::fs::File::open(f).map_err(|e| ConnectorError::io(f.display(), e))?;
+            open_file(f)?;
         }
         Ok(())
     }

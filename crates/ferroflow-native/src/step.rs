@@ -72,13 +72,12 @@ impl NativeKind {
             .into_iter()
             .find(|k| k.name() == n.kind.as_str())
             .ok_or_else(|| {
-                let known: Vec<&str> = NativeKind::ALL.map(NativeKind::name).to_vec();
+                let known = NativeKind::ALL.map(NativeKind::name).join(", ");
                 node_err(
                     n,
                     format!(
-                        "a native job has no node kind '{}' (known: {})",
-                        n.kind,
-                        known.join(", ")
+                        "a native job has no node kind '{}' (known: {known})",
+                        n.kind
                     ),
                 )
             })

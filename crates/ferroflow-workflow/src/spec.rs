@@ -192,31 +192,23 @@ pub fn parse_workflow(text: &str, file: &str) -> Result<AiGraph> {
     }
     for n in spec.nodes {
         let at = || lines.node(&n.id);
-        let mut kinds = n.kind.into_iter();
-        let (kind, config) = match (kinds.next(), kinds.next()) {
-            (Some(one), None) => one,
-            (None, _) => {
-                return Err(WorkflowError::spec(
-                    at(),
-                    format!(
-                        "node '{}' has no kind: besides id, job and inputs, give the key of what it does (read_dataset, transform, train, ...)",
-                        n.id
-                    ),
-                ));
-            }
-            (Some((first, _)), Some((second, _))) => {
-                let rest: Vec<String> = kinds.map(|(k, _)| k).collect();
-                let all = [vec![first, second], rest].concat();
-                return Err(WorkflowError::spec(
-                    at(),
-                    format!(
-                        "node '{}' has several kinds ({}); a node does one thing",
-                        n.id,
-                        all.join(", ")
-                    ),
-                ));
-            }
-        };
+        if n.kind.len() != 1 {
+            let message = if n.kind.is_empty() {
+                format!(
+                    "node '{}' has no kind: besides id, job and inputs, give the key of what it does (read_dataset, transform, train, ...)",
+                    n.id
+                )
+            } else {
+                let keys: Vec<&str> = n.kind.keys().map(String::as_str).collect();
+                format!(
+                    "node '{}' has several kinds ({}); a node does one thing",
+                    n.id,
+                    keys.join(", ")
+                )
+            };
+            return Err(WorkflowError::spec(at(), message));
+        }
+        let (kind, config) = n.kind.into_iter().next().expect("exactly one kind");
         let kind = NodeKind::new(&kind)
             .map_err(|e| WorkflowError::spec(at(), format!("node '{}': {e}", n.id)))?;
         graph.nodes.push(Node {

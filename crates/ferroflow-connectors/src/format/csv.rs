@@ -17,7 +17,7 @@ use arrow_schema::{DataType, SchemaRef, TimeUnit};
 
 use crate::deadletter::DeadLetter;
 use crate::error::{BoxError, ConnectorError, Result};
-use crate::format::{BatchReader, BatchWriter, Format, ReadOptions};
+use crate::format::{BatchReader, BatchWriter, Format, ReadOptions, open_file};
 
 /// CSV dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +231,7 @@ impl CsvFileReader {
         dead_letter: Option<Arc<DeadLetter>>,
     ) -> Result<Self> {
         let display = path.display().to_string();
-        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        let file = open_file(path)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(options.has_header)
             .delimiter(options.delimiter)
@@ -375,7 +375,7 @@ impl Format for Csv {
     /// Arrow's inference over the first 1000 rows.
     fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
         let display = path.display().to_string();
-        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        let file = open_file(path)?;
         let format = arrow_csv::reader::Format::default()
             .with_header(self.0.has_header)
             .with_delimiter(self.0.delimiter);

@@ -11,7 +11,7 @@ use arrow_schema::SchemaRef;
 
 use crate::deadletter::DeadLetter;
 use crate::error::{BoxError, ConnectorError, Result};
-use crate::format::{BatchReader, BatchWriter, Format, ReadOptions};
+use crate::format::{BatchReader, BatchWriter, Format, ReadOptions, open_file};
 
 /// Reads one JSON-lines file as batches of `schema`.
 pub(crate) struct JsonFileReader {
@@ -34,7 +34,7 @@ impl JsonFileReader {
         dead_letter: Option<Arc<DeadLetter>>,
     ) -> Result<Self> {
         let display = path.display().to_string();
-        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        let file = open_file(path)?;
         Ok(JsonFileReader {
             path: display,
             lines: BufReader::with_capacity(1 << 20, file).lines(),
@@ -156,7 +156,7 @@ impl Format for JsonLines {
     /// Arrow's inference over the first 1000 lines.
     fn schema_of(&self, path: &Path) -> Result<SchemaRef> {
         let display = path.display().to_string();
-        let file = File::open(path).map_err(|e| ConnectorError::io(&display, e))?;
+        let file = open_file(path)?;
         let (schema, _) = infer_json_schema_from_seekable(BufReader::new(file), Some(1000))
             .map_err(|e| ConnectorError::format(&display, e))?;
         Ok(Arc::new(schema))
